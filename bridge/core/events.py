@@ -1,0 +1,99 @@
+"""Network-neutral events: what adapters emit and what the router fans out.
+
+An endpoint is one room on one network (an XMPP MUC, an IRC channel, a SILC
+channel). An identity is who did something, as its own network names them.
+Text is plain Unicode; inline styling, where kept, uses XEP-0393 markup
+(*bold*, _italic_, ~strike~, `mono`), which reads well as plain text too.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One room on one network: ("xmpp", "room@muc.example.org"), ("libera", "#chan")."""
+
+    network: str
+    room: str
+
+    def __str__(self) -> str:
+        return f"{self.network}/{self.room}"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who: `native_id` is stable on its network (IRC account or nick, SILC key
+    fingerprint, XMPP real JID or occupant id); `nick` is what people see."""
+
+    network: str
+    native_id: str
+    nick: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.network, self.native_id)
+
+
+#: The bridge itself, as the sender of its own notices.
+BRIDGE = Identity("bridge", "bridge", "bridge")
+
+
+class MessageKind(enum.Enum):
+    PLAIN = "plain"
+    ACTION = "action"  # /me
+    NOTICE = "notice"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    endpoint: Endpoint
+    sender: Identity
+    time: float = field(default_factory=time.time, compare=False, kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Message(Event):
+    text: str
+    kind: MessageKind = MessageKind.PLAIN
+    native_id: str | None = None  # the id the origin network gave it
+    reply_to: str | None = None
+    replaces: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Join(Event):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Part(Event):
+    reason: str = ""
+    quit: bool = False  # left the network, not just the room
+
+
+@dataclass(frozen=True, slots=True)
+class NickChange(Event):
+    new_nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class Topic(Event):
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Kick(Event):
+    """`sender` kicked `target` out of the room."""
+
+    target: Identity
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Presence(Event):
+    away: bool
+    status: str = ""

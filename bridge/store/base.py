@@ -1,0 +1,50 @@
+"""The store interface: everything the bridge remembers across restarts.
+
+One small interface; no SQL outside `bridge/store/`. Calls are synchronous and
+cheap (served from memory where possible); writes reach disk in short group
+commits (see `SqliteStore.flush`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from bridge.core.events import Identity
+
+
+@dataclass(frozen=True, slots=True)
+class PuppetRecord:
+    """A foreign identity's XMPP face: JID local part (stable) and current nick."""
+
+    localpart: str
+    nick: str
+
+
+class Store(Protocol):
+    def puppet(self, identity: Identity) -> PuppetRecord:
+        """The puppet for `identity`, created on first sight and stable after."""
+
+    def rename_puppet(self, identity: Identity, nick: str) -> PuppetRecord:
+        """Record `identity`'s new display nick; the local part stays."""
+
+    def identity_for_localpart(self, localpart: str) -> Identity | None:
+        """Which foreign identity a puppet JID local part belongs to."""
+
+    def map_message(self, link: str, origin_id: str, endpoint: str, native_id: str) -> None:
+        """Remember that message `origin_id` of `link` is `native_id` on `endpoint`."""
+
+    def find_message(self, link: str, origin_id: str, endpoint: str) -> str | None:
+        """The native id of message `origin_id` of `link` on `endpoint`, if known."""
+
+    def pinned_key(self, network: str, host: str) -> str | None:
+        """The pinned public-key fingerprint of a server, if any."""
+
+    def pin_key(self, network: str, host: str, fingerprint: str) -> None:
+        """Pin a server's public-key fingerprint (trust on first use)."""
+
+    def flush(self) -> None:
+        """Commit pending writes now."""
+
+    def close(self) -> None:
+        """Flush and close."""
