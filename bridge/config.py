@@ -1,0 +1,345 @@
+"""Load and validate the YAML configuration.
+
+Every mistake is reported with its key path and line, all at once, before
+anything connects: `ConfigError.problems` lists them. Secrets are read from
+`*_file` keys or `${ENV_VAR}` references and never need to be in the YAML.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bridge.config_types import (
+    ComponentConfig,
+    Config,
+    EndpointConfig,
+    FloodConfig,
+    IrcNetworkConfig,
+    LinkConfig,
+    LogConfig,
+    SaslConfig,
+    SilcNetworkConfig,
+    StoreConfig,
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    line: int
+    message: str
+    warning: bool = False
+
+    def __str__(self) -> str:
+        kind = "warning: " if self.warning else ""
+        return f"line {self.line}: {kind}{self.path}: {self.message}"
+
+
+class ConfigError(Exception):
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}:{p}" for p in problems))
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_BARE_JID = re.compile(r"^[^@/\s]+@[^@/\s]+$")
+_IRC_CHANNEL = re.compile(r"^[#&+!][^\s,\x07]+$")
+_SILC_CHANNEL = re.compile(r"^[^\s,]+$")
+
+
+class _Reader:
+    """Walks the YAML node tree, converting values and collecting problems."""
+
+    def __init__(self, loader: yaml.SafeLoader) -> None:
+        self.loader = loader
+        self.problems: list[Problem] = []
+
+    def error(self, path: str, node: yaml.Node, message: str, warning: bool = False) -> None:
+        self.problems.append(Problem(path, node.start_mark.line + 1, message, warning))
+
+    def mapping(self, path: str, node: yaml.Node) -> dict[str, tuple[yaml.Node, yaml.Node]] | None:
+        if not isinstance(node, yaml.MappingNode):
+            self.error(path, node, "expected a mapping")
+            return None
+        out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for key_node, value_node in node.value:
+            key = str(self.loader.construct_object(key_node))
+            if key in out:
+                self.error(_join(path, key), key_node, "duplicate key")
+            out[key] = (key_node, value_node)
+        return out
+
+    def scalar(self, path: str, node: yaml.Node, kind: type) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            self.error(path, node, f"expected {_NAMES[kind]}")
+            return None
+        value = self.loader.construct_object(node)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            self.error(path, node, f"expected {_NAMES[kind]}, got {node.value!r}")
+            return None
+        if kind is str:
+            value = self.expand_env(path, node, value)
+        return value
+
+    def expand_env(self, path: str, node: yaml.Node, value: str) -> str | None:
+        missing = [name for name in _ENV.findall(value) if name not in os.environ]
+        if missing:
+            self.error(path, node, f"environment variable {missing[0]} is not set")
+            return None
+        return _ENV.sub(lambda m: os.environ[m.group(1)], value)
+
+    def secret_file(self, path: str, node: yaml.Node) -> str | None:
+        name = self.scalar(path, node, str)
+        if name is None:
+            return None
+        try:
+            st = os.stat(name)
+            text = Path(name).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            self.error(path, node, f"cannot read secret file: {exc.strerror}")
+            return None
+        if st.st_mode & stat.S_IROTH:
+            self.error(path, node, f"secret file {name} is world-readable (chmod 600 it)", warning=True)
+        if not text:
+            self.error(path, node, f"secret file {name} is empty")
+            return None
+        return text
+
+    def section(self, path: str, node: yaml.Node, cls: type, extra: dict[str, Any] | None = None,
+                secrets: tuple[str, ...] = (), nested: dict[str, Any] | None = None,
+                ignore: tuple[str, ...] = ()) -> Any:
+        """Build dataclass `cls` from a mapping node, checking keys and types.
+
+        `secrets` are fields that may also be given as `<field>_file`;
+        `nested` maps a field to a function building it from its node.
+        """
+        items = self.mapping(path, node)
+        if items is None:
+            return None
+        kinds = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = dict(extra or {})
+        ok = True
+        for key, (key_node, value_node) in items.items():
+            sub = _join(path, key)
+            base = key[: -len("_file")] if key.endswith("_file") else None
+            if key in ignore:
+                continue
+            if base in secrets:
+                if base in items:
+                    self.error(sub, key_node, f"give either {base} or {key}, not both")
+                values[base] = self.secret_file(sub, value_node)
+                ok &= values[base] is not None
+            elif nested and key in nested:
+                values[key] = nested[key](sub, value_node)
+                ok &= values[key] is not None
+            elif key in kinds and key not in values:
+                kind = _field_kind(kinds[key].type)
+                if kind is tuple:
+                    values[key] = self.str_list(sub, value_node)
+                else:
+                    values[key] = self.scalar(sub, value_node, kind)
+                ok &= values[key] is not None
+                if key in secrets and values[key] is not None and not _ENV.search(value_node.value):
+                    self.error(sub, value_node,
+                               f"secret written in the config; prefer {key}_file or ${{ENV_VAR}}",
+                               warning=True)
+            else:
+                self.error(sub, key_node, f"unknown key {key!r}")
+                ok = False
+        required = [f.name for f in fields(cls) if f.name not in values
+                    and f.default is MISSING and f.default_factory is MISSING]
+        for name in required:
+            hint = f" (or {name}_file)" if name in secrets else ""
+            self.error(_join(path, name), node, f"missing required key{hint}")
+        if not ok or required:
+            return None
+        return cls(**values)
+
+    def str_list(self, path: str, node: yaml.Node) -> tuple[str, ...] | None:
+        if not isinstance(node, yaml.SequenceNode):
+            self.error(path, node, "expected a list of strings")
+            return None
+        items = [self.scalar(f"{path}[{i}]", n, str) for i, n in enumerate(node.value)]
+        return None if None in items else tuple(items)
+
+
+_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _field_kind(annotation: Any) -> type:
+    text = str(annotation)
+    for name, kind in (("tuple", tuple), ("bool", bool), ("int", int), ("float", float)):
+        if text.startswith(name):
+            return kind
+    return str
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    """Parse and validate config text; raise ConfigError listing every problem."""
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 0
+        raise ConfigError(source, [Problem("(yaml)", line, str(exc).splitlines()[0])]) from None
+    if root is None:
+        raise ConfigError(source, [Problem("(top)", 1, "the config is empty")])
+    r = _Reader(loader)
+    top = r.mapping("", root) or {}
+    known = {"component", "store", "log", "networks", "links"}
+    for key, (key_node, _) in top.items():
+        if key not in known:
+            r.error(key, key_node, f"unknown key {key!r}")
+    for key in ("component", "networks", "links"):
+        if key not in top:
+            r.error(key, root, "missing required section")
+
+    component = store = log = None
+    if "component" in top:
+        component = r.section("component", top["component"][1], ComponentConfig, secrets=("secret",))
+        if component and not re.fullmatch(r"[^@/\s]+\.[^@/\s]+", component.jid):
+            r.error("component.jid", top["component"][1], "must be a domain like bridge.example.org")
+    store = r.section("store", top["store"][1], StoreConfig) if "store" in top else StoreConfig()
+    log = r.section("log", top["log"][1], LogConfig) if "log" in top else LogConfig()
+    if log and log.format not in ("auto", "json", "console"):
+        r.error("log.format", top["log"][1], "must be auto, json or console")
+    networks = _networks(r, top["networks"][1]) if "networks" in top else {}
+    links = _links(r, top["links"][1], networks) if "links" in top else ()
+
+    errors = [p for p in r.problems if not p.warning]
+    if errors or None in (component, store, log):
+        raise ConfigError(source, sorted(r.problems, key=lambda p: p.line))
+    config = Config(component, store, log, networks, links)
+    config_warnings[id(config)] = [p for p in r.problems if p.warning]
+    return config
+
+
+#: Warnings found while loading each Config (keyed by id); see `warnings_for`.
+config_warnings: dict[int, list[Problem]] = {}
+
+
+def warnings_for(config: Config) -> list[Problem]:
+    return config_warnings.get(id(config), [])
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [Problem("(file)", 0, exc.strerror or str(exc))]) from None
+    return parse_config(text, str(path))
+
+
+def _networks(r: _Reader, node: yaml.Node) -> dict[str, Any]:
+    items = r.mapping("networks", node) or {}
+    out: dict[str, Any] = {}
+    for name, (key_node, value_node) in items.items():
+        path = f"networks.{name}"
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name == "xmpp":
+            r.error(path, key_node, "network names use letters, digits, _ . - (and not 'xmpp')")
+            continue
+        fields_ = r.mapping(path, value_node)
+        if fields_ is None:
+            continue
+        kind_node = fields_.get("type", (None, None))[1]
+        kind = r.scalar(f"{path}.type", kind_node, str) if kind_node is not None else None
+        if kind_node is None:
+            r.error(f"{path}.type", value_node, "missing required key (irc or silc)")
+        elif kind == "irc":
+            net = r.section(path, value_node, IrcNetworkConfig, extra={"name": name},
+                            secrets=("password",), ignore=("type",), nested={
+                                "flood": lambda p, n: r.section(p, n, FloodConfig),
+                                "sasl": lambda p, n: r.section(p, n, SaslConfig, secrets=("password",)),
+                            })
+            out[name] = net
+        elif kind == "silc":
+            out[name] = r.section(path, value_node, SilcNetworkConfig, extra={"name": name},
+                                  secrets=("password",), ignore=("type",))
+        elif kind is not None:
+            r.error(f"{path}.type", kind_node, f"unknown network type {kind!r} (irc or silc)")
+    return out  # a network that failed validation maps to None: no cascade of errors
+
+
+def _links(r: _Reader, node: yaml.Node, networks: dict[str, Any]) -> tuple[LinkConfig, ...]:
+    items = r.mapping("links", node) or {}
+    links = []
+    for name, (_, value_node) in items.items():
+        path = f"links.{name}"
+        if not isinstance(value_node, yaml.SequenceNode) or len(value_node.value) < 2:
+            r.error(path, value_node, "a link is a list of at least two endpoints")
+            continue
+        endpoints = [_endpoint(r, f"{path}[{i}]", n, networks)
+                     for i, n in enumerate(value_node.value)]
+        if None not in endpoints:
+            links.append(LinkConfig(name, tuple(endpoints)))
+    return tuple(links)
+
+
+def _endpoint(r: _Reader, path: str, node: yaml.Node, networks: dict[str, Any]) -> EndpointConfig | None:
+    items = r.mapping(path, node)
+    if items is None:
+        return None
+    kinds = [k for k in ("xmpp", "irc", "silc") if k in items]
+    if len(kinds) != 1:
+        r.error(path, node, "an endpoint names exactly one of xmpp:, irc:, silc:")
+        return None
+    kind = kinds[0]
+    value_node = items[kind][1]
+    target = r.scalar(f"{path}.{kind}", value_node, str)
+    if target is None:
+        return None
+    sub = f"{path}.{kind}"
+    if kind == "xmpp":
+        if not _BARE_JID.match(target):
+            r.error(sub, value_node, f"{target!r} is not a bare room JID (room@conference.example.org)")
+            return None
+        network, room = "xmpp", target.lower()
+    else:
+        network, _, room = target.partition("/")
+        if not room:
+            r.error(sub, value_node, f"expected network/{'#channel' if kind == 'irc' else 'channel'}")
+            return None
+        net = networks.get(network)
+        if network not in networks:
+            r.error(sub, value_node, f"unknown network {network!r}")
+            return None
+        if net is not None and not isinstance(net, IrcNetworkConfig if kind == "irc" else SilcNetworkConfig):
+            r.error(sub, value_node, f"network {network!r} is not an {kind} network")
+            return None
+        pattern = _IRC_CHANNEL if kind == "irc" else _SILC_CHANNEL
+        if not pattern.match(room):
+            hint = " (IRC channels start with #, &, + or !)" if kind == "irc" else ""
+            r.error(sub, value_node, f"{room!r} is not a valid channel name{hint}")
+            return None
+    endpoint = r.section(path, node, EndpointConfig, extra={"network": network, "room": room},
+                         secrets=("passphrase",), ignore=(kind,))
+    if endpoint is None:
+        return None
+    if endpoint.topic not in ("both", "none", "in", "out"):
+        r.error(f"{path}.topic", node, "must be both, none, in or out")
+    if endpoint.puppets not in ("lazy", "eager"):
+        r.error(f"{path}.puppets", node, "must be lazy or eager")
+    if endpoint.passphrase is not None and kind != "silc":
+        r.error(f"{path}.passphrase", node, "only SILC endpoints take a channel passphrase")
+    return endpoint

@@ -1,0 +1,172 @@
+"""The SQLite store: one file, WAL, schema migrations in code, group commits.
+
+Writes go into an open transaction that `flush` commits; the app calls it
+every `commit_interval` seconds, so a crash loses at most that window.
+Puppets are cached in memory: every lookup on the hot path is a dict hit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import structlog
+
+from bridge.core.events import Identity
+from bridge.store.base import PuppetRecord
+
+log = structlog.get_logger(__name__)
+
+#: Schema upgrades: entry N brings a database from version N to N + 1.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE puppets (
+        network TEXT NOT NULL,
+        native_id TEXT NOT NULL,
+        localpart TEXT NOT NULL UNIQUE,
+        nick TEXT NOT NULL,
+        PRIMARY KEY (network, native_id)
+    );
+    CREATE TABLE messages (
+        link TEXT NOT NULL,
+        origin_id TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        native_id TEXT NOT NULL,
+        created REAL NOT NULL,
+        PRIMARY KEY (link, origin_id, endpoint)
+    );
+    CREATE INDEX messages_created ON messages (created);
+    CREATE TABLE server_keys (
+        network TEXT NOT NULL,
+        host TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        PRIMARY KEY (network, host)
+    );
+    """,
+)
+
+#: Message-id mappings older than this are pruned (corrections and replies
+#: to week-old messages are rare; the table must not grow forever).
+MESSAGE_TTL = 7 * 24 * 3600.0
+
+
+def escape_localpart(text: str) -> str:
+    """XEP-0106 JID escaping of a node part (section 4.2), plus lower-casing."""
+    table = {" ": r"\20", '"': r"\22", "&": r"\26", "'": r"\27", "/": r"\2f",
+             ":": r"\3a", "<": r"\3c", ">": r"\3e", "@": r"\40", "\\": r"\5c"}
+    return "".join(table.get(ch, ch) for ch in text.lower())
+
+
+class SqliteStore:
+    def __init__(self, path: str) -> None:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+        self._puppets: dict[tuple[str, str], PuppetRecord] = {}
+        self._by_localpart: dict[str, Identity] = {}
+        for network, native_id, localpart, nick in self.db.execute(
+            "SELECT network, native_id, localpart, nick FROM puppets"
+        ):
+            self._puppets[(network, native_id)] = PuppetRecord(localpart, nick)
+            self._by_localpart[localpart] = Identity(network, native_id, nick)
+        self._in_tx = False
+        self.prune()
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteStore:
+        """`sqlite:///var/lib/x.db` is /var/lib/x.db; `sqlite://x.db` is relative."""
+        if not url.startswith("sqlite://"):
+            raise ValueError(f"unsupported store url {url!r} (use sqlite:///path/to/file.db)")
+        return cls(url.removeprefix("sqlite://"))
+
+    def _migrate(self) -> None:
+        self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = self.db.execute("SELECT version FROM schema_version").fetchone()
+        version = row[0] if row else 0
+        if row is None:
+            self.db.execute("INSERT INTO schema_version VALUES (0)")
+        for number in range(version, len(MIGRATIONS)):
+            self.db.executescript(f"BEGIN; {MIGRATIONS[number]}; "
+                                  f"UPDATE schema_version SET version = {number + 1}; COMMIT;")
+            log.info("store_migrated", version=number + 1)
+
+    def _write(self, sql: str, args: tuple) -> None:
+        if not self._in_tx:
+            self.db.execute("BEGIN")
+            self._in_tx = True
+        self.db.execute(sql, args)
+
+    # -- puppets ---------------------------------------------------------
+
+    def puppet(self, identity: Identity) -> PuppetRecord:
+        record = self._puppets.get(identity.key)
+        if record is not None:
+            return record
+        base = f"{escape_localpart(identity.nick)}%{identity.network}"
+        localpart, n = base, 1
+        while localpart in self._by_localpart:
+            n += 1
+            localpart = f"{escape_localpart(identity.nick)}{n}%{identity.network}"
+        record = PuppetRecord(localpart, identity.nick)
+        self._puppets[identity.key] = record
+        self._by_localpart[localpart] = identity
+        self._write("INSERT INTO puppets VALUES (?, ?, ?, ?)",
+                    (identity.network, identity.native_id, localpart, identity.nick))
+        return record
+
+    def rename_puppet(self, identity: Identity, nick: str) -> PuppetRecord:
+        record = self.puppet(identity)
+        if record.nick == nick:
+            return record
+        record = PuppetRecord(record.localpart, nick)
+        self._puppets[identity.key] = record
+        self._by_localpart[record.localpart] = Identity(identity.network, identity.native_id, nick)
+        self._write("UPDATE puppets SET nick = ? WHERE network = ? AND native_id = ?",
+                    (nick, identity.network, identity.native_id))
+        return record
+
+    def identity_for_localpart(self, localpart: str) -> Identity | None:
+        return self._by_localpart.get(localpart)
+
+    # -- message ids -----------------------------------------------------
+
+    def map_message(self, link: str, origin_id: str, endpoint: str, native_id: str) -> None:
+        self._write("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?)",
+                    (link, origin_id, endpoint, native_id, time.time()))
+
+    def find_message(self, link: str, origin_id: str, endpoint: str) -> str | None:
+        row = self.db.execute(
+            "SELECT native_id FROM messages WHERE link = ? AND origin_id = ? AND endpoint = ?",
+            (link, origin_id, endpoint)).fetchone()
+        return row[0] if row else None
+
+    def prune(self, now: float | None = None) -> None:
+        cutoff = (now or time.time()) - MESSAGE_TTL
+        self._write("DELETE FROM messages WHERE created < ?", (cutoff,))
+        self.flush()
+
+    # -- server keys -----------------------------------------------------
+
+    def pinned_key(self, network: str, host: str) -> str | None:
+        row = self.db.execute("SELECT fingerprint FROM server_keys WHERE network = ? AND host = ?",
+                              (network, host)).fetchone()
+        return row[0] if row else None
+
+    def pin_key(self, network: str, host: str, fingerprint: str) -> None:
+        self._write("INSERT OR REPLACE INTO server_keys VALUES (?, ?, ?)", (network, host, fingerprint))
+        self.flush()
+
+    # -- lifecycle -------------------------------------------------------
+
+    def flush(self) -> None:
+        if self._in_tx:
+            self.db.execute("COMMIT")
+            self._in_tx = False
+
+    def close(self) -> None:
+        self.flush()
+        self.db.close()
