@@ -1,0 +1,86 @@
+"""The running bridge: store, router and one adapter per network."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import structlog
+
+from bridge.config_types import Config, IrcNetworkConfig, LinkConfig
+from bridge.core.adapter import Adapter
+from bridge.core.events import Endpoint
+from bridge.core.router import Router
+from bridge.store.sqlite import SqliteStore
+from bridge.xmpp.adapter import XmppAdapter
+
+log = structlog.get_logger(__name__)
+
+#: How often pending store writes are committed (the most a crash can lose).
+COMMIT_INTERVAL = 0.5
+
+
+class Bridge:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.store = SqliteStore.from_url(config.store.url)
+        self.router = Router(config.links)
+        self.adapters: list[Adapter] = [XmppAdapter(config.component, self.router.receive, self.store)]
+        for net in config.networks.values():
+            self.adapters.append(self._network_adapter(net))
+        for adapter in self.adapters:
+            self.router.add_adapter(adapter)
+
+    def _network_adapter(self, net) -> Adapter:
+        if isinstance(net, IrcNetworkConfig):
+            from bridge.irc.adapter import IrcAdapter
+            return IrcAdapter(net, self.router.receive)
+        from bridge.silc.adapter import SilcAdapter
+        return SilcAdapter(net, self.router.receive, self.store)
+
+    async def run(self) -> None:
+        """Run until cancelled or SIGTERM/SIGINT; leave politely."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, task.cancel)
+        log.info("bridge_starting", links=len(self.config.links), networks=len(self.config.networks))
+        for link in self.config.links:
+            self._announce_silc(link)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.router.run())
+                tasks.create_task(self._commit_loop())
+                for adapter in self.adapters:
+                    tasks.create_task(adapter.run(), name=f"adapter {adapter.network}")
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        for adapter in self.adapters:
+            try:
+                async with asyncio.timeout(3.0):
+                    await adapter.close()
+            except Exception:
+                log.warning("adapter_close_failed", network=adapter.network)
+        self.store.close()
+        log.info("bridge_stopped")
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(COMMIT_INTERVAL)
+            self.store.flush()
+
+    def _announce_silc(self, link: LinkConfig) -> None:
+        """Say, once per start, that SILC's end-to-end encryption ends at the bridge."""
+        silc = [ep for ep in link.endpoints if ep.network != "xmpp"
+                and not isinstance(self.config.networks[ep.network], IrcNetworkConfig)]
+        if not silc:
+            return
+        names = ", ".join(f"{ep.network}/{ep.room}" for ep in link.endpoints)
+        self.router.announce(
+            [Endpoint(ep.network, ep.room) for ep in link.endpoints if ep.network == "xmpp" or ep in silc],
+            f"Notice: this link relays SILC channel messages beyond SILC's end-to-end encryption. "
+            f"The bridge decrypts them and passes them on between: {names}.")

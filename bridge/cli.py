@@ -1,0 +1,81 @@
+"""The `muc-bridge` command: run, check-config, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from bridge import __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="muc-bridge", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"muc-bridge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the bridge")
+    run.add_argument("--config", "-c", required=True, help="path to the YAML config")
+    check = sub.add_parser("check-config", help="validate a config and exit")
+    check.add_argument("--config", "-c", required=True)
+    demo = sub.add_parser("demo", help="run against local Prosody and InspIRCd started for you")
+    demo.add_argument("--install", action="store_true",
+                      help="apt-get install the servers first if missing (as root)")
+    args = parser.parse_args(argv)
+
+    if args.command == "demo":
+        from bridge.demo.run import run_demo
+        return _run_async(run_demo(install=args.install))
+    return _check(args.config) if args.command == "check-config" else _run(args.config)
+
+
+def _load(path: str):
+    from bridge.config import ConfigError, load_config, warnings_for
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: {len(exc.problems)} problem(s) in the configuration:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {path}:{problem}", file=sys.stderr)
+        return None, []
+    return config, warnings_for(config)
+
+
+def _check(path: str) -> int:
+    config, warnings = _load(path)
+    if config is None:
+        return 2
+    for problem in warnings:
+        print(f"  {path}:{problem}", file=sys.stderr)
+    if warnings:
+        print(f"{path}: refused: fix the warnings above", file=sys.stderr)
+        return 2
+    endpoints = sum(len(link.endpoints) for link in config.links)
+    print(f"{path}: ok ({len(config.networks)} networks, {len(config.links)} links, "
+          f"{endpoints} endpoints)")
+    return 0
+
+
+def _run(path: str) -> int:
+    config, warnings = _load(path)
+    if config is None:
+        return 2
+    from bridge.app import Bridge
+    from bridge.log import setup_logging
+    import structlog
+    setup_logging(config.log.level, config.log.format)
+    for problem in warnings:
+        structlog.get_logger("bridge.config").warning("config_warning", path=problem.path,
+                                                      line=problem.line, problem=problem.message)
+    return _run_async(Bridge(config).run())
+
+
+def _run_async(coro) -> int:
+    from bridge.xmpp.component import HandshakeRefused
+    try:
+        result = asyncio.run(coro)
+    except HandshakeRefused as exc:
+        print(f"muc-bridge: {exc}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        return 0
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,107 @@
+"""Links and the router: who hears what, exactly once, never back to its origin.
+
+Every endpoint gets one bounded queue and one worker task that delivers to
+its adapter in order. A full queue drops its oldest event (logged with a
+count): a stuck network must not grow memory or stall the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+import structlog
+
+from bridge.config_types import EndpointConfig, LinkConfig
+from bridge.core.adapter import Adapter
+from bridge.core.events import BRIDGE, Endpoint, Event, Message, MessageKind, Topic
+
+log = structlog.get_logger(__name__)
+
+
+class EndpointQueue:
+    """Bounded FIFO feeding one endpoint's adapter, oldest dropped when full."""
+
+    def __init__(self, endpoint: Endpoint, adapter: Adapter, size: int) -> None:
+        self.endpoint = endpoint
+        self.adapter = adapter
+        self.items: collections.deque[Event] = collections.deque(maxlen=size)
+        self.ready = asyncio.Event()
+        self.dropped = 0
+
+    def put(self, event: Event) -> None:
+        if len(self.items) == self.items.maxlen:
+            self.dropped += 1
+            if self.dropped & (self.dropped - 1) == 0:  # log at 1, 2, 4, 8, ... drops
+                log.warning("relay_queue_overflow", network=self.endpoint.network,
+                            room=self.endpoint.room, dropped=self.dropped)
+        self.items.append(event)
+        self.ready.set()
+
+    async def work(self) -> None:
+        while True:
+            await self.ready.wait()
+            while self.items:
+                event = self.items.popleft()
+                try:
+                    await self.adapter.deliver(self.endpoint.room, event)
+                except Exception:  # an adapter bug must not stop the relay
+                    log.exception("deliver_failed", network=self.endpoint.network,
+                                  room=self.endpoint.room, event=type(event).__name__)
+            self.ready.clear()
+
+
+class Router:
+    def __init__(self, links: tuple[LinkConfig, ...], queue_size: int = 1000) -> None:
+        self.links = links
+        self.queue_size = queue_size
+        self.adapters: dict[str, Adapter] = {}
+        self.queues: dict[Endpoint, EndpointQueue] = {}
+        # For each endpoint: (other endpoint, its config, origin's config), deduplicated.
+        self.routes: dict[Endpoint, list[tuple[Endpoint, EndpointConfig, EndpointConfig]]] = {}
+        for link in links:
+            for origin in link.endpoints:
+                routes = self.routes.setdefault(Endpoint(origin.network, origin.room), [])
+                for target in link.endpoints:
+                    to = Endpoint(target.network, target.room)
+                    if target is not origin and all(to != r[0] for r in routes):
+                        routes.append((to, target, origin))
+
+    def add_adapter(self, adapter: Adapter) -> None:
+        self.adapters[adapter.network] = adapter
+        for link in self.links:
+            for ep in link.endpoints:
+                if ep.network == adapter.network:
+                    adapter.add_endpoint(ep.room, {"topic": ep.topic, "puppets": ep.puppets,
+                                                   "passphrase": ep.passphrase, "link": link.name})
+
+    def receive(self, event: Event) -> None:
+        """The sink every adapter emits into; never blocks."""
+        origin = self.adapters.get(event.endpoint.network)
+        if event.sender == BRIDGE or origin is None or origin.is_own(event.sender):
+            return
+        for to, target, source in self.routes.get(event.endpoint, ()):
+            if isinstance(event, Topic) and not (source.topic in ("both", "out")
+                                                 and target.topic in ("both", "in")):
+                continue
+            self._queue(to).put(event)
+
+    def announce(self, endpoints: list[Endpoint], text: str) -> None:
+        """Send a notice from the bridge itself to `endpoints`."""
+        for endpoint in endpoints:
+            self._queue(endpoint).put(Message(endpoint, BRIDGE, text, MessageKind.NOTICE))
+
+    def _queue(self, endpoint: Endpoint) -> EndpointQueue:
+        queue = self.queues.get(endpoint)
+        if queue is None:
+            queue = EndpointQueue(endpoint, self.adapters[endpoint.network], self.queue_size)
+            self.queues[endpoint] = queue
+        return queue
+
+    async def run(self) -> None:
+        """Deliver queued events until cancelled."""
+        for endpoint in self.routes:
+            self._queue(endpoint)
+        async with asyncio.TaskGroup() as tasks:
+            for queue in self.queues.values():
+                tasks.create_task(queue.work(), name=f"deliver {queue.endpoint}")
