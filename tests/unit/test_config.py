@@ -1,0 +1,134 @@
+"""Config validation: every mistake named with key path and line, all at once."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bridge.config import ConfigError, load_config, parse_config, warnings_for
+
+GOOD = """\
+component:
+  jid: bridge.example.org
+  secret: ${TEST_BRIDGE_SECRET}
+networks:
+  libera:
+    type: irc
+    host: irc.example.net
+    port: 6697
+  silcnet:
+    type: silc
+    host: silc.example.net
+links:
+  hackers:
+    - xmpp: Hackers@conference.example.org
+    - irc: libera/#hackers
+    - silc: silcnet/hackers
+"""
+
+
+@pytest.fixture(autouse=True)
+def secret_env(monkeypatch):
+    monkeypatch.setenv("TEST_BRIDGE_SECRET", "s3cret")
+
+
+def problems(text):
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    return [(p.line, p.path, p.message) for p in info.value.problems]
+
+
+def test_good_config_becomes_typed_objects():
+    config = parse_config(GOOD)
+    assert config.component.secret == "s3cret"
+    assert config.networks["libera"].port == 6697
+    assert config.networks["libera"].flood.burst == 4  # safe default
+    link = config.links[0]
+    assert [(e.network, e.room) for e in link.endpoints] == [
+        ("xmpp", "hackers@conference.example.org"), ("libera", "#hackers"), ("silcnet", "hackers")]
+    assert warnings_for(config) == []
+
+
+def test_all_mistakes_reported_at_once_with_lines():
+    bad = GOOD.replace("port: 6697", "port: high\n    colour: blue") \
+              .replace("xmpp: Hackers@conference.example.org", "xmpp: hackers@conference.example.org/me") \
+              .replace("irc: libera/#hackers", "irc: libera/hackers") \
+              .replace("silc: silcnet/hackers", "silc: efnet/hackers")
+    found = problems(bad)
+    assert (8, "networks.libera.port", "expected an integer, got 'high'") in found
+    assert (9, "networks.libera.colour", "unknown key 'colour'") in found
+    lines = {path: line for line, path, _ in found}
+    assert lines["links.hackers[0].xmpp"] == 15 and "bare room JID" in dict(
+        (p, m) for _, p, m in found)["links.hackers[0].xmpp"]
+    assert lines["links.hackers[1].irc"] == 16
+    assert lines["links.hackers[2].silc"] == 17
+    assert len(found) == 5
+
+
+def test_missing_fields_and_wrong_types():
+    found = problems("component: {jid: b.example.org}\nnetworks: {x: {type: irc, tls: maybe}}\nlinks: {}\n")
+    paths = {p: m for _, p, m in found}
+    assert "missing required key (or secret_file)" == paths["component.secret"]
+    assert paths["networks.x.host"] == "missing required key"
+    assert paths["networks.x.tls"].startswith("expected true or false")
+
+
+def test_link_to_network_of_wrong_type():
+    found = problems(GOOD.replace("silc: silcnet/hackers", "silc: libera/hackers"))
+    assert any(p == "links.hackers[2].silc" and "not an silc network" in m for _, p, m in found)
+
+
+def test_unset_environment_variable_is_named(monkeypatch):
+    monkeypatch.delenv("TEST_BRIDGE_SECRET")
+    assert (3, "component.secret", "environment variable TEST_BRIDGE_SECRET is not set") in problems(GOOD)
+
+
+def test_secret_file(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("from-file\n")
+    secret.chmod(0o600)
+    config = parse_config(GOOD.replace("secret: ${TEST_BRIDGE_SECRET}", f"secret_file: {secret}"))
+    assert config.component.secret == "from-file"
+    assert warnings_for(config) == []
+    secret.chmod(0o644)
+    config = parse_config(GOOD.replace("secret: ${TEST_BRIDGE_SECRET}", f"secret_file: {secret}"))
+    assert "world-readable" in warnings_for(config)[0].message
+
+
+def test_yaml_syntax_error_has_a_line():
+    found = problems("component:\n  jid: [unclosed\n")
+    assert found[0][0] >= 2
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "bridge", *args], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "TEST_BRIDGE_SECRET": "s3cret"})
+
+
+def test_check_config_command(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(GOOD)
+    ok = run_cli("check-config", "--config", str(path))
+    assert ok.returncode == 0, ok.stderr
+    path.write_text(GOOD.replace("port: 6697", "port: x"))
+    bad = run_cli("check-config", "--config", str(path))
+    assert bad.returncode == 2
+    assert f"{path}:line 8: networks.libera.port: expected an integer" in bad.stderr
+
+
+def test_check_config_refuses_world_readable_secret(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("x")
+    secret.chmod(0o644)
+    path = tmp_path / "config.yaml"
+    path.write_text(GOOD.replace("secret: ${TEST_BRIDGE_SECRET}", f"secret_file: {secret}"))
+    result = run_cli("check-config", "--config", str(path))
+    assert result.returncode == 2
+    assert "world-readable" in result.stderr
+
+
+def test_example_config_is_valid_but_for_its_secret_file(tmp_path):
+    text = open(os.path.join(os.path.dirname(__file__), "../../config.example.yaml")).read()
+    found = problems(text)
+    assert [p for _, p, _ in found] == ["component.secret_file"]  # /etc/muc-bridge/... is not here

@@ -1,0 +1,96 @@
+"""The router: n-way fan-out, exactly once, never back to the origin."""
+
+import asyncio
+
+from bridge.config_types import EndpointConfig, LinkConfig
+from bridge.core.adapter import Adapter
+from bridge.core.events import BRIDGE, Endpoint, Identity, Message, Topic
+from bridge.core.router import Router
+
+
+class FakeAdapter(Adapter):
+    def __init__(self, network, emit, own=()):
+        super().__init__(network, emit)
+        self.rooms = {}
+        self.delivered = []
+        self.own = set(own)
+
+    def add_endpoint(self, room, options):
+        self.rooms[room] = options
+
+    async def run(self):
+        await asyncio.Event().wait()
+
+    async def deliver(self, room, event):
+        self.delivered.append((room, event))
+
+    def is_own(self, identity):
+        return identity.nick in self.own
+
+
+def make(links, **own):
+    router = Router(links, queue_size=3)
+    adapters = {}
+    for net in {ep.network for link in links for ep in link.endpoints}:
+        adapters[net] = FakeAdapter(net, router.receive, own.get(net, ()))
+        router.add_adapter(adapters[net])
+    return router, adapters
+
+
+LINK = LinkConfig("l", (EndpointConfig("xmpp", "r@muc"), EndpointConfig("irc1", "#a"),
+                        EndpointConfig("irc2", "#b", topic="none")))
+
+
+async def settle(router):
+    task = asyncio.create_task(router.run())
+    await asyncio.sleep(0.01)
+    task.cancel()
+
+
+def msg(net, room, nick, text="hi"):
+    return Message(Endpoint(net, room), Identity(net, nick, nick), text)
+
+
+async def test_each_message_reaches_every_other_endpoint_once():
+    router, ad = make((LINK,))
+    for net, room in (("xmpp", "r@muc"), ("irc1", "#a"), ("irc2", "#b")):
+        router.receive(msg(net, room, "u", f"from {net}"))
+    await settle(router)
+    for net, adapter in ad.items():
+        texts = sorted(e.text for _, e in adapter.delivered)
+        assert texts == sorted(f"from {n}" for n in ad if n != net)
+    assert ad["xmpp"].rooms["r@muc"]["link"] == "l"
+
+
+async def test_own_identities_and_bridge_notices_are_not_relayed():
+    router, ad = make((LINK,), irc1={"relaybot"})
+    router.receive(msg("irc1", "#a", "relaybot"))
+    router.receive(Message(Endpoint("xmpp", "r@muc"), BRIDGE, "notice"))
+    await settle(router)
+    assert all(not a.delivered for a in ad.values())
+
+
+async def test_topic_direction():
+    router, ad = make((LINK,))
+    router.receive(Topic(Endpoint("xmpp", "r@muc"), Identity("xmpp", "a", "a"), "t1"))
+    router.receive(Topic(Endpoint("irc2", "#b"), Identity("irc2", "b", "b"), "t2"))
+    await settle(router)
+    assert [e.text for _, e in ad["irc1"].delivered] == ["t1"]
+    assert ad["irc2"].delivered == []  # topic: none
+    assert ad["xmpp"].delivered == []
+
+
+async def test_full_queue_drops_oldest():
+    router, ad = make((LINK,))
+    for i in range(5):
+        router.receive(msg("xmpp", "r@muc", "u", str(i)))
+    await settle(router)
+    assert [e.text for _, e in ad["irc1"].delivered] == ["2", "3", "4"]
+
+
+async def test_endpoint_in_two_links_gets_each_message_once():
+    other = LinkConfig("m", (EndpointConfig("xmpp", "r@muc"), EndpointConfig("irc1", "#a")))
+    router, ad = make((LINK, other))
+    router.receive(msg("xmpp", "r@muc", "u"))
+    await settle(router)
+    assert len(ad["irc1"].delivered) == 1

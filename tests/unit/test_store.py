@@ -1,0 +1,55 @@
+"""The SQLite store: stable puppets across restarts, migrations, pruning."""
+
+from bridge.core.events import Identity
+from bridge.store.sqlite import MESSAGE_TTL, SqliteStore, escape_localpart
+
+
+def test_puppet_is_stable_across_restarts(tmp_path):
+    path = str(tmp_path / "bridge.db")
+    alice = Identity("libera", "alice-account", "Alice")
+    store = SqliteStore(path)
+    first = store.puppet(alice)
+    assert first.localpart == "alice%libera"
+    store.rename_puppet(alice, "Alice2")
+    store.close()
+
+    store = SqliteStore(path)
+    again = store.puppet(alice)
+    assert again.localpart == "alice%libera"
+    assert again.nick == "Alice2"
+    assert store.identity_for_localpart("alice%libera") == Identity("libera", "alice-account", "Alice2")
+
+
+def test_two_identities_with_one_nick_get_distinct_jids(tmp_path):
+    store = SqliteStore(str(tmp_path / "b.db"))
+    a = store.puppet(Identity("libera", "acct1", "bob"))
+    b = store.puppet(Identity("libera", "acct2", "bob"))
+    assert a.localpart != b.localpart
+
+
+def test_localpart_escaping_xep0106():
+    assert escape_localpart("d'artagnan") == r"d\27artagnan"
+    assert escape_localpart("a b@c/d") == r"a\20b\40c\2fd"
+
+
+def test_message_map_and_prune(tmp_path):
+    store = SqliteStore(str(tmp_path / "b.db"))
+    store.map_message("hackers", "m1", "libera/#hackers", "irc-id-1")
+    assert store.find_message("hackers", "m1", "libera/#hackers") == "irc-id-1"
+    import time
+    store.prune(now=time.time() + MESSAGE_TTL + 1)
+    assert store.find_message("hackers", "m1", "libera/#hackers") is None
+
+
+def test_schema_version_recorded(tmp_path):
+    path = str(tmp_path / "b.db")
+    SqliteStore(path).close()
+    store = SqliteStore(path)  # reopening runs no migration twice
+    assert store.db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+
+
+def test_key_pinning(tmp_path):
+    store = SqliteStore(str(tmp_path / "b.db"))
+    assert store.pinned_key("silcnet", "silc.example.net") is None
+    store.pin_key("silcnet", "silc.example.net", "AB:CD")
+    assert store.pinned_key("silcnet", "silc.example.net") == "AB:CD"
