@@ -71,11 +71,17 @@ def _run(path: str) -> int:
 
 def _run_async(coro) -> int:
     from bridge.xmpp.component import HandshakeRefused
+    result: object = 0
     try:
         result = asyncio.run(coro)
-    except HandshakeRefused as exc:
-        print(f"muc-bridge: {exc}", file=sys.stderr)
-        return 1
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        return 0
+    except* HandshakeRefused as group:
+        print(f"muc-bridge: {_leaves(group)[0]}", file=sys.stderr)
+        result = 1
+    except* (KeyboardInterrupt, asyncio.CancelledError):
+        pass
     return result if isinstance(result, int) else 0
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    return [leaf for exc in group.exceptions
+            for leaf in (_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])]

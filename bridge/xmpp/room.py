@@ -66,9 +66,11 @@ class Room:
         self.puppets: dict[tuple[str, str], Puppet] = {}
         self.by_jid: dict[str, Puppet] = {}
         # Nicks our puppets hold, and those they gave up whose departure the
-        # bot has not seen yet: a message from them is an echo of our own.
+        # bot has not seen yet: a message from them is an echo of our own
+        # (a second check besides `sent_ids`, for servers that rewrite ids).
         self.held: dict[str, Puppet] = {}
         self.leaving: set[str] = set()
+        self.joining: dict[str, Puppet] = {}  # nicks our puppets asked for, unconfirmed
         self.sent_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.log = log.bind(network="xmpp", room=jid)
 
@@ -89,6 +91,7 @@ class Room:
         self.joined.clear()
         self.held.clear()
         self.leaving.clear()
+        self.joining.clear()
         for puppet in self.puppets.values():
             puppet.joining = False
             # `joined` stays as it was: it marks who to bring back on reconnect.
@@ -149,6 +152,8 @@ class Room:
                 self.emit(Kick(self.endpoint, BRIDGE, identity, reason))
             else:
                 self.emit(Part(self.endpoint, identity, child_text(xml, "status") or ""))
+        elif nick in self.joining and nick not in self.occupants:
+            self.held[nick] = self.joining.pop(nick)  # a new occupant with our nick: our puppet
         elif nick not in self.occupants:
             self.occupants[nick] = self._identity(xml, nick, item)
             if self.joined.is_set():
@@ -241,17 +246,17 @@ class Room:
             self.leave(min(active, key=lambda p: p.last_active), "idle")
         puppet.joining = True
         puppet.last_active = time.monotonic()
-        self.held[puppet.nick] = puppet
+        self.joining[puppet.nick] = puppet
         self.component.send(
             f"<presence to={attr(self.jid + '/' + puppet.nick)} from={attr(puppet.jid)}>"
             f"<x xmlns='{NS_MUC}'><history maxstanzas='0'/></x></presence>")
 
     def _puppet_presence(self, puppet: Puppet, xml: ET.Element) -> None:
         kind = xml.get("type")
+        if self.joining.get(puppet.nick) is puppet:
+            del self.joining[puppet.nick]
         if kind == "error":
             puppet.joining = puppet.joined = False
-            if self.held.get(puppet.nick) is puppet:  # never ours: someone else has it
-                del self.held[puppet.nick]
             if error_condition(xml) == "conflict" and puppet.attempts < 3:
                 puppet.attempts += 1
                 puppet.nick = f"{puppet.identity.nick}{self.config.nick_suffix * puppet.attempts}"
@@ -267,6 +272,7 @@ class Room:
         else:
             puppet.joined, puppet.joining, puppet.attempts = True, False, 0
             puppet.unconfirmed.clear()
+            self.held[puppet.nick] = puppet
 
     def _puppet_message_failed(self, puppet: Puppet, xml: ET.Element) -> None:
         """The room refused a puppet's message: it was not (or no longer) in."""
