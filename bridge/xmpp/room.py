@@ -175,23 +175,29 @@ class Room:
         if kind != "groupchat":
             return
         nick = resource(xml.get("from", ""))
-        if (not nick or self.is_own_nick(nick) or xml.get("id") in self.sent_ids
-                or child(xml, NS_DELAY, "delay") is not None):
-            return
-        identity = self.occupants.get(nick) or self._identity(xml, nick, None)
         subject = child_text(xml, "subject")
         body = child_text(xml, "body")
         if subject is not None and body is None:
-            if self.subject_seen:
-                self.emit(Topic(self.endpoint, identity, subject))
-            self.subject_seen = True  # the first one ends the join (7.2.15)
+            first, self.subject_seen = not self.subject_seen, True
+            if first or not nick or self._is_echo(nick, xml):  # the first one ends the join (7.2.15)
+                return
+            self.emit(Topic(self.endpoint, self._sender(xml, nick), subject))
             return
-        if not body:
+        if not body or not nick or self._is_echo(nick, xml):
             return
+        identity = self._sender(xml, nick)
         sid = child(xml, NS_STANZA_ID, "stanza-id")
         native_id = sid.get("id") if sid is not None and sid.get("by") == self.jid else xml.get("id")
         kind_, body = (MessageKind.ACTION, body[4:]) if body.startswith("/me ") else (MessageKind.PLAIN, body)
         self.emit(Message(self.endpoint, identity, body, kind_, native_id=native_id))
+
+    def _is_echo(self, nick: str, xml: ET.Element) -> bool:
+        """Ours, or history (XEP-0203 delay): not to be relayed."""
+        return (self.is_own_nick(nick) or xml.get("id") in self.sent_ids
+                or child(xml, NS_DELAY, "delay") is not None)
+
+    def _sender(self, xml: ET.Element, nick: str) -> Identity:
+        return self.occupants.get(nick) or self._identity(xml, nick, None)
 
     def _identity(self, xml: ET.Element, nick: str, item: ET.Element | None) -> Identity:
         """XMPP identity: real JID when shown, else occupant id, else occupant JID."""

@@ -1,0 +1,182 @@
+"""MUC room logic against scripted stanzas: what is relayed, what is an echo."""
+
+import asyncio
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from bridge.config_types import ComponentConfig
+from bridge.core.events import Endpoint, Identity, Join, Kick, Message, MessageKind, NickChange, Part, Topic
+from bridge.store.sqlite import SqliteStore
+from bridge.xmpp.room import Room
+
+ROOM = "room@muc.example.org"
+NS = "jabber:component:accept"
+
+
+class FakeComponent:
+    def __init__(self):
+        self.sent = []
+        self.n = 0
+
+    def send(self, data):
+        self.sent.append(ET.fromstring(data.replace("<message ", f"<message xmlns='{NS}' ", 1)
+                                       .replace("<presence ", f"<presence xmlns='{NS}' ", 1)
+                                       .replace("<iq ", f"<iq xmlns='{NS}' ", 1)))
+        return True
+
+    def new_id(self):
+        self.n += 1
+        return f"mb{self.n}"
+
+
+def stanza(xml):
+    return ET.fromstring(xml.replace(">", f" xmlns='{NS}'>", 1) if "xmlns=" not in xml.split(">")[0]
+                         else xml)
+
+
+def presence(nick, to="bridge.example.org", kind=None, codes=(), extra="", item=""):
+    t = f" type='{kind}'" if kind else ""
+    status = "".join(f"<status code='{c}'/>" for c in codes)
+    item = item or "<item role='participant'/>"
+    return stanza(f"<presence from='{ROOM}/{nick}' to='{to}'{t}>"
+                  f"<x xmlns='http://jabber.org/protocol/muc#user'>{item}{status}</x>{extra}</presence>")
+
+
+def groupchat(nick, body, msg_id="x1", to="bridge.example.org"):
+    return stanza(f"<message from='{ROOM}/{nick}' to='{to}' type='groupchat' id='{msg_id}'>"
+                  f"<body>{body}</body></message>")
+
+
+@pytest.fixture
+def room(tmp_path):
+    events = []
+    config = ComponentConfig(jid="bridge.example.org", secret="x", puppet_limit=2, puppet_idle=60)
+    r = Room(ROOM, {"puppets": "lazy"}, config, FakeComponent(), SqliteStore(":memory:"), events.append)
+    r.events = events
+    r.join()
+    r.on_presence(presence("bridge", codes=("110",)), "bridge.example.org")
+    r.on_message(stanza(f"<message from='{ROOM}' to='bridge.example.org' type='groupchat'><subject>old</subject></message>"),
+                 "bridge.example.org")
+    return r
+
+
+IRC = Endpoint("libera", "#c")
+BOB = Identity("libera", "bob", "bob")
+
+
+def sent_messages(room):
+    return [(s.get("from"), s.findtext(f"{{{NS}}}body")) for s in room.component.sent if s.tag.endswith("message")]
+
+
+def test_join_asks_for_no_history():
+    events = []
+    comp = FakeComponent()
+    r = Room(ROOM, {}, ComponentConfig(jid="b.example.org", secret="x"), comp, SqliteStore(":memory:"), events.append)
+    r.join()
+    hist = comp.sent[0].find("{http://jabber.org/protocol/muc}x/{http://jabber.org/protocol/muc}history")
+    assert hist.get("maxstanzas") == "0"
+
+
+def test_initial_subject_and_history_are_not_relayed(room):
+    assert room.events == []
+    delayed = stanza(f"<message from='{ROOM}/old' to='bridge.example.org' type='groupchat' id='h'>"
+                     f"<body>old news</body><delay xmlns='urn:xmpp:delay' stamp='2020-01-01T00:00:00Z'/></message>")
+    room.on_message(delayed, "bridge.example.org")
+    assert room.events == []
+    room.on_message(stanza(f"<message from='{ROOM}/alice' to='bridge.example.org' type='groupchat'><subject>new</subject></message>"),
+                    "bridge.example.org")
+    assert isinstance(room.events[0], Topic) and room.events[0].text == "new"
+
+
+def test_messages_from_users_become_events(room):
+    room.on_presence(presence("alice", item="<item jid='alice@example.org/phone' role='participant'/>"),
+                     "bridge.example.org")
+    room.on_message(groupchat("alice", "hello"), "bridge.example.org")
+    room.on_message(groupchat("alice", "/me waves", "x2"), "bridge.example.org")
+    join, hello, wave = room.events
+    assert isinstance(join, Join) and join.sender == Identity("xmpp", "alice@example.org", "alice")
+    assert hello.text == "hello" and hello.kind is MessageKind.PLAIN
+    assert wave.text == "waves" and wave.kind is MessageKind.ACTION
+
+
+async def test_puppet_speaks_and_its_echo_is_not_relayed(room):
+    await room.deliver(Message(IRC, BOB, "hi from irc"))
+    join, msg = room.component.sent[-2:]
+    assert join.get("from") == "bob%libera@bridge.example.org/bridge" and join.get("to") == f"{ROOM}/bob"
+    assert msg.get("from") == join.get("from") and msg.findtext(f"{{{NS}}}body") == "hi from irc"
+    room.on_presence(presence("bob"), "bridge.example.org")  # the bot sees bob arrive
+    room.on_presence(presence("bob", to="bob%libera@bridge.example.org/bridge", codes=("110",)),
+                     "bob%libera@bridge.example.org/bridge")
+    room.on_message(groupchat("bob", "hi from irc", msg.get("id")), "bridge.example.org")
+    room.on_message(groupchat("bob", "echo with a rewritten id", "other"), "bridge.example.org")
+    assert room.events == []  # neither the join nor the echoes
+
+
+async def test_late_echo_after_puppet_left_is_still_recognised(room):
+    await room.deliver(Message(IRC, BOB, "one"))
+    msg_id = room.component.sent[-1].get("id")
+    room.on_presence(presence("bob"), "bridge.example.org")
+    await room.deliver(Part(IRC, BOB, "bye", quit=True))
+    assert room.component.sent[-1].get("type") == "unavailable"
+    room.on_message(groupchat("bob", "one", msg_id), "bridge.example.org")
+    assert room.events == []
+
+
+async def test_nick_conflict_retries_with_suffix_and_resends(room):
+    room.on_presence(presence("bob"), "bridge.example.org")  # a real XMPP user called bob
+    room.events.clear()
+    await room.deliver(Message(IRC, BOB, "hello"))
+    pjid = "bob%libera@bridge.example.org/bridge"
+    room.on_presence(stanza(f"<presence from='{ROOM}/bob' to='{pjid}' type='error'><error type='cancel'>"
+                            f"<conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>"), pjid)
+    rejoin, resend = room.component.sent[-2:]
+    assert rejoin.get("to") == f"{ROOM}/bob[i]"
+    assert resend.findtext(f"{{{NS}}}body") == "hello"
+    room.on_message(groupchat("bob", "I am the real bob", "real1"), "bridge.example.org")
+    assert [e.text for e in room.events] == ["I am the real bob"]
+
+
+async def test_puppet_limit_evicts_least_recently_active(room):
+    for nick in ("a", "b", "c"):
+        await room.deliver(Message(IRC, Identity("libera", nick, nick), "hi"))
+    leaves = [s for s in room.component.sent if s.get("type") == "unavailable"]
+    assert [s.get("to") for s in leaves] == [f"{ROOM}/a"]
+
+
+async def test_idle_puppets_leave(room):
+    await room.deliver(Message(IRC, BOB, "hi"))
+    room.sweep_idle(now=10**9)
+    assert room.component.sent[-1].get("type") == "unavailable"
+
+
+async def test_irc_nick_change_renames_occupant(room):
+    await room.deliver(Message(IRC, BOB, "hi"))
+    pjid = "bob%libera@bridge.example.org/bridge"
+    room.on_presence(presence("bob", to=pjid, codes=("110",)), pjid)
+    await room.deliver(NickChange(IRC, BOB, "robert"))
+    change = room.component.sent[-1]
+    assert change.get("to") == f"{ROOM}/robert" and change.get("from") == pjid
+
+
+def test_occupant_departures(room):
+    room.on_presence(presence("carol"), "bridge.example.org")
+    room.on_presence(presence("carol", kind="unavailable", codes=("303",),
+                              item="<item nick='caz' role='participant'/>"), "bridge.example.org")
+    room.on_presence(presence("dave"), "bridge.example.org")
+    room.on_presence(presence("dave", kind="unavailable", codes=("307",)), "bridge.example.org")
+    room.on_presence(presence("erin"), "bridge.example.org")
+    room.on_presence(presence("erin", kind="unavailable"), "bridge.example.org")
+    kinds = [type(e) for e in room.events]
+    assert kinds == [Join, NickChange, Join, Kick, Join, Part]
+    assert room.events[1].new_nick == "caz"
+
+
+async def test_text_that_xml_cannot_carry_is_dropped_not_sent_raw(room):
+    await room.deliver(Message(IRC, BOB, "bell\x07 and </body> <evil/>"))
+    assert room.component.sent[-1].findtext(f"{{{NS}}}body") == "bell and </body> <evil/>"
+
+
+async def test_bot_kicked_rejoins(room):
+    room.on_presence(presence("bridge", kind="unavailable", codes=("110", "307")), "bridge.example.org")
+    assert not room.joined.is_set()
