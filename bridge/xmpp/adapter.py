@@ -22,6 +22,9 @@ from bridge.xmpp.stanza import (
 
 log = structlog.get_logger(__name__)
 
+#: A self-ping unanswered this long, with nothing else heard, means a dead link.
+PING_TIMEOUT = 30.0
+
 FEATURES = (NS_DISCO_INFO, NS_DISCO_ITEMS, "http://jabber.org/protocol/muc", NS_PING,
             NS_VERSION, "jid\\20escaping")
 
@@ -84,6 +87,9 @@ class XmppAdapter(Adapter):
             for room in self.rooms.values():
                 room.sweep_idle()
             await asyncio.gather(*(room.self_ping() for room in self.rooms.values()))
+            if self.rooms and self.component.silent_for() > interval + PING_TIMEOUT:
+                log.warning("xmpp_link_silent", network="xmpp", seconds=round(self.component.silent_for()))
+                self.component.abort()
 
     # -- incoming stanzas --------------------------------------------------
 

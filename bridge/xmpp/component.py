@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Awaitable, Callable
 from xml.etree import ElementTree as ET
 
@@ -32,8 +33,10 @@ class _Stream(ComponentXMPP):
     def __init__(self, config: ComponentConfig, on_stanza: StanzaHandler) -> None:
         super().__init__(config.jid, config.secret, config.server, config.port)
         self.on_stanza = on_stanza
+        self.last_received = time.monotonic()
 
     def _spawn_event(self, xml: ET.Element) -> None:
+        self.last_received = time.monotonic()
         kind = local(xml.tag)
         if kind in ("message", "presence", "iq") and self.sessionstarted:
             try:
@@ -97,6 +100,10 @@ class Component:
             return False
         future.set_result(xml)
         return True
+
+    def silent_for(self) -> float:
+        """Seconds since the server last sent anything."""
+        return time.monotonic() - self.stream.last_received if self.stream else 0.0
 
     def abort(self) -> None:
         """Drop the stream (a dead link); `run` reconnects."""

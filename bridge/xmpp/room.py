@@ -103,12 +103,12 @@ class Room:
                 puppet.joined = False
                 self._send_join(puppet)
 
-    async def self_ping(self) -> None:
+    async def self_ping(self, timeout: float = 30.0) -> None:
         """XEP-0410: check that the bot is still in the room; rejoin if not."""
         if not self.joined.is_set():
             return
         reply = await self.component.query(f"{self.jid}/{self.bot_nick}", self.bot_jid,
-                                           f"<ping xmlns='{NS_PING}'/>", timeout=30.0)
+                                           f"<ping xmlns='{NS_PING}'/>", timeout=timeout)
         if reply is None:
             self.log.warning("muc_self_ping_timeout")
             return
