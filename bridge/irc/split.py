@@ -1,0 +1,113 @@
+"""Outgoing text -> IRC lines that fit on the wire and cannot inject commands.
+
+An IRC line is at most 512 bytes with its CRLF, and that limit holds for the
+line the server relays to everyone else, which carries our full prefix
+(`:nick!user@host PRIVMSG #chan :` ... CRLF; modern-irc-client-protocol.md,
+"Message format"). `text_budget` computes how many bytes of text fit;
+`wire_lines` turns any text into lines of at most that size, split at word
+boundaries where possible and never inside a UTF-8 character, with CR, LF and
+NUL (and every other control character) unable to reach the socket.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+
+MAX_LINE = 512  # bytes, CRLF included
+#: Assumed until the server tells us our real host (RFC 2812 caps hostnames at 63).
+WORST_HOST = 63
+
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+# Every C0 control but tab (CTCP's 0x01, IRC formatting, NUL), DEL, and C1.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def text_budget(command: str, target: str, nick: str, user: str, host: str) -> int:
+    """Bytes left for the text of `command target :text` as the server relays it."""
+    prefix = f":{nick}!{user}@{host} {command} {target} :"
+    return MAX_LINE - 2 - len(prefix.encode())
+
+
+def clean(text: str) -> str:
+    """One line's worth of text: line breaks become spaces, controls vanish."""
+    return _CONTROL.sub("", _NEWLINES.sub(" ", text))
+
+
+def truncate(text: str, limit: int) -> str:
+    """The longest prefix of `text` that is at most `limit` bytes in UTF-8."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[:max(0, limit)].decode(errors="ignore")
+
+
+def wire_lines(
+    text: str,
+    render: Callable[[str], str],
+    budget: int,
+    max_lines: int,
+) -> list[str]:
+    """Split `text` into rendered lines of at most `budget` bytes each.
+
+    `render` wraps one piece of text (e.g. "<alice> {text}"); it is applied to
+    every piece. Blank lines are skipped. When more than `max_lines` lines
+    result, the last kept line says how many were cut.
+    """
+    overhead = len(clean(render("")).encode())
+    room = max(budget - overhead, 4)  # always room for one character
+    pieces: list[str] = []
+    for line in _NEWLINES.split(text):
+        line = _CONTROL.sub("", line).strip()
+        if line:
+            pieces.extend(split_bytes(line, room))
+    if len(pieces) > max_lines:
+        keep = max(max_lines - 1, 1)
+        cut = len(pieces) - keep
+        pieces = pieces[:keep] + [f"[… {cut} more line{'s' if cut != 1 else ''} cut]"]
+    # `clean` again in case `render` itself brings a line break; `truncate`
+    # in case it uses the text twice: the budget is a hard limit.
+    return [truncate(clean(render(piece)), budget) for piece in pieces]
+
+
+def split_bytes(line: str, limit: int) -> list[str]:
+    """Split one line into pieces of at most `limit` UTF-8 bytes, preferring
+    to break at whitespace and never inside a character or before a
+    combining mark."""
+    pieces = []
+    while len(line.encode()) > limit:
+        cut = _fit(line, limit)
+        space = line.rfind(" ", 0, cut + 1)
+        if space > 0:
+            head, line = line[:space], line[space + 1:]
+        else:
+            head, line = line[:cut], line[cut:]
+        head, line = head.rstrip(), line.lstrip()
+        if head:
+            pieces.append(head)
+    if line:
+        pieces.append(line)
+    return pieces
+
+
+def _fit(line: str, limit: int) -> int:
+    """How many characters of `line` fit in `limit` bytes (at least one),
+    moved back so that no combining mark starts the next piece."""
+    size = 0
+    cut = 0
+    for ch in line:
+        size += len(ch.encode())
+        if size > limit:
+            break
+        cut += 1
+    end = cut
+    while end > 1 and (_joins_previous(line[end]) or line[end - 1] == "\u200d"):
+        end -= 1
+    return max(end, 1)
+
+
+def _joins_previous(ch: str) -> bool:
+    """Combining marks, variation selectors and the zero-width joiner belong
+    to the character before them."""
+    return unicodedata.category(ch) in ("Mn", "Mc", "Me") or ch == "\u200d"
