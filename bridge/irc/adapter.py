@@ -1,0 +1,360 @@
+"""The IRC adapter: IRC channels as bridge endpoints, through one relay client.
+
+IRC -> bridge: PRIVMSG, CTCP ACTION and NOTICE in a linked channel become
+`Message`s (formatting codes turned into XEP-0393 styling); JOIN, PART, QUIT
+(one `Part(quit=True)` per linked channel the user was in), NICK, KICK, AWAY
+(with away-notify) and live TOPIC changes become their events. The topic the
+server shows on join (RPL_TOPIC) is remembered but not relayed: it is not a
+change, and relaying it on every reconnect would overwrite newer topics
+elsewhere. Other CTCP is ignored. Nothing the relay client itself caused is
+emitted.
+
+Bridge -> IRC: `Message`s as `config.format` / `config.action_format` lines
+(NOTICEs stay NOTICEs; the bridge's own notices go out without a nick), split
+to fit the wire (`bridge.irc.split`); `Topic` as TOPIC. Joins, parts, nick
+changes and kicks elsewhere are not shown on IRC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import structlog
+from irc.client import Event as IrcEvent
+
+from bridge.config_types import IrcNetworkConfig
+from bridge.core.adapter import Adapter, EventSink
+from bridge.core.events import (
+    BRIDGE, Endpoint, Event, Identity, Join, Kick, Message, MessageKind, NickChange, Part,
+    Presence, Topic,
+)
+from bridge.irc.client import RelayClient
+from bridge.irc.formatting import irc_to_text
+from bridge.irc.roster import Roster
+from bridge.irc.split import clean, truncate, wire_lines
+
+log = structlog.get_logger(__name__)
+
+#: How often a linked channel we are not in is joined again (after a kick, a
+#: ban, a full channel...), and how soon after being kicked.
+REJOIN_INTERVAL = 60.0
+REJOIN_AFTER_KICK = 5.0
+#: Longest sender nick shown in a relayed line (XMPP nicks may be 1023 bytes).
+MAX_SHOWN_NICK = 64
+#: JOIN lines carry several channels, up to this many bytes.
+JOIN_LINE = 400
+JOIN_FAILURES = ("nosuchchannel", "toomanychannels", "channelisfull", "inviteonlychan",
+                 "bannedfromchan", "badchannelkey", "badchanmask",
+                 "nochanmodes")  # 477, which networks use for "register your nick first"
+_KINDS = {"pubmsg": MessageKind.PLAIN, "action": MessageKind.ACTION, "pubnotice": MessageKind.NOTICE}
+
+
+class IrcAdapter(Adapter):
+    def __init__(self, config: IrcNetworkConfig, emit: EventSink) -> None:
+        super().__init__(config.name, emit)
+        for fmt in (config.format, config.action_format):
+            fmt.format(nick="nick", text="text")  # a broken format fails at start, not per message
+        self.config = config
+        self.roster = Roster()
+        self.client = RelayClient(config, on_registered=self._on_registered,
+                                  on_lost=self._on_lost, fold=self.roster.fold)
+        self.rooms: dict[str, str] = {}  # folded channel -> channel as configured
+        self.options: dict[str, Mapping[str, Any]] = {}
+        self.joined: set[str] = set()  # folded
+        self.topics: dict[str, str] = {}  # folded channel -> current topic, as IRC has it
+        self._join_due: dict[str, float] = {}  # folded channel -> when to try JOIN again
+        on = self.client.on
+        on("featurelist", self._on_isupport)
+        on("join", self._on_join)
+        on("part", self._on_part)
+        on("kick", self._on_kick)
+        on("quit", self._on_quit)
+        on("nick", self._on_nick)
+        on("account", self._on_account)
+        on("away", self._on_away)
+        on("namreply", self._on_names)
+        on("topic", self._on_topic)
+        on("currenttopic", self._on_current_topic)
+        on("notopic", self._on_no_topic)
+        on("chanoprivsneeded", self._on_refused)
+        on("cannotsendtochan", self._on_refused)
+        for kind in _KINDS:
+            on(kind, self._on_message)
+        for reply in JOIN_FAILURES:
+            on(reply, self._on_join_failed)
+
+    # Adapter interface
+
+    def add_endpoint(self, room: str, options: Mapping[str, Any]) -> None:
+        self.rooms[self.roster.fold(room)] = room
+        self.options[room] = options
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.client.run(), name=f"irc {self.network}")
+            tasks.create_task(self._keep_joined(), name=f"irc {self.network} joins")
+
+    async def deliver(self, room: str, event: Event) -> None:
+        if isinstance(event, Message):
+            lines = self._message_lines(room, event)
+        elif isinstance(event, Topic):
+            lines = self._topic_lines(room, event)
+        else:  # joins, parts, nick changes, kicks, presence elsewhere: not shown on IRC
+            return
+        done = self.client.send(lines)
+        if self.client.registered:  # wait for flood control, not for a reconnect
+            await done
+
+    def is_own(self, identity: Identity) -> bool:
+        if identity.network != self.network:
+            return False
+        account = self.client.account
+        return self.client.is_me(identity.nick) or (account is not None and identity.native_id == account)
+
+    def security(self) -> list[str]:
+        return [self.client.security()]
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    # Outgoing
+
+    def _message_lines(self, room: str, msg: Message) -> list[str]:
+        command = "NOTICE" if msg.kind is MessageKind.NOTICE or msg.sender == BRIDGE else "PRIVMSG"
+        if msg.sender == BRIDGE:
+            def render(text: str) -> str:
+                return text
+        else:
+            nick = truncate(clean(msg.sender.nick), MAX_SHOWN_NICK)
+            fmt = self.config.action_format if msg.kind is MessageKind.ACTION else self.config.format
+
+            def render(text: str) -> str:
+                return fmt.format(nick=nick, text=text)
+        budget = self.client.budget(command, room)
+        lines = wire_lines(msg.text, render, budget, self.config.max_lines)
+        log.debug("irc_relay", network=self.network, room=room, lines=len(lines))
+        return [f"{command} {room} :{line}" for line in lines]
+
+    def _topic_lines(self, room: str, topic: Topic) -> list[str]:
+        text = clean(topic.text).strip()
+        limit = self.client.budget("TOPIC", room)
+        topiclen = getattr(self.client.features, "topiclen", None)
+        if isinstance(topiclen, int) and topiclen > 0:
+            limit = min(limit, topiclen)
+        text = truncate(text, limit)
+        folded = self.roster.fold(room)
+        if self.topics.get(folded) == text:
+            return []  # already so: no TOPIC that would only echo back
+        self.topics[folded] = text
+        return [f"TOPIC {room} :{text}"]
+
+    # Connection life
+
+    def _on_registered(self) -> None:
+        self._join_due.clear()
+        self._join_missing()
+        self.client.outbox.open()
+
+    def _on_lost(self) -> None:
+        self.joined.clear()
+        self.roster.clear()
+
+    async def _keep_joined(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self.client.registered:
+                self._join_missing()
+
+    def _join_missing(self) -> None:
+        now = time.monotonic()
+        due = [room for folded, room in self.rooms.items()
+               if folded not in self.joined and self._join_due.get(folded, 0.0) <= now]
+        line: list[str] = []
+        for room in due:
+            self._join_due[self.roster.fold(room)] = now + REJOIN_INTERVAL
+            if line and len(",".join(line + [room])) > JOIN_LINE:
+                self.client.control("JOIN " + ",".join(line))
+                line = []
+            line.append(room)
+        if line:
+            self.client.control("JOIN " + ",".join(line))
+
+    # IRC events
+
+    def _endpoint(self, channel: str | None) -> Endpoint | None:
+        room = self.rooms.get(self.roster.fold(channel)) if channel else None
+        return Endpoint(self.network, room) if room is not None else None
+
+    def _identity(self, nick: str, tags: dict[str, str | None] | None = None) -> Identity:
+        account = (tags or {}).get("account")
+        if account:
+            self.roster.set_account(nick, account)
+        account = account or self.roster.account(nick)
+        return Identity(self.network, account or nick, nick)
+
+    def _on_isupport(self, event: IrcEvent) -> None:
+        casemapping = getattr(self.client.features, "casemapping", None)
+        if casemapping:
+            self.roster.set_casemapping(casemapping)
+            self.rooms = {self.roster.fold(room): room for room in self.rooms.values()}
+
+    def _on_join(self, event: IrcEvent) -> None:
+        nick, channel = event.source.nick, event.target
+        if self.client.is_me(nick):
+            folded = self.roster.fold(channel)
+            self.joined.add(folded)
+            self.roster.reset(channel)
+            log.info("irc_joined", network=self.network, room=channel)
+            return
+        endpoint = self._endpoint(channel)
+        if endpoint is None:
+            return
+        self.roster.joined(channel, nick)
+        tags = _tags(event)
+        if "extended-join" in self.client.caps and event.arguments:
+            self.roster.set_account(nick, event.arguments[0])
+        self.emit(Join(endpoint, self._identity(nick, tags), time=_time(tags)))
+
+    def _on_part(self, event: IrcEvent) -> None:
+        nick, channel = event.source.nick, event.target
+        if self.client.is_me(nick):
+            self._left(channel, "parted")
+            return
+        endpoint = self._endpoint(channel)
+        if endpoint is None:
+            return
+        tags = _tags(event)
+        sender = self._identity(nick, tags)
+        self.roster.left(channel, nick)
+        reason = irc_to_text(event.arguments[0]) if event.arguments else ""
+        self.emit(Part(endpoint, sender, reason, time=_time(tags)))
+
+    def _on_kick(self, event: IrcEvent) -> None:
+        channel, victim = event.target, event.arguments[0]
+        reason = irc_to_text(event.arguments[1]) if len(event.arguments) > 1 else ""
+        if self.client.is_me(victim):
+            self._left(channel, "kicked", by=event.source.nick)
+            self._join_due[self.roster.fold(channel)] = time.monotonic() + REJOIN_AFTER_KICK
+            return
+        endpoint = self._endpoint(channel)
+        if endpoint is None:
+            return
+        tags = _tags(event)
+        target = self._identity(victim)
+        self.roster.left(channel, victim)
+        if not self.client.is_me(event.source.nick):
+            self.emit(Kick(endpoint, self._identity(event.source.nick, tags), target, reason,
+                           time=_time(tags)))
+
+    def _left(self, channel: str, how: str, **fields: Any) -> None:
+        self.joined.discard(self.roster.fold(channel))
+        self.roster.drop(channel)
+        log.warning("irc_left_channel", network=self.network, room=channel, how=how, **fields)
+
+    def _on_quit(self, event: IrcEvent) -> None:
+        nick = event.source.nick
+        if self.client.is_me(nick):
+            return
+        tags = _tags(event)
+        sender = self._identity(nick, tags)
+        reason = irc_to_text(event.arguments[0]) if event.arguments else ""
+        for folded in self.roster.quit(nick):
+            endpoint = self._endpoint(folded)
+            if endpoint is not None:
+                self.emit(Part(endpoint, sender, reason, quit=True, time=_time(tags)))
+
+    def _on_nick(self, event: IrcEvent) -> None:
+        old, new = event.source.nick, event.target
+        if self.client.is_me(old) or not new:
+            return  # our own: the client follows it
+        tags = _tags(event)
+        sender = self._identity(old, tags)
+        for folded in self.roster.rename(old, new):
+            endpoint = self._endpoint(folded)
+            if endpoint is not None:
+                self.emit(NickChange(endpoint, sender, new, time=_time(tags)))
+
+    def _on_account(self, event: IrcEvent) -> None:  # account-notify: ACCOUNT <name or *>
+        self.roster.set_account(event.source.nick, event.target)
+
+    def _on_away(self, event: IrcEvent) -> None:  # away-notify: AWAY [:message]
+        nick = event.source.nick
+        if self.client.is_me(nick):
+            return
+        tags = _tags(event)
+        sender = self._identity(nick, tags)
+        away = event.target is not None
+        status = irc_to_text(event.target) if away else ""
+        for folded in self.roster.channels_of(nick):
+            endpoint = self._endpoint(folded)
+            if endpoint is not None:
+                self.emit(Presence(endpoint, sender, away, status, time=_time(tags)))
+
+    def _on_names(self, event: IrcEvent) -> None:  # 353: <me> <symbol> <channel> :<names>
+        channel, names = event.arguments[-2], event.arguments[-1]
+        if self.roster.fold(channel) not in self.joined:
+            return
+        prefixes = "".join(getattr(self.client.features, "prefix", {}) or "@+")
+        for name in names.split():
+            nick = name.lstrip(prefixes).partition("!")[0]  # multi-prefix, userhost-in-names
+            if nick:
+                self.roster.joined(channel, nick)
+
+    def _on_topic(self, event: IrcEvent) -> None:
+        channel = event.target
+        text = event.arguments[0] if event.arguments else ""
+        self.topics[self.roster.fold(channel)] = text
+        endpoint = self._endpoint(channel)
+        if endpoint is None or self.client.is_me(event.source.nick):
+            return
+        tags = _tags(event)
+        self.emit(Topic(endpoint, self._identity(event.source.nick, tags), irc_to_text(text),
+                        time=_time(tags)))
+
+    def _on_current_topic(self, event: IrcEvent) -> None:  # 332: <me> <channel> :<topic>
+        self.topics[self.roster.fold(event.arguments[0])] = event.arguments[1]
+
+    def _on_no_topic(self, event: IrcEvent) -> None:  # 331: <me> <channel> :No topic is set
+        self.topics[self.roster.fold(event.arguments[0])] = ""
+
+    def _on_message(self, event: IrcEvent) -> None:
+        source, channel = event.source, event.target
+        endpoint = self._endpoint(channel)
+        if endpoint is None or source is None or source.userhost is None or self.client.is_me(source.nick):
+            return  # not a linked channel, a server notice, or ourselves
+        text = irc_to_text(event.arguments[0])
+        if not text.strip():
+            return
+        tags = _tags(event)
+        self.emit(Message(
+            endpoint, self._identity(source.nick, tags), text, _KINDS[event.type],
+            native_id=tags.get("msgid"), reply_to=tags.get("+reply") or tags.get("+draft/reply"),
+            time=_time(tags),
+        ))
+
+    def _on_join_failed(self, event: IrcEvent) -> None:
+        log.warning("irc_join_failed", network=self.network, room=event.arguments[0] if event.arguments else "",
+                    reply=event.type, retry_in=REJOIN_INTERVAL)
+
+    def _on_refused(self, event: IrcEvent) -> None:
+        log.warning("irc_refused", network=self.network, room=event.arguments[0] if event.arguments else "",
+                    reply=event.type)
+
+
+def _tags(event: IrcEvent) -> dict[str, str | None]:
+    return {tag["key"]: tag["value"] for tag in event.tags or ()}
+
+
+def _time(tags: dict[str, str | None]) -> float:
+    """The server-time tag as a timestamp, or now."""
+    stamp = tags.get("time")
+    if stamp:
+        try:
+            return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    return time.time()

@@ -1,0 +1,395 @@
+"""The bridge's relay client on one IRC network: connect, register, stay up.
+
+One `RelayClient` owns one connection at a time (a `HardenedConnection` on the
+`irc` library's asyncio reactor) and, forever: connects (TLS verified unless
+`tls_verify: false`), registers (CAP negotiation, PASS, SASL PLAIN, alternate
+nicks on 433), keeps the link checked (our own PINGs when it is quiet; silent
+for `ping_timeout` after a PING means dead), and reconnects with exponential
+backoff and jitter. Every line it sends goes through the network's token
+bucket (see `Outbox`).
+
+Event handlers are registered with `on`; they only ever see events of the
+current connection, never late ones of a connection already replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import random
+import ssl
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+import structlog
+from irc.client import Event, NickMask
+from irc.client_aio import AioReactor
+from irc.connection import AioFactory
+
+from bridge.config_types import IrcNetworkConfig
+from bridge.core.backoff import Backoff
+from bridge.core.ratelimit import TokenBucket
+from bridge.irc.connection import HardenedConnection
+from bridge.irc.outbox import Outbox
+from bridge.irc.split import WORST_HOST, text_budget
+
+log = structlog.get_logger(__name__)
+
+CONNECT_TIMEOUT = 30.0
+#: A connection that stayed registered this long resets the reconnect backoff.
+STABLE_AFTER = 60.0
+#: IRCv3 capabilities we use when the server offers them (echo-message is not
+#: wanted: we never relay our own lines back).
+WANTED_CAPS = ("multi-prefix", "account-tag", "account-notify", "extended-join",
+               "server-time", "message-tags", "away-notify")
+#: Nicks tried during one registration before giving up on the connection.
+MAX_NICK_TRIES = 20
+SASL_CHUNK = 400  # IRCv3 SASL: AUTHENTICATE payloads are sent in 400-byte pieces
+SASL_FAILURES = ("nicklocked", "saslfail", "sasltoolong", "saslaborted")  # 902, 904-906
+NICK_REFUSED = ("nicknameinuse", "erroneusnickname", "nickcollision", "unavailresource")  # 433 432 436 437
+
+Handler = Callable[[Event], object]
+
+
+class RelayClient:
+    def __init__(
+        self,
+        config: IrcNetworkConfig,
+        *,
+        on_registered: Callable[[], None],
+        on_lost: Callable[[], None],
+        fold: Callable[[str], str] = str.lower,
+    ) -> None:
+        self.config = config
+        self.fold = fold  # the network's case mapping, for telling our own nick
+        self.network = config.name
+        self.on_registered = on_registered
+        self.on_lost = on_lost
+        self.bucket = TokenBucket(config.flood.burst, config.flood.interval)
+        self.outbox = Outbox(self.bucket, config.queue_size, config.name)
+        self.conn: HardenedConnection | None = None
+        self.nick = config.nick
+        self.account: str | None = None
+        self.user = "~" + config.username  # the worst case until the server tells us
+        self.host: str | None = None
+        self.caps: set[str] = set()
+        self.registered = False
+        self.connections = 0  # how many times we connected (tests and logs)
+        self._handlers: list[tuple[str, Handler, int]] = []
+        self._reactor: AioReactor | None = None
+        self._lost = asyncio.Event()
+        self._registered_at: float | None = None
+        self._cap_open = False  # CAP negotiation started and not yet ended
+        self._cap_ls = ""
+        self._nicks: Iterator[str] = iter(())
+        self._nick_tries = 0
+        for name, handler, priority in (
+            ("ping", self._on_ping, -50),  # before the library's own PONG, which it stops
+            ("error", self._on_error, 0),
+            ("disconnect", self._on_disconnect, 0),
+            ("cap", self._on_cap, 0),
+            ("authenticate", self._on_authenticate, 0),
+            ("saslsuccess", lambda e: self._cap_end(), 0),
+            ("saslalready", lambda e: self._cap_end(), 0),
+            ("loggedin", self._on_loggedin, 0),
+            ("loggedout", self._on_loggedout, 0),
+            ("welcome", self._on_welcome, -10),  # before the adapter joins its channels
+            ("join", self._on_own_mask, -10),
+            ("396", self._on_displayed_host, 0),
+            # Own nick changes after the adapter's handlers, which must still see the old nick.
+            ("nick", self._on_nick, 10),
+        ):
+            self.on(name, handler, priority)
+        for name in SASL_FAILURES:
+            self.on(name, self._on_sasl_failed)
+        for name in NICK_REFUSED:
+            self.on(name, self._on_nick_refused)
+
+    # Public interface for the adapter
+
+    def on(self, event_type: str, handler: Handler, priority: int = 0) -> None:
+        """Call `handler(event)` for `event_type` events of the current connection."""
+        self._handlers.append((event_type, handler, priority))
+        if self._reactor is not None:
+            self._install(event_type, handler, priority)
+
+    def is_me(self, nick: str | None) -> bool:
+        return nick is not None and self.fold(nick) == self.fold(self.nick)
+
+    def control(self, line: str) -> None:
+        self.outbox.control(line)
+
+    def send(self, lines: Iterable[str]) -> asyncio.Future:
+        return self.outbox.put(lines)
+
+    def budget(self, command: str, target: str) -> int:
+        """Bytes of text that fit in `command target :text` as relayed by the server."""
+        return text_budget(command, target, self.nick, self.user, self.host or "h" * WORST_HOST)
+
+    @property
+    def features(self):
+        return self.conn.features if self.conn is not None else None
+
+    def security(self) -> str:
+        c = self.config
+        if not c.tls:
+            how = "no TLS (plain text)"
+        elif c.tls_verify:
+            how = "TLS, certificate verified"
+        else:
+            how = "TLS, certificate NOT verified"
+        return f"IRC {self.network}: {how}, server {c.host}:{c.port}"
+
+    async def run(self) -> None:
+        """Stay connected until cancelled."""
+        self._reactor = AioReactor(on_connect=self._on_transport, loop=asyncio.get_running_loop())
+        for event_type, handler, priority in self._handlers:
+            self._install(event_type, handler, priority)
+        backoff = Backoff()
+        while True:
+            registered_at = await self._session()
+            if registered_at is not None and time.monotonic() - registered_at >= STABLE_AFTER:
+                backoff.reset()
+            delay = backoff.next_delay()
+            log.info("irc_reconnect_wait", network=self.network, delay=round(delay, 1))
+            await asyncio.sleep(delay)
+
+    async def close(self, message: str = "muc-bridge shutting down") -> None:
+        """QUIT and give the line a moment to leave."""
+        conn = self.conn
+        if conn is None or not conn.connected:
+            return
+        transport = conn.transport
+        conn.disconnect(message)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                while transport.get_write_buffer_size():
+                    await asyncio.sleep(0.05)
+
+    # One connection
+
+    async def _session(self) -> float | None:
+        """Connect and serve one connection until it is lost; returns when it
+        was registered (None if it never was)."""
+        conn = HardenedConnection(self._reactor, self.network)
+        self.conn = conn
+        self._lost = asyncio.Event()
+        self._begin_registration()
+        self.connections += 1
+        c = self.config
+        log.info("irc_connecting", network=self.network, host=c.host, port=c.port, tls=c.tls)
+        factory = AioFactory(ssl=self._tls_context()) if c.tls else AioFactory()
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await conn.connect(c.host, c.port, self.nick, password=c.password,
+                                   username=c.username, ircname=c.realname, connect_factory=factory)
+        except (OSError, TimeoutError) as exc:
+            log.warning("irc_connect_failed", network=self.network, error=str(exc) or type(exc).__name__)
+            self.conn = None
+            return None
+        # CAP LS, PASS, NICK and USER went out at once; they still count.
+        self.bucket.reset()
+        self.bucket.spend(3 + bool(c.password))
+        tasks = [asyncio.create_task(self.outbox.run(conn.send_raw), name=f"irc {self.network} writer"),
+                 asyncio.create_task(self._watch(conn), name=f"irc {self.network} watchdog")]
+        try:
+            await self._lost.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return self._registered_at
+
+    def _tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if not self.config.tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    async def _watch(self, conn: HardenedConnection) -> None:
+        """PING a quiet link; a link silent for `ping_timeout` after our PING
+        (or not registered within `ping_timeout`) is dead."""
+        timeout = self.config.ping_timeout
+        quiet = timeout / 3
+        started = time.monotonic()
+        pinged_at: float | None = None
+        while True:
+            await asyncio.sleep(min(1.0, quiet / 2))
+            now = time.monotonic()
+            if pinged_at is not None and conn.last_received >= pinged_at:
+                pinged_at = None
+            if not self.registered and now - started > timeout:
+                self._drop(conn, "registration timeout")
+                return
+            if pinged_at is None and now - conn.last_received >= quiet:
+                pinged_at = now
+                self.control(f"PING :{self.network}")
+            elif pinged_at is not None and now - pinged_at >= timeout:
+                self._drop(conn, "ping timeout")
+                return
+
+    def _drop(self, conn: HardenedConnection, reason: str) -> None:
+        log.warning("irc_link_dead", network=self.network, reason=reason)
+        transport = conn.transport
+        conn.disconnect(reason)
+        transport.abort()  # do not wait to flush into a dead link
+
+    def _install(self, event_type: str, handler: Handler, priority: int) -> None:
+        def for_current(conn, event):
+            if conn is self.conn:
+                return handler(event)
+            return None
+
+        self._reactor.add_global_handler(event_type, for_current, priority)
+
+    def _on_transport(self, protocol, transport) -> None:
+        # Called by the library before it sends PASS/NICK/USER: asking for
+        # capabilities first makes the server hold registration until CAP END.
+        protocol.connection.send_raw("CAP LS 302")
+
+    # Keepalive and connection state
+
+    def _on_ping(self, event: Event) -> str:
+        self.control(f"PONG :{event.target}")
+        return "NO MORE"
+
+    def _on_error(self, event: Event) -> None:
+        log.warning("irc_server_error", network=self.network, message=event.target)
+
+    def _on_disconnect(self, event: Event) -> None:
+        was_registered = self.registered
+        self.registered = False
+        self.outbox.connection_lost()
+        self._lost.set()
+        log.info("irc_disconnected", network=self.network,
+                 reason=event.arguments[0] if event.arguments else "")
+        if was_registered:
+            self.on_lost()
+
+    # Registration
+
+    def _begin_registration(self) -> None:
+        self.registered = False
+        self._registered_at = None
+        self.caps = set()
+        self.account = None
+        self.host = None
+        self.user = "~" + self.config.username
+        self._cap_open = True
+        self._cap_ls = ""
+        self._nicks = _nick_candidates(self.config)
+        self.nick = next(self._nicks)
+        self._nick_tries = 1
+
+    def _on_cap(self, event: Event) -> None:
+        args = event.arguments
+        sub = args[0].upper() if args else ""
+        if sub == "LS" and self._cap_open:
+            if len(args) >= 3 and args[1] == "*":  # more LS lines follow (CAP 302)
+                self._cap_ls += " " + args[2]
+                return
+            self._cap_ls += " " + (args[-1] if len(args) > 1 else "")
+            offered = {cap.partition("=")[0] for cap in self._cap_ls.split()}
+            wanted = [cap for cap in WANTED_CAPS if cap in offered]
+            if self.config.sasl is not None:
+                if "sasl" in offered:
+                    wanted.append("sasl")
+                else:
+                    log.error("irc_sasl_unavailable", network=self.network)
+            if wanted:
+                self.control("CAP REQ :" + " ".join(wanted))
+            else:
+                self._cap_end()
+        elif sub == "ACK":
+            acked = {cap.lstrip("~=") for cap in args[-1].split() if not cap.startswith("-")}
+            self.caps |= acked
+            log.info("irc_caps", network=self.network, caps=sorted(self.caps))
+            if "sasl" in acked and self.config.sasl is not None:
+                self.control("AUTHENTICATE PLAIN")
+            else:
+                self._cap_end()
+        elif sub == "NAK":
+            log.warning("irc_caps_refused", network=self.network, caps=args[-1] if len(args) > 1 else "")
+            self._cap_end()
+        elif sub == "DEL":
+            self.caps -= set(args[-1].split())
+
+    def _on_authenticate(self, event: Event) -> None:
+        sasl = self.config.sasl
+        if sasl is None or event.target != "+":
+            return
+        payload = base64.b64encode(f"\0{sasl.username}\0{sasl.password}".encode()).decode()
+        chunks = [payload[i:i + SASL_CHUNK] for i in range(0, len(payload), SASL_CHUNK)]
+        if not chunks or len(chunks[-1]) == SASL_CHUNK:
+            chunks.append("+")
+        for chunk in chunks:
+            self.control(f"AUTHENTICATE {chunk}")
+
+    def _on_loggedin(self, event: Event) -> None:  # 900: <nick> <mask> <account> :text
+        if len(event.arguments) >= 2:
+            self.account = event.arguments[1]
+            log.info("irc_logged_in", network=self.network, account=self.account)
+
+    def _on_loggedout(self, event: Event) -> None:
+        self.account = None
+
+    def _on_sasl_failed(self, event: Event) -> None:
+        log.error("irc_sasl_failed", network=self.network, reply=event.type)
+        self._cap_end()
+
+    def _cap_end(self) -> None:
+        if self._cap_open and not self.registered:
+            self._cap_open = False
+            self.control("CAP END")
+
+    def _on_nick_refused(self, event: Event) -> None:
+        if self.registered:
+            return
+        if self._nick_tries >= MAX_NICK_TRIES:
+            log.error("irc_no_nick", network=self.network, tries=self._nick_tries)
+            self._drop(self.conn, "no usable nick")
+            return
+        refused, self.nick = self.nick, next(self._nicks)
+        self._nick_tries += 1
+        log.info("irc_nick_refused", network=self.network, nick=refused, reply=event.type, trying=self.nick)
+        self.control(f"NICK {self.nick}")
+
+    def _on_welcome(self, event: Event) -> None:
+        self.nick = event.target or self.nick
+        self.registered = True
+        self._registered_at = time.monotonic()
+        self._cap_open = False  # a server without CAP registers us anyway
+        words = event.arguments[-1].split() if event.arguments else []
+        if words and "!" in words[-1] and "@" in words[-1]:
+            self._learn_mask(NickMask(words[-1]))
+        log.info("irc_registered", network=self.network, nick=self.nick)
+        self.on_registered()
+
+    # Our own nick and mask, which decide how long relayed lines may be
+
+    def _learn_mask(self, mask: NickMask) -> None:
+        if mask.user and mask.host:
+            self.user, self.host = mask.user, mask.host
+
+    def _on_own_mask(self, event: Event) -> None:
+        if event.source and self.is_me(event.source.nick):
+            self._learn_mask(event.source)
+
+    def _on_displayed_host(self, event: Event) -> None:  # 396: <nick> <host> :is now your displayed host
+        if event.arguments:
+            self.host = event.arguments[0].rpartition("@")[2]
+
+    def _on_nick(self, event: Event) -> None:
+        if event.source and self.is_me(event.source.nick) and event.target:
+            log.info("irc_nick_changed", network=self.network, old=self.nick, new=event.target)
+            self.nick = event.target
+
+
+def _nick_candidates(config: IrcNetworkConfig) -> Iterator[str]:
+    """The configured nick, the alternates, then the nick with random digits."""
+    yield config.nick
+    yield from config.alt_nicks
+    while True:
+        yield f"{config.nick}{random.randint(10, 9999)}"

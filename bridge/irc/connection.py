@@ -1,0 +1,146 @@
+"""The `irc` library's asyncio connection, hardened against bad input.
+
+`irc.client_aio.AioConnection` decodes received lines as strict UTF-8 and
+lets every exception from parsing or from an event handler escape into
+`asyncio.Protocol.data_received`, where asyncio treats it as fatal and closes
+the transport. One line of invalid UTF-8, a line of only spaces, a line with
+leading spaces or a PRIVMSG without its parameters is enough to drop the
+connection (and the rest of that read). This subclass overrides the minimum:
+
+- `buffer_class`: lines are split on LF (a CR before it is dropped), decoded
+  as UTF-8 with a per-line latin-1 fallback, and bounded in length.
+- `process_data`: each line is parsed and dispatched on its own; a line that
+  fails is logged as `irc_line_dropped` and skipped.
+- `_handle_message`: CTCP as the modern spec has it (specs/irc/ctcp.md): only
+  a text that starts with 0x01 is CTCP, the final 0x01 is optional, and no
+  obsolete low-level dequoting (which turns "\\x10n" into a newline).
+- `send_raw`: the single place where lines reach the socket refuses CR, LF
+  and NUL, whatever the caller did.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from irc.client import Event, is_channel
+from irc.client_aio import AioConnection
+
+log = structlog.get_logger(__name__)
+
+#: Longest line kept: 8191 bytes of message tags plus a 512-byte message,
+#: rounded up. Anything longer is dropped unread.
+MAX_RECEIVED_LINE = 16384
+
+
+class LineBuffer:
+    """Received bytes -> decoded lines, never holding more than one line's limit."""
+
+    def __init__(self, limit: int = MAX_RECEIVED_LINE) -> None:
+        self.limit = limit
+        self._data = bytearray()
+        self._skipping = False  # inside an overlong line: drop up to its LF
+        self.overlong = 0
+
+    def feed(self, data: bytes) -> None:
+        self._data += data
+
+    def __iter__(self):
+        while True:
+            end = self._data.find(b"\n")
+            if end < 0:
+                if len(self._data) > self.limit:
+                    if not self._skipping:
+                        self.overlong += 1
+                    self._skipping = True
+                    self._data.clear()
+                return
+            raw = bytes(self._data[:end])
+            del self._data[:end + 1]
+            if self._skipping:
+                self._skipping = False
+            elif len(raw) > self.limit:
+                self.overlong += 1
+            else:
+                yield decode(raw.removesuffix(b"\r"))
+
+
+def decode(raw: bytes) -> str:
+    """UTF-8, or latin-1 (which decodes anything) when the line is not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+class HardenedConnection(AioConnection):
+    buffer_class = LineBuffer
+
+    def __init__(self, reactor, network: str) -> None:
+        super().__init__(reactor)
+        self.network = network
+        self.last_received = time.monotonic()
+        self.dropped_lines = 0
+
+    def process_data(self, new_data: bytes) -> None:
+        self.last_received = time.monotonic()
+        overlong = self.buffer.overlong
+        self.buffer.feed(new_data)
+        for line in self.buffer:
+            if not self.connected:  # a handler hung up: the rest is for nobody
+                break
+            log.debug("irc_recv", network=self.network, line=line)
+            if not line:
+                continue
+            try:
+                self._process_line(line)
+            except Exception as exc:
+                self.dropped_lines += 1
+                log.warning("irc_line_dropped", network=self.network, error=type(exc).__name__,
+                            command=_command_of(line))
+                log.debug("irc_line_dropped_detail", network=self.network, line=line, exc_info=True)
+        if self.buffer.overlong != overlong:
+            self.dropped_lines += self.buffer.overlong - overlong
+            log.warning("irc_line_dropped", network=self.network, error="overlong",
+                        limit=self.buffer.limit)
+
+    def _handle_message(self, arguments, command, source, tags) -> None:
+        target, text = arguments[0], arguments[1]
+        public = bool(is_channel(target))
+        if text.startswith("\x01"):
+            body = text[1:].removesuffix("\x01")
+            ctcp, _, param = body.partition(" ")
+            ctcp = ctcp.upper()
+            kind = "ctcp" if command == "privmsg" else "ctcpreply"
+            self._handle_event(Event(kind, source, target, [ctcp, param], tags))
+            if kind == "ctcp" and ctcp == "ACTION":
+                self._handle_event(Event("action", source, target, [param], tags))
+            return
+        if command == "privmsg":
+            kind = "pubmsg" if public else "privmsg"
+        else:
+            kind = "pubnotice" if public else "privnotice"
+        self._handle_event(Event(kind, source, target, [text], tags))
+
+    def send_raw(self, string: str) -> None:
+        if "\r" in string or "\n" in string or "\0" in string:
+            raise ValueError("CR, LF or NUL in an outgoing IRC line")
+        log.debug("irc_send", network=self.network, line=_redacted(string))
+        super().send_raw(string)
+
+
+def _command_of(line: str) -> str:
+    """The command word of a raw line, for logs (never the message text)."""
+    words = line.split(" ")
+    for word in words[:3]:
+        if word and word[0] not in "@:":
+            return word[:32]
+    return ""
+
+
+def _redacted(line: str) -> str:
+    """`line` for a debug log, without passwords."""
+    command, _, rest = line.partition(" ")
+    if command == "PASS" or (command == "AUTHENTICATE" and rest not in ("PLAIN", "+", "*")):
+        return f"{command} <redacted>"
+    return line

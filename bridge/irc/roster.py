@@ -1,0 +1,98 @@
+"""Who is in which channel, and which account they are logged in to.
+
+The server does not say in which channels a quitting or renamed user was;
+the roster remembers it from NAMES, JOIN, PART, KICK, QUIT and NICK. Nicks
+and channels are compared folded by the network's CASEMAPPING (ISUPPORT;
+rfc1459 unless the server says otherwise: "[]\\~" are the upper case of "{}|^").
+"""
+
+from __future__ import annotations
+
+_RFC1459 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ[]\\~", "abcdefghijklmnopqrstuvwxyz{}|^")
+_STRICT = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ[]\\", "abcdefghijklmnopqrstuvwxyz{}|")
+_ASCII = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_MAPPINGS = {"rfc1459": _RFC1459, "strict-rfc1459": _STRICT, "ascii": _ASCII}
+
+
+class Roster:
+    def __init__(self) -> None:
+        self._table = _RFC1459
+        self._members: dict[str, set[str]] = {}  # folded channel -> folded nicks
+        self._accounts: dict[str, str] = {}  # folded nick -> account
+
+    def set_casemapping(self, name: str) -> None:
+        """Fold by the server's CASEMAPPING from now on (unknown names: rfc1459)."""
+        self._table = _MAPPINGS.get(str(name).lower(), _RFC1459)
+
+    def fold(self, name: str) -> str:
+        return name.translate(self._table)
+
+    def same(self, a: str, b: str) -> bool:
+        return self.fold(a) == self.fold(b)
+
+    # Channels
+
+    def joined(self, channel: str, nick: str) -> None:
+        self._members.setdefault(self.fold(channel), set()).add(self.fold(nick))
+
+    def reset(self, channel: str) -> None:
+        """We (re)joined `channel`: NAMES is about to list everyone."""
+        self._members[self.fold(channel)] = set()
+
+    def left(self, channel: str, nick: str) -> None:
+        members = self._members.get(self.fold(channel))
+        if members is not None:
+            members.discard(self.fold(nick))
+        self._forget_if_gone(nick)
+
+    def drop(self, channel: str) -> None:
+        """We left `channel`: forget who was there."""
+        for nick in self._members.pop(self.fold(channel), set()):
+            self._forget_if_gone(nick)
+
+    def clear(self) -> None:
+        self._members.clear()
+        self._accounts.clear()
+
+    def channels_of(self, nick: str) -> list[str]:
+        """Folded names of the channels `nick` is in."""
+        folded = self.fold(nick)
+        return [chan for chan, members in self._members.items() if folded in members]
+
+    def quit(self, nick: str) -> list[str]:
+        """`nick` left the network; returns the folded channels they were in."""
+        channels = self.channels_of(nick)
+        folded = self.fold(nick)
+        for chan in channels:
+            self._members[chan].discard(folded)
+        self._accounts.pop(folded, None)
+        return channels
+
+    def rename(self, old: str, new: str) -> list[str]:
+        """`old` is now `new`; returns the folded channels they are in."""
+        channels = self.channels_of(old)
+        old_f, new_f = self.fold(old), self.fold(new)
+        for chan in channels:
+            self._members[chan].discard(old_f)
+            self._members[chan].add(new_f)
+        if old_f in self._accounts:
+            self._accounts[new_f] = self._accounts.pop(old_f)
+        return channels
+
+    # Accounts
+
+    def set_account(self, nick: str, account: str | None) -> None:
+        """`account` None (or the protocol's "*") means not logged in."""
+        if account and account != "*":
+            if self.channels_of(nick):
+                self._accounts[self.fold(nick)] = account
+        else:
+            self._accounts.pop(self.fold(nick), None)
+
+    def account(self, nick: str) -> str | None:
+        return self._accounts.get(self.fold(nick))
+
+    def _forget_if_gone(self, nick: str) -> None:
+        folded = self.fold(nick)
+        if not any(folded in members for members in self._members.values()):
+            self._accounts.pop(folded, None)

@@ -1,0 +1,131 @@
+"""The hardened receive path: bad lines are dropped one by one, the rest still arrives."""
+
+import asyncio
+
+import pytest
+from irc.client_aio import AioReactor
+
+from bridge.irc.connection import HardenedConnection, LineBuffer
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+async def conn():
+    """A connection as `connect` leaves it, on a fake transport, recording events."""
+    reactor = AioReactor(loop=asyncio.get_running_loop())
+    c = HardenedConnection(reactor, "testnet")
+    c.buffer, c.handlers, c.real_server_name, c.real_nickname = LineBuffer(), {}, "", "me"
+    c.transport, c.connected = FakeTransport(), True
+    c.seen = []
+    reactor.add_global_handler("all_events", lambda _, e: c.seen.append(e) if e.type != "all_raw_messages" else None)
+    return c
+
+
+def events(conn, *types):
+    return [(e.type, e.source, e.target, e.arguments) for e in conn.seen if e.type in types]
+
+
+GARBAGE = [
+    b"      ",                          # only spaces
+    b"   :bob!b@h PRIVMSG #c :leading",  # leading spaces
+    b":bob!b@h PRIVMSG",                # no parameters
+    b":bob!b@h PRIVMSG #c",             # no text
+    b":bob!b@h NICK",
+    b":bob!b@h KICK #c",
+    b"QUIT",                            # no source, no parameters
+    b"@",
+    b":",
+    b"@a=b;c :x",
+    b"\x00\x01\x02",
+    b":scripted.test 999 me weird :unknown numeric",
+    b":scripted.test 005 me PREFIX=broken :are supported",
+]
+
+
+def test_garbage_in_one_read_does_not_stop_the_lines_after_it(conn):
+    data = b"\r\n".join(GARBAGE + [b":bob!b@h PRIVMSG #c :still here", b""])
+    conn.process_data(data)
+    assert events(conn, "pubmsg") == [("pubmsg", "bob!b@h", "#c", ["still here"])]
+    assert conn.connected and not conn.transport.closed
+
+
+def test_invalid_utf8_falls_back_to_latin1_per_line(conn):
+    conn.process_data(b":bob!b@h PRIVMSG #c :caf\xe9\r\n:bob!b@h PRIVMSG #c :caf\xc3\xa9\r\n")
+    assert [a for *_, a in events(conn, "pubmsg")] == [["café"], ["café"]]
+
+
+def test_lines_split_across_reads_and_bare_lf(conn):
+    conn.process_data(b":bob!b@h PRIVMSG #c :hel")
+    conn.process_data(b"lo\n:bob!b@h PRIVMSG #c :again\r")
+    conn.process_data(b"\n")
+    assert [a for *_, a in events(conn, "pubmsg")] == [["hello"], ["again"]]
+
+
+def test_overlong_line_is_dropped_and_the_next_one_read(conn):
+    conn.process_data(b":bob!b@h PRIVMSG #c :" + b"x" * 40000)
+    conn.process_data(b"y" * 40000 + b"\r\n:bob!b@h PRIVMSG #c :next\r\n")
+    assert [a for *_, a in events(conn, "pubmsg")] == [["next"]]
+    assert conn.dropped_lines == 1
+    assert len(conn.buffer._data) == 0
+
+
+def test_ctcp_action_with_and_without_final_delimiter(conn):
+    conn.process_data(b":bob!b@h PRIVMSG #c :\x01ACTION waves\x01\r\n:bob!b@h PRIVMSG #c :\x01ACTION nods\r\n")
+    assert [a for *_, a in events(conn, "action")] == [["waves"], ["nods"]]
+    assert events(conn, "pubmsg") == []
+
+
+def test_ctcp_only_at_the_start_and_no_low_level_dequoting(conn):
+    conn.process_data(b":bob!b@h PRIVMSG #c :hi \x01VERSION\x01 there \x10n\r\n")
+    assert [a for *_, a in events(conn, "pubmsg")] == [["hi \x01VERSION\x01 there \x10n"]]
+    assert events(conn, "ctcp") == []
+
+
+def test_other_ctcp_and_replies_are_their_own_events(conn):
+    conn.process_data(b":bob!b@h PRIVMSG me :\x01VERSION\x01\r\n:bob!b@h NOTICE me :\x01VERSION x 1.0\x01\r\n")
+    assert events(conn, "ctcp", "ctcpreply") == [
+        ("ctcp", "bob!b@h", "me", ["VERSION", ""]),
+        ("ctcpreply", "bob!b@h", "me", ["VERSION", "x 1.0"]),
+    ]
+    assert events(conn, "privmsg", "privnotice", "action") == []
+
+
+def test_notices_public_and_private(conn):
+    conn.process_data(b":bob!b@h NOTICE #c :to all\r\n:bob!b@h NOTICE me :to me\r\n")
+    assert events(conn, "pubnotice", "privnotice") == [
+        ("pubnotice", "bob!b@h", "#c", ["to all"]),
+        ("privnotice", "bob!b@h", "me", ["to me"]),
+    ]
+
+
+def test_a_handler_that_fails_drops_only_its_line(conn):
+    def broken(_, event):
+        if event.arguments == ["boom"]:
+            raise RuntimeError("handler bug")
+
+    conn.reactor.add_global_handler("pubmsg", broken, -100)
+    conn.process_data(b":bob!b@h PRIVMSG #c :boom\r\n:bob!b@h PRIVMSG #c :fine\r\n")
+    assert [a for *_, a in events(conn, "pubmsg")] == [["fine"]]
+
+
+@pytest.mark.parametrize("line", ["PRIVMSG #c :a\r\nQUIT", "PRIVMSG #c :a\nQUIT", "PRIVMSG #c :a\0b"])
+def test_send_refuses_line_breaks_and_nul(conn, line):
+    with pytest.raises(ValueError):
+        conn.send_raw(line)
+    assert conn.transport.written == []
+
+
+def test_send_adds_crlf(conn):
+    conn.send_raw("PRIVMSG #c :hi")
+    assert conn.transport.written == [b"PRIVMSG #c :hi\r\n"]
