@@ -63,7 +63,6 @@ class IrcAdapter(Adapter):
         self.client = RelayClient(config, on_registered=self._on_registered,
                                   on_lost=self._on_lost, fold=self.roster.fold)
         self.rooms: dict[str, str] = {}  # folded channel -> channel as configured
-        self.options: dict[str, Mapping[str, Any]] = {}
         self.joined: set[str] = set()  # folded
         self.topics: dict[str, str] = {}  # folded channel -> current topic, as IRC has it
         self._join_due: dict[str, float] = {}  # folded channel -> when to try JOIN again
@@ -90,8 +89,7 @@ class IrcAdapter(Adapter):
     # Adapter interface
 
     def add_endpoint(self, room: str, options: Mapping[str, Any]) -> None:
-        self.rooms[self.roster.fold(room)] = room
-        self.options[room] = options
+        self.rooms[self.roster.fold(room)] = room  # options: topic direction is the router's
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -200,6 +198,8 @@ class IrcAdapter(Adapter):
         casemapping = getattr(self.client.features, "casemapping", None)
         if casemapping:
             self.roster.set_casemapping(casemapping)
+            self._join_due = {self.roster.fold(self.rooms[f]): due for f, due in self._join_due.items()
+                              if f in self.rooms}
             self.rooms = {self.roster.fold(room): room for room in self.rooms.values()}
 
     def _on_join(self, event: IrcEvent) -> None:

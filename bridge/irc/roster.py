@@ -27,9 +27,6 @@ class Roster:
     def fold(self, name: str) -> str:
         return name.translate(self._table)
 
-    def same(self, a: str, b: str) -> bool:
-        return self.fold(a) == self.fold(b)
-
     # Channels
 
     def joined(self, channel: str, nick: str) -> None:
