@@ -87,7 +87,7 @@ def test_plain_private_message_layout():
     assert decode_plain(encode_plain(MessageFlag.NOTICE, b"hi")).flags == MessageFlag.NOTICE
 
 
-def signed_wire(pair, key, text, include_key=True, tamper=False):
+def signed_wire(pair, key, text, include_key=True, tamper=False, sender=SENDER, channel=CHANNEL):
     """A SIGNED channel message built by hand from silc-flags-payloads 3.3."""
     flags = MessageFlag.SIGNED | MessageFlag.UTF8
     pad = 16 - (6 + len(text)) % 16
@@ -98,7 +98,7 @@ def signed_wire(pair, key, text, include_key=True, tamper=False):
         signature = bytes([signature[0] ^ 1]) + signature[1:]
     iv = os.urandom(16)
     body = crypto.cbc_encrypt(key.key, iv, start) + pk + len(signature).to_bytes(2, "big") + signature + iv
-    return body + key.hmac.mac(body, SENDER, CHANNEL)
+    return body + key.hmac.mac(body, sender, channel)
 
 
 def test_signed_messages_are_verified_against_the_sender_key():

@@ -1,0 +1,233 @@
+"""An in-memory, scripted SILC server side for driving one `Session` in unit
+tests. It answers SKE, auth and registration, and a few commands; tests add
+other users' traffic by sending crafted packets. (The spec-following test
+server for integration tests is tests/servers/silc, written separately.)"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from bridge.silc import crypto
+from bridge.silc.auth import AuthRequestPayload, ConnectionAuthPayload
+from bridge.silc.ids import IdType, SilcId, decode_id_payload, encode_id_payload
+from bridge.silc.message import ChannelKey, MessageFlag, encrypt_channel_message
+from bridge.silc.packet import Packet, PacketReader, PacketType, PacketWriter
+from bridge.silc.payloads import (
+    Arguments,
+    ChannelKeyPayload,
+    Command,
+    CommandPayload,
+    NotifyPayload,
+    Status,
+    encode_id_list,
+    encode_status,
+)
+from bridge.silc.session import Session
+
+from .keys import key_pair
+from .responder import Responder
+
+SERVER_ID = SilcId(IdType.SERVER, bytes.fromhex("7f000001029a0001"))
+
+
+def client_id(n: int) -> SilcId:
+    return SilcId(IdType.CLIENT, bytes([127, 0, 0, 1, n]) + bytes(11))
+
+
+def u32(v: int) -> bytes:
+    return v.to_bytes(4, "big")
+
+
+class FakeServer:
+    def __init__(self, answer_auth_request: bool = True, fail_auth: bool = False, auth_method: int = 0, **responder_args) -> None:
+        self.keys = key_pair("server")
+        self.responder = Responder(self.keys, **responder_args)
+        self.reader, self.writer = PacketReader(), PacketWriter()
+        self.answer_auth_request = answer_auth_request
+        self.fail_auth = fail_auth
+        self.auth_method = auth_method
+        self.join_status = Status.OK
+        self.session: Session | None = None
+        self.inbox: list[Packet] = []
+        self.auth_payload: ConnectionAuthPayload | None = None
+        self.client = client_id(1)
+        self.users: dict[bytes, tuple[str, str]] = {}  # client id -> (nick, fingerprint hex)
+        self.channel_id = SilcId(IdType.CHANNEL, bytes.fromhex("7f000001029a0002"))
+        self.channel_key = ChannelKey.from_server("aes-256-cbc", os.urandom(32), "hmac-sha1-96")
+        self.raw_channel_key = b""
+        self.members: list[SilcId] = []
+        self.commands: list[CommandPayload] = []
+        self.silent_commands: set[int] = set()
+        self.rekeys = 0
+        self._pending_receive = None
+
+    def attach(self, session: Session) -> None:
+        self.session = session
+
+    # -- the wire, asynchronous in both directions so nothing re-enters --
+
+    def transmit(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while (p := self.reader.next()) is not None:
+            self.inbox.append(p)
+            self._handle(p)
+
+    def send(self, ptype: int, payload: bytes = b"", dst: SilcId | None = None, src: SilcId | None = SERVER_ID, flags: int = 0) -> None:
+        data = self.writer.seal(Packet(ptype, payload, flags, src, dst or self._client_dst()))
+        asyncio.get_running_loop().call_soon(self.session.data_received, data)
+
+    def _client_dst(self) -> SilcId | None:
+        return self.client if self.registered else None
+
+    registered = False
+
+    # -- protocol --
+
+    def _install(self, send: bool, material) -> None:
+        neg = self.responder.choice
+        m = material.swapped()  # the server is the responder
+        h = self.responder.ske_hash
+        if send:
+            self.writer.set_keys(crypto.packet_cipher(neg["ciphers"], m.send_key, m.send_iv, h, True), crypto.Hmac(neg["hmacs"], m.send_hmac_key))
+        else:
+            self.reader.set_keys(crypto.packet_cipher(neg["ciphers"], m.receive_key, m.receive_iv, h, False), crypto.Hmac(neg["hmacs"], m.receive_hmac_key))
+
+    def _handle(self, p: Packet) -> None:
+        t = PacketType
+        if p.type == t.KEY_EXCHANGE:
+            self.send(t.KEY_EXCHANGE, self.responder.reply_start(p.payload))
+        elif p.type == t.KEY_EXCHANGE_1 and self.reader.cipher is None:
+            self.send(t.KEY_EXCHANGE_2, self.responder.ke2(p.payload))
+        elif p.type == t.SUCCESS and self.reader.cipher is None:
+            self._install(False, self.responder.material)
+            self.send(t.SUCCESS, u32(0))
+            self._install(True, self.responder.material)
+        elif p.type == t.CONNECTION_AUTH_REQUEST:
+            if self.answer_auth_request:
+                self.send(t.CONNECTION_AUTH_REQUEST, AuthRequestPayload(1, self.auth_method).encode())
+        elif p.type == t.CONNECTION_AUTH:
+            self.auth_payload = ConnectionAuthPayload.decode(p.payload)
+            self.send(t.FAILURE if self.fail_auth else t.SUCCESS, u32(1 if self.fail_auth else 0))
+        elif p.type == t.NEW_CLIENT:
+            self.send(t.NEW_ID, encode_id_payload(self.client))
+            self.registered = True
+        elif p.type == t.COMMAND:
+            cmd = CommandPayload.decode(p.payload)
+            self.commands.append(cmd)
+            if cmd.command not in self.silent_commands:
+                self._command(cmd)
+        elif p.type == t.REKEY:
+            self.rekeys += 1
+            if not self.session.ske.negotiated.pfs:
+                self._rekey(self.session._send_key, server_initiates=False)
+        elif p.type == t.KEY_EXCHANGE_1:
+            self._pfs_answer(p.payload)
+        elif p.type == t.REKEY_DONE:
+            self._rekey_done()
+
+    def reply(self, cmd: CommandPayload, *args, status: int = Status.OK, error: int = 0) -> None:
+        payload = CommandPayload(cmd.command, cmd.ident, Arguments.of((1, encode_status(status, error)), *args))
+        self.send(PacketType.COMMAND_REPLY, payload.encode())
+
+    def _command(self, cmd: CommandPayload) -> None:
+        a = cmd.args
+        if cmd.command == Command.NICK:
+            self.client = client_id(2)
+            self.reply(cmd, (2, encode_id_payload(self.client)), (3, a.get(1)))
+        elif cmd.command == Command.PING:
+            self.reply(cmd)
+        elif cmd.command == Command.JOIN and self.join_status != Status.OK:
+            self.reply(cmd, (2, encode_id_payload(self.channel_id)), status=self.join_status)
+        elif cmd.command == Command.JOIN:
+            self.members = [self.client, *self.members]
+            self.reply(
+                cmd,
+                (2, a.get(1)),
+                (3, encode_id_payload(self.channel_id)),
+                (4, encode_id_payload(self.client)),
+                (5, u32(0)),
+                (6, u32(1)),
+                (7, ChannelKeyPayload(self.channel_id.data, self.channel_key.cipher, self.channel_key.key).encode()),
+                (10, b"the topic"),
+                (11, b"hmac-sha1-96"),
+                (12, u32(len(self.members))),
+                (13, encode_id_list(self.members)),
+                (14, b"".join(u32(0) for _ in self.members)),
+            )
+        elif cmd.command == Command.WHOIS:
+            cid = decode_id_payload(a.get(4))
+            if cid.data not in self.users:
+                self.reply(cmd, (2, a.get(4)), status=Status.ERR_NO_SUCH_CLIENT_ID)
+                return
+            nick, fp = self.users[cid.data]
+            self.reply(cmd, (2, a.get(4)), (3, nick.encode()), (4, b"u@h"), (5, b"Real"), (9, bytes.fromhex(fp) if fp else None))
+        elif cmd.command in (Command.LEAVE, Command.TOPIC):
+            self.reply(cmd, (2, a.get(1)))
+        elif cmd.command == Command.USERS:
+            self.reply(cmd, (2, a.get(1)), (3, u32(len(self.members))), (4, encode_id_list(self.members)), (5, b"".join(u32(0) for _ in self.members)))
+
+    # -- helpers for tests --
+
+    def add_user(self, n: int, nick: str, fp: str | None = None) -> SilcId:
+        cid = client_id(n)
+        self.users[cid.data] = (nick, fp if fp is not None else f"{n:02X}" * 20)
+        return cid
+
+    def notify(self, ntype: int, *args, dst: SilcId | None = None) -> None:
+        self.send(PacketType.NOTIFY, NotifyPayload(ntype, Arguments.of(*args)).encode(), dst=dst)
+
+    def channel_message(self, sender: SilcId, text: str, flags: int = MessageFlag.UTF8, key: ChannelKey | None = None) -> None:
+        payload = encrypt_channel_message(key or self.channel_key, flags, text.encode(), sender.data, self.channel_id.data)
+        self.send(PacketType.CHANNEL_MESSAGE, payload, dst=self.channel_id, src=sender)
+
+    def new_channel_key(self) -> None:
+        self.channel_key = ChannelKey.from_server("aes-256-cbc", os.urandom(32), "hmac-sha1-96")
+        self.send(PacketType.CHANNEL_KEY, ChannelKeyPayload(self.channel_id.data, "aes-256-cbc", self.channel_key.key).encode())
+
+    def start_rekey(self) -> None:
+        """A server-initiated rekey without PFS (silc-spec 4.8)."""
+        self.send(PacketType.REKEY)
+        self._rekey(self.session._receive_key, server_initiates=True)
+
+    def _rekey(self, initiator_send_key: bytes, server_initiates: bool) -> None:
+        """As this test reads silc-spec 4.8: the rekey initiator's current
+        sending key is processed without HASH; the initiator uses the result
+        as is, the other side swapped. REKEY_DONE still goes under old keys."""
+        from bridge.silc.ske import rekey_material
+
+        neg = self.session.ske.negotiated
+        material = rekey_material(neg, initiator_send_key)
+        view = material if server_initiates else material.swapped()
+        self.send(PacketType.REKEY_DONE)
+        self.writer.set_keys(
+            crypto.packet_cipher(neg.cipher, view.send_key, view.send_iv, self.responder.ske_hash, True),
+            crypto.Hmac(neg.hmac, view.send_hmac_key),
+        )
+        self._pending_receive = view
+
+    def _pfs_answer(self, ke1: bytes) -> None:
+        from bridge.silc.ske import PfsRekey
+
+        neg = self.session.ske.negotiated
+        mine = PfsRekey(neg)
+        self.send(PacketType.KEY_EXCHANGE_2, mine.payload())
+        view = mine.material(ke1).swapped()
+        self.send(PacketType.REKEY_DONE)
+        self.writer.set_keys(
+            crypto.packet_cipher(neg.cipher, view.send_key, view.send_iv, self.responder.ske_hash, True),
+            crypto.Hmac(neg.hmac, view.send_hmac_key),
+        )
+        self._pending_receive = view
+
+    def _rekey_done(self) -> None:
+        view = self._pending_receive
+        neg = self.session.ske.negotiated
+        self.reader.set_keys(
+            crypto.packet_cipher(neg.cipher, view.receive_key, view.receive_iv, self.responder.ske_hash, False),
+            crypto.Hmac(neg.hmac, view.receive_hmac_key),
+        )
+
+    def packets(self, ptype: int) -> list[Packet]:
+        return [p for p in self.inbox if p.type == ptype]
+
