@@ -125,7 +125,9 @@ class RelayClient:
 
     def budget(self, command: str, target: str) -> int:
         """Bytes of text that fit in `command target :text` as relayed by the server."""
-        return text_budget(command, target, self.nick, self.user, self.host or "h" * WORST_HOST)
+        hostlen = getattr(self.features, "hostlen", None)
+        worst = max(WORST_HOST, hostlen if isinstance(hostlen, int) else 0)
+        return text_budget(command, target, self.nick, self.user, self.host or "h" * worst)
 
     @property
     def features(self):
