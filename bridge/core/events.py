@@ -79,6 +79,14 @@ class Part(Event):
 class NickChange(Event):
     new_nick: str
 
+    @property
+    def new_identity(self) -> Identity:
+        """The sender after the change: an identity keyed by its nick (IRC
+        without accounts) changes key; one keyed by an account or a key does not."""
+        old = self.sender
+        native_id = self.new_nick if old.native_id == old.nick else old.native_id
+        return Identity(old.network, native_id, self.new_nick)
+
 
 @dataclass(frozen=True, slots=True)
 class Topic(Event):

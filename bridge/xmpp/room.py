@@ -357,10 +357,13 @@ class Room:
             if puppet is not None:
                 self.leave(puppet, event.reason)
         elif isinstance(event, NickChange):
-            self.store.rename_puppet(event.sender, event.new_nick)
-            puppet = self.puppets.get(event.sender.key)
-            if puppet is not None:
-                puppet.identity = Identity(event.sender.network, event.sender.native_id, event.new_nick)
+            renamed = event.new_identity
+            puppet = self.puppets.pop(event.sender.key, None)
+            if renamed.key == event.sender.key:
+                self.store.rename_puppet(renamed, renamed.nick)
+            if puppet is not None:  # same occupant JID for the rest of its stay
+                self.puppets[renamed.key] = puppet
+                puppet.identity = renamed
                 puppet.attempts = 0
                 if puppet.joined or puppet.joining:  # a MUC nick change (7.6): same JID
                     self._release(puppet)

@@ -180,3 +180,13 @@ async def test_text_that_xml_cannot_carry_is_dropped_not_sent_raw(room):
 async def test_bot_kicked_rejoins(room):
     room.on_presence(presence("bridge", kind="unavailable", codes=("110", "307")), "bridge.example.org")
     assert not room.joined.is_set()
+
+
+async def test_nick_keyed_identity_keeps_its_occupant_after_a_nick_change(room):
+    await room.deliver(Message(IRC, BOB, "hi"))
+    pjid = "bob%libera@bridge.example.org/bridge"
+    room.on_presence(presence("bob", to=pjid, codes=("110",)), pjid)
+    await room.deliver(NickChange(IRC, BOB, "bobby"))
+    await room.deliver(Message(IRC, Identity("libera", "bobby", "bobby"), "renamed"))
+    last = room.component.sent[-1]
+    assert last.get("from") == pjid and last.findtext(f"{{{NS}}}body") == "renamed"
