@@ -403,9 +403,9 @@ class Session:
             if reply.status not in (Status.LIST_START, Status.LIST_ITEM):
                 pending.future.set_result(pending.replies)
 
-    async def _ok(self, command: int, *args: tuple[int, bytes | None]) -> CommandPayload:
+    async def _ok(self, command: int, *args: tuple[int, bytes | None], timeout: float | None = None) -> CommandPayload:
         """A command whose single reply must say OK."""
-        reply = (await self.command(command, *args))[-1]
+        reply = (await self.command(command, *args, timeout=timeout))[-1]
         if reply.error != Status.OK:
             raise CommandError(command, reply.error)
         return reply
@@ -486,10 +486,10 @@ class Session:
         pk = PublicKeyPayload.decode(data)
         return fingerprint(pk.key) if pk.pk_type == PK_TYPE_SILC and pk.key else None
 
-    async def ping(self) -> None:
+    async def ping(self, timeout: float | None = None) -> None:
         if self.server_id is None:
             raise NotConnected("no Server ID known")
-        await self._ok(Command.PING, (1, encode_id_payload(self.server_id)))
+        await self._ok(Command.PING, (1, encode_id_payload(self.server_id)), timeout=timeout)
 
     def quit(self, message: str = "") -> None:
         """QUIT has no reply; the server closes the connection."""

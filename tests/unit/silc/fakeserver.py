@@ -63,7 +63,19 @@ class FakeServer:
         self._pending_receive = None
 
     def attach(self, session: Session) -> None:
+        """In memory: deliver to `session` on the next loop turn, so nothing re-enters."""
         self.session = session
+        loop = asyncio.get_running_loop()
+        self.deliver = lambda data: loop.call_soon(session.data_received, data)
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Over a real socket (asyncio.start_server callback)."""
+        self.deliver = writer.write
+        try:
+            while data := await reader.read(65536):
+                self.transmit(data)
+        finally:
+            writer.close()
 
     # -- the wire, asynchronous in both directions so nothing re-enters --
 
@@ -74,8 +86,7 @@ class FakeServer:
             self._handle(p)
 
     def send(self, ptype: int, payload: bytes = b"", dst: SilcId | None = None, src: SilcId | None = SERVER_ID, flags: int = 0) -> None:
-        data = self.writer.seal(Packet(ptype, payload, flags, src, dst or self._client_dst()))
-        asyncio.get_running_loop().call_soon(self.session.data_received, data)
+        self.deliver(self.writer.seal(Packet(ptype, payload, flags, src, dst or self._client_dst())))
 
     def _client_dst(self) -> SilcId | None:
         return self.client if self.registered else None
@@ -84,14 +95,23 @@ class FakeServer:
 
     # -- protocol --
 
-    def _install(self, send: bool, material) -> None:
-        neg = self.responder.choice
-        m = material.swapped()  # the server is the responder
+    @property
+    def negotiated(self):
+        from bridge.silc.ske import Negotiated
+
+        c = self.responder.choice
+        return Negotiated(c["groups"], c["pkcs"], c["ciphers"], c["hashes"], c["hmacs"], self.responder.flags, "")
+
+    def _install(self, send: bool, view) -> None:
+        """`view` is the server's view: send_* is what the server sends with."""
+        neg = self.negotiated
         h = self.responder.ske_hash
         if send:
-            self.writer.set_keys(crypto.packet_cipher(neg["ciphers"], m.send_key, m.send_iv, h, True), crypto.Hmac(neg["hmacs"], m.send_hmac_key))
+            self.writer.set_keys(crypto.packet_cipher(neg.cipher, view.send_key, view.send_iv, h, True), crypto.Hmac(neg.hmac, view.send_hmac_key))
+            self.send_key = view.send_key
         else:
-            self.reader.set_keys(crypto.packet_cipher(neg["ciphers"], m.receive_key, m.receive_iv, h, False), crypto.Hmac(neg["hmacs"], m.receive_hmac_key))
+            self.reader.set_keys(crypto.packet_cipher(neg.cipher, view.receive_key, view.receive_iv, h, False), crypto.Hmac(neg.hmac, view.receive_hmac_key))
+            self.receive_key = view.receive_key
 
     def _handle(self, p: Packet) -> None:
         t = PacketType
@@ -100,9 +120,10 @@ class FakeServer:
         elif p.type == t.KEY_EXCHANGE_1 and self.reader.cipher is None:
             self.send(t.KEY_EXCHANGE_2, self.responder.ke2(p.payload))
         elif p.type == t.SUCCESS and self.reader.cipher is None:
-            self._install(False, self.responder.material)
+            view = self.responder.material.swapped()  # the server is the responder
+            self._install(False, view)
             self.send(t.SUCCESS, u32(0))
-            self._install(True, self.responder.material)
+            self._install(True, view)
         elif p.type == t.CONNECTION_AUTH_REQUEST:
             if self.answer_auth_request:
                 self.send(t.CONNECTION_AUTH_REQUEST, AuthRequestPayload(1, self.auth_method).encode())
@@ -119,8 +140,8 @@ class FakeServer:
                 self._command(cmd)
         elif p.type == t.REKEY:
             self.rekeys += 1
-            if not self.session.ske.negotiated.pfs:
-                self._rekey(self.session._send_key, server_initiates=False)
+            if not self.negotiated.pfs:
+                self._rekey(self.receive_key, server_initiates=False)
         elif p.type == t.KEY_EXCHANGE_1:
             self._pfs_answer(p.payload)
         elif p.type == t.REKEY_DONE:
@@ -188,7 +209,7 @@ class FakeServer:
     def start_rekey(self) -> None:
         """A server-initiated rekey without PFS (silc-spec 4.8)."""
         self.send(PacketType.REKEY)
-        self._rekey(self.session._receive_key, server_initiates=True)
+        self._rekey(self.send_key, server_initiates=True)
 
     def _rekey(self, initiator_send_key: bytes, server_initiates: bool) -> None:
         """As this test reads silc-spec 4.8: the rekey initiator's current
@@ -196,37 +217,24 @@ class FakeServer:
         as is, the other side swapped. REKEY_DONE still goes under old keys."""
         from bridge.silc.ske import rekey_material
 
-        neg = self.session.ske.negotiated
-        material = rekey_material(neg, initiator_send_key)
-        view = material if server_initiates else material.swapped()
+        material = rekey_material(self.negotiated, initiator_send_key)
         self.send(PacketType.REKEY_DONE)
-        self.writer.set_keys(
-            crypto.packet_cipher(neg.cipher, view.send_key, view.send_iv, self.responder.ske_hash, True),
-            crypto.Hmac(neg.hmac, view.send_hmac_key),
-        )
+        view = material if server_initiates else material.swapped()
+        self._install(True, view)
         self._pending_receive = view
 
     def _pfs_answer(self, ke1: bytes) -> None:
         from bridge.silc.ske import PfsRekey
 
-        neg = self.session.ske.negotiated
-        mine = PfsRekey(neg)
+        mine = PfsRekey(self.negotiated)
         self.send(PacketType.KEY_EXCHANGE_2, mine.payload())
         view = mine.material(ke1).swapped()
         self.send(PacketType.REKEY_DONE)
-        self.writer.set_keys(
-            crypto.packet_cipher(neg.cipher, view.send_key, view.send_iv, self.responder.ske_hash, True),
-            crypto.Hmac(neg.hmac, view.send_hmac_key),
-        )
+        self._install(True, view)
         self._pending_receive = view
 
     def _rekey_done(self) -> None:
-        view = self._pending_receive
-        neg = self.session.ske.negotiated
-        self.reader.set_keys(
-            crypto.packet_cipher(neg.cipher, view.receive_key, view.receive_iv, self.responder.ske_hash, False),
-            crypto.Hmac(neg.hmac, view.receive_hmac_key),
-        )
+        self._install(False, self._pending_receive)
 
     def packets(self, ptype: int) -> list[Packet]:
         return [p for p in self.inbox if p.type == ptype]

@@ -1,0 +1,268 @@
+"""SILC channels as link endpoints: one relay client per SILC network.
+
+SILC users are identified by the SHA-1 fingerprint of their public key, so
+their puppets stay the same across nick changes and reconnects. Others appear
+in SILC through the relay client (`<alice> hello`). The server's key is
+pinned on first use (or given in the config); a changed key is refused.
+
+Bridging ends SILC's end-to-end protection: the bridge holds the channel keys
+and decrypts every message it relays. `security()` and `e2e_notice()` say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import unicodedata
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import structlog
+
+from bridge.config_types import SilcNetworkConfig
+from bridge.core.adapter import Adapter, EventSink
+from bridge.core.events import BRIDGE, Endpoint, Event, Identity, Join, Kick, Message, MessageKind, NickChange, Part, Topic
+from bridge.silc import events as ev
+from bridge.silc.client import ClientConfig, SilcClient
+from bridge.silc.message import ChannelKey, MessageFlag, SignatureState
+from bridge.silc.pubkey import PublicKey, load_or_create_key_pair, normalize_fingerprint, pretty_fingerprint
+from bridge.silc.session import CommandError, KeyRefused, NotConnected, SessionConfig
+from bridge.store.base import Store
+
+log = structlog.get_logger(__name__)
+
+MAX_MESSAGE_BYTES = 4000  # well inside a 64 KiB SILC packet, and readable
+SIGNATURE_MARKS = {
+    SignatureState.VALID: "[signed] ",
+    SignatureState.INVALID: "[BAD SIGNATURE] ",
+    SignatureState.UNCHECKED: "[signed, unverified] ",
+    SignatureState.NONE: "",
+}
+SERVER = "silc-server"  # native id for changes made by a server, not a user
+
+
+class SilcAdapter(Adapter):
+    def __init__(self, config: SilcNetworkConfig, emit: EventSink, store: Store) -> None:
+        super().__init__(config.name, emit)
+        self.config = config
+        self.store = store
+        self.log = log.bind(network=config.name)
+        self._rooms: dict[str, str] = {}  # casefolded channel name -> room as configured
+        self._private_keys: dict[str, ChannelKey] = {}
+        self._client: SilcClient | None = None
+        self._own_fingerprint: str | None = None
+        self._key_source = ""
+
+    # --- Adapter ---
+
+    def add_endpoint(self, room: str, options: Mapping[str, Any]) -> None:
+        self._rooms[room.casefold()] = room
+        passphrase = options.get("passphrase")
+        if passphrase:
+            self._private_keys[room.casefold()] = ChannelKey.from_passphrase(passphrase)
+        if self._client is not None:
+            self._client.add_channel(room, self._private_keys.get(room.casefold()))
+
+    async def run(self) -> None:
+        cfg = self.config
+        keypair = await asyncio.to_thread(load_or_create_key_pair, cfg.key_dir, cfg.username)
+        self._own_fingerprint = keypair.public.fingerprint
+        session = SessionConfig(username=cfg.username, realname=cfg.realname, password=cfg.password)
+        client_config = ClientConfig(host=cfg.host, port=cfg.port, nick=cfg.nick, session=session, heartbeat=cfg.heartbeat)
+        self._client = SilcClient(self.network, client_config, keypair, self._check_server_key, self._on_event)
+        for key, room in self._rooms.items():
+            self._client.add_channel(room, self._private_keys.get(key))
+        await self._client.run()
+
+    async def deliver(self, room: str, event: Event) -> None:
+        client = self._client
+        channel = client.channel(room) if client else None
+        session = client.session if client else None
+        if channel is None or session is None:
+            self.log.warning("silc_deliver_dropped", room=room, reason="not joined", event=type(event).__name__)
+            return
+        try:
+            if isinstance(event, Message):
+                flags, text = self._render(event)
+                for chunk in split_utf8(clean(text), MAX_MESSAGE_BYTES):
+                    session.send_channel_message(channel, chunk, flags)
+            elif isinstance(event, Topic):
+                await session.set_topic(channel, clean(event.text).replace("\n", " "))
+        except (NotConnected, CommandError, asyncio.TimeoutError) as exc:
+            self.log.warning("silc_deliver_failed", room=room, event=type(event).__name__, reason=str(exc))
+
+    def is_own(self, identity: Identity) -> bool:
+        return identity.network == self.network and identity.native_id == self._own_fingerprint
+
+    def security(self) -> list[str]:
+        cfg = self.config
+        client = self._client
+        session = client.session if client and client.connected else None
+        where = f"SILC {self.network} ({cfg.host}:{cfg.port})"
+        if session is None or session.ske is None:
+            lines = [f"{where}: not connected"]
+        else:
+            n = session.ske.negotiated
+            fp = pretty_fingerprint(session.ske.server_key.fingerprint)
+            lines = [
+                f"{where}: session {n.cipher} with {n.hmac}, {n.group}, "
+                f"perfect forward secrecy {'on' if n.pfs else 'off'}, server key {fp} ({self._key_source})"
+            ]
+        for key, room in self._rooms.items():
+            channel = client.channel(room) if client else None
+            if key in self._private_keys:
+                state = "channel private key from a passphrase (the SILC servers cannot read it)"
+            elif channel is None:
+                state = "not joined"
+            elif channel.mode & 0x4:  # SILC_CMODE_PRIVKEY without our passphrase
+                state = "uses a channel private key the bridge does not have: nothing is relayed"
+            else:
+                state = f"server-distributed channel key ({channel.cipher}, {channel.hmac}): SILC servers can read it"
+            lines.append(f"SILC {self.network}/{room}: {state}")
+        lines.append(
+            f"SILC {self.network}: the bridge decrypts channel messages to relay them, "
+            "so SILC's end-to-end encryption ends at the bridge"
+        )
+        return lines
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close("muc-bridge shutting down")
+
+    # --- for the router ---
+
+    def e2e_notice(self, room: str, elsewhere: Iterable[str]) -> str:
+        """The notice posted once when a link with this SILC channel starts,
+        in the SILC channel (deliver a NOTICE from BRIDGE) and in the MUC."""
+        places = ", ".join(elsewhere) or "other networks"
+        return (
+            f"Messages in SILC channel {room} on {self.network} are relayed by muc-bridge to {places}. "
+            "The bridge decrypts them to do so: SILC's end-to-end encryption ends at the bridge."
+        )
+
+    # --- server key pinning ---
+
+    def _check_server_key(self, key: PublicKey) -> None:
+        cfg = self.config
+        seen = key.fingerprint
+        where = f"{cfg.host}:{cfg.port}"
+        if cfg.server_fingerprint:
+            expected = normalize_fingerprint(cfg.server_fingerprint)
+            if seen != expected:
+                raise KeyRefused(
+                    f"SILC server {where} ({self.network}) presented key {pretty_fingerprint(seen)}, "
+                    f"but server_fingerprint in the configuration is {pretty_fingerprint(expected)}: refusing to connect"
+                )
+            self._key_source = "as configured"
+            return
+        pinned = self.store.pinned_key(self.network, where)
+        if pinned is None:
+            self.store.pin_key(self.network, where, seen)
+            self.log.warning("silc_server_key_pinned", host=where, fingerprint=pretty_fingerprint(seen))
+            self._key_source = "pinned on first use"
+        elif normalize_fingerprint(pinned) != seen:
+            raise KeyRefused(
+                f"SILC server {where} ({self.network}) presented key {pretty_fingerprint(seen)}, "
+                f"but key {pretty_fingerprint(pinned)} was pinned on first use: refusing to connect. "
+                "If the server's key really changed, set server_fingerprint to the new one."
+            )
+        else:
+            self._key_source = "pinned"
+
+    # --- SILC events to bridge events ---
+
+    def _on_event(self, event: ev.SessionEvent) -> None:
+        out = self._translate(event)
+        for item in out:
+            self.emit(item)
+
+    def _translate(self, event: ev.SessionEvent) -> list[Event]:
+        if isinstance(event, ev.ChannelMessage):
+            endpoint = self._endpoint(event.channel)
+            if endpoint is None:
+                return []
+            if event.flags & (MessageFlag.DATA | MessageFlag.PACKET):
+                self.log.info("silc_data_message_skipped", room=endpoint.room, flags=hex(event.flags))
+                return []
+            kind = (
+                MessageKind.ACTION
+                if event.flags & MessageFlag.ACTION
+                else MessageKind.NOTICE
+                if event.flags & MessageFlag.NOTICE
+                else MessageKind.PLAIN
+            )
+            text = SIGNATURE_MARKS[event.signature] + decode_text(event.data, event.flags)
+            return [Message(endpoint, self._identity(event.user), text, kind)]
+        if isinstance(event, ev.Joined):
+            return self._on(event.channel, lambda e: Join(e, self._identity(event.user)))
+        if isinstance(event, ev.Left):
+            return self._on(event.channel, lambda e: Part(e, self._identity(event.user), event.reason, event.quit))
+        if isinstance(event, ev.NickChanged):
+            who = self._identity(event.user)
+            return [NickChange(e, who, event.new_nick) for c in event.channels if (e := self._endpoint(c))]
+        if isinstance(event, ev.TopicSet):
+            return self._on(event.channel, lambda e: Topic(e, self._identity(event.user), event.topic))
+        if isinstance(event, ev.Kicked):
+            return self._on(
+                event.channel,
+                lambda e: Kick(e, self._identity(event.kicker), self._identity(event.target), event.reason),
+            )
+        if isinstance(event, ev.PrivateMessage):
+            self.log.info("silc_private_message_not_relayed", sender=event.user.nick)
+        return []
+
+    def _on(self, channel: str, make) -> list[Event]:
+        endpoint = self._endpoint(channel)
+        return [make(endpoint)] if endpoint else []
+
+    def _endpoint(self, channel: str) -> Endpoint | None:
+        room = self._rooms.get(channel.casefold())
+        return Endpoint(self.network, room) if room else None
+
+    def _identity(self, user: ev.User | None) -> Identity:
+        if user is None:
+            return Identity(self.network, SERVER, "server")
+        if user.fingerprint is None:
+            self.log.warning("silc_user_without_key", nick=user.nick)
+            return Identity(self.network, f"nick:{user.nick}", user.nick)
+        return Identity(self.network, user.fingerprint, user.nick)
+
+    def _render(self, event: Message) -> tuple[int, str]:
+        if event.sender == BRIDGE:
+            return MessageFlag.UTF8 | MessageFlag.NOTICE, event.text
+        template = self.config.action_format if event.kind is MessageKind.ACTION else self.config.format
+        try:
+            text = template.format(nick=event.sender.nick, text=event.text)
+        except (KeyError, IndexError, ValueError):
+            text = f"<{event.sender.nick}> {event.text}"
+        flags = {
+            MessageKind.ACTION: MessageFlag.ACTION,
+            MessageKind.NOTICE: MessageFlag.NOTICE,
+            MessageKind.PLAIN: MessageFlag.NONE,
+        }[event.kind]
+        return MessageFlag.UTF8 | flags, text
+
+
+def decode_text(data: bytes, flags: int) -> str:
+    """UTF-8 when flagged or valid; otherwise Latin-1 (old clients)."""
+    try:
+        return clean(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return clean(data.decode("utf-8" if flags & MessageFlag.UTF8 else "latin-1", errors="replace"))
+
+
+def clean(text: str) -> str:
+    """Drop control characters other than newline and tab."""
+    return "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
+
+
+def split_utf8(text: str, limit: int) -> list[bytes]:
+    """UTF-8 chunks of at most `limit` bytes, never splitting a character."""
+    data = text.encode("utf-8")
+    chunks = []
+    while len(data) > limit:
+        cut = limit
+        while cut > 0 and (data[cut] & 0xC0) == 0x80:
+            cut -= 1
+        chunks.append(data[:cut])
+        data = data[cut:]
+    return [*chunks, data] if data or not chunks else chunks

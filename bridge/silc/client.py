@@ -1,0 +1,208 @@
+"""Keeps one SILC connection up: connect, run a Session over the socket,
+keep it alive (HEARTBEAT, PING, rekey), rejoin channels, and reconnect with
+exponential backoff and jitter when it drops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from bridge.silc import events as ev
+from bridge.silc.channel import Channel
+from bridge.silc.message import ChannelKey
+from bridge.silc.pubkey import KeyPair, PublicKey
+from bridge.silc.session import CommandError, NotConnected, Phase, Session, SessionConfig, SessionError
+
+log = structlog.get_logger(__name__)
+
+READ_SIZE = 65536
+MAX_WRITE_BUFFER = 1 << 20  # a server that stops reading is a dead server
+
+
+@dataclass
+class ChannelSpec:
+    name: str
+    private_key: ChannelKey | None = None
+    retry_at: float = 0.0
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    host: str
+    port: int
+    nick: str
+    session: SessionConfig
+    heartbeat: float = 300.0  # seconds between HEARTBEAT + PING
+    tick: float = 15.0  # how often to check liveness, rekey and missing channels
+    ping_timeout: float = 60.0
+    rekey_interval: float = 3600.0  # silc-spec 4.8: "say, once in an hour"
+    rekey_bytes: int = 1 << 30
+    connect_timeout: float = 15.0
+    register_timeout: float = 60.0
+    backoff_base: float = 1.0
+    backoff_max: float = 300.0
+    stable_after: float = 60.0  # a session this old resets the backoff
+
+
+class SilcClient:
+    def __init__(
+        self,
+        network: str,
+        config: ClientConfig,
+        keypair: KeyPair,
+        check_server_key: Callable[[PublicKey], None],
+        on_event: Callable[[ev.SessionEvent], None],
+    ) -> None:
+        self.network = network
+        self.config = config
+        self.keypair = keypair
+        self.log = log.bind(network=network)
+        self._check_server_key = check_server_key
+        self._on_event = on_event
+        self.specs: dict[str, ChannelSpec] = {}
+        self.joined: dict[str, Channel] = {}
+        self.session: Session | None = None
+        self._closing = False
+
+    def add_channel(self, name: str, private_key: ChannelKey | None = None) -> None:
+        self.specs[name.casefold()] = ChannelSpec(name, private_key)
+
+    def channel(self, name: str) -> Channel | None:
+        return self.joined.get(name.casefold())
+
+    @property
+    def connected(self) -> bool:
+        return self.session is not None and self.session.phase is Phase.CONNECTED
+
+    async def run(self) -> None:
+        failures = 0
+        while not self._closing:
+            started = time.monotonic()
+            try:
+                await self._connect_once()
+            except (OSError, SessionError, asyncio.TimeoutError) as exc:
+                self.log.warning("silc_connection_lost", host=self.config.host, reason=str(exc) or type(exc).__name__)
+            if self._closing:
+                return
+            registered_for = time.monotonic() - started
+            failures = 0 if registered_for >= self.config.stable_after else failures + 1
+            delay = min(self.config.backoff_max, self.config.backoff_base * 2 ** max(failures - 1, 0))
+            delay *= random.uniform(0.5, 1.0)
+            self.log.info("silc_reconnecting", delay=round(delay, 1))
+            await asyncio.sleep(delay)
+
+    async def close(self, message: str = "") -> None:
+        """QUIT politely and stop reconnecting."""
+        self._closing = True
+        session = self.session
+        if session is not None and session.phase is Phase.CONNECTED:
+            with contextlib.suppress(NotConnected):
+                session.quit(message)
+        elif session is not None:
+            session.close()
+
+    async def _connect_once(self) -> None:
+        cfg = self.config
+        self.log.info("silc_connecting", host=cfg.host, port=cfg.port)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(cfg.host, cfg.port), cfg.connect_timeout)
+        session: Session | None = None
+
+        def transmit(data: bytes) -> None:
+            if writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+                raise NotConnected("the server is not reading")
+            writer.write(data)
+
+        tasks: list[asyncio.Task] = []
+        try:
+            session = Session(cfg.session, self.keypair, transmit, self._check_server_key, self._event, self.network)
+            self.session = session
+            tasks = [
+                asyncio.create_task(self._read(reader, session)),
+                asyncio.create_task(session.dispatch()),
+            ]
+            session.start()
+            await asyncio.wait_for(asyncio.shield(session.registered), cfg.register_timeout)
+            self.log.info("silc_connected", host=cfg.host, cipher=session.ske.negotiated.cipher if session.ske else None)
+            tasks.append(asyncio.create_task(self._maintain(session)))
+            await session.done
+        finally:
+            if session is not None:
+                session.close()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.joined.clear()
+            writer.close()
+            with contextlib.suppress(OSError, asyncio.TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), 2)
+
+    async def _read(self, reader: asyncio.StreamReader, session: Session) -> None:
+        try:
+            while session.phase is not Phase.CLOSED:
+                data = await reader.read(READ_SIZE)
+                if not data:
+                    session.fail(SessionError("the server closed the connection"))
+                    return
+                session.data_received(data)
+        except OSError as exc:
+            session.fail(SessionError(f"socket error: {exc}"))
+
+    async def _maintain(self, session: Session) -> None:
+        """Liveness, rekey and channel (re)joins, every `tick` seconds."""
+        cfg = self.config
+        await self._after_register(session)
+        last_beat = time.monotonic()
+        while session.phase is Phase.CONNECTED:
+            await asyncio.sleep(cfg.tick)
+            now = time.monotonic()
+            if now - last_beat >= cfg.heartbeat:
+                last_beat = now
+                await self._check_alive(session)
+            if now - session.keys_since >= cfg.rekey_interval or session.bytes_since_rekey >= cfg.rekey_bytes:
+                session.start_rekey()
+            await self._join_missing(session)
+
+    async def _after_register(self, session: Session) -> None:
+        if self.config.nick and self.config.nick != session.nick:
+            try:
+                await session.set_nick(self.config.nick)
+            except (CommandError, asyncio.TimeoutError) as exc:
+                self.log.warning("silc_nick_refused", nick=self.config.nick, reason=str(exc))
+        await self._join_missing(session)
+
+    async def _check_alive(self, session: Session) -> None:
+        try:
+            session.heartbeat()
+            await session.ping(self.config.ping_timeout)
+        except asyncio.TimeoutError:
+            session.fail(SessionError("no reply to PING"))
+        except (CommandError, NotConnected):
+            pass  # any reply proves the link is alive
+
+    async def _join_missing(self, session: Session) -> None:
+        now = time.monotonic()
+        for key, spec in list(self.specs.items()):
+            if key in self.joined or spec.retry_at > now or session.phase is not Phase.CONNECTED:
+                continue
+            try:
+                self.joined[key] = await session.join(spec.name, spec.private_key)
+                spec.failures = 0
+            except (CommandError, asyncio.TimeoutError) as exc:
+                spec.failures += 1
+                spec.retry_at = now + min(600.0, self.config.tick * 2**spec.failures)
+                self.log.warning("silc_join_failed", channel=spec.name, reason=str(exc) or "timeout")
+            except NotConnected:
+                return
+
+    def _event(self, event: ev.SessionEvent) -> None:
+        if isinstance(event, ev.SelfRemoved):
+            self.joined.pop(event.channel.casefold(), None)
+            self.log.warning("silc_removed_from_channel", channel=event.channel, reason=event.reason)
+        self._on_event(event)

@@ -1,0 +1,159 @@
+import asyncio
+import pytest
+
+from bridge.silc import events as ev
+from bridge.silc.client import ClientConfig, SilcClient
+from bridge.silc.ids import encode_id_payload
+from bridge.silc.packet import PacketType
+from bridge.silc.payloads import Command, Notify
+from bridge.silc.session import SessionConfig
+
+from .fakeserver import FakeServer
+from .keys import key_pair
+
+
+class Servers:
+    """A listening socket that gives each connection its own FakeServer."""
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+        self.instances: list[FakeServer] = []
+        self.writers = []
+
+    async def __aenter__(self):
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc):
+        self.server.close()
+        for w in self.writers:
+            w.close()
+
+    async def _accept(self, reader, writer):
+        fake = FakeServer(**self.kwargs)
+        self.instances.append(fake)
+        self.writers.append(writer)
+        await fake.serve(reader, writer)
+
+    async def wait_for(self, predicate, timeout=5.0):
+        async def poll():
+            while not predicate():
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(poll(), timeout)
+
+
+def client_for(servers, events, **overrides):
+    cfg = ClientConfig(
+        host="127.0.0.1",
+        port=servers.port,
+        nick="xbridge",
+        session=SessionConfig(username="xb", realname="relay", auth_request_timeout=0.05),
+        tick=0.05,
+        backoff_base=0.01,
+        backoff_max=0.05,
+        **overrides,
+    )
+    client = SilcClient("silcnet", cfg, key_pair("client"), lambda key: None, events.append)
+    client.add_channel("hackers")
+    return client
+
+
+def commands(fake, command):
+    return [c for c in fake.commands if c.command == command]
+
+
+async def test_connects_sets_nick_joins_and_relays_events():
+    events = []
+    async with Servers() as servers:
+        client = client_for(servers, events)
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: client.channel("HACKERS") is not None)
+        fake = servers.instances[0]
+        assert commands(fake, Command.NICK)[0].args.get(1) == b"xbridge"
+        alice = fake.add_user(5, "alice")
+        fake.notify(Notify.JOIN, (1, encode_id_payload(alice)), (2, encode_id_payload(fake.channel_id)))
+        await servers.wait_for(lambda: events)
+        assert isinstance(events[0], ev.Joined) and events[0].user.nick == "alice"
+        await client.close("bye")
+        await servers.wait_for(lambda: commands(fake, Command.QUIT))
+        await asyncio.wait_for(task, 2)
+        assert commands(fake, Command.QUIT)[0].args.get(1) == b"bye"
+
+
+async def test_reconnects_and_rejoins_after_the_server_drops_it():
+    async with Servers() as servers:
+        client = client_for(servers, [])
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: client.channel("hackers") is not None)
+        servers.writers[0].close()  # the server goes away
+        await servers.wait_for(lambda: len(servers.instances) == 2 and client.channel("hackers") is not None)
+        assert commands(servers.instances[1], Command.JOIN)
+        await client.close()
+        await asyncio.wait_for(task, 2)
+
+
+async def test_unanswered_ping_means_reconnect():
+    async with Servers() as servers:
+        client = client_for(servers, [], heartbeat=0.05, ping_timeout=0.1)
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: servers.instances and servers.instances[0].registered)
+        servers.instances[0].silent_commands.add(Command.PING)
+        await servers.wait_for(lambda: len(servers.instances) == 2)
+        assert servers.instances[0].packets(PacketType.HEARTBEAT)
+        await client.close()
+        await asyncio.wait_for(task, 2)
+
+
+async def test_rejoins_after_being_kicked():
+    events = []
+    async with Servers() as servers:
+        client = client_for(servers, events)
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: client.channel("hackers") is not None)
+        fake = servers.instances[0]
+        fake.notify(Notify.KICKED, (1, encode_id_payload(fake.client)), (2, b"go"), dst=fake.channel_id)
+        await servers.wait_for(lambda: len(commands(fake, Command.JOIN)) == 2)
+        assert isinstance(events[-1], ev.SelfRemoved)
+        await client.close()
+        await asyncio.wait_for(task, 2)
+
+
+async def test_rekey_after_the_configured_amount_of_data():
+    async with Servers() as servers:
+        client = client_for(servers, [], rekey_bytes=1)
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: servers.instances and servers.instances[0].rekeys >= 1)
+        await client.session.ping()  # both sides switched to the same new keys
+        assert servers.instances[0].packets(PacketType.REKEY_DONE)
+        await client.close()
+        await asyncio.wait_for(task, 2)
+
+
+async def test_backoff_grows_while_the_server_is_down():
+    async with Servers() as servers:
+        pass  # closed again: every connection attempt is refused
+    client = client_for(servers, [], connect_timeout=0.2)
+    sleeps = []
+    real_sleep = asyncio.sleep
+
+    async def fake_sleep(delay):
+        sleeps.append(delay)
+        if len(sleeps) >= 5:
+            await client.close()
+        await real_sleep(0)
+
+    import bridge.silc.client as client_module
+
+    client_module.asyncio.sleep = fake_sleep
+    try:
+        await asyncio.wait_for(client.run(), 5)
+    finally:
+        client_module.asyncio.sleep = real_sleep
+    assert len(sleeps) == 5
+    assert all(0 < s <= 0.05 for s in sleeps)
+    assert sleeps[0] <= 0.01  # base delay, halved at most by jitter
+
+
+pytestmark = pytest.mark.timeout(30)
