@@ -1,0 +1,1 @@
+"""Local servers for the demo and the integration tests, and the `muc-bridge demo` command."""
