@@ -41,10 +41,14 @@ SERVER = "silc-server"  # native id for changes made by a server, not a user
 
 
 class SilcAdapter(Adapter):
-    def __init__(self, config: SilcNetworkConfig, emit: EventSink, store: Store) -> None:
+    def __init__(
+        self, config: SilcNetworkConfig, emit: EventSink, store: Store, *, tuning: Mapping[str, Any] | None = None
+    ) -> None:
+        """`tuning`: ClientConfig fields (timeouts, backoff, rekey limits) to override."""
         super().__init__(config.name, emit)
         self.config = config
         self.store = store
+        self._tuning = dict(tuning or {})
         self.log = log.bind(network=config.name)
         self._rooms: dict[str, str] = {}  # casefolded channel name -> room as configured
         self._private_keys: dict[str, ChannelKey] = {}
@@ -67,7 +71,9 @@ class SilcAdapter(Adapter):
         keypair = await asyncio.to_thread(load_or_create_key_pair, cfg.key_dir, cfg.username)
         self._own_fingerprint = keypair.public.fingerprint
         session = SessionConfig(username=cfg.username, realname=cfg.realname, password=cfg.password)
-        client_config = ClientConfig(host=cfg.host, port=cfg.port, nick=cfg.nick, session=session, heartbeat=cfg.heartbeat)
+        client_config = ClientConfig(
+            host=cfg.host, port=cfg.port, nick=cfg.nick, session=session, heartbeat=cfg.heartbeat, **self._tuning
+        )
         self._client = SilcClient(self.network, client_config, keypair, self._check_server_key, self._on_event)
         for key, room in self._rooms.items():
             self._client.add_channel(room, self._private_keys.get(key))
@@ -99,7 +105,8 @@ class SilcAdapter(Adapter):
         session = client.session if client and client.connected else None
         where = f"SILC {self.network} ({cfg.host}:{cfg.port})"
         if session is None or session.ske is None:
-            lines = [f"{where}: not connected"]
+            error = client.last_error if client else None
+            lines = [f"{where}: not connected" + (f" (last error: {error})" if error else "")]
         else:
             n = session.ske.negotiated
             fp = pretty_fingerprint(session.ske.server_key.fingerprint)
@@ -265,4 +272,4 @@ def split_utf8(text: str, limit: int) -> list[bytes]:
             cut -= 1
         chunks.append(data[:cut])
         data = data[cut:]
-    return [*chunks, data] if data or not chunks else chunks
+    return [*chunks, data] if data else chunks

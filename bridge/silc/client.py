@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 
+from bridge.core.backoff import Backoff
 from bridge.silc import events as ev
 from bridge.silc.channel import Channel
 from bridge.silc.message import ChannelKey
@@ -49,6 +49,7 @@ class ClientConfig:
     backoff_base: float = 1.0
     backoff_max: float = 300.0
     stable_after: float = 60.0  # a session this old resets the backoff
+    rejoin_delay: float = 5.0  # after being kicked
 
 
 class SilcClient:
@@ -69,7 +70,9 @@ class SilcClient:
         self.specs: dict[str, ChannelSpec] = {}
         self.joined: dict[str, Channel] = {}
         self.session: Session | None = None
+        self.last_error: str | None = None  # why the last connection ended
         self._closing = False
+        self._wake = asyncio.Event()  # cuts the maintenance sleep short
 
     def add_channel(self, name: str, private_key: ChannelKey | None = None) -> None:
         self.specs[name.casefold()] = ChannelSpec(name, private_key)
@@ -82,19 +85,19 @@ class SilcClient:
         return self.session is not None and self.session.phase is Phase.CONNECTED
 
     async def run(self) -> None:
-        failures = 0
+        backoff = Backoff(self.config.backoff_base, self.config.backoff_max)
         while not self._closing:
             started = time.monotonic()
             try:
                 await self._connect_once()
             except (OSError, SessionError, asyncio.TimeoutError) as exc:
-                self.log.warning("silc_connection_lost", host=self.config.host, reason=str(exc) or type(exc).__name__)
-            if self._closing:
-                return
-            registered_for = time.monotonic() - started
-            failures = 0 if registered_for >= self.config.stable_after else failures + 1
-            delay = min(self.config.backoff_max, self.config.backoff_base * 2 ** max(failures - 1, 0))
-            delay *= random.uniform(0.5, 1.0)
+                if self._closing:
+                    return
+                self.last_error = str(exc) or type(exc).__name__
+                self.log.warning("silc_connection_lost", host=self.config.host, reason=self.last_error)
+            if time.monotonic() - started >= self.config.stable_after:
+                backoff.reset()
+            delay = backoff.next_delay()
             self.log.info("silc_reconnecting", delay=round(delay, 1))
             await asyncio.sleep(delay)
 
@@ -160,7 +163,9 @@ class SilcClient:
         await self._after_register(session)
         last_beat = time.monotonic()
         while session.phase is Phase.CONNECTED:
-            await asyncio.sleep(cfg.tick)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), cfg.tick)
+            self._wake.clear()
             now = time.monotonic()
             if now - last_beat >= cfg.heartbeat:
                 last_beat = now
@@ -204,5 +209,9 @@ class SilcClient:
     def _event(self, event: ev.SessionEvent) -> None:
         if isinstance(event, ev.SelfRemoved):
             self.joined.pop(event.channel.casefold(), None)
+            spec = self.specs.get(event.channel.casefold())
+            if spec is not None:
+                spec.retry_at = time.monotonic() + self.config.rejoin_delay
+                asyncio.get_running_loop().call_later(self.config.rejoin_delay, self._wake.set)
             self.log.warning("silc_removed_from_channel", channel=event.channel, reason=event.reason)
         self._on_event(event)

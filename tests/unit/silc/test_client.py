@@ -53,6 +53,7 @@ def client_for(servers, events, **overrides):
         tick=0.05,
         backoff_base=0.01,
         backoff_max=0.05,
+        rejoin_delay=0.05,
         **overrides,
     )
     client = SilcClient("silcnet", cfg, key_pair("client"), lambda key: None, events.append)
