@@ -246,9 +246,10 @@ def _lua(value: Any) -> str:
 
 
 class Prosody(ServerProcess):
-    """Prosody 0.12: VirtualHost `localhost` (plain c2s on loopback, no TLS needed), MUC
-    `muc.localhost` (rooms made on first join, unlocked, persistent, subject changeable by
-    any occupant) and the XEP-0114 component `bridge.localhost`."""
+    """Prosody 0.12: VirtualHost `localhost` (plain c2s on loopback, no TLS needed; with
+    `tls=True` STARTTLS is offered too, self-signed), MUC `muc.localhost` (rooms made on first
+    join, unlocked, persistent, subject changeable by any occupant) and the XEP-0114
+    component `bridge.localhost`."""
 
     binary = "prosody"
     package = "prosody"
@@ -257,8 +258,10 @@ class Prosody(ServerProcess):
     component_jid = "bridge.localhost"
 
     def __init__(self, workdir: str | os.PathLike[str], *, muc_mam: bool = False,
-                 muc_options: dict[str, Any] | None = None, log_level: str = "info") -> None:
+                 muc_options: dict[str, Any] | None = None, tls: bool = False,
+                 log_level: str = "info") -> None:
         super().__init__(workdir)
+        self.tls = tls
         self.host = HOST
         self.c2s_port = free_port()
         self.component_port = free_port()
@@ -275,7 +278,18 @@ class Prosody(ServerProcess):
 
     def _write_config(self) -> None:
         (self.workdir / "data").mkdir(exist_ok=True)
-        (self.workdir / "certs").mkdir(exist_ok=True)
+        certs = self.workdir / "certs"
+        certs.mkdir(exist_ok=True)
+        self.cert_path = certs / f"{self.domain}.crt"
+        key_path = certs / f"{self.domain}.key"
+        if self.tls and not self.cert_path.exists():
+            make_self_signed_cert(self.cert_path, key_path, self.domain)
+        modules = ["roster", "saslauth", "disco", "ping", "time", "version"]
+        host_tls = []
+        if self.tls:
+            modules.append("tls")
+            host_tls = [f"    ssl = {{ certificate = {_lua(str(self.cert_path))}, "
+                        f"key = {_lua(str(key_path))} }}"]
         muc_modules = ["muc_mam"] if self.muc_mam else []
         lines = [
             "-- written by bridge.demo.servers; rewritten on every start",
@@ -286,7 +300,7 @@ class Prosody(ServerProcess):
             f"certificates = {_lua(str(self.workdir / 'certs'))}",
             f'log = {{ {{ levels = {{ min = {_lua(self.log_level)} }}, to = "file", '
             f"filename = {_lua(str(self.workdir / 'prosody.log'))} }} }}",
-            'modules_enabled = { "roster", "saslauth", "disco", "ping", "time", "version" }',
+            f"modules_enabled = {_lua(modules)}",
             'modules_disabled = { "s2s", "s2s_auth_certs" }',
             f"interfaces = {_lua([HOST])}",
             f"c2s_ports = {_lua([self.c2s_port])}",
@@ -294,11 +308,13 @@ class Prosody(ServerProcess):
             "legacy_ssl_ports = { }",
             "s2s_ports = { }",
             f"component_ports = {_lua([self.component_port])}",
+            f"component_interfaces = {_lua([HOST])}",
             "c2s_require_encryption = false",
             "allow_unencrypted_plain_auth = true",
             'authentication = "internal_hashed"',
             'storage = "internal"',
             f"VirtualHost {_lua(self.domain)}",
+            *host_tls,
             f"Component {_lua(self.muc_domain)} \"muc\"",
             f"    modules_enabled = {_lua(muc_modules)}",
             *(f"    {key} = {_lua(value)}" for key, value in self.muc_options.items()),

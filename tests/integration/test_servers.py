@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from bridge.demo.servers import InspIRCd, ServerMissing
-from tests.integration.clients import IrcUser, XmppUser
+from tests.integration.clients import IrcUser, XmppUser, wait_until
 
 
 async def test_two_xmpp_users_talk_in_a_muc_room(xmpp_user):
@@ -154,3 +156,54 @@ async def test_a_missing_server_names_its_debian_package(tmp_path):
 
     with pytest.raises(ServerMissing, match=r"apt-get install -y inspircd"):
         await Missing(tmp_path).start()
+
+
+
+async def test_the_demo_links_a_room_and_a_channel_and_cleans_up(capsys):
+    """`muc-bridge demo`: what it prints is enough to connect; messages cross both ways;
+    stopping it stops the servers and removes its files."""
+    from bridge.demo.run import run_demo
+
+    demo = asyncio.create_task(run_demo())
+    printed = ""
+
+    def instructions_printed() -> bool:
+        nonlocal printed
+        printed += capsys.readouterr().out
+        return "removed when the demo stops" in printed or demo.done()
+
+    try:
+        await wait_until(instructions_printed, 15, "the demo's instructions")
+        assert not demo.done(), printed
+
+        def field(pattern: str) -> str:
+            return re.search(pattern, printed, re.MULTILINE).group(1)
+
+        prosody = SimpleNamespace(host="127.0.0.1", domain="localhost",
+                                  c2s_port=int(field(r"port (\d+)\s+\(STARTTLS")))
+        ircd = SimpleNamespace(host="127.0.0.1", port=int(field(r"port (\d+)\s+\(plain\)")))
+        room, channel = field(r"^\s+room\s+(\S+)$"), field(r"^\s+channel\s+(\S+)$")
+        workdir = Path(field(r"Config, logs and data: (\S+)"))
+
+        alice = await XmppUser.login(prosody, field(r"^\s+account\s+(\w+)@localhost$"),
+                                     field(r"^\s+password\s+(\S+)$"))
+        bob = await IrcUser.connect(ircd, "bob")
+        await alice.join(room, "alice")
+        await bob.join(channel)
+        await wait_until(lambda: "bridge" in alice.occupants(room), 10, "the bridge's bot")
+        await bob.wait_for(lambda l: l.command in ("JOIN", "353") and "xbridge" in l.raw, 10)
+
+        alice.say(room, "hello from xmpp")
+        line = await bob.wait_for_privmsg(channel, sender="xbridge", timeout=10)
+        assert line.text == "<alice> hello from xmpp"
+        bob.privmsg(channel, "hello from irc")
+        heard = await alice.wait_for_message(room, "hello from irc", timeout=10)
+        assert heard.nick == "bob"
+        await alice.close()
+        await bob.close()
+    finally:
+        demo.cancel()
+        await asyncio.gather(demo, return_exceptions=True)
+    assert not workdir.exists()
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", ircd.port)
