@@ -204,14 +204,13 @@ class IrcAdapter(Adapter):
 
     def _on_join(self, event: IrcEvent) -> None:
         nick, channel = event.source.nick, event.target
-        if self.client.is_me(nick):
-            folded = self.roster.fold(channel)
-            self.joined.add(folded)
-            self.roster.reset(channel)
-            log.info("irc_joined", network=self.network, room=channel)
-            return
         endpoint = self._endpoint(channel)
         if endpoint is None:
+            return  # only linked channels are tracked (a server could invent any number)
+        if self.client.is_me(nick):
+            self.joined.add(self.roster.fold(channel))
+            self.roster.reset(channel)
+            log.info("irc_joined", network=self.network, room=channel)
             return
         self.roster.joined(channel, nick)
         tags = _tags(event)
@@ -306,20 +305,24 @@ class IrcAdapter(Adapter):
 
     def _on_topic(self, event: IrcEvent) -> None:
         channel = event.target
+        endpoint = self._endpoint(channel)
+        if endpoint is None:
+            return
         text = event.arguments[0] if event.arguments else ""
         self.topics[self.roster.fold(channel)] = text
-        endpoint = self._endpoint(channel)
-        if endpoint is None or self.client.is_me(event.source.nick):
+        if self.client.is_me(event.source.nick):
             return
         tags = _tags(event)
         self.emit(Topic(endpoint, self._identity(event.source.nick, tags), irc_to_text(text),
                         time=_time(tags)))
 
     def _on_current_topic(self, event: IrcEvent) -> None:  # 332: <me> <channel> :<topic>
-        self.topics[self.roster.fold(event.arguments[0])] = event.arguments[1]
+        if self._endpoint(event.arguments[0]) is not None:
+            self.topics[self.roster.fold(event.arguments[0])] = event.arguments[1]
 
     def _on_no_topic(self, event: IrcEvent) -> None:  # 331: <me> <channel> :No topic is set
-        self.topics[self.roster.fold(event.arguments[0])] = ""
+        if self._endpoint(event.arguments[0]) is not None:
+            self.topics[self.roster.fold(event.arguments[0])] = ""
 
     def _on_message(self, event: IrcEvent) -> None:
         source, channel = event.source, event.target

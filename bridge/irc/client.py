@@ -45,6 +45,8 @@ WANTED_CAPS = ("multi-prefix", "account-tag", "account-notify", "extended-join",
                "server-time", "message-tags", "away-notify")
 #: Nicks tried during one registration before giving up on the connection.
 MAX_NICK_TRIES = 20
+#: Bytes of CAP LS we read before deciding (a server could send LS lines forever).
+MAX_CAP_LS = 16384
 SASL_CHUNK = 400  # IRCv3 SASL: AUTHENTICATE payloads are sent in 400-byte pieces
 SASL_FAILURES = ("nicklocked", "saslfail", "sasltoolong", "saslaborted")  # 902, 904-906
 NICK_REFUSED = ("nicknameinuse", "erroneusnickname", "nickcollision", "unavailresource")  # 433 432 436 437
@@ -81,7 +83,7 @@ class RelayClient:
         self._lost = asyncio.Event()
         self._registered_at: float | None = None
         self._cap_open = False  # CAP negotiation started and not yet ended
-        self._cap_ls = ""
+        self._cap_ls: str | None = ""  # CAP LS collected so far; None once answered
         self._nicks: Iterator[str] = iter(())
         self._nick_tries = 0
         for name, handler, priority in (
@@ -288,12 +290,13 @@ class RelayClient:
     def _on_cap(self, event: Event) -> None:
         args = event.arguments
         sub = args[0].upper() if args else ""
-        if sub == "LS" and self._cap_open:
-            if len(args) >= 3 and args[1] == "*":  # more LS lines follow (CAP 302)
-                self._cap_ls += " " + args[2]
-                return
+        if sub == "LS" and self._cap_open and self._cap_ls is not None:
             self._cap_ls += " " + (args[-1] if len(args) > 1 else "")
+            more = len(args) >= 3 and args[1] == "*"  # more LS lines follow (CAP 302)
+            if more and len(self._cap_ls) < MAX_CAP_LS:
+                return
             offered = {cap.partition("=")[0] for cap in self._cap_ls.split()}
+            self._cap_ls = None  # decided
             wanted = [cap for cap in WANTED_CAPS if cap in offered]
             if self.config.sasl is not None:
                 if "sasl" in offered:
@@ -394,4 +397,4 @@ def _nick_candidates(config: IrcNetworkConfig) -> Iterator[str]:
     yield config.nick
     yield from config.alt_nicks
     while True:
-        yield f"{config.nick}{random.randint(10, 9999)}"
+        yield f"{config.nick}{random.randint(10, 999)}"

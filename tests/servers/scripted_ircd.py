@@ -102,6 +102,10 @@ class Client:
         if sub == "LS":
             self._cap_hold = True
             offered = list(self.ircd.caps) + (["sasl=PLAIN"] if self.ircd.accounts is not None else [])
+            if self.ircd.cap_ls_lines:  # CAP 302: one capability a line, "*" until the last
+                for cap in offered[:-1]:
+                    self.send(f":{SERVER} CAP * LS * :{cap}")
+                offered = offered[-1:]
             self.send(f":{SERVER} CAP * LS :{' '.join(offered)}")
         elif sub == "REQ":
             wanted = args[-1].split()
@@ -187,8 +191,10 @@ class ScriptedIrcd:
         accounts: dict[str, str] | None = None,
         password: str | None = None,
         taken: tuple[str, ...] = (),
+        cap_ls_lines: bool = False,
     ) -> None:
         self.caps = caps
+        self.cap_ls_lines = cap_ls_lines
         self.accounts = accounts  # SASL PLAIN offered when set
         self.password = password
         self.taken = set(taken)
