@@ -159,10 +159,14 @@ async def test_a_missing_server_names_its_debian_package(tmp_path):
 
 
 
-async def test_the_demo_links_a_room_and_a_channel_and_cleans_up(capsys):
+async def test_the_demo_links_a_room_and_a_channel_and_cleans_up(capsys, monkeypatch):
     """`muc-bridge demo`: what it prints is enough to connect; messages cross both ways;
     stopping it stops the servers and removes its files."""
     from bridge.demo.run import run_demo
+
+    # The demo sets up process-wide logging on the stderr of the moment, which here is
+    # pytest's capture of this one test: later tests would log into a closed file.
+    monkeypatch.setattr("bridge.log.setup_logging", lambda *args, **kwargs: None)
 
     demo = asyncio.create_task(run_demo())
     printed = ""
