@@ -49,24 +49,29 @@ class Bridge:
         log.info("bridge_starting", links=len(self.config.links), networks=len(self.config.networks))
         for link in self.config.links:
             self._announce_silc(link)
+        tasks = [asyncio.create_task(self.router.run(), name="router"),
+                 asyncio.create_task(self._commit_loop(), name="store commits")]
+        tasks += [asyncio.create_task(adapter.run(), name=f"adapter {adapter.network}")
+                  for adapter in self.adapters]
         try:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self.router.run())
-                tasks.create_task(self._commit_loop())
-                for adapter in self.adapters:
-                    tasks.create_task(adapter.run(), name=f"adapter {adapter.network}")
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # a fatal error (a refused component secret) ends the bridge
         finally:
-            await self.close()
+            await self._leave()  # while still connected, so the goodbyes go out
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.store.close()
+            log.info("bridge_stopped")
 
-    async def close(self) -> None:
+    async def _leave(self) -> None:
         for adapter in self.adapters:
             try:
                 async with asyncio.timeout(3.0):
                     await adapter.close()
             except Exception:
                 log.warning("adapter_close_failed", network=adapter.network)
-        self.store.close()
-        log.info("bridge_stopped")
 
     async def _commit_loop(self) -> None:
         while True:
