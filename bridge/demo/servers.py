@@ -63,11 +63,20 @@ class ServerFailed(RuntimeError):
     """A server did not start (or a command against it failed); the message has its log tail."""
 
 
+#: Ports this process has handed out, never handed out twice (they are kept for restarts).
+_issued: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now and that this process has
+    not handed out before."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((HOST, 0))
+            port = sock.getsockname()[1]
+        if port not in _issued:
+            _issued.add(port)
+            return port
 
 
 def find_binary(binary: str) -> str | None:
@@ -145,7 +154,8 @@ class ServerProcess:
             self._process = await asyncio.create_subprocess_exec(
                 "/bin/sh", "-c", 'ulimit -c 0; exec "$0" "$@"', binary, *self._args(binary),
                 stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
-                cwd=self.workdir, start_new_session=True)  # Ctrl-C in a terminal is ours
+                # Own session: a terminal's Ctrl-C reaches us, and we stop the server in order.
+                cwd=self.workdir, start_new_session=True)
         try:
             await self._wait_ready(timeout)
         except BaseException:
@@ -171,7 +181,8 @@ class ServerProcess:
                 await asyncio.sleep(0.05)
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM, then SIGKILL if it is still there after `timeout` seconds."""
+        """SIGTERM, then SIGKILL if it is still there after `timeout` seconds. (Prosody with
+        clients still connected takes about a second: it waits for their streams to close.)"""
         await self._end(signal.SIGTERM, timeout)
 
     async def kill(self) -> None:
