@@ -110,7 +110,10 @@ class PacketStream:
         if long_pad:
             pad = MAX_PAD - true_len % block
         elif cipher is not None and not cipher.pads:
-            pad = 0
+            # No padding in CTR mode, except that silcd reads a whole first
+            # block: it drops a shorter packet as malformed and closes the
+            # connection (seen with CONNECTION_AUTH before the client has an ID).
+            pad = max(0, BLOCK_LEN - true_len)
         else:
             pad = pad_length(header_len if special else true_len, block)
         fixed = struct.pack(
@@ -173,8 +176,9 @@ class PacketStream:
         encrypted_len = header_len + pad if special else total
         if cipher is not None and cipher.pads and encrypted_len % BLOCK_LEN:
             raise PacketError(f"encrypted length {encrypted_len} not a multiple of the block")
-        if total < first_len:
-            raise PacketError(f"packet length {total} shorter than its first block")
+        if total < (BLOCK_LEN if cipher is not None else first_len):
+            # Like silcd ("Bad ID lengths in packet"): see encode().
+            raise PacketError(f"encrypted packet of {total} bytes is shorter than a cipher block")
         rest_wire = await self.reader.readexactly(total - first_len)
         if d.hmac:
             got_mac = await self.reader.readexactly(d.mac_len)
