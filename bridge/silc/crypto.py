@@ -124,32 +124,41 @@ class CbcPacketCipher(PacketCipher):
 
 
 class CtrPacketCipher(PacketCipher):
-    """silc-spec 3.10.1.2: counter block = first 4 bytes of the SKE HASH |
-    first 4 bytes of the direction's IV | packet counter (from 1) | block
-    counter (from 1 in every packet). Encryption and decryption are the same."""
+    """silc-spec 3.10.1.2 draws the counter block as HASH[0:4] | IV[0:4] |
+    32-bit packet counter from 1 | block counter from 1. silcd 1.1 instead
+    takes IV[0:8] as a 64-bit packet counter that it increments before each
+    packet (so the first packet uses IV[0:8] + 1), and the block counter
+    restarts at 1 in every packet. The two agree only when IV[4:8] is zero,
+    never in practice; this follows silcd, which decides interoperability
+    (the test server does the same). Encryption and decryption are the same."""
 
     mode = "ctr"
 
-    def __init__(self, name: str, key: bytes, iv: bytes, ske_hash: bytes) -> None:
+    def __init__(self, name: str, key: bytes, iv: bytes, prefix: bytes) -> None:
         self.name = name
         self._key = key
-        self._prefix = ske_hash[:4] + iv[:4]
-        self._counter = 0
+        self._prefix = prefix[:4]
+        self._counter = int.from_bytes(iv[:8], "big")
 
     def packet(self) -> CipherContext:
-        self._counter += 1
-        if self._counter > 0xFFFFFFFF:
-            raise CryptoError("CTR packet counter exhausted; rekey first")
-        block = self._prefix + self._counter.to_bytes(4, "big") + (1).to_bytes(4, "big")
+        self._counter = (self._counter + 1) % 2**64
+        block = self._prefix + self._counter.to_bytes(8, "big") + (1).to_bytes(4, "big")
         return Cipher(algorithms.AES(self._key), modes.CTR(block)).encryptor()
 
 
-def packet_cipher(name: str, key: bytes, iv: bytes, ske_hash: bytes, encrypt: bool) -> PacketCipher:
+def ctr_prefix(hash_name: str, ske_hash: bytes | None, iv: bytes) -> bytes:
+    """The first 4 bytes of the counter block: from the SKE HASH, or after a
+    rekey, where there is no HASH, from hash(IV[0:8]) as silcd does."""
+    return ske_hash[:4] if ske_hash else digest(hash_name, iv[:8])[:4]
+
+
+def packet_cipher(name: str, key: bytes, iv: bytes, prefix: bytes, encrypt: bool) -> PacketCipher:
+    """`prefix` matters for CTR only (see `ctr_prefix`)."""
     spec = cipher_spec(name)
     key = key[: spec.key_len]
     if spec.mode == "cbc":
         return CbcPacketCipher(name, key, iv, encrypt)
-    return CtrPacketCipher(name, key, iv, ske_hash)
+    return CtrPacketCipher(name, key, iv, prefix)
 
 
 def cbc_encrypt(key: bytes, iv: bytes, data: bytes) -> bytes:

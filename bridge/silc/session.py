@@ -25,7 +25,7 @@ from bridge.silc import events as ev
 from bridge.silc.auth import CONN_CLIENT, AuthMethod, AuthRequestPayload, ConnectionAuthPayload, auth_data
 from bridge.silc.buffer import DecodeError, text
 from bridge.silc.channel import Channel
-from bridge.silc.crypto import CryptoError, Hmac, KeyMaterial, packet_cipher
+from bridge.silc.crypto import CryptoError, Hmac, KeyMaterial, ctr_prefix, packet_cipher
 from bridge.silc.ids import IdType, SilcId, decode_id_payload, encode_id_payload, read_id_payload
 from bridge.silc.message import (
     ChannelKey,
@@ -462,7 +462,8 @@ class Session:
         found = []
         for reply in await self.command(Command.IDENTIFY, (1, nick.encode("utf-8"))):
             if reply.error == Status.OK and reply.args.get(2):
-                found.append((decode_id_payload(reply.args.get(2)), text(reply.args.get(3) or b"")))
+                name = text(reply.args.get(3) or b"").split("@", 1)[0]  # nickname[@server]
+                found.append((decode_id_payload(reply.args.get(2)), name))
         return found
 
     async def whois(self, client_id: bytes) -> ev.User | None:
@@ -748,11 +749,16 @@ class Session:
 
     # --- keys and rekey (silc-spec 4.8) ---
 
+    def _ctr_prefix(self, iv: bytes) -> bytes:
+        assert self.ske is not None
+        first = self._rekey is None  # no HASH after a rekey
+        return ctr_prefix(self.ske.negotiated.hash, self.ske.ske_hash if first else None, iv)
+
     def _install_send(self, material: KeyMaterial) -> None:
         """`material` in our view: send_* is ours."""
         assert self.ske is not None
         neg = self.ske.negotiated
-        cipher = packet_cipher(neg.cipher, material.send_key, material.send_iv, self.ske.ske_hash, True)
+        cipher = packet_cipher(neg.cipher, material.send_key, material.send_iv, self._ctr_prefix(material.send_iv), True)
         self._writer.set_keys(cipher, Hmac(neg.hmac, material.send_hmac_key))
         self._send_key = material.send_key
         self.keys_since = time.monotonic()
@@ -760,7 +766,9 @@ class Session:
     def _install_receive(self, material: KeyMaterial) -> None:
         assert self.ske is not None
         neg = self.ske.negotiated
-        cipher = packet_cipher(neg.cipher, material.receive_key, material.receive_iv, self.ske.ske_hash, False)
+        cipher = packet_cipher(
+            neg.cipher, material.receive_key, material.receive_iv, self._ctr_prefix(material.receive_iv), False
+        )
         self._reader.set_keys(cipher, Hmac(neg.hmac, material.receive_hmac_key))
         self._receive_key = material.receive_key
 

@@ -102,15 +102,17 @@ class FakeServer:
         c = self.responder.choice
         return Negotiated(c["groups"], c["pkcs"], c["ciphers"], c["hashes"], c["hmacs"], self.responder.flags, "")
 
-    def _install(self, send: bool, view) -> None:
+    def _install(self, send: bool, view, rekeyed: bool = False) -> None:
         """`view` is the server's view: send_* is what the server sends with."""
         neg = self.negotiated
-        h = self.responder.ske_hash
+        h = None if rekeyed else self.responder.ske_hash
         if send:
-            self.writer.set_keys(crypto.packet_cipher(neg.cipher, view.send_key, view.send_iv, h, True), crypto.Hmac(neg.hmac, view.send_hmac_key))
+            prefix = crypto.ctr_prefix(neg.hash, h, view.send_iv)
+            self.writer.set_keys(crypto.packet_cipher(neg.cipher, view.send_key, view.send_iv, prefix, True), crypto.Hmac(neg.hmac, view.send_hmac_key))
             self.send_key = view.send_key
         else:
-            self.reader.set_keys(crypto.packet_cipher(neg.cipher, view.receive_key, view.receive_iv, h, False), crypto.Hmac(neg.hmac, view.receive_hmac_key))
+            prefix = crypto.ctr_prefix(neg.hash, h, view.receive_iv)
+            self.reader.set_keys(crypto.packet_cipher(neg.cipher, view.receive_key, view.receive_iv, prefix, False), crypto.Hmac(neg.hmac, view.receive_hmac_key))
             self.receive_key = view.receive_key
 
     def _handle(self, p: Packet) -> None:
@@ -220,7 +222,7 @@ class FakeServer:
         material = rekey_material(self.negotiated, initiator_send_key)
         self.send(PacketType.REKEY_DONE)
         view = material if server_initiates else material.swapped()
-        self._install(True, view)
+        self._install(True, view, rekeyed=True)
         self._pending_receive = view
 
     def _pfs_answer(self, ke1: bytes) -> None:
@@ -230,11 +232,11 @@ class FakeServer:
         self.send(PacketType.KEY_EXCHANGE_2, mine.payload())
         view = mine.material(ke1).swapped()
         self.send(PacketType.REKEY_DONE)
-        self._install(True, view)
+        self._install(True, view, rekeyed=True)
         self._pending_receive = view
 
     def _rekey_done(self) -> None:
-        self._install(False, self._pending_receive)
+        self._install(False, self._pending_receive, rekeyed=True)
 
     def packets(self, ptype: int) -> list[Packet]:
         return [p for p in self.inbox if p.type == ptype]

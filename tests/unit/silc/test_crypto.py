@@ -79,18 +79,23 @@ def test_cbc_packet_cipher_chains_across_packets():
 
 
 def test_ctr_counter_block_layout():
-    # silc-spec 3.10.1.2: HASH[0:4] | IV[0:4] | packet counter | block counter
+    # silcd's layout (see CtrPacketCipher): HASH[0:4] | IV[0:8] + packet number | block counter
     key, iv, ske_hash = os.urandom(16), os.urandom(16), os.urandom(32)
-    ctr = crypto.packet_cipher("aes-128-ctr", key, iv, ske_hash, encrypt=True)
+    ctr = crypto.packet_cipher("aes-128-ctr", key, iv, crypto.ctr_prefix("sha256", ske_hash, iv), encrypt=True)
     ecb = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    start = int.from_bytes(iv[:8], "big")
     for packet_no in (1, 2):
         data = os.urandom(20)
         out = ctr.packet().update(data)
-        stream = b"".join(
-            ecb.update(ske_hash[:4] + iv[:4] + packet_no.to_bytes(4, "big") + block.to_bytes(4, "big"))
-            for block in (1, 2)
-        )
+        counter = ((start + packet_no) % 2**64).to_bytes(8, "big")
+        stream = b"".join(ecb.update(ske_hash[:4] + counter + block.to_bytes(4, "big")) for block in (1, 2))
         assert out == bytes(x ^ y for x, y in zip(data, stream))
+
+
+def test_ctr_prefix_after_rekey_hashes_the_iv():
+    iv = os.urandom(16)
+    assert crypto.ctr_prefix("sha1", None, iv) == hashlib.sha1(iv[:8]).digest()[:4]
+    assert crypto.ctr_prefix("sha1", b"HASH", iv) == b"HASH"
 
 
 def test_raw_signature_is_pkcs1_type1_without_digestinfo():

@@ -389,3 +389,12 @@ async def test_signed_message_is_checked(h):
     h.session._users.clear()
     h.server.send(PacketType.CHANNEL_MESSAGE, wire, dst=h.server.channel_id, src=alice)
     assert (await h.next_event(ev.ChannelMessage)).signature is SignatureState.INVALID
+
+
+async def test_ctr_rekey_uses_a_fresh_counter_prefix():
+    h = await connect(FakeServer(prefer={"ciphers": "aes-128-ctr"}), proposal=Proposal(ciphers=("aes-128-ctr",)))
+    for _ in range(2):
+        h.session.start_rekey()
+        await h.settle()
+        await h.session.ping()
+    h.task.cancel()
