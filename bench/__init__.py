@@ -1,0 +1,1 @@
+"""Benchmarks against real servers: `python -m bench.run`. Never part of the test run."""

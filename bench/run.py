@@ -1,0 +1,235 @@
+"""Run the benchmark suite: `python -m bench.run [--n 2000] [--scenarios ...] [--repeat 3]`.
+
+Starts Prosody and InspIRCd on loopback in a temp dir, then for each gateway
+(muc-bridge, then biboumi with and without its message history) connects the load
+clients, runs the scenarios `--repeat` times and prints one JSON line and a table
+line per run; at the end the medians, the muc-bridge / biboumi ratios and the
+issue's targets, and the same into docs/performance.md. Every process it started
+is stopped on the way out, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import json
+import logging
+import shlex
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import structlog
+
+from bench import report, scenarios
+from bench.gateways import (
+    CHANNEL, NWAY_CHANNELS, NWAY_ROOM, REPO, ROOM, Biboumi, GatewayProcess, MucBridge,
+)
+from bench.irc_client import IrcClient
+from bench.profile import Profiler, top_frames
+from bench.scenarios import Phase, irc_endpoint, xmpp_endpoint
+from bench.servers import BenchInspIRCd, BenchProsody
+from bench.xmpp_client import XmppClient
+
+SCENARIOS = ("irc_to_xmpp", "xmpp_to_irc", "paced", "nway", "puppet_scale")
+#: Scenarios biboumi is measured in (it has no n-way links, and puppet_scale is ours).
+BASELINE_SCENARIOS = ("irc_to_xmpp", "xmpp_to_irc", "paced")
+#: Burst scenarios profiled with --profile.
+PROFILED = ("irc_to_xmpp", "xmpp_to_irc", "nway")
+GATEWAYS = ("muc-bridge", "biboumi", "biboumi-nohist")
+USER, PASSWORD, NICK = "xbench", "bench-password", "xbench"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=2000, help="messages per burst (default 2000)")
+    parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS),
+                        metavar="NAME", help=f"which to run (default all: {' '.join(SCENARIOS)})")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each (medians reported)")
+    parser.add_argument("--puppets", default="200,1000,2000",
+                        help="K values for puppet_scale, comma-separated (default 200,1000,2000)")
+    parser.add_argument("--paced-n", type=int, default=300, help="messages each way in paced")
+    parser.add_argument("--rate", type=float, default=50.0, help="paced rate, msg/s")
+    parser.add_argument("--gateways", nargs="+", choices=GATEWAYS, default=list(GATEWAYS),
+                        metavar="NAME", help=f"which to measure (default all: {' '.join(GATEWAYS)})")
+    parser.add_argument("--no-biboumi", action="store_true",
+                        help="skip the biboumi baseline (same as --gateways muc-bridge)")
+    parser.add_argument("--profile", action="store_true",
+                        help="after the measured runs, one more run of each burst scenario "
+                             "under py-spy (not in the medians); top frames in the report")
+    parser.add_argument("--docs", type=Path, default=REPO / "docs" / "performance.md",
+                        help="markdown file whose results block is rewritten")
+    parser.add_argument("--no-docs", action="store_true", help="leave docs/ alone")
+    parser.add_argument("--json", type=Path, help="also append the JSON lines to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
+    args = parser.parse_args(argv)
+    args.puppets = [int(k) for k in args.puppets.split(",") if k.strip()]
+    if args.no_biboumi:
+        args.gateways = [g for g in args.gateways if g == "muc-bridge"]
+    return args
+
+
+class Suite:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.rows: list[dict] = []
+        self.profiles: dict[str, dict] = {}
+        self.prosody = BenchProsody(workdir / "prosody")
+        self.ircd = BenchInspIRCd(workdir / "inspircd")
+        self.clients: list[XmppClient | IrcClient] = []
+
+    async def run(self) -> None:
+        await self.prosody.start()
+        await self.ircd.start()
+        await self.prosody.register(USER, PASSWORD)
+        if "muc-bridge" in self.args.gateways:
+            bridge = MucBridge(self.workdir / "muc-bridge", self.prosody, self.ircd)
+            await self._phase(bridge, self.args.scenarios)
+        baseline = [s for s in self.args.scenarios if s in BASELINE_SCENARIOS]
+        for history in (True, False):
+            gateway = Biboumi(self.workdir / f"biboumi-{history}", self.prosody, self.ircd,
+                              [self.prosody.jid(USER)], history)
+            if gateway.name in self.args.gateways:
+                await self._phase(gateway, baseline)
+
+    async def close(self) -> None:
+        for client in self.clients:
+            client.close()
+        for server in (self.prosody, self.ircd):
+            with contextlib.suppress(Exception):
+                await server.stop()
+
+    async def _phase(self, gateway: GatewayProcess, wanted: list[str]) -> None:
+        if not wanted:
+            return
+        print(f"\n== {gateway.name} ==", flush=True)
+        await gateway.start()
+        try:
+            phase = await self._connect(gateway)
+            await scenarios.ready(phase)
+            for _ in range(self.args.repeat):
+                for name in wanted:
+                    for row in await self._scenario(phase, name):
+                        row["gateway"] = gateway.name
+                        self._record(row)
+                    gateway.check_alive()
+            if self.args.profile and isinstance(gateway, MucBridge):
+                await self._profile(gateway, phase, [s for s in wanted if s in PROFILED])
+        finally:
+            for client in self.clients:
+                client.close()
+            self.clients.clear()
+            await gateway.stop()
+
+    async def _scenario(self, phase: Phase, name: str) -> list[dict]:
+        n = self.args.n
+        if name == "irc_to_xmpp":
+            return await scenarios.irc_to_xmpp(phase, n)
+        if name == "xmpp_to_irc":
+            return await scenarios.xmpp_to_irc(phase, n)
+        if name == "paced":
+            return await scenarios.paced(phase, self.args.paced_n, self.args.rate)
+        if name == "nway":
+            return await scenarios.nway(phase, n)
+        rows = []
+        for k in self.args.puppets:
+            rows += await scenarios.puppet_scale(phase, k)
+        return rows
+
+    async def _connect(self, gateway: GatewayProcess) -> Phase:
+        prosody, ircd = self.prosody, self.ircd
+        xmpp = await XmppClient(prosody.host, prosody.c2s_port, prosody.domain, USER,
+                                PASSWORD).login()
+        self.clients.append(xmpp)
+        irc = await IrcClient(ircd.host, ircd.port, "ibench").connect()
+        self.clients.append(irc)
+        await irc.join(CHANNEL)
+        if isinstance(gateway, Biboumi):
+            room = gateway.room_jid(CHANNEL)
+            await xmpp.join(room, NICK, timeout=30)
+            return Phase(gateway.name, gateway.pid, xmpp_endpoint("xmpp", xmpp, room, NICK),
+                         irc_endpoint("irc", irc, CHANNEL), CHANNEL, ircd.host, ircd.port,
+                         xmpp, room)
+        room = prosody.room_jid(ROOM)
+        await xmpp.join(room, NICK)
+        nway = ()
+        if "nway" in self.args.scenarios:
+            nway_room = prosody.room_jid(NWAY_ROOM)
+            await xmpp.join(nway_room, NICK)
+            irc2 = await IrcClient(ircd.host, ircd.port, "ibench2").connect()
+            self.clients.append(irc2)
+            await irc.join(NWAY_CHANNELS[0])
+            await irc2.join(NWAY_CHANNELS[1])
+            nway = (xmpp_endpoint("xmpp", xmpp, nway_room, NICK),
+                    irc_endpoint("irc1", irc, NWAY_CHANNELS[0]),
+                    irc_endpoint("irc2", irc2, NWAY_CHANNELS[1]))
+        return Phase(gateway.name, gateway.pid, xmpp_endpoint("xmpp", xmpp, room, NICK),
+                     irc_endpoint("irc", irc, CHANNEL), CHANNEL, ircd.host, ircd.port,
+                     xmpp, room, nway)
+
+    async def _profile(self, gateway: MucBridge, phase: Phase, names: list[str]) -> None:
+        if not Profiler.available():
+            print("--profile: py-spy not found (pip install py-spy); skipped", flush=True)
+            return
+        for name in names:
+            out = self.workdir / f"profile-{name}.txt"
+            async with Profiler(gateway.pid, out):
+                rows = await self._scenario(phase, name)
+            for row in rows:
+                row["gateway"], row["profiled"] = gateway.name, True
+                report.print_row(row)
+            self.profiles[name] = top_frames(out)
+            print(f"  py-spy top frames during {name}:", flush=True)
+            for frame, share in self.profiles[name]["self"][:8]:
+                print(f"    {share:5.1f}%  {frame}", flush=True)
+
+    def _record(self, row: dict) -> None:
+        self.rows.append(row)
+        report.print_row(row)
+        if self.args.json:
+            with open(self.args.json, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+def _quiet_logs() -> None:
+    """The server launchers log at debug; the bench prints its own lines."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+async def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    _quiet_logs()
+    workdir = Path(tempfile.mkdtemp(prefix="muc-bridge-bench-"))
+    suite = Suite(args, workdir)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    try:
+        await suite.run()
+    finally:
+        await suite.close()
+        if args.keep:
+            print(f"\nlogs and configs kept in {workdir}", flush=True)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    table = report.medians(suite.rows)
+    report.print_summary(table)
+    if not args.no_docs:
+        header = {"command": "python -m bench.run " + shlex.join(sys.argv[1:] if argv is None
+                                                                 else argv),
+                  "date": started.strftime("%Y-%m-%d %H:%M UTC"), "machine": report.machine(),
+                  "versions": report.versions(), "repeat": args.repeat, "n": args.n}
+        report.write_docs(args.docs, report.markdown(table, header, suite.profiles))
+        print(f"\nresults written to {args.docs}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(asyncio.run(main()))
+    except KeyboardInterrupt:
+        print("\ninterrupted: servers and gateways stopped", file=sys.stderr)
+        raise SystemExit(130)
