@@ -160,6 +160,7 @@ class IrcAdapter(Adapter):
     def _on_lost(self) -> None:
         self.joined.clear()
         self.roster.clear()
+        self.topics.clear()  # learnt again on rejoin (RPL_TOPIC)
 
     async def _keep_joined(self) -> None:
         while True:

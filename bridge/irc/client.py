@@ -152,7 +152,11 @@ class RelayClient:
             self._install(event_type, handler, priority)
         backoff = Backoff()
         while True:
-            registered_at = await self._session()
+            try:
+                registered_at = await self._session()
+            except Exception:  # a bug here must not end the bridge: log, back off, retry
+                log.exception("irc_session_failed", network=self.network)
+                registered_at = None
             if registered_at is not None and time.monotonic() - registered_at >= STABLE_AFTER:
                 backoff.reset()
             delay = backoff.next_delay()
