@@ -190,3 +190,22 @@ async def test_nick_keyed_identity_keeps_its_occupant_after_a_nick_change(room):
     await room.deliver(Message(IRC, Identity("libera", "bobby", "bobby"), "renamed"))
     last = room.component.sent[-1]
     assert last.get("from") == pjid and last.findtext(f"{{{NS}}}body") == "renamed"
+
+
+@pytest.mark.parametrize("condition, rejoins", [("not-acceptable", True), ("item-not-found", True),
+                                                ("service-unavailable", False), (None, False)])
+async def test_self_ping_rejoins_only_when_the_bot_is_gone(room, condition, rejoins):
+    """XEP-0410 4.1: some errors mean 'not joined', others only 'no ping support'."""
+    error = (f"<error type='cancel'><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>"
+             if condition else "")
+    kind = "error" if condition else "result"
+
+    async def query(to, sender, payload, kind_="get", timeout=30.0):
+        assert to == f"{ROOM}/bridge" and "urn:xmpp:ping" in payload
+        return stanza(f"<iq type='{kind}' id='p1'>{error}</iq>")
+
+    room.component.query = query
+    before = len(room.component.sent)
+    await room.self_ping()
+    joins = [s for s in room.component.sent[before:] if s.tag.endswith("presence")]
+    assert bool(joins) is rejoins
