@@ -26,10 +26,10 @@ def setup_logging(level: str = "info", fmt: str = "auto") -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=lambda *_: _StderrLogger(),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
@@ -40,3 +40,22 @@ def setup_logging(level: str = "info", fmt: str = "auto") -> None:
     root.handlers[:] = [handler]
     # Libraries are noisy at info; their warnings still show.
     root.setLevel(max(numeric, logging.WARNING) if numeric < logging.WARNING else numeric)
+
+
+class _StderrLogger:
+    """Writes to whatever `sys.stderr` is now (tests swap it), one line per event."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+class _StderrHandler(logging.Handler):
+    """The stdlib side of the same: libraries' log records, through structlog's renderer."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
