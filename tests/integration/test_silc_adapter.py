@@ -1,0 +1,202 @@
+"""The SILC adapter against the spec-written test server: what a user of a
+linked room would see, as bridge events one way and SILC messages the other."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import stat
+
+import pytest
+
+from bridge.config_types import SilcNetworkConfig
+from bridge.core.events import BRIDGE, Endpoint, Identity, Join, Kick, Message, MessageKind, NickChange, Part, Topic
+from bridge.silc.adapter import SilcAdapter
+from tests.servers.silc import user as tu
+from tests.servers.silc.server import SilcTestServer
+from tests.servers.silc.user import TestUser
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+TUNING = {"tick": 0.1, "backoff_base": 0.05, "backoff_max": 0.2, "rejoin_delay": 0.1}
+IRC_BOB = Identity("libera", "bob", "bob")
+
+
+class PinStore:
+    def __init__(self):
+        self.pins = {}
+
+    def pinned_key(self, network, host):
+        return self.pins.get((network, host))
+
+    def pin_key(self, network, host, fingerprint):
+        self.pins[(network, host)] = fingerprint
+
+
+class Running:
+    """An adapter running as a task, with what it emitted."""
+
+    def __init__(self, port: int, key_dir, store=None, **config):
+        self.emitted: list = []
+        cfg = SilcNetworkConfig(name="silcnet", host="127.0.0.1", port=port, key_dir=str(key_dir), **config)
+        self.adapter = SilcAdapter(cfg, self.emitted.append, store or PinStore(), tuning=TUNING)
+        self.adapter.add_endpoint("hackers", {})
+        self.task = asyncio.create_task(self.adapter.run())
+
+    async def until(self, predicate, timeout=5.0):
+        async def poll():
+            while not predicate():
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(poll(), timeout)
+
+    async def joined(self):
+        await self.until(lambda: self.adapter._client and self.adapter._client.channel("hackers"))
+        return self
+
+    async def emitted_of(self, kind, timeout=5.0):
+        found = []
+
+        def check():
+            for e in self.emitted:
+                if isinstance(e, kind):
+                    self.emitted.remove(e)
+                    found.append(e)
+                    return True
+            return False
+
+        await self.until(check, timeout)
+        return found[0]
+
+    async def stop(self):
+        await self.adapter.close()
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(self.task, 5)
+
+
+@pytest.fixture
+async def silc_server():
+    async with SilcTestServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def running(silc_server, tmp_path):
+    made = []
+
+    def make(**kwargs):
+        kwargs.setdefault("key_dir", tmp_path / "keys")
+        made.append(Running(silc_server.port, **kwargs))
+        return made[-1]
+
+    yield make
+    for r in made:
+        await r.stop()
+
+
+HACKERS = Endpoint("silcnet", "hackers")
+
+
+async def test_silc_users_appear_with_key_identities(silc_server, running):
+    bridge = await running().joined()
+    async with TestUser("alice", silc_server.port) as alice:
+        await alice.join("hackers")
+        me = Identity("silcnet", alice.fingerprint.upper(), "alice")
+        assert await bridge.emitted_of(Join) == Join(HACKERS, me)
+        await alice.say("hackers", "hello from SILC")
+        await alice.say("hackers", "waves", action=True)
+        assert await bridge.emitted_of(Message) == Message(HACKERS, me, "hello from SILC")
+        assert await bridge.emitted_of(Message) == Message(HACKERS, me, "waves", MessageKind.ACTION)
+        await alice.set_nick("alicia")
+        assert await bridge.emitted_of(NickChange) == NickChange(HACKERS, me, "alicia")
+        await alice.set_topic("hackers", "bridged")
+        topic = await bridge.emitted_of(Topic)
+        assert (topic.text, topic.sender.native_id, topic.sender.nick) == ("bridged", me.native_id, "alicia")
+        await alice.quit("later")
+        part = await bridge.emitted_of(Part)
+        assert (part.sender.native_id, part.quit, part.reason) == (me.native_id, True, "later")
+
+
+async def test_kicks_and_leaves(silc_server, running):
+    bridge = await running().joined()
+    async with TestUser("alice", silc_server.port) as alice:
+        await alice.join("hackers")
+        await bridge.emitted_of(Join)
+        await silc_server.kick("alice", "hackers", "rules")
+        kick = await bridge.emitted_of(Kick)
+        assert (kick.target.nick, kick.sender.native_id, kick.reason) == ("alice", "silc-server", "rules")
+        await alice.join("hackers")
+        await bridge.emitted_of(Join)
+        await alice.leave("hackers")
+        part = await bridge.emitted_of(Part)
+        assert (part.sender.nick, part.quit) == ("alice", False)
+
+
+async def test_others_reach_silc_through_the_relay_client(silc_server, running):
+    bridge = await running(format="<{nick}> {text}", action_format="* {nick} {text}").joined()
+    async with TestUser("alice", silc_server.port) as alice:
+        await alice.join("hackers")
+        await bridge.adapter.deliver("hackers", Message(HACKERS, IRC_BOB, "hi SILC"))
+        await bridge.adapter.deliver("hackers", Message(HACKERS, IRC_BOB, "dances", MessageKind.ACTION))
+        notice = bridge.adapter.e2e_notice("hackers", ["xmpp", "libera"])
+        await bridge.adapter.deliver("hackers", Message(HACKERS, BRIDGE, notice, MessageKind.NOTICE))
+        plain = await alice.wait_for(tu.ChannelMessage, text="<bob> hi SILC")
+        action = await alice.wait_for(tu.ChannelMessage, text="* bob dances")
+        told = await alice.wait_for(tu.ChannelMessage, text=notice)
+        assert plain.nick == "xbridge" and not plain.action and action.action and told.notice
+        await bridge.adapter.deliver("hackers", Topic(HACKERS, IRC_BOB, "from IRC"))
+        await silc_server.wait_until(lambda s: s.topic("hackers") == "from IRC")
+        # the bridge's own traffic is never reported back as events
+        await asyncio.sleep(0.2)
+        assert not [e for e in bridge.emitted if not isinstance(e, Join)]
+
+
+async def test_own_identity_and_key_file(silc_server, running, tmp_path):
+    bridge = await running().joined()
+    key_file = tmp_path / "keys" / "silc.prv.pem"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    me = silc_server.client("xbridge")
+    assert bridge.adapter.is_own(Identity("silcnet", me.fingerprint.upper(), "xbridge"))
+
+
+async def test_security_report(silc_server, running):
+    bridge = await running().joined()
+    lines = bridge.adapter.security()
+    assert lines[0].startswith(f"SILC silcnet (127.0.0.1:{silc_server.port}): session aes-256-cbc with hmac-sha256-96")
+    assert "pinned on first use" in lines[0]
+    assert lines[1] == "SILC silcnet/hackers: server-distributed channel key (aes-256-cbc, hmac-sha1-96): SILC servers can read it"
+    assert "end-to-end encryption ends at the bridge" in lines[2]
+
+
+async def test_a_changed_server_key_is_refused(silc_server, running):
+    store = PinStore()
+    first = await running(store=store).joined()
+    await first.stop()
+    old = silc_server.fingerprint
+    new = silc_server.change_key()
+    second = running(store=store)
+    await second.until(lambda: second.adapter._client and second.adapter._client.last_error)
+    error = second.adapter._client.last_error
+    assert old[:4].upper() in error and new[:4].upper() in error and "refusing" in error
+    assert "xbridge" not in silc_server.nicks()
+    assert "last error" in second.adapter.security()[0]
+
+
+async def test_configured_fingerprint(silc_server, running):
+    spaced = " ".join(silc_server.fingerprint[i : i + 4] for i in range(0, 40, 4))
+    bridge = await running(server_fingerprint=spaced).joined()
+    assert "as configured" in bridge.adapter.security()[0]
+    wrong = running(server_fingerprint="00" * 20, key_dir=bridge.adapter.config.key_dir)
+    await wrong.until(lambda: wrong.adapter._client and wrong.adapter._client.last_error)
+    assert "server_fingerprint" in wrong.adapter._client.last_error
+
+
+async def test_reconnect_and_rejoin(silc_server, running):
+    bridge = await running().joined()
+    await silc_server.drop_all()
+    await silc_server.wait_until(lambda s: "xbridge" in s.channel_nicks("hackers"), 10)
+    async with TestUser("alice", silc_server.port) as alice:
+        await alice.join("hackers")
+        await bridge.until(lambda: bridge.adapter._client.channel("hackers"))
+        await alice.say("hackers", "are you back?")
+        assert (await bridge.emitted_of(Message)).text == "are you back?"
