@@ -45,6 +45,9 @@ WANTED_CAPS = ("multi-prefix", "account-tag", "account-notify", "extended-join",
                "server-time", "message-tags", "away-notify")
 #: Nicks tried during one registration before giving up on the connection.
 MAX_NICK_TRIES = 20
+#: How often an alternate nick tries to get the configured one back (e.g. from our own
+#: ghost, which a server keeps for a while after a link died).
+NICK_RETRY = 60.0
 #: Bytes of CAP LS we read before deciding (a server could send LS lines forever).
 MAX_CAP_LS = 16384
 SASL_CHUNK = 400  # IRCv3 SASL: AUTHENTICATE payloads are sent in 400-byte pieces
@@ -218,14 +221,18 @@ class RelayClient:
 
     async def _watch(self, conn: HardenedConnection) -> None:
         """PING a quiet link; a link silent for `ping_timeout` after our PING
-        (or not registered within `ping_timeout`) is dead."""
+        (or not registered within `ping_timeout`) is dead. Now and then, ask
+        for the configured nick back if we had to take another."""
         timeout = self.config.ping_timeout
         quiet = timeout / 3
-        started = time.monotonic()
+        started = nick_tried = time.monotonic()
         pinged_at: float | None = None
         while True:
             await asyncio.sleep(min(1.0, quiet / 2))
             now = time.monotonic()
+            if self.registered and not self.is_me(self.config.nick) and now - nick_tried >= NICK_RETRY:
+                nick_tried = now
+                self.control(f"NICK {self.config.nick}")
             if pinged_at is not None and conn.last_received >= pinged_at:
                 pinged_at = None
             if not self.registered and now - started > timeout:

@@ -11,6 +11,7 @@ from bridge.core.events import (
     BRIDGE, Endpoint, Identity, Join, Kick, Message, MessageKind, NickChange, Part, Presence, Topic,
 )
 from bridge.irc import adapter as adapter_module
+from bridge.irc import client as client_module
 from bridge.irc.adapter import IrcAdapter
 from bridge.irc.split import MAX_LINE
 from tests.servers.scripted_ircd import Recorder, ScriptedIrcd, running
@@ -133,6 +134,24 @@ async def test_nick_in_use_takes_the_alternate_then_digits():
             client.send(":xbridge!x@h PRIVMSG #test :from the other xbridge")
             await events.wait_for(lambda e: isinstance(e, Message))
             assert [e.text for e in events.of(Message)] == ["from the other xbridge"]
+    finally:
+        await ircd.stop()
+
+
+async def test_the_configured_nick_is_taken_back_once_free(monkeypatch):
+    monkeypatch.setattr(client_module, "NICK_RETRY", 0.2)
+    ircd = await ScriptedIrcd(taken=("xbridge",)).start()
+    try:
+        adapter, _ = make_adapter(ircd.port, alt_nicks=("xbr",))
+        async with running(adapter):
+            await joined(ircd)
+            assert adapter.client.nick == "xbr"
+            ircd.taken.clear()  # the ghost is gone
+            async with asyncio.timeout(5):
+                while adapter.client.nick != "xbridge":
+                    await asyncio.sleep(0.05)
+            assert adapter.is_own(Identity(NET, "xbridge", "xbridge"))
+            assert not adapter.is_own(Identity(NET, "xbr", "xbr"))
     finally:
         await ircd.stop()
 
