@@ -92,3 +92,23 @@ async def test_a_refused_line_does_not_stop_the_writer():
             await asyncio.sleep(0.01)
     task.cancel()
     assert written == ["PRIVMSG #c :good"]
+
+
+async def test_every_line_waits_for_the_bucket():
+    now = [0.0]
+
+    async def fake_sleep(seconds):
+        now[0] += seconds
+        await asyncio.sleep(0)
+
+    box = Outbox(TokenBucket(2, 2.0, clock=lambda: now[0], sleep=fake_sleep), 10, "testnet")
+    sent = []
+    box.open()
+    box.put(["PRIVMSG #c :1", "PRIVMSG #c :2", "PRIVMSG #c :3"])
+    box.control("PONG :x")
+    task = asyncio.create_task(box.run(lambda line: sent.append((now[0], line))))
+    async with asyncio.timeout(2):
+        while len(sent) < 4:
+            await asyncio.sleep(0.01)
+    task.cancel()
+    assert sent == [(0.0, "PONG :x"), (0.0, "PRIVMSG #c :1"), (2.0, "PRIVMSG #c :2"), (4.0, "PRIVMSG #c :3")]
