@@ -16,6 +16,7 @@ import contextlib
 import datetime
 import json
 import logging
+import os
 import shlex
 import shutil
 import sys
@@ -149,12 +150,16 @@ class Suite:
         irc = await IrcClient(ircd.host, ircd.port, "ibench").connect()
         self.clients.append(irc)
         await irc.join(CHANNEL)
+        # The servers' and the bench's own CPU use, to see who is the bottleneck.
+        # (bridge.demo.servers keeps the process private; the bench reads its pid.)
+        others = {"prosody": prosody._process.pid, "inspircd": ircd._process.pid,
+                  "bench": os.getpid()}
         if isinstance(gateway, Biboumi):
             room = gateway.room_jid(CHANNEL)
             await xmpp.join(room, NICK, timeout=30)
             return Phase(gateway.name, gateway.pid, xmpp_endpoint("xmpp", xmpp, room, NICK),
                          irc_endpoint("irc", irc, CHANNEL), CHANNEL, ircd.host, ircd.port,
-                         xmpp, room)
+                         xmpp, room, others=others)
         room = prosody.room_jid(ROOM)
         await xmpp.join(room, NICK)
         nway = ()
@@ -170,7 +175,7 @@ class Suite:
                     irc_endpoint("irc2", irc2, NWAY_CHANNELS[1]))
         return Phase(gateway.name, gateway.pid, xmpp_endpoint("xmpp", xmpp, room, NICK),
                      irc_endpoint("irc", irc, CHANNEL), CHANNEL, ircd.host, ircd.port,
-                     xmpp, room, nway)
+                     xmpp, room, nway, others)
 
     async def _profile(self, gateway: MucBridge, phase: Phase, names: list[str]) -> None:
         if not Profiler.available():

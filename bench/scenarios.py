@@ -76,6 +76,8 @@ class Phase:
     observer: XmppClient | None = None  # for presence counts
     observer_room: str = ""
     nway: tuple[Endpoint, ...] = ()
+    #: Other processes whose CPU use is reported beside the gateway's (name -> pid).
+    others: dict[str, int] = field(default_factory=dict)
     _tags: itertools.count = field(default_factory=itertools.count)
 
     def tag(self, name: str) -> str:
@@ -117,13 +119,16 @@ async def _measured(phase: Phase, body: Callable[[], Awaitable[dict]], messages:
     """Run `body` between two samples of the gateway process; adds CPU figures."""
     await quiet(phase.pid)
     before = sample(phase.pid)
+    others = {name: sample(pid).cpu_s for name, pid in phase.others.items()}
     row = await body()
+    others = {name: sample(phase.others[name]).cpu_s - cpu for name, cpu in others.items()}
     await quiet(phase.pid)
     after = sample(phase.pid)
     cpu = after.cpu_s - before.cpu_s
     row["gateway_cpu_s"] = round(cpu, 3)
     row["cpu_s_per_1k"] = round(cpu / (messages / 1000), 4) if messages else None
     row["rss_kib"] = after.rss_kib
+    row.update({f"cpu_{name}_s": round(value, 3) for name, value in others.items()})
     return row
 
 

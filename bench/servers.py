@@ -50,5 +50,5 @@ class BenchInspIRCd(InspIRCd):
             text, found = re.subn(rf'\b{key}="\d+"', f'{key}="{MAX_CLIENTS}"', text)
             if not found:
                 raise RuntimeError(f"bench: the demo's InspIRCd config has no {key}= to lift")
-        text += '<performance somaxconn="4096" clonesonconnect="no" quietbursts="yes">\n'
+        text += '<performance netbuffersize="65534" somaxconn="4096" clonesonconnect="no" quietbursts="yes">\n'
         self.config_path.write_text(text)
