@@ -178,15 +178,17 @@ async def test_puppet_jid_is_stable_across_bridge_restarts(prosody, inspircd, xm
     alice = await xmpp_user("alice")
     await alice.join(ROOM, "alice")
     for round_ in range(2):
-        mark = alice.presences.mark()
+        mark, line_mark = alice.presences.mark(), bob.lines.mark()
         async with running_bridge(text) as bridge:
-            await bridge_ready(alice, [bob], CHAN, after=(mark, bob.lines.mark()))
+            await bridge_ready(alice, [bob], CHAN, after=(mark, line_mark))
             bob.privmsg(CHAN, f"round {round_}")
             await alice.wait_for_message(ROOM, f"round {round_}", nick="bob")
             room = bridge.adapters[0].rooms[ROOM]
             jids = [p.jid for p in room.puppets.values()]
             assert jids == ["bob%net@bridge.localhost/bridge"]
         await alice.presences.wait_for(lambda p: p.nick == "bob" and not p.available, after=mark)
+        # the relay's nick is free again before the next start takes it
+        await bob.wait_for(lambda l: l.command == "QUIT" and l.nick == "relay", after=line_mark)
 
 
 async def test_bridge_reconnects_after_prosody_restart(pair, prosody):
