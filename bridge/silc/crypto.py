@@ -94,9 +94,6 @@ def cipher_spec(name: str) -> CipherSpec:
     return CipherSpec(name, int(parts[1]) // 8, parts[2])
 
 
-CIPHERS = tuple(f"aes-{bits}-{mode}" for bits in (256, 192, 128) for mode in ("cbc", "ctr"))
-
-
 class PacketCipher:
     """One direction of a session cipher; `packet()` gives the context that
     transforms the next packet (header first, then the rest, in order)."""
@@ -298,11 +295,6 @@ def rsa_sign_raw(key: rsa.RSAPrivateKey, data: bytes) -> bytes:
     if pow(s, numbers.public_numbers.e, n) != m:  # guard against CRT faults
         raise CryptoError("RSA signature self-check failed")
     return s.to_bytes(k, "big")
-
-
-def rsa_sign_digestinfo(key: rsa.RSAPrivateKey, hash_name: str, data: bytes) -> bytes:
-    """PKCS#1 v1.5 with DigestInfo over hash(data): SILC version-2 keys."""
-    return rsa_sign_raw(key, _DIGEST_INFO[hash_name] + digest(hash_name, data))
 
 
 def rsa_verify(key: rsa.RSAPublicKey, signature: bytes, data: bytes, version: int) -> bool:

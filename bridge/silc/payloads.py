@@ -127,9 +127,6 @@ class Arguments:
                 return data
         return None
 
-    def all(self, arg_type: int) -> list[bytes]:
-        return [data for t, data in self.items if t == arg_type]
-
     def __len__(self) -> int:
         return len(self.items)
 
@@ -345,13 +342,6 @@ def decode_id_list(data: bytes, count: int) -> list[SilcId]:
 
 def encode_id_list(ids: Iterable[SilcId]) -> bytes:
     return b"".join(encode_id_payload(i) for i in ids)
-
-
-def decode_mode_list(data: bytes, count: int) -> list[int]:
-    reader = Reader(data)
-    modes = [reader.u32() for _ in range(count)]
-    reader.end()
-    return modes
 
 
 def decode_u32(data: bytes | None) -> int:

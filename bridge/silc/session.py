@@ -189,11 +189,24 @@ class Session:
                 if packet is None:
                     return
                 self._mac_failures = 0
-                self._handle(packet)
+                self._handle_safely(packet)
         except FramingError as exc:
             self.fail(SessionError(f"packet stream broken: {exc}"))
         except SessionError as exc:
             self.fail(exc)
+
+    def _handle_safely(self, packet: Packet) -> None:
+        """A packet that trips a bug is dropped, not the connection (once registered)."""
+        try:
+            self._handle(packet)
+        except SessionError:
+            raise
+        except NotConnected as exc:
+            raise SessionError(str(exc)) from None
+        except Exception:
+            self.log.exception("silc_packet_handler_failed", type=packet.type)
+            if self.phase is not Phase.CONNECTED:
+                raise SessionError(f"could not handle packet type {packet.type}") from None
 
     def fail(self, exc: Exception) -> None:
         """End the session with `exc` (the owner closes the socket)."""
@@ -308,8 +321,8 @@ class Session:
     def _auth_timeout(self) -> None:
         try:
             self._send_auth(None)
-        except SessionError as exc:
-            self.fail(exc)
+        except (SessionError, NotConnected) as exc:
+            self.fail(SessionError(str(exc)))
 
     def _send_auth(self, method: AuthMethod | None) -> None:
         if self._auth_sent or self.phase is not Phase.AUTH:
@@ -349,7 +362,8 @@ class Session:
             self.log.debug("silc_packet_unhandled", type=p.type)
             return
         if self.phase is Phase.REGISTERING and p.type not in (PacketType.NEW_ID, PacketType.NOTIFY):
-            raise SessionError(f"unexpected packet type {p.type} while registering")
+            self.log.info("silc_packet_before_registration", type=p.type)
+            return
         handler(self, p)
 
     def _on_new_id(self, p: Packet) -> None:

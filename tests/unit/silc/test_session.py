@@ -398,3 +398,27 @@ async def test_ctr_rekey_uses_a_fresh_counter_prefix():
         await h.settle()
         await h.session.ping()
     h.task.cancel()
+
+
+async def test_random_payloads_of_every_type_are_dropped_not_fatal(h):
+    """Well-framed packets with malformed payloads: logged and dropped (silc-pp 2.10)."""
+    import random
+
+    from bridge.silc.payloads import Arguments, NotifyPayload
+
+    rng = random.Random(7)
+    alice = h.server.add_user(5, "alice")
+    await joined(h)
+    types = [t for t in PacketType if t not in (PacketType.DISCONNECT, PacketType.REKEY, PacketType.REKEY_DONE)]
+    for _ in range(400):
+        ptype = rng.choice(types)
+        if ptype == PacketType.NOTIFY and rng.random() < 0.7:
+            args = [(rng.randrange(1, 4), rng.randbytes(rng.randrange(0, 30))) for _ in range(rng.randrange(0, 4))]
+            payload = NotifyPayload(rng.choice(list(Notify)), Arguments.of(*args)).encode()
+        else:
+            payload = rng.randbytes(rng.randrange(0, 80))
+        src = rng.choice([SERVER_ID, alice, None])
+        h.server.send(ptype, payload, src=src, dst=rng.choice([None, h.server.channel_id]))
+    await asyncio.sleep(0.3)
+    assert not h.session.done.done() and not h.task.done()
+    await h.session.ping()
