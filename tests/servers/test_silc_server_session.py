@@ -13,6 +13,7 @@ from tests.servers.silc import (
     Kicked,
     Killed,
     Left,
+    ModeChanged,
     NickChanged,
     NotifyError,
     PrivateMessage,
@@ -22,7 +23,7 @@ from tests.servers.silc import (
     TestUser,
     TopicSet,
 )
-from tests.servers.silc.numbers import Cmd, PacketType, Status
+from tests.servers.silc.numbers import CMODE_PRIVKEY, CMODE_TOPIC, Cmd, PacketType, Status
 from tests.servers.silc.wire import ID_CHANNEL
 
 pytestmark = pytest.mark.timeout(30)
@@ -134,6 +135,37 @@ async def test_topic_is_announced_and_returned_to_later_joiners(server, pair):
         await carol.join("hackers")
         (reply,) = await carol.command(Cmd.TOPIC, (1, carol.channels["hackers"].id_payload()))
         assert reply.args.get(3) == b"bridges and keys"
+
+
+async def test_topic_mode_keeps_the_topic_to_operators(pair):
+    alice, bob = pair
+    assert await alice.set_mode("hackers", CMODE_TOPIC) == CMODE_TOPIC
+    assert (await bob.wait_for(ModeChanged)).mode == CMODE_TOPIC
+    with pytest.raises(CommandFailed) as failed:
+        await bob.set_topic("hackers", "mine now")
+    assert failed.value.status == Status.ERR_NO_CHANNEL_PRIV
+    await alice.set_topic("hackers", "still alice's")
+
+
+async def test_a_private_key_channel_is_readable_only_with_the_passphrase(server, pair):
+    alice, bob = pair
+    with pytest.raises(CommandFailed) as failed:
+        await bob.set_mode("hackers", CMODE_PRIVKEY)
+    assert failed.value.status == Status.ERR_NO_CHANNEL_FOPRIV
+    await alice.set_mode("hackers", CMODE_PRIVKEY)
+    await bob.wait_for(ModeChanged, nick="alice", mode=CMODE_PRIVKEY)
+    alice.set_private_key("hackers", "open sesame")
+    bob.set_private_key("hackers", "open sesame")
+    await alice.say("hackers", "secret")
+    assert (await bob.wait_for(ChannelMessage)).text == "secret"
+    async with TestUser("carol", server.port) as carol:
+        await carol.join("hackers")
+        assert not carol.channels["hackers"].keys  # the server hands out no key
+        carol.set_private_key("hackers", "guess")
+        await bob.say("hackers", "not for carol")
+        await alice.wait_for(ChannelMessage, text="not for carol")
+        await carol.ping()
+        assert carol.events_of(ChannelMessage) == []
 
 
 async def test_users_whois_and_getkey_identify_people_by_key(pair):

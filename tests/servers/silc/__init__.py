@@ -27,11 +27,13 @@ User::
         msg = await alice.wait_for(ChannelMessage, nick="bob", text="hi")
         await alice.msg("bob", "private"); await alice.set_nick("alice2")
         await alice.set_topic(...); await alice.kick(...); await alice.users(...)
+        await alice.set_mode("hackers", CMODE_PRIVKEY)         # founder only
+        alice.set_private_key("hackers", "passphrase")        # Toolkit derivation
         await alice.whois("bob"); await alice.getkey("bob"); await alice.ping()
         await alice.rekey(); await alice.leave("hackers"); await alice.quit("bye")
 
     Events (wait_for / events_of): ChannelMessage, PrivateMessage, Joined, Left,
-    SignedOff, NickChanged, TopicSet, Kicked, Killed, ServerNotice,
+    SignedOff, NickChanged, TopicSet, ModeChanged, Kicked, Killed, ServerNotice,
     NotifyError, Disconnected.
 """
 
@@ -46,6 +48,7 @@ from .user import (
     Kicked,
     Killed,
     Left,
+    ModeChanged,
     NickChanged,
     NotifyError,
     PrivateMessage,
@@ -67,6 +70,7 @@ __all__ = [
     "Kicked",
     "Killed",
     "Left",
+    "ModeChanged",
     "NickChanged",
     "NotifyError",
     "PrivateMessage",

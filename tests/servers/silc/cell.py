@@ -15,7 +15,7 @@ import structlog
 from .crypto import CIPHERS, KeyPair, SilcPublicKey
 from .identifiers import channel_id, prepare_channel, prepare_nickname
 from .message import ChannelKey
-from .numbers import NotifyType, PacketType
+from .numbers import CMODE_PRIVKEY, NotifyType, PacketType
 from .packet import Packet, PacketStream
 from .ske import Session
 from .wire import (
@@ -45,6 +45,12 @@ class Channel:
     key: ChannelKey
     members: dict[Client, int] = field(default_factory=dict)  # client -> channel user mode
     topic: str | None = None
+    mode: int = 0
+
+    @property
+    def private_keys(self) -> bool:
+        """CMODE_PRIVKEY: the clients bring their own key, the server makes none."""
+        return bool(self.mode & CMODE_PRIVKEY)
 
     @property
     def id_payload(self) -> bytes:
@@ -184,7 +190,10 @@ class Cell:
                 member.notify(kind, *args, dst=(ID_CHANNEL, channel.id))
 
     def new_channel_key(self, channel: Channel) -> None:
-        """A fresh key (silc-spec 4.4), sent as CHANNEL_KEY to the current members."""
+        """A fresh key (silc-spec 4.4), sent as CHANNEL_KEY to the current members,
+        unless the channel uses private keys."""
+        if channel.private_keys:
+            return
         channel.key = ChannelKey(channel.key.cipher, os.urandom(CIPHERS[channel.key.cipher][0]),
                                  channel.key.hmac)
         payload = ChannelKeyPayload(channel.id, channel.key.cipher, channel.key.key).encode()
@@ -210,13 +219,15 @@ class Cell:
         self.tell_channel(channel, NotifyType.KICKED, *args)
         self.remove_from_channel(channel, target)
 
-    def forget(self, client: Client, signoff: str | None) -> None:
-        """Remove a client; with `signoff`, tell its peers (silc-spec 4.10)."""
+    def forget(self, client: Client, *, notify: bool = True, message: str | None = None) -> None:
+        """Remove a client.  Like silcd, each of its channels hears SIGNOFF
+        (silc-spec 4.10), with the message only when there is one."""
         if client not in self.clients:
             return
         self.clients.remove(client)
-        if client.registered and signoff is not None:
-            for peer in self.peers_of(client):
-                peer.notify(NotifyType.SIGNOFF, (1, client.id_payload), (2, signoff.encode()))
         for channel in list(client.channels):
+            channel.members.pop(client, None)
+            if notify and client.registered:
+                args = [(1, client.id_payload)] + ([(2, message.encode())] if message else [])
+                self.tell_channel(channel, NotifyType.SIGNOFF, *args)
             self.remove_from_channel(channel, client)

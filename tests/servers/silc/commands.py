@@ -13,7 +13,7 @@ import structlog
 from .cell import CHANNEL_CIPHER, CHANNEL_HMAC, Cell, Channel, Client
 from .crypto import CIPHERS, HMACS, PK_TYPE_SILC, SilcPublicKey
 from .identifiers import client_id, prepare_channel, prepare_nickname
-from .numbers import CUMODE_FOUNDER, CUMODE_OPERATOR, Cmd, NotifyType, Status
+from .numbers import CMODE_PRIVKEY, CMODE_TOPIC, CUMODE_FOUNDER, CUMODE_OPERATOR, Cmd, NotifyType, Status
 from .wire import (
     ID_CLIENT,
     ID_SERVER,
@@ -223,7 +223,7 @@ def _identify_server(cell: Cell) -> Entry:
 
 def nick(cell: Cell, client: Client, cmd: Command) -> None:
     """A new Client ID with every new nickname; NICK_CHANGE to everyone on the
-    same channels, once, and to the client (silc-pp 2.3.7)."""
+    same channels, once each, the client included (silc-pp 2.3.7)."""
     raw = _required(cmd, 1)
     name = raw.decode("utf-8")
     if "*" in name or "?" in name:
@@ -236,14 +236,16 @@ def nick(cell: Cell, client: Client, cmd: Command) -> None:
         old = client.id_payload
         client.old_id, client.id = client.id, client_id(cell.server_id[:4], prepared)
         client.nick, client.prepared_nick = name, prepared
-        for peer in [client, *cell.peers_of(client)]:
+        # Like silcd, to the client itself only when it is on a channel.
+        for peer in ([client] if client.channels else []) + cell.peers_of(client):
             peer.notify(NotifyType.NICK_CHANGE, (1, old), (2, client.id_payload), (3, raw))
     client.reply(cmd, Status.OK, [(2, client.id_payload), (3, raw)])
 
 
 def quit_(cell: Cell, client: Client, cmd: Command) -> None:
     """No reply: the channels hear why and the connection closes."""
-    cell.forget(client, signoff=(cmd.args.get(1) or b"").decode("utf-8", "replace"))
+    message = cmd.args.get(1)
+    cell.forget(client, message=message.decode("utf-8", "replace") if message else None)
     client.stream.writer.close()
 
 
@@ -311,10 +313,11 @@ def join(cell: Cell, client: Client, cmd: Command) -> None:
         (2, channel.name.encode()),
         (3, channel.id_payload),
         (4, client.id_payload),
-        (5, u32(0)),  # channel mode
+        (5, u32(channel.mode)),
         (6, u32(1 if created else 0)),
-        (7, ChannelKeyPayload(channel.id, channel.key.cipher, channel.key.key).encode()),
     ]
+    if not channel.private_keys:
+        args.append((7, ChannelKeyPayload(channel.id, channel.key.cipher, channel.key.key).encode()))
     if channel.topic:
         args.append((10, channel.topic.encode()))
     args += [
@@ -340,6 +343,8 @@ def leave(cell: Cell, client: Client, cmd: Command) -> None:
 def topic(cell: Cell, client: Client, cmd: Command) -> None:
     channel = _member_channel(cell, client, cmd.args.get(1))
     new = cmd.args.get(2)
+    if new is not None and channel.mode & CMODE_TOPIC and not _is_operator(channel, client):
+        raise CommandError(Status.ERR_NO_CHANNEL_PRIV, (2, channel.id_payload))
     if new is not None:
         channel.topic = new.decode("utf-8")
         cell.tell_channel(channel, NotifyType.TOPIC_SET, (1, client.id_payload), (2, new))
@@ -347,6 +352,33 @@ def topic(cell: Cell, client: Client, cmd: Command) -> None:
     if channel.topic:
         args.append((3, channel.topic.encode()))
     client.reply(cmd, Status.OK, args)
+
+
+def cmode(cell: Cell, client: Client, cmd: Command) -> None:
+    """Only PRIVKEY (founder) and TOPIC (operators) are implemented."""
+    channel = _member_channel(cell, client, cmd.args.get(1))
+    raw = cmd.args.get(2)
+    if raw is not None:
+        if len(raw) != 4:
+            raise DecodeError("mode mask is not 32 bits")
+        mode = int.from_bytes(raw, "big")
+        changed = mode ^ channel.mode
+        if changed & ~(CMODE_PRIVKEY | CMODE_TOPIC):
+            raise CommandError(Status.ERR_UNKNOWN_MODE)
+        if changed & CMODE_PRIVKEY and not channel.members[client] & CUMODE_FOUNDER:
+            raise CommandError(Status.ERR_NO_CHANNEL_FOPRIV, (2, channel.id_payload))
+        if changed and not _is_operator(channel, client):
+            raise CommandError(Status.ERR_NO_CHANNEL_PRIV, (2, channel.id_payload))
+        channel.mode = mode
+        if changed:
+            cell.tell_channel(channel, NotifyType.CMODE_CHANGE, (1, client.id_payload), (2, raw))
+        if changed & CMODE_PRIVKEY and not channel.private_keys:
+            cell.new_channel_key(channel)  # back to server keys
+    client.reply(cmd, Status.OK, [(2, channel.id_payload), (3, u32(channel.mode))])
+
+
+def _is_operator(channel: Channel, client: Client) -> bool:
+    return bool(channel.members[client] & (CUMODE_OPERATOR | CUMODE_FOUNDER))
 
 
 def users(cell: Cell, client: Client, cmd: Command) -> None:
@@ -372,7 +404,7 @@ def kick(cell: Cell, client: Client, cmd: Command) -> None:
     raw_target = cmd.args.get(2)
     if raw_target is None:
         raise CommandError(Status.ERR_NO_CLIENT_ID)
-    if not channel.members[client] & (CUMODE_OPERATOR | CUMODE_FOUNDER):
+    if not _is_operator(channel, client):
         raise CommandError(Status.ERR_NO_CHANNEL_PRIV, (2, channel.id_payload))
     target = cell.client_by_id(SilcId.from_payload(raw_target))
     if target is None:
@@ -398,5 +430,6 @@ HANDLERS: dict[int, Callable[[Cell, Client, Command], None]] = {
     Cmd.KICK: kick,
     Cmd.LEAVE: leave,
     Cmd.USERS: users,
+    Cmd.CMODE: cmode,
     Cmd.GETKEY: getkey,
 }

@@ -31,6 +31,18 @@ class ChannelKey:
         return digest(HMACS[self.hmac][0], self.key)
 
 
+def private_channel_key(passphrase: str, hmac: str = "hmac-sha1-96") -> ChannelKey:
+    """A channel private key from a passphrase (channel mode PRIVKEY), as the
+    Toolkit 1.1 client derives it; the drafts leave this open.  The passphrase
+    goes through silc-ke-auth 2.3's "Sending Encryption Key" with SHA-1, but the
+    Toolkit asks for 256 key bits in 16-byte parts: K1[:16] | K2[:16] with
+    K2 = SHA-1(passphrase | K1[:16]).  Hence always a 256-bit cipher."""
+    data = passphrase.encode()
+    k1 = digest("sha1", b"\x02" + data)[:16]
+    k2 = digest("sha1", data + k1)[:16]
+    return ChannelKey("aes-256-cbc", k1 + k2, hmac)
+
+
 @dataclass(frozen=True)
 class Message:
     flags: int

@@ -194,6 +194,10 @@ MSG_NOTICE = 0x0008
 MSG_SIGNED = 0x0020
 MSG_UTF8 = 0x0100
 
+# Channel modes, silc-commands 2.3 CMODE (those the test server implements).
+CMODE_PRIVKEY = 0x4
+CMODE_TOPIC = 0x10
+
 # Channel user modes, silc-commands 2.3 CUMODE.
 CUMODE_FOUNDER = 0x1
 CUMODE_OPERATOR = 0x2

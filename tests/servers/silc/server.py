@@ -159,13 +159,13 @@ class SilcTestServer:
         args = [(1, client.id_payload), (2, comment.encode()), (3, self.cell.server_id_payload)]
         for peer in [*self.cell.peers_of(client), client]:
             peer.notify(NotifyType.KILLED, *args)
-        self.cell.forget(client, signoff=None)
+        self.cell.forget(client, notify=False)
         await self._close(client, Status.ERR_NO_ROUTER_PRIV, comment)
 
     async def disconnect(self, nick: str, message: str = "disconnected by test") -> None:
         """DISCONNECT (silc-pp 2.3.3) to one client, then close; peers see SIGNOFF."""
         client = self._require(nick)
-        self.cell.forget(client, signoff=message)
+        self.cell.forget(client, message=message)
         await self._close(client, Status.OK, message)
 
     async def drop(self, nick: str) -> None:
@@ -204,28 +204,23 @@ class SilcTestServer:
         host = writer.get_extra_info("peername")[0]
         client = Client(self.cell, PacketStream(reader, writer), host)
         self.cell.clients.append(client)
-        reason = "connection closed"
         try:
             await self._handshake(client)
             await self._serve(client)
         except (asyncio.IncompleteReadError, ConnectionError):
             log.info("silc_client_closed", nick=client.nick or None, host=host)
         except asyncio.TimeoutError:
-            reason = "timed out"
             log.warning("silc_client_timeout", nick=client.nick or None, host=host)
         except ske.SkeError as exc:
-            reason = "key exchange failed"
             log.warning("silc_ske_failed", host=host, status=exc.status.name, detail=str(exc))
         except PacketError as exc:  # framing lost, or a bad MAC: nothing after it can be trusted
-            reason = "protocol error"
             log.warning("silc_packet_unframeable", nick=client.nick or None, host=host, error=str(exc))
         except Disconnect as exc:
-            reason = str(exc)
             log.warning("silc_client_refused", nick=client.nick or None, host=host,
-                        status=exc.status.name, reason=reason)
-            client.send(PacketType.DISCONNECT, bytes([exc.status]) + reason.encode())
+                        status=exc.status.name, reason=str(exc))
+            client.send(PacketType.DISCONNECT, bytes([exc.status]) + str(exc).encode())
         finally:
-            self.cell.forget(client, signoff=reason)
+            self.cell.forget(client)
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 2)

@@ -23,6 +23,7 @@ from .message import (
     decode_private_message,
     encode_channel_message,
     encode_private_message,
+    private_channel_key,
 )
 from .numbers import (
     CONN_CLIENT,
@@ -104,6 +105,9 @@ class Left:
 
 @dataclass(frozen=True)
 class SignedOff:
+    """Once per channel shared with the user (silcd sends it so)."""
+
+    channel: str | None
     nick: str
     message: str
     client_id: bytes
@@ -122,6 +126,15 @@ class TopicSet:
     channel: str
     nick: str
     topic: str
+
+
+@dataclass(frozen=True)
+class ModeChanged:
+    """CMODE_CHANGE: the channel's new mode mask."""
+
+    channel: str
+    nick: str
+    mode: int
 
 
 @dataclass(frozen=True)
@@ -184,6 +197,13 @@ class ChannelState:
     hmac: str
     keys: deque[ChannelKey] = field(default_factory=lambda: deque(maxlen=OLD_KEYS_KEPT))
     members: set[bytes] = field(default_factory=set)
+    private_key: ChannelKey | None = None
+
+    def sending_key(self) -> ChannelKey:
+        return self.private_key or self.keys[0]
+
+    def receiving_keys(self) -> list[ChannelKey]:
+        return ([self.private_key] if self.private_key else []) + list(self.keys)
 
     def id_payload(self) -> bytes:
         return SilcId(ID_CHANNEL, self.id).payload()
@@ -395,8 +415,13 @@ class TestUser:
         """A channel message under the current channel key."""
         state = self._channel(channel)
         flags = MSG_UTF8 | (MSG_ACTION if action else 0) | (MSG_NOTICE if notice else 0)
-        payload = encode_channel_message(state.keys[0], flags, text.encode(), self.client_id, state.id)
+        payload = encode_channel_message(state.sending_key(), flags, text.encode(), self.client_id, state.id)
         self._send(PacketType.CHANNEL_MESSAGE, payload, dst=(ID_CHANNEL, state.id))
+
+    def set_private_key(self, channel: str, passphrase: str | None) -> None:
+        """Talk on `channel` under a key from `passphrase` instead of the
+        server's channel key (None: back to the channel key)."""
+        self._channel(channel).private_key = private_channel_key(passphrase) if passphrase else None
 
     async def msg(self, nick: str, text: str, *, action: bool = False) -> None:
         """A private message under the session keys (silc-spec 4.5)."""
@@ -410,6 +435,12 @@ class TestUser:
         self.client_id = SilcId.from_payload(reply.args.get(2)).data
         self.nick = nick
         self._nicks[self.client_id] = nick
+
+    async def set_mode(self, channel: str, mode: int) -> int:
+        """CMODE with a whole new mode mask; returns the mask the server keeps."""
+        state = self._channel(channel)
+        (reply,) = await self.command(Cmd.CMODE, (1, state.id_payload()), (2, mode.to_bytes(4, "big")))
+        return int.from_bytes(reply.args.get(3), "big")
 
     async def set_topic(self, channel: str, topic: str) -> None:
         state = self._channel(channel)
@@ -601,9 +632,14 @@ class TestUser:
     def _on_reply(self, packet: Packet) -> None:
         reply = Command.decode(packet.data)
         status, _ = reply.status()
-        if reply.command == Cmd.JOIN and status == Status.OK:
-            self._on_join_reply(reply.args)
         entry = self._replies.get(reply.ident)
+        if reply.command == Cmd.JOIN and status == Status.OK:
+            try:
+                self._on_join_reply(reply.args)
+            except (DecodeError, TypeError, ValueError) as exc:
+                if entry is not None:
+                    entry[0].set_exception(DecodeError(f"bad JOIN reply: {exc!r}"))
+                raise
         if entry is None:
             return
         future, replies = entry
@@ -615,11 +651,12 @@ class TestUser:
         """Keep the channel's ID, key and members before any message can arrive."""
         name = args.get(2).decode("utf-8")
         channel_id = SilcId.from_payload(args.get(3)).data
-        key = ChannelKeyPayload.decode(args.get(7))
         hmac = args.get(11).decode("ascii")
         count = int.from_bytes(args.get(12), "big")
         state = ChannelState(name, channel_id, hmac)
-        state.keys.appendleft(ChannelKey(key.cipher, key.key, hmac))
+        if args.get(7) is not None:  # absent when the channel uses private keys
+            key = ChannelKeyPayload.decode(args.get(7))
+            state.keys.appendleft(ChannelKey(key.cipher, key.key, hmac))
         state.members = {i.data for i in decode_id_list(args.get(13), count)}
         self.channels[name] = state
         for member in state.members:
@@ -639,7 +676,7 @@ class TestUser:
         if state is None:
             log.warning("silc_test_user_unknown_channel", nick=self.nick)
             return
-        message = decode_channel_message(list(state.keys), packet.data, packet.src_id, state.id)
+        message = decode_channel_message(state.receiving_keys(), packet.data, packet.src_id, state.id)
         self._queue(ChannelMessage, {"nick": SilcId(ID_CLIENT, packet.src_id)}, channel=state.name,
                     text=message.data.decode("utf-8", "replace"), flags=message.flags,
                     sender_id=packet.src_id)
@@ -677,9 +714,11 @@ class TestUser:
                 state.members.discard(cid(1))
                 self._queue(Left, {"nick": ident(1)}, channel=state.name, client_id=cid(1))
         elif kind == NotifyType.SIGNOFF:
-            for state in self.channels.values():
-                state.members.discard(cid(1))
-            self._queue(SignedOff, {"nick": ident(1)}, message=text(2), client_id=cid(1))
+            state = self._channel_by_id(packet.dst_id) if packet.dst_type == ID_CHANNEL else None
+            for joined in self.channels.values():
+                joined.members.discard(cid(1))
+            self._queue(SignedOff, {"nick": ident(1)}, channel=state.name if state else None,
+                        message=text(2), client_id=cid(1))
         elif kind == NotifyType.NICK_CHANGE:
             old, new = cid(1), cid(2)
             for state in self.channels.values():
@@ -691,6 +730,11 @@ class TestUser:
             state = self._channel_by_id(packet.dst_id)
             if state is not None:
                 self._queue(TopicSet, {"nick": ident(1)}, channel=state.name, topic=text(2))
+        elif kind == NotifyType.CMODE_CHANGE:
+            state = self._channel_by_id(packet.dst_id)
+            if state is not None:
+                self._queue(ModeChanged, {"nick": ident(1)}, channel=state.name,
+                            mode=int.from_bytes(args.get(2), "big"))
         elif kind == NotifyType.KICKED:
             state = self._channel_by_id(packet.dst_id)
             if state is not None:
