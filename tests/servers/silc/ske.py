@@ -43,15 +43,19 @@ class SkeError(Exception):
 
 @dataclass
 class Algorithms:
-    """Algorithm names in preference order, one tuple per start-payload list."""
+    """Algorithm names in preference order, one tuple per start-payload list.
+
+    The defaults are what silcd 1.1.18 registers (README), less Twofish: a
+    server accepts these, a user proposes them in this order.
+    """
 
     groups: tuple[str, ...] = ("diffie-hellman-group2", "diffie-hellman-group1")
     pkcs: tuple[str, ...] = PKCS
     ciphers: tuple[str, ...] = (
         "aes-256-ctr", "aes-256-cbc", "aes-192-ctr", "aes-192-cbc", "aes-128-ctr", "aes-128-cbc",
     )
-    hashes: tuple[str, ...] = ("sha256", "sha1")
-    hmacs: tuple[str, ...] = ("hmac-sha256-96", "hmac-sha1-96")
+    hashes: tuple[str, ...] = ("sha256", "sha1", "md5")
+    hmacs: tuple[str, ...] = ("hmac-sha256-96", "hmac-sha1-96", "hmac-md5-96", "hmac-sha1", "hmac-md5")
 
     def __post_init__(self) -> None:
         for names, known in (
