@@ -194,11 +194,12 @@ class KeyMaterial:
         )
 
 
-def _stretch(hash_name: str, label: int, key: bytes, ske_hash: bytes, length: int) -> bytes:
-    """K1 = hash(label | KEY | HASH), Kn = hash(KEY | HASH | K1 | ... | Kn-1)."""
-    out = digest(hash_name, bytes([label]) + key + ske_hash)
+def stretch(hash_name: str, label: int, key: bytes, ske_hash: bytes, length: int, part: int | None = None) -> bytes:
+    """K1 = hash(label | KEY | HASH), Kn = hash(KEY | HASH | K1 | ... | Kn-1),
+    each K cut to `part` bytes if given (see ChannelKey.from_passphrase)."""
+    out = digest(hash_name, bytes([label]) + key + ske_hash)[:part]
     while len(out) < length:
-        out += digest(hash_name, key + ske_hash + out)
+        out += digest(hash_name, key + ske_hash + out)[:part]
     return out[:length]
 
 
@@ -213,8 +214,8 @@ def process_key_material(hash_name: str, key: bytes, ske_hash: bytes, key_len: i
     return KeyMaterial(
         send_iv=one(0),
         receive_iv=one(1),
-        send_key=_stretch(hash_name, 2, key, ske_hash, key_len),
-        receive_key=_stretch(hash_name, 3, key, ske_hash, key_len),
+        send_key=stretch(hash_name, 2, key, ske_hash, key_len),
+        receive_key=stretch(hash_name, 3, key, ske_hash, key_len),
         send_hmac_key=one(4),
         receive_hmac_key=one(5),
     )

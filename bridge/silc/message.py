@@ -96,18 +96,16 @@ class ChannelKey:
         return cls(cipher, raw, Hmac(hmac_name, crypto.digest(crypto.hmac_hash(hmac_name), raw)))
 
     @classmethod
-    def from_passphrase(
-        cls, passphrase: str, cipher: str = "aes-256-cbc", hmac_name: str = "hmac-sha1-96"
-    ) -> ChannelKey:
-        """A channel private key (SILC_CMODE_PRIVKEY): the passphrase is a
-        pre-shared key processed as silc-ke-auth 2.3 without HASH (silc-spec
-        4.6), with the HMAC's hash; the sending key and sending HMAC key serve
-        both directions."""
-        spec = crypto.cipher_spec(cipher)
-        hash_name = crypto.hmac_hash(hmac_name)
-        material = crypto.process_key_material(hash_name, passphrase.encode("utf-8"), b"", spec.key_len)
-        _check_cipher(cipher, material.send_key)
-        return cls(cipher, material.send_key, Hmac(hmac_name, material.send_hmac_key))
+    def from_passphrase(cls, passphrase: str, hmac_name: str = "hmac-sha1-96") -> ChannelKey:
+        """A channel private key (SILC_CMODE_PRIVKEY). The drafts only say the
+        passphrase SHOULD be processed as key material (silc-ke-auth 2.3,
+        without HASH: silc-spec 4.6). Toolkit 1.1 clients, which decide what
+        other users can read, take its "sending encryption key" with SHA-1 for
+        a 256-bit key but cut every hash round to 16 bytes (they ask for
+        16-byte IV and HMAC keys, and the rounds follow that length); the MAC
+        key is then hash(key), as for any channel key (silc-spec 4.4)."""
+        raw = crypto.stretch("sha1", 2, passphrase.encode("utf-8"), b"", 32, part=16)
+        return cls.from_server("aes-256-cbc", raw, hmac_name)
 
 
 def _check_cipher(cipher: str, key: bytes) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from bridge.silc import events as ev
 from bridge.silc.client import ClientConfig, SilcClient
-from bridge.silc.message import MessageFlag
+from bridge.silc.message import ChannelKey, MessageFlag
 from bridge.silc.session import SessionConfig
 from bridge.silc.ske import Proposal
 from tests.servers.silc import user as tu
@@ -34,9 +34,9 @@ class Bridge:
         self.client = SilcClient("silcnet", config, key_pair("bridge", 2048), lambda key: None, self.events.append)
         self.task: asyncio.Task | None = None
 
-    async def start(self, *channels: str) -> Bridge:
+    async def start(self, *channels: str, passphrase: str | None = None) -> Bridge:
         for name in channels:
-            self.client.add_channel(name)
+            self.client.add_channel(name, ChannelKey.from_passphrase(passphrase) if passphrase else None)
         self.task = asyncio.create_task(self.client.run())
         await self.until(lambda: all(self.client.channel(c) for c in channels) and self.client.connected)
         return self
@@ -108,6 +108,9 @@ async def bridge(silc_server, make_bridge):
             ("aes-128-cbc", "hmac-sha1-96", "diffie-hellman-group1"),
         ),
         (Proposal(ciphers=("aes-192-ctr", "aes-256-cbc"), pfs=True), ("aes-192-ctr", "hmac-sha256-96", "diffie-hellman-group2")),
+        # HMAC keys are whole SKE hash outputs (silc-ke-auth 2.3), whatever the HMAC's own hash
+        (Proposal(hashes=("sha256",), hmacs=("hmac-sha1-96", "hmac-sha256-96")), ("aes-256-cbc", "hmac-sha1-96", "diffie-hellman-group2")),
+        (Proposal(hashes=("sha1", "sha256"), hmacs=("hmac-sha256-96",)), ("aes-256-cbc", "hmac-sha256-96", "diffie-hellman-group2")),
     ],
 )
 async def test_key_exchange_variants_then_messages_both_ways(silc_server, make_bridge, proposal, negotiated):
@@ -284,3 +287,22 @@ async def test_killed_users_leave_as_quits(bridge, silc_server):
         await silc_server.kill("alice", "flooding")
         left = await bridge.event(ev.Left)
         assert left.quit and "flooding" in left.reason
+
+
+async def test_channel_private_key_from_a_passphrase(silc_server, make_bridge):
+    """silc-commands CMODE PRIVKEY: only clients with the passphrase read the
+    channel; the servers cannot."""
+    b = await make_bridge(silc_server.port).start("secret", passphrase="open sesame")
+    async with TestUser("alice", silc_server.port) as alice, TestUser("eve", silc_server.port) as eve:
+        await alice.join("secret")
+        await eve.join("secret")
+        alice.set_private_key("secret", "open sesame")
+        eve.set_private_key("secret", "wrong guess")
+        await alice.say("secret", "for key holders")
+        await eve.say("secret", "eve under another key")
+        assert (await b.event(ev.ChannelMessage)).data == b"for key holders"
+        b.say("secret", "<bob> private reply")
+        assert (await alice.wait_for(tu.ChannelMessage, nick="xbridge")).text == "<bob> private reply"
+        await asyncio.sleep(0.2)
+        assert not [e for e in b.events if isinstance(e, ev.ChannelMessage)]  # eve's stayed unreadable
+        assert not eve.events_of(tu.ChannelMessage, nick="xbridge")

@@ -68,11 +68,12 @@ def test_key_is_chosen_by_mac_and_wrong_ids_fail():
         decrypt_channel_message([old], wire, b"\x01" * 16, CHANNEL)
 
 
-def test_passphrase_key_is_processed_key_material_without_hash():
+def test_passphrase_key_as_toolkit_clients_derive_it():
     key = ChannelKey.from_passphrase("secret")
-    m = crypto.process_key_material("sha1", b"secret", b"", 32)
-    assert key.key == m.send_key and key.cipher == "aes-256-cbc"
-    assert key.hmac.mac(b"x") == Hmac("hmac-sha1-96", m.send_hmac_key).mac(b"x")
+    k1 = hashlib.sha1(b"\x02secret").digest()[:16]
+    k2 = hashlib.sha1(b"secret" + k1).digest()[:16]
+    assert key.key == k1 + k2 and key.cipher == "aes-256-cbc"
+    assert key.hmac.mac(b"x") == Hmac("hmac-sha1-96", hashlib.sha1(k1 + k2).digest()).mac(b"x")
     wire = encrypt_channel_message(key, 0, b"psst", SENDER, CHANNEL)
     assert decrypt_channel_message([ChannelKey.from_passphrase("secret")], wire, SENDER, CHANNEL)[0].data == b"psst"
 
