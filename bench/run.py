@@ -40,8 +40,10 @@ SCENARIOS = ("irc_to_xmpp", "xmpp_to_irc", "paced", "nway", "puppet_scale")
 BASELINE_SCENARIOS = ("irc_to_xmpp", "xmpp_to_irc", "paced")
 #: Burst scenarios profiled with --profile.
 PROFILED = ("irc_to_xmpp", "xmpp_to_irc", "nway")
-GATEWAYS = ("muc-bridge", "biboumi", "biboumi-nohist")
-USER, PASSWORD, NICK = "xbench", "bench-password", "xbench"
+GATEWAYS = ("floor", "muc-bridge", "biboumi", "biboumi-nohist")
+USER, USER2, PASSWORD, NICK = "xbench", "xbench2", "bench-password", "xbench"
+#: The channel and room of the no-gateway floor measurements.
+FLOOR_CHANNEL, FLOOR_ROOM = "#floor", "floor"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,8 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS),
                         metavar="NAME", help=f"which to run (default all: {' '.join(SCENARIOS)})")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each (medians reported)")
-    parser.add_argument("--puppets", default="200,1000,2000",
-                        help="K values for puppet_scale, comma-separated (default 200,1000,2000)")
+    parser.add_argument("--puppets", default="200,2000",
+                        help="K values for puppet_scale, comma-separated (default 200,2000)")
     parser.add_argument("--paced-n", type=int, default=300, help="messages each way in paced")
     parser.add_argument("--rate", type=float, default=50.0, help="paced rate, msg/s")
     parser.add_argument("--gateways", nargs="+", choices=GATEWAYS, default=list(GATEWAYS),
@@ -87,7 +89,10 @@ class Suite:
     async def run(self) -> None:
         await self.prosody.start()
         await self.ircd.start()
-        await self.prosody.register(USER, PASSWORD)
+        for user in (USER, USER2):
+            await self.prosody.register(user, PASSWORD)
+        if "floor" in self.args.gateways:
+            await self._floor()
         if "muc-bridge" in self.args.gateways:
             bridge = MucBridge(self.workdir / "muc-bridge", self.prosody, self.ircd)
             await self._phase(bridge, self.args.scenarios)
@@ -127,6 +132,40 @@ class Suite:
             self.clients.clear()
             await gateway.stop()
 
+    async def _floor(self) -> None:
+        """The servers alone, measured like the gateways: IRC to IRC, XMPP to XMPP."""
+        print("\n== floor (no gateway) ==", flush=True)
+        prosody, ircd = self.prosody, self.ircd
+        try:
+            ends = []
+            for nick in ("ibench", "ibench2"):
+                client = await IrcClient(ircd.host, ircd.port, nick).connect()
+                self.clients.append(client)
+                await client.join(FLOOR_CHANNEL)
+                ends.append(irc_endpoint(nick, client, FLOOR_CHANNEL))
+            room = prosody.room_jid(FLOOR_ROOM)
+            for user in (USER, USER2):
+                client = await XmppClient(prosody.host, prosody.c2s_port, prosody.domain, user,
+                                          PASSWORD).login()
+                self.clients.append(client)
+                await client.join(room, user)
+                ends.append(xmpp_endpoint(user, client, room, user))
+            phase = Phase("floor", None, ends[3], ends[1], others=self._others())
+            for _ in range(self.args.repeat):
+                for row in await scenarios.floor(phase, *ends, self.args.n, self.args.paced_n,
+                                                 self.args.rate):
+                    self._record(row)
+        finally:
+            for client in self.clients:
+                client.close()
+            self.clients.clear()
+
+    def _others(self) -> dict[str, int]:
+        """The servers' and the bench's own CPU use, to see who is the bottleneck.
+        (bridge.demo.servers keeps its process private; the bench only reads its pid.)"""
+        return {"prosody": self.prosody._process.pid, "inspircd": self.ircd._process.pid,
+                "bench": os.getpid()}
+
     async def _scenario(self, phase: Phase, name: str) -> list[dict]:
         n = self.args.n
         if name == "irc_to_xmpp":
@@ -150,10 +189,7 @@ class Suite:
         irc = await IrcClient(ircd.host, ircd.port, "ibench").connect()
         self.clients.append(irc)
         await irc.join(CHANNEL)
-        # The servers' and the bench's own CPU use, to see who is the bottleneck.
-        # (bridge.demo.servers keeps the process private; the bench reads its pid.)
-        others = {"prosody": prosody._process.pid, "inspircd": ircd._process.pid,
-                  "bench": os.getpid()}
+        others = self._others()
         if isinstance(gateway, Biboumi):
             room = gateway.room_jid(CHANNEL)
             await xmpp.join(room, NICK, timeout=30)

@@ -67,7 +67,7 @@ class Phase:
     """The clients of one gateway run: `xmpp` and `irc` sit in the two ends of the link."""
 
     gateway: str
-    pid: int
+    pid: int | None  # the gateway process; None for the no-gateway floor
     xmpp: Endpoint
     irc: Endpoint
     channel: str = ""
@@ -116,19 +116,22 @@ def _timeout(n: int, floor: float = 20.0) -> float:
 
 
 async def _measured(phase: Phase, body: Callable[[], Awaitable[dict]], messages: int) -> dict:
-    """Run `body` between two samples of the gateway process; adds CPU figures."""
-    await quiet(phase.pid)
-    before = sample(phase.pid)
-    others = {name: sample(pid).cpu_s for name, pid in phase.others.items()}
+    """Run `body` between two samples of the gateway process (after it has gone quiet)
+    and of the other processes; adds their CPU use to the row."""
+    pids = {"gateway": phase.pid, **phase.others} if phase.pid else dict(phase.others)
+    if phase.pid:
+        await quiet(phase.pid)
+    before = {name: sample(pid) for name, pid in pids.items()}
     row = await body()
-    others = {name: sample(phase.others[name]).cpu_s - cpu for name, cpu in others.items()}
-    await quiet(phase.pid)
-    after = sample(phase.pid)
-    cpu = after.cpu_s - before.cpu_s
-    row["gateway_cpu_s"] = round(cpu, 3)
-    row["cpu_s_per_1k"] = round(cpu / (messages / 1000), 4) if messages else None
-    row["rss_kib"] = after.rss_kib
-    row.update({f"cpu_{name}_s": round(value, 3) for name, value in others.items()})
+    if phase.pid:
+        await quiet(phase.pid)
+    after = {name: sample(pid) for name, pid in pids.items()}
+    cpu = {name: after[name].cpu_s - before[name].cpu_s for name in pids}
+    if phase.pid:
+        row["gateway_cpu_s"] = round(cpu["gateway"], 3)
+        row["cpu_s_per_1k"] = round(cpu["gateway"] / (messages / 1000), 4) if messages else None
+        row["rss_kib"] = after["gateway"].rss_kib
+    row.update({f"cpu_{name}_s": round(cpu[name], 3) for name in phase.others})
     return row
 
 
@@ -189,6 +192,16 @@ async def xmpp_to_irc(phase: Phase, n: int) -> list[dict]:
 async def paced(phase: Phase, n: int = 300, rate: float = 50.0) -> list[dict]:
     return [await one_way(phase, "paced_irc_to_xmpp", phase.irc, phase.xmpp, n, rate),
             await one_way(phase, "paced_xmpp_to_irc", phase.xmpp, phase.irc, n, rate)]
+
+
+async def floor(phase: Phase, irc_a: Endpoint, irc_b: Endpoint, xmpp_a: Endpoint,
+                xmpp_b: Endpoint, n: int, paced_n: int = 300, rate: float = 50.0) -> list[dict]:
+    """No gateway: IRC user to IRC user in one channel, XMPP user to XMPP user in one MUC
+    room; what the servers alone cost, burst and paced."""
+    return [await one_way(phase, "irc_to_irc", irc_a, irc_b, n),
+            await one_way(phase, "xmpp_to_xmpp", xmpp_a, xmpp_b, n),
+            await one_way(phase, "paced_irc_to_irc", irc_a, irc_b, paced_n, rate),
+            await one_way(phase, "paced_xmpp_to_xmpp", xmpp_a, xmpp_b, paced_n, rate)]
 
 
 async def nway(phase: Phase, n: int) -> list[dict]:
@@ -260,8 +273,8 @@ async def puppet_scale(phase: Phase, k: int, floor: Endpoint | None = None) -> l
         at_xmpp.first_send_ns = at_irc.first_send_ns = first
         results = await asyncio.gather(*(u.start() for u in users), return_exceptions=True)
         failed = sum(isinstance(r, BaseException) for r in results)
-        await asyncio.gather(at_xmpp.wait(30 + k * 0.05, idle=15),
-                             at_irc.wait(30 + k * 0.05, idle=15))
+        await asyncio.gather(at_xmpp.wait(60 + k * 0.1, idle=20),
+                             at_irc.wait(60 + k * 0.1, idle=20))
         rss_peak = sample(phase.pid).rss_kib
         x, i = at_xmpp.summary(), at_irc.summary()
         return {
@@ -284,4 +297,5 @@ async def puppet_scale(phase: Phase, k: int, floor: Endpoint | None = None) -> l
         phase.irc.board.untrack(tag)
         for user in users:
             user.close()
-        await asyncio.sleep(1.0)  # let the quits reach the gateway before the next run
+        await asyncio.sleep(1.0)  # the quits reach the gateway; its puppets leave
+        await quiet(phase.pid, timeout=60 + k * 0.05)
