@@ -26,6 +26,7 @@ from bridge.silc.client import ClientConfig, SilcClient
 from bridge.silc.message import ChannelKey, MessageFlag, SignatureState
 from bridge.silc.pubkey import PublicKey, load_or_create_key_pair, normalize_fingerprint, pretty_fingerprint
 from bridge.silc.session import CommandError, KeyRefused, NotConnected, SessionConfig
+from bridge.silc.ske import Proposal
 from bridge.store.base import Store
 
 log = structlog.get_logger(__name__)
@@ -70,7 +71,10 @@ class SilcAdapter(Adapter):
         cfg = self.config
         keypair = await asyncio.to_thread(load_or_create_key_pair, cfg.key_dir, cfg.username)
         self._own_fingerprint = keypair.public.fingerprint
-        session = SessionConfig(username=cfg.username, realname=cfg.realname, password=cfg.password)
+        # Perfect forward secrecy: each hourly rekey is a fresh Diffie-Hellman exchange.
+        session = SessionConfig(
+            username=cfg.username, realname=cfg.realname, password=cfg.password, proposal=Proposal(pfs=True)
+        )
         client_config = ClientConfig(
             host=cfg.host, port=cfg.port, nick=cfg.nick, session=session, heartbeat=cfg.heartbeat, **self._tuning
         )

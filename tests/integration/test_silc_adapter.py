@@ -36,11 +36,11 @@ class PinStore:
 class Running:
     """An adapter running as a task, with what it emitted."""
 
-    def __init__(self, port: int, key_dir, store=None, **config):
+    def __init__(self, port: int, key_dir, store=None, options=None, **config):
         self.emitted: list = []
         cfg = SilcNetworkConfig(name="silcnet", host="127.0.0.1", port=port, key_dir=str(key_dir), **config)
         self.adapter = SilcAdapter(cfg, self.emitted.append, store or PinStore(), tuning=TUNING)
-        self.adapter.add_endpoint("hackers", {})
+        self.adapter.add_endpoint("hackers", options or {})
         self.task = asyncio.create_task(self.adapter.run())
 
     async def until(self, predicate, timeout=5.0):
@@ -163,7 +163,7 @@ async def test_security_report(silc_server, running):
     bridge = await running().joined()
     lines = bridge.adapter.security()
     assert lines[0].startswith(f"SILC silcnet (127.0.0.1:{silc_server.port}): session aes-256-cbc with hmac-sha256-96")
-    assert "pinned on first use" in lines[0]
+    assert "perfect forward secrecy on" in lines[0] and "pinned on first use" in lines[0]
     assert lines[1] == "SILC silcnet/hackers: server-distributed channel key (aes-256-cbc, hmac-sha1-96): SILC servers can read it"
     assert "end-to-end encryption ends at the bridge" in lines[2]
 
@@ -200,3 +200,15 @@ async def test_reconnect_and_rejoin(silc_server, running):
         await bridge.until(lambda: bridge.adapter._client.channel("hackers"))
         await alice.say("hackers", "are you back?")
         assert (await bridge.emitted_of(Message)).text == "are you back?"
+
+
+async def test_private_key_channel(silc_server, running):
+    bridge = await running(options={"passphrase": "open sesame"}).joined()
+    assert "channel private key from a passphrase" in bridge.adapter.security()[1]
+    async with TestUser("alice", silc_server.port) as alice:
+        await alice.join("hackers")
+        alice.set_private_key("hackers", "open sesame")
+        await alice.say("hackers", "only for us")
+        assert (await bridge.emitted_of(Message)).text == "only for us"
+        await bridge.adapter.deliver("hackers", Message(HACKERS, IRC_BOB, "relayed back"))
+        assert (await alice.wait_for(tu.ChannelMessage, nick="xbridge")).text == "<bob> relayed back"
