@@ -6,6 +6,7 @@ import asyncio
 import os
 import struct
 from dataclasses import dataclass
+from hmac import compare_digest
 
 from .crypto import BLOCK_LEN, HMACS, SessionCipher, mac
 from .numbers import PacketFlag, PacketType
@@ -143,9 +144,6 @@ class PacketStream:
             return
         self.writer.write(self.encode(packet, long_pad))
 
-    async def drain(self) -> None:
-        await self.writer.drain()
-
     # --- receiving ---
 
     async def receive(self) -> Packet:
@@ -159,7 +157,7 @@ class PacketStream:
         if cipher is not None:
             cipher.begin_packet()
         # CBC must decrypt a whole block to see the header; CTR and plaintext
-        # need only the fixed part (a CTR packet may be shorter than a block).
+        # need only the fixed part.
         first_len = BLOCK_LEN if cipher is not None and cipher.pads else HEADER_LEN
         first_wire = await self.reader.readexactly(first_len)
         first = first_wire if cipher is None else cipher.decrypt(first_wire)
@@ -182,7 +180,7 @@ class PacketStream:
         rest_wire = await self.reader.readexactly(total - first_len)
         if d.hmac:
             got_mac = await self.reader.readexactly(d.mac_len)
-            if got_mac != d.compute_mac(first_wire + rest_wire):
+            if not compare_digest(got_mac, d.compute_mac(first_wire + rest_wire)):
                 raise MacError(f"bad MAC on packet type {ptype} seq {d.seq}")
             d.seq = (d.seq + 1) % 2**32
         if cipher is None:
