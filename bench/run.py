@@ -40,6 +40,7 @@ SCENARIOS = ("irc_to_xmpp", "xmpp_to_irc", "paced", "nway", "puppet_scale")
 BASELINE_SCENARIOS = ("irc_to_xmpp", "xmpp_to_irc", "paced")
 #: Burst scenarios profiled with --profile.
 PROFILED = ("irc_to_xmpp", "xmpp_to_irc", "nway")
+PROFILED_RUNS = 3  # runs of each under one py-spy session, for enough samples
 GATEWAYS = ("floor", "muc-bridge", "biboumi", "biboumi-nohist")
 USER, USER2, PASSWORD, NICK = "xbench", "xbench2", "bench-password", "xbench"
 #: The channel and room of the no-gateway floor measurements.
@@ -220,10 +221,10 @@ class Suite:
         for name in names:
             out = self.workdir / f"profile-{name}.txt"
             async with Profiler(gateway.pid, out):
-                rows = await self._scenario(phase, name)
-            for row in rows:
-                row["gateway"], row["profiled"] = gateway.name, True
-                report.print_row(row)
+                for _ in range(PROFILED_RUNS):
+                    for row in await self._scenario(phase, name):
+                        row["gateway"], row["profiled"] = gateway.name, True
+                        report.print_row(row)
             self.profiles[name] = top_frames(out)
             print(f"  py-spy top frames during {name}:", flush=True)
             for frame, share in self.profiles[name]["self"][:8]:
