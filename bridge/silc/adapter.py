@@ -22,6 +22,7 @@ from bridge.config_types import SilcNetworkConfig
 from bridge.core.adapter import Adapter, EventSink
 from bridge.core.events import BRIDGE, Endpoint, Event, Identity, Join, Kick, Message, MessageKind, NickChange, Part, Topic
 from bridge.silc import events as ev
+from bridge.silc.buffer import DecodeError
 from bridge.silc.client import ClientConfig, SilcClient
 from bridge.silc.message import ChannelKey, MessageFlag, SignatureState
 from bridge.silc.pubkey import PublicKey, load_or_create_key_pair, normalize_fingerprint, pretty_fingerprint
@@ -97,7 +98,7 @@ class SilcAdapter(Adapter):
                     session.send_channel_message(channel, chunk, flags)
             elif isinstance(event, Topic):
                 await session.set_topic(channel, clean(event.text).replace("\n", " "))
-        except (NotConnected, CommandError, asyncio.TimeoutError) as exc:
+        except (NotConnected, CommandError, asyncio.TimeoutError, DecodeError) as exc:
             self.log.warning("silc_deliver_failed", room=room, event=type(event).__name__, reason=str(exc))
 
     def is_own(self, identity: Identity) -> bool:

@@ -14,6 +14,7 @@ import structlog
 
 from bridge.core.backoff import Backoff
 from bridge.silc import events as ev
+from bridge.silc.buffer import DecodeError
 from bridge.silc.channel import Channel
 from bridge.silc.message import ChannelKey
 from bridge.silc.pubkey import KeyPair, PublicKey
@@ -178,8 +179,8 @@ class SilcClient:
         if self.config.nick and self.config.nick != session.nick:
             try:
                 await session.set_nick(self.config.nick)
-            except (CommandError, asyncio.TimeoutError) as exc:
-                self.log.warning("silc_nick_refused", nick=self.config.nick, reason=str(exc))
+            except (CommandError, asyncio.TimeoutError, DecodeError) as exc:
+                self.log.warning("silc_nick_refused", nick=self.config.nick, reason=str(exc) or "timeout")
         await self._join_missing(session)
 
     async def _check_alive(self, session: Session) -> None:
@@ -188,7 +189,7 @@ class SilcClient:
             await session.ping(self.config.ping_timeout)
         except asyncio.TimeoutError:
             session.fail(SessionError("no reply to PING"))
-        except (CommandError, NotConnected):
+        except (CommandError, NotConnected, DecodeError):
             pass  # any reply proves the link is alive
 
     async def _join_missing(self, session: Session) -> None:
@@ -199,7 +200,7 @@ class SilcClient:
             try:
                 self.joined[key] = await session.join(spec.name, spec.private_key)
                 spec.failures = 0
-            except (CommandError, asyncio.TimeoutError) as exc:
+            except (CommandError, asyncio.TimeoutError, DecodeError) as exc:
                 spec.failures += 1
                 spec.retry_at = now + min(600.0, self.config.tick * 2**spec.failures)
                 self.log.warning("silc_join_failed", channel=spec.name, reason=str(exc) or "timeout")

@@ -24,7 +24,7 @@ import structlog
 from bridge.silc import events as ev
 from bridge.silc.auth import CONN_CLIENT, AuthMethod, AuthRequestPayload, ConnectionAuthPayload, auth_data
 from bridge.silc.buffer import DecodeError, text
-from bridge.silc.channel import Channel
+from bridge.silc.channel import DEFAULT_HMAC, Channel
 from bridge.silc.crypto import CryptoError, Hmac, KeyMaterial, ctr_prefix, packet_cipher
 from bridge.silc.ids import IdType, SilcId, decode_id_payload, encode_id_payload, read_id_payload
 from bridge.silc.message import (
@@ -234,13 +234,12 @@ class Session:
         while True:
             ids, build = await self._queue.get()
             users = [await self.resolve(i) for i in ids]
-            event = build(*users)
-            if event is None:
-                continue
             try:
-                self._on_event(event)
+                event = build(*users)
+                if event is not None:
+                    self._on_event(event)
             except Exception:
-                self.log.exception("silc_event_handler_failed", event=type(event).__name__)
+                self.log.exception("silc_event_handler_failed")
 
     # --- sending ---
 
@@ -413,8 +412,9 @@ class Session:
             if pending is None or pending.command != reply.command or pending.future.done():
                 self.log.debug("silc_reply_unexpected", command=reply.command, ident=reply.ident)
                 continue
+            status = reply.status  # DecodeError here drops the reply
             pending.replies.append(reply)
-            if reply.status not in (Status.LIST_START, Status.LIST_ITEM):
+            if status not in (Status.LIST_START, Status.LIST_ITEM):
                 pending.future.set_result(pending.replies)
 
     async def _ok(self, command: int, *args: tuple[int, bytes | None], timeout: float | None = None) -> CommandPayload:
@@ -444,7 +444,7 @@ class Session:
         channel = Channel(
             name=text(args.get(2) or name.encode()),
             id=channel_id,
-            hmac=text(args.get(11)) if args.get(11) else "hmac-sha1-96",
+            hmac=text(args.get(11)) if args.get(11) else DEFAULT_HMAC,
             mode=decode_u32(args.get(5)),
             topic=text(args.get(10) or b""),
             members={i.data for i in decode_id_list(args.get(13) or b"", count)},
@@ -524,7 +524,7 @@ class Session:
     async def resolve(self, client_id: bytes) -> ev.User | None:
         """The user behind a Client ID, from the cache or by WHOIS."""
         user = self._users.get(client_id)
-        if user is not None and user.fingerprint:
+        if user is not None:  # a key does not change within a session
             self._users.move_to_end(client_id)
             return user
         if client_id not in self._resolving:
@@ -682,7 +682,8 @@ class Session:
     def _n_kicked(self, p: Packet, args) -> None:
         target = _client_arg(args, 1)
         reason = text(args.get(2) or b"")
-        kicker = decode_id_payload(args.get(3)).data if args.get(3) else b""
+        by = decode_id_payload(args.get(3)) if args.get(3) else None
+        kicker = by.data if by is not None and by.type is IdType.CLIENT else b""  # or a server
         for channel in self._channel_of(p, target):
             channel.members.discard(target)
             if self._is_own(target):
