@@ -20,7 +20,19 @@ import structlog
 
 from bridge.config_types import SilcNetworkConfig
 from bridge.core.adapter import Adapter, EventSink
-from bridge.core.events import BRIDGE, Endpoint, Event, Identity, Join, Kick, Message, MessageKind, NickChange, Part, Topic
+from bridge.core.events import (
+    BRIDGE,
+    Endpoint,
+    Event,
+    Identity,
+    Join,
+    Kick,
+    Message,
+    MessageKind,
+    NickChange,
+    Part,
+    Topic,
+)
 from bridge.silc import events as ev
 from bridge.silc.buffer import DecodeError
 from bridge.silc.client import ClientConfig, SilcClient
@@ -44,7 +56,12 @@ SERVER = "silc-server"  # native id for changes made by a server, not a user
 
 class SilcAdapter(Adapter):
     def __init__(
-        self, config: SilcNetworkConfig, emit: EventSink, store: Store, *, tuning: Mapping[str, Any] | None = None
+        self,
+        config: SilcNetworkConfig,
+        emit: EventSink,
+        store: Store,
+        *,
+        tuning: Mapping[str, Any] | None = None,
     ) -> None:
         """`tuning`: ClientConfig fields (timeouts, backoff, rekey limits) to override."""
         super().__init__(config.name, emit)
@@ -77,9 +94,16 @@ class SilcAdapter(Adapter):
             username=cfg.username, realname=cfg.realname, password=cfg.password, proposal=Proposal(pfs=True)
         )
         client_config = ClientConfig(
-            host=cfg.host, port=cfg.port, nick=cfg.nick, session=session, heartbeat=cfg.heartbeat, **self._tuning
+            host=cfg.host,
+            port=cfg.port,
+            nick=cfg.nick,
+            session=session,
+            heartbeat=cfg.heartbeat,
+            **self._tuning,
         )
-        self._client = SilcClient(self.network, client_config, keypair, self._check_server_key, self._on_event)
+        self._client = SilcClient(
+            self.network, client_config, keypair, self._check_server_key, self._on_event
+        )
         for key, room in self._rooms.items():
             self._client.add_channel(room, self._private_keys.get(key))
         await self._client.run()
@@ -89,7 +113,9 @@ class SilcAdapter(Adapter):
         channel = client.channel(room) if client else None
         session = client.session if client else None
         if channel is None or session is None:
-            self.log.warning("silc_deliver_dropped", room=room, reason="not joined", event=type(event).__name__)
+            self.log.warning(
+                "silc_deliver_dropped", room=room, reason="not joined", event=type(event).__name__
+            )
             return
         try:
             if isinstance(event, Message):
@@ -128,7 +154,10 @@ class SilcAdapter(Adapter):
             elif channel.mode & 0x4:  # SILC_CMODE_PRIVKEY without our passphrase
                 state = "uses a channel private key the bridge does not have: nothing is relayed"
             else:
-                state = f"server-distributed channel key ({channel.cipher}, {channel.hmac}): SILC servers can read it"
+                state = (
+                    f"server-distributed channel key ({channel.cipher}, {channel.hmac}): "
+                    "SILC servers can read it"
+                )
             lines.append(f"SILC {self.network}/{room}: {state}")
         lines.append(
             f"SILC {self.network}: the bridge decrypts channel messages to relay them, "
@@ -162,7 +191,8 @@ class SilcAdapter(Adapter):
             if seen != expected:
                 raise KeyRefused(
                     f"SILC server {where} ({self.network}) presented key {pretty_fingerprint(seen)}, "
-                    f"but server_fingerprint in the configuration is {pretty_fingerprint(expected)}: refusing to connect"
+                    f"but server_fingerprint in the configuration is {pretty_fingerprint(expected)}: "
+                    "refusing to connect"
                 )
             self._key_source = "as configured"
             return
@@ -198,16 +228,16 @@ class SilcAdapter(Adapter):
             kind = (
                 MessageKind.ACTION
                 if event.flags & MessageFlag.ACTION
-                else MessageKind.NOTICE
-                if event.flags & MessageFlag.NOTICE
-                else MessageKind.PLAIN
+                else MessageKind.NOTICE if event.flags & MessageFlag.NOTICE else MessageKind.PLAIN
             )
             text = SIGNATURE_MARKS[event.signature] + decode_text(event.data, event.flags)
             return [Message(endpoint, self._identity(event.user), text, kind)]
         if isinstance(event, ev.Joined):
             return self._on(event.channel, lambda e: Join(e, self._identity(event.user)))
         if isinstance(event, ev.Left):
-            return self._on(event.channel, lambda e: Part(e, self._identity(event.user), event.reason, event.quit))
+            return self._on(
+                event.channel, lambda e: Part(e, self._identity(event.user), event.reason, event.quit)
+            )
         if isinstance(event, ev.NickChanged):
             who = self._identity(event.user)
             return [NickChange(e, who, event.new_nick) for c in event.channels if (e := self._endpoint(c))]

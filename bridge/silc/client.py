@@ -115,17 +115,23 @@ class SilcClient:
     async def _connect_once(self) -> None:
         cfg = self.config
         self.log.info("silc_connecting", host=cfg.host, port=cfg.port)
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(cfg.host, cfg.port), cfg.connect_timeout)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(cfg.host, cfg.port), cfg.connect_timeout
+        )
         session: Session | None = None
 
         def transmit(data: bytes) -> None:
             if writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+                if session is not None:
+                    session.fail(SessionError("the server is not reading"))
                 raise NotConnected("the server is not reading")
             writer.write(data)
 
         tasks: list[asyncio.Task] = []
         try:
-            session = Session(cfg.session, self.keypair, transmit, self._check_server_key, self._event, self.network)
+            session = Session(
+                cfg.session, self.keypair, transmit, self._check_server_key, self._event, self.network
+            )
             self.session = session
             tasks = [
                 asyncio.create_task(self._read(reader, session)),
@@ -133,7 +139,9 @@ class SilcClient:
             ]
             session.start()
             await asyncio.wait_for(asyncio.shield(session.registered), cfg.register_timeout)
-            self.log.info("silc_connected", host=cfg.host, cipher=session.ske.negotiated.cipher if session.ske else None)
+            self.log.info(
+                "silc_connected", host=cfg.host, cipher=session.ske.negotiated.cipher if session.ske else None
+            )
             tasks.append(asyncio.create_task(self._maintain(session)))
             await session.done
         finally:

@@ -194,7 +194,9 @@ class KeyMaterial:
         )
 
 
-def stretch(hash_name: str, label: int, key: bytes, ske_hash: bytes, length: int, part: int | None = None) -> bytes:
+def stretch(
+    hash_name: str, label: int, key: bytes, ske_hash: bytes, length: int, part: int | None = None
+) -> bytes:
     """K1 = hash(label | KEY | HASH), Kn = hash(KEY | HASH | K1 | ... | Kn-1),
     each K cut to `part` bytes if given (see ChannelKey.from_passphrase)."""
     out = digest(hash_name, bytes([label]) + key + ske_hash)[:part]

@@ -279,7 +279,9 @@ class PacketReader:
         if ctx is None:
             plain = wire
         else:
-            enc_end = header.header_len + header.pad_len if is_special(header.type, header.flags) else header.total
+            enc_end = (
+                header.header_len + header.pad_len if is_special(header.type, header.flags) else header.total
+            )
             plain = head_plain + ctx.update(wire[head_len:enc_end]) + wire[enc_end:]
             mac_ok = self.hmac.verify(mac, u32(self.sequence), wire)
             self.sequence = (self.sequence + 1) & 0xFFFFFFFF
@@ -293,6 +295,8 @@ class PacketReader:
 
     def _check_frame(self, header: Header) -> None:
         if self.cipher is not None and self.cipher.mode == "cbc":
-            enc_len = header.header_len + header.pad_len if is_special(header.type, header.flags) else header.total
+            enc_len = (
+                header.header_len + header.pad_len if is_special(header.type, header.flags) else header.total
+            )
             if enc_len % BLOCK or enc_len < BLOCK:
                 raise FramingError(f"encrypted length {enc_len} is not a multiple of the block size")

@@ -348,4 +348,3 @@ def decode_u32(data: bytes | None) -> int:
     if data is None or len(data) != 4:
         raise DecodeError("expected a 32-bit value")
     return int.from_bytes(data, "big")
-

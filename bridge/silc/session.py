@@ -36,7 +36,15 @@ from bridge.silc.message import (
     encode_plain,
     encrypt_channel_message,
 )
-from bridge.silc.packet import FramingError, Packet, PacketError, PacketFlag, PacketReader, PacketType, PacketWriter
+from bridge.silc.packet import (
+    FramingError,
+    Packet,
+    PacketError,
+    PacketFlag,
+    PacketReader,
+    PacketType,
+    PacketWriter,
+)
 from bridge.silc.payloads import (
     Arguments,
     ChannelKeyPayload,
@@ -159,8 +167,8 @@ class Session:
         self._ident = 0
         self._users: OrderedDict[bytes, ev.User] = OrderedDict()
         self._resolving: dict[bytes, asyncio.Future[ev.User | None]] = {}
-        self._queue: asyncio.Queue[tuple[tuple[bytes, ...], Callable[..., ev.SessionEvent | None]]] = asyncio.Queue(
-            config.event_queue
+        self._queue: asyncio.Queue[tuple[tuple[bytes, ...], Callable[..., ev.SessionEvent | None]]] = (
+            asyncio.Queue(config.event_queue)
         )
         self._orphan_keys: OrderedDict[bytes, ChannelKeyPayload] = OrderedDict()
 
@@ -243,7 +251,9 @@ class Session:
 
     # --- sending ---
 
-    def _send(self, ptype: int, payload: bytes = b"", dst: SilcId | None = None, max_padding: bool = False) -> None:
+    def _send(
+        self, ptype: int, payload: bytes = b"", dst: SilcId | None = None, max_padding: bool = False
+    ) -> None:
         if self.phase is Phase.CLOSED:
             raise NotConnected("session closed")
         registered = self.phase is Phase.CONNECTED
@@ -278,7 +288,9 @@ class Session:
                 self._on_connected(p)
         except DecodeError as exc:
             if self.phase is not Phase.CONNECTED:
-                raise SessionError(f"malformed packet type {p.type} while {self.phase.value}: {exc}") from None
+                raise SessionError(
+                    f"malformed packet type {p.type} while {self.phase.value}: {exc}"
+                ) from None
             self.log.warning("silc_payload_malformed", type=p.type, reason=str(exc))
 
     def _on_key_exchange(self, p: Packet) -> None:
@@ -381,7 +393,9 @@ class Session:
 
     # --- commands (silc-commands 2.3) ---
 
-    async def command(self, command: int, *args: tuple[int, bytes | None], timeout: float | None = None) -> list[CommandPayload]:
+    async def command(
+        self, command: int, *args: tuple[int, bytes | None], timeout: float | None = None
+    ) -> list[CommandPayload]:
         """Send a command; return its replies (several for a list reply)."""
         if self.phase is not Phase.CONNECTED:
             raise NotConnected(f"not connected ({self.phase.value})")
@@ -417,7 +431,9 @@ class Session:
             if status not in (Status.LIST_START, Status.LIST_ITEM):
                 pending.future.set_result(pending.replies)
 
-    async def _ok(self, command: int, *args: tuple[int, bytes | None], timeout: float | None = None) -> CommandPayload:
+    async def _ok(
+        self, command: int, *args: tuple[int, bytes | None], timeout: float | None = None
+    ) -> CommandPayload:
         """A command whose single reply must say OK."""
         reply = (await self.command(command, *args, timeout=timeout))[-1]
         if reply.error != Status.OK:
@@ -450,11 +466,17 @@ class Session:
             members={i.data for i in decode_id_list(args.get(13) or b"", count)},
             private_key=private_key,
         )
-        key_payload = ChannelKeyPayload.decode(args.get(7)) if args.get(7) else self._orphan_keys.pop(channel_id.data, None)
+        key_payload = (
+            ChannelKeyPayload.decode(args.get(7))
+            if args.get(7)
+            else self._orphan_keys.pop(channel_id.data, None)
+        )
         if key_payload is not None:
             self._set_channel_key(channel, key_payload)
         self.channels[channel_id.data] = channel
-        self.log.info("silc_joined", channel=channel.name, members=len(channel.members), cipher=channel.cipher)
+        self.log.info(
+            "silc_joined", channel=channel.name, members=len(channel.members), cipher=channel.cipher
+        )
         return channel
 
     async def leave(self, channel: Channel) -> None:
@@ -484,7 +506,9 @@ class Session:
         """Nick, username and key fingerprint of a client (silc-commands WHOIS).
         Without a fingerprint in the reply, GETKEY fetches the key itself."""
         cid = SilcId(IdType.CLIENT, client_id)
-        replies = await self.command(Command.WHOIS, (4, encode_id_payload(cid)), timeout=self.config.resolve_timeout)
+        replies = await self.command(
+            Command.WHOIS, (4, encode_id_payload(cid)), timeout=self.config.resolve_timeout
+        )
         reply = next((r for r in replies if r.error == Status.OK), None)
         if reply is None:
             return None
@@ -535,7 +559,9 @@ class Session:
         try:
             user = await self.whois(client_id)
         except (CommandError, NotConnected, asyncio.TimeoutError, DecodeError) as exc:
-            self.log.info("silc_user_unresolved", client_id=client_id.hex(), reason=str(exc) or type(exc).__name__)
+            self.log.info(
+                "silc_user_unresolved", client_id=client_id.hex(), reason=str(exc) or type(exc).__name__
+            )
             user = None
         finally:
             self._resolving.pop(client_id, None)
@@ -562,7 +588,9 @@ class Session:
         self._send(PacketType.CHANNEL_MESSAGE, payload, dst=channel.id)
 
     def send_private_message(self, client_id: bytes, data: bytes, flags: int = MessageFlag.UTF8) -> None:
-        self._send(PacketType.PRIVATE_MESSAGE, encode_plain(flags, data), dst=SilcId(IdType.CLIENT, client_id))
+        self._send(
+            PacketType.PRIVATE_MESSAGE, encode_plain(flags, data), dst=SilcId(IdType.CLIENT, client_id)
+        )
 
     def _on_channel_message(self, p: Packet) -> None:
         channel = self.channels.get(p.dst.data) if p.dst and p.dst.type is IdType.CHANNEL else None
@@ -582,7 +610,9 @@ class Session:
         def build(user: ev.User | None) -> ev.SessionEvent | None:
             if user is None:
                 return None
-            return ev.ChannelMessage(channel.name, user, msg.flags, msg.data, check_signature(msg.signed, user.fingerprint))
+            return ev.ChannelMessage(
+                channel.name, user, msg.flags, msg.data, check_signature(msg.signed, user.fingerprint)
+            )
 
         self._queue_event((sender,), build)
 
@@ -773,7 +803,9 @@ class Session:
         """`material` in our view: send_* is ours."""
         assert self.ske is not None
         neg = self.ske.negotiated
-        cipher = packet_cipher(neg.cipher, material.send_key, material.send_iv, self._ctr_prefix(material.send_iv), True)
+        cipher = packet_cipher(
+            neg.cipher, material.send_key, material.send_iv, self._ctr_prefix(material.send_iv), True
+        )
         self._writer.set_keys(cipher, Hmac(neg.hmac, material.send_hmac_key))
         self._send_key = material.send_key
         self.keys_since = time.monotonic()
@@ -782,7 +814,11 @@ class Session:
         assert self.ske is not None
         neg = self.ske.negotiated
         cipher = packet_cipher(
-            neg.cipher, material.receive_key, material.receive_iv, self._ctr_prefix(material.receive_iv), False
+            neg.cipher,
+            material.receive_key,
+            material.receive_iv,
+            self._ctr_prefix(material.receive_iv),
+            False,
         )
         self._reader.set_keys(cipher, Hmac(neg.hmac, material.receive_hmac_key))
         self._receive_key = material.receive_key
@@ -876,7 +912,12 @@ class Session:
     }
 
 
-_REKEY_PACKETS = {PacketType.REKEY, PacketType.REKEY_DONE, PacketType.KEY_EXCHANGE_1, PacketType.KEY_EXCHANGE_2}
+_REKEY_PACKETS = {
+    PacketType.REKEY,
+    PacketType.REKEY_DONE,
+    PacketType.KEY_EXCHANGE_1,
+    PacketType.KEY_EXCHANGE_2,
+}
 
 _NOTIFY_HANDLERS: dict[int, Callable] = {
     Notify.NONE: Session._n_text,

@@ -81,7 +81,15 @@ class StartPayload:
     def encode(self) -> bytes:
         body = self.cookie + b"".join(
             lp16(s.encode("utf-8"))
-            for s in (self.version, self.groups, self.pkcs, self.ciphers, self.hashes, self.hmacs, self.compression)
+            for s in (
+                self.version,
+                self.groups,
+                self.pkcs,
+                self.ciphers,
+                self.hashes,
+                self.hmacs,
+                self.compression,
+            )
         )
         # Payload Length counts the whole payload, these 4 bytes included.
         return u8(0) + u8(self.flags) + u16(4 + len(body)) + body
@@ -111,7 +119,13 @@ class KePayload:
     signature: bytes = b""
 
     def encode(self) -> bytes:
-        return u16(len(self.public_key)) + u16(self.pk_type) + self.public_key + lp16(self.public_data) + lp16(self.signature)
+        return (
+            u16(len(self.public_key))
+            + u16(self.pk_type)
+            + self.public_key
+            + lp16(self.public_data)
+            + lp16(self.signature)
+        )
 
     @classmethod
     def decode(cls, data: bytes) -> KePayload:
@@ -279,7 +293,12 @@ class Initiator:
         key = crypto.mp_encode(pow(f, self._x, prime))
         ske_hash = crypto.digest(
             negotiated.hash,
-            self._start_bytes + ke2.public_key + self.keypair.public.encoded + self._e + ke2.public_data + key,
+            self._start_bytes
+            + ke2.public_key
+            + self.keypair.public.encoded
+            + self._e
+            + ke2.public_data
+            + key,
         )
         if not server_key.verify(ke2.signature, ske_hash):
             raise SkeError(SkeStatus.INCORRECT_SIGNATURE, "server signature does not verify")

@@ -10,7 +10,18 @@ import stat
 import pytest
 
 from bridge.config_types import SilcNetworkConfig
-from bridge.core.events import BRIDGE, Endpoint, Identity, Join, Kick, Message, MessageKind, NickChange, Part, Topic
+from bridge.core.events import (
+    BRIDGE,
+    Endpoint,
+    Identity,
+    Join,
+    Kick,
+    Message,
+    MessageKind,
+    NickChange,
+    Part,
+    Topic,
+)
 from bridge.silc.adapter import SilcAdapter
 from tests.servers.silc import user as tu
 from tests.servers.silc.server import SilcTestServer
@@ -162,9 +173,14 @@ async def test_own_identity_and_key_file(silc_server, running, tmp_path):
 async def test_security_report(silc_server, running):
     bridge = await running().joined()
     lines = bridge.adapter.security()
-    assert lines[0].startswith(f"SILC silcnet (127.0.0.1:{silc_server.port}): session aes-256-cbc with hmac-sha256-96")
+    assert lines[0].startswith(
+        f"SILC silcnet (127.0.0.1:{silc_server.port}): session aes-256-cbc with hmac-sha256-96"
+    )
     assert "perfect forward secrecy on" in lines[0] and "pinned on first use" in lines[0]
-    assert lines[1] == "SILC silcnet/hackers: server-distributed channel key (aes-256-cbc, hmac-sha1-96): SILC servers can read it"
+    assert (
+        lines[1]
+        == "SILC silcnet/hackers: server-distributed channel key (aes-256-cbc, hmac-sha1-96): SILC servers can read it"
+    )
     assert "end-to-end encryption ends at the bridge" in lines[2]
 
 

@@ -26,12 +26,30 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 class Bridge:
     """A SilcClient with its events in a list."""
 
-    def __init__(self, port: int, nick: str = "xbridge", password: str | None = None, proposal: Proposal = Proposal(), **tuning):
+    def __init__(
+        self,
+        port: int,
+        nick: str = "xbridge",
+        password: str | None = None,
+        proposal: Proposal = Proposal(),
+        **tuning,
+    ):
         self.events: list = []
         session = SessionConfig(username="xb", realname="relay", password=password, proposal=proposal)
-        config = ClientConfig(host="127.0.0.1", port=port, nick=nick, session=session, tick=0.1,
-                              backoff_base=0.05, backoff_max=0.2, rejoin_delay=0.1, **tuning)
-        self.client = SilcClient("silcnet", config, key_pair("bridge", 2048), lambda key: None, self.events.append)
+        config = ClientConfig(
+            host="127.0.0.1",
+            port=port,
+            nick=nick,
+            session=session,
+            tick=0.1,
+            backoff_base=0.05,
+            backoff_max=0.2,
+            rejoin_delay=0.1,
+            **tuning,
+        )
+        self.client = SilcClient(
+            "silcnet", config, key_pair("bridge", 2048), lambda key: None, self.events.append
+        )
         self.task: asyncio.Task | None = None
 
     async def start(self, *channels: str, passphrase: str | None = None) -> Bridge:
@@ -101,16 +119,32 @@ async def bridge(silc_server, make_bridge):
     "proposal,negotiated",
     [
         (Proposal(), ("aes-256-cbc", "hmac-sha256-96", "diffie-hellman-group2")),
-        (Proposal(ciphers=("aes-256-ctr", "aes-256-cbc")), ("aes-256-ctr", "hmac-sha256-96", "diffie-hellman-group2")),
         (
-            Proposal(groups=("diffie-hellman-group1", "diffie-hellman-group2"), ciphers=("aes-128-cbc", "aes-256-cbc"),
-                     hashes=("sha1", "sha256"), hmacs=("hmac-sha1-96", "hmac-sha256-96")),
+            Proposal(ciphers=("aes-256-ctr", "aes-256-cbc")),
+            ("aes-256-ctr", "hmac-sha256-96", "diffie-hellman-group2"),
+        ),
+        (
+            Proposal(
+                groups=("diffie-hellman-group1", "diffie-hellman-group2"),
+                ciphers=("aes-128-cbc", "aes-256-cbc"),
+                hashes=("sha1", "sha256"),
+                hmacs=("hmac-sha1-96", "hmac-sha256-96"),
+            ),
             ("aes-128-cbc", "hmac-sha1-96", "diffie-hellman-group1"),
         ),
-        (Proposal(ciphers=("aes-192-ctr", "aes-256-cbc"), pfs=True), ("aes-192-ctr", "hmac-sha256-96", "diffie-hellman-group2")),
+        (
+            Proposal(ciphers=("aes-192-ctr", "aes-256-cbc"), pfs=True),
+            ("aes-192-ctr", "hmac-sha256-96", "diffie-hellman-group2"),
+        ),
         # HMAC keys are whole SKE hash outputs (silc-ke-auth 2.3), whatever the HMAC's own hash
-        (Proposal(hashes=("sha256",), hmacs=("hmac-sha1-96", "hmac-sha256-96")), ("aes-256-cbc", "hmac-sha1-96", "diffie-hellman-group2")),
-        (Proposal(hashes=("sha1", "sha256"), hmacs=("hmac-sha256-96",)), ("aes-256-cbc", "hmac-sha256-96", "diffie-hellman-group2")),
+        (
+            Proposal(hashes=("sha256",), hmacs=("hmac-sha1-96", "hmac-sha256-96")),
+            ("aes-256-cbc", "hmac-sha1-96", "diffie-hellman-group2"),
+        ),
+        (
+            Proposal(hashes=("sha1", "sha256"), hmacs=("hmac-sha256-96",)),
+            ("aes-256-cbc", "hmac-sha256-96", "diffie-hellman-group2"),
+        ),
     ],
 )
 async def test_key_exchange_variants_then_messages_both_ways(silc_server, make_bridge, proposal, negotiated):
@@ -247,8 +281,12 @@ async def test_rekey_after_the_configured_amount_of_data(silc_server, make_bridg
 @pytest.mark.parametrize("auth", ["passphrase", "publickey"])
 async def test_connection_authentication(make_bridge, auth):
     fp = key_pair("bridge", 2048).public.fingerprint
-    async with SilcTestServer(auth=auth, passphrase="sesame" if auth == "passphrase" else None, client_keys=(fp,)) as server:
-        b = await make_bridge(server.port, password="sesame" if auth == "passphrase" else None).start("hackers")
+    async with SilcTestServer(
+        auth=auth, passphrase="sesame" if auth == "passphrase" else None, client_keys=(fp,)
+    ) as server:
+        b = await make_bridge(server.port, password="sesame" if auth == "passphrase" else None).start(
+            "hackers"
+        )
         assert "xbridge" in server.nicks()
         await b.stop()
 

@@ -40,7 +40,13 @@ def u32(v: int) -> bytes:
 
 
 class FakeServer:
-    def __init__(self, answer_auth_request: bool = True, fail_auth: bool = False, auth_method: int = 0, **responder_args) -> None:
+    def __init__(
+        self,
+        answer_auth_request: bool = True,
+        fail_auth: bool = False,
+        auth_method: int = 0,
+        **responder_args,
+    ) -> None:
         self.keys = key_pair("server")
         self.responder = Responder(self.keys, **responder_args)
         self.reader, self.writer = PacketReader(), PacketWriter()
@@ -85,7 +91,14 @@ class FakeServer:
             self.inbox.append(p)
             self._handle(p)
 
-    def send(self, ptype: int, payload: bytes = b"", dst: SilcId | None = None, src: SilcId | None = SERVER_ID, flags: int = 0) -> None:
+    def send(
+        self,
+        ptype: int,
+        payload: bytes = b"",
+        dst: SilcId | None = None,
+        src: SilcId | None = SERVER_ID,
+        flags: int = 0,
+    ) -> None:
         self.deliver(self.writer.seal(Packet(ptype, payload, flags, src, dst or self._client_dst())))
 
     def _client_dst(self) -> SilcId | None:
@@ -100,7 +113,9 @@ class FakeServer:
         from bridge.silc.ske import Negotiated
 
         c = self.responder.choice
-        return Negotiated(c["groups"], c["pkcs"], c["ciphers"], c["hashes"], c["hmacs"], self.responder.flags, "")
+        return Negotiated(
+            c["groups"], c["pkcs"], c["ciphers"], c["hashes"], c["hmacs"], self.responder.flags, ""
+        )
 
     def _install(self, send: bool, view, rekeyed: bool = False) -> None:
         """`view` is the server's view: send_* is what the server sends with."""
@@ -108,11 +123,17 @@ class FakeServer:
         h = None if rekeyed else self.responder.ske_hash
         if send:
             prefix = crypto.ctr_prefix(neg.hash, h, view.send_iv)
-            self.writer.set_keys(crypto.packet_cipher(neg.cipher, view.send_key, view.send_iv, prefix, True), crypto.Hmac(neg.hmac, view.send_hmac_key))
+            self.writer.set_keys(
+                crypto.packet_cipher(neg.cipher, view.send_key, view.send_iv, prefix, True),
+                crypto.Hmac(neg.hmac, view.send_hmac_key),
+            )
             self.send_key = view.send_key
         else:
             prefix = crypto.ctr_prefix(neg.hash, h, view.receive_iv)
-            self.reader.set_keys(crypto.packet_cipher(neg.cipher, view.receive_key, view.receive_iv, prefix, False), crypto.Hmac(neg.hmac, view.receive_hmac_key))
+            self.reader.set_keys(
+                crypto.packet_cipher(neg.cipher, view.receive_key, view.receive_iv, prefix, False),
+                crypto.Hmac(neg.hmac, view.receive_hmac_key),
+            )
             self.receive_key = view.receive_key
 
     def _handle(self, p: Packet) -> None:
@@ -150,7 +171,9 @@ class FakeServer:
             self._rekey_done()
 
     def reply(self, cmd: CommandPayload, *args, status: int = Status.OK, error: int = 0) -> None:
-        payload = CommandPayload(cmd.command, cmd.ident, Arguments.of((1, encode_status(status, error)), *args))
+        payload = CommandPayload(
+            cmd.command, cmd.ident, Arguments.of((1, encode_status(status, error)), *args)
+        )
         self.send(PacketType.COMMAND_REPLY, payload.encode())
 
     def _command(self, cmd: CommandPayload) -> None:
@@ -171,7 +194,12 @@ class FakeServer:
                 (4, encode_id_payload(self.client)),
                 (5, u32(0)),
                 (6, u32(1)),
-                (7, ChannelKeyPayload(self.channel_id.data, self.channel_key.cipher, self.channel_key.key).encode()),
+                (
+                    7,
+                    ChannelKeyPayload(
+                        self.channel_id.data, self.channel_key.cipher, self.channel_key.key
+                    ).encode(),
+                ),
                 (10, b"the topic"),
                 (11, b"hmac-sha1-96"),
                 (12, u32(len(self.members))),
@@ -184,11 +212,24 @@ class FakeServer:
                 self.reply(cmd, (2, a.get(4)), status=Status.ERR_NO_SUCH_CLIENT_ID)
                 return
             nick, fp = self.users[cid.data]
-            self.reply(cmd, (2, a.get(4)), (3, nick.encode()), (4, b"u@h"), (5, b"Real"), (9, bytes.fromhex(fp) if fp else None))
+            self.reply(
+                cmd,
+                (2, a.get(4)),
+                (3, nick.encode()),
+                (4, b"u@h"),
+                (5, b"Real"),
+                (9, bytes.fromhex(fp) if fp else None),
+            )
         elif cmd.command in (Command.LEAVE, Command.TOPIC):
             self.reply(cmd, (2, a.get(1)))
         elif cmd.command == Command.USERS:
-            self.reply(cmd, (2, a.get(1)), (3, u32(len(self.members))), (4, encode_id_list(self.members)), (5, b"".join(u32(0) for _ in self.members)))
+            self.reply(
+                cmd,
+                (2, a.get(1)),
+                (3, u32(len(self.members))),
+                (4, encode_id_list(self.members)),
+                (5, b"".join(u32(0) for _ in self.members)),
+            )
 
     # -- helpers for tests --
 
@@ -200,13 +241,20 @@ class FakeServer:
     def notify(self, ntype: int, *args, dst: SilcId | None = None) -> None:
         self.send(PacketType.NOTIFY, NotifyPayload(ntype, Arguments.of(*args)).encode(), dst=dst)
 
-    def channel_message(self, sender: SilcId, text: str, flags: int = MessageFlag.UTF8, key: ChannelKey | None = None) -> None:
-        payload = encrypt_channel_message(key or self.channel_key, flags, text.encode(), sender.data, self.channel_id.data)
+    def channel_message(
+        self, sender: SilcId, text: str, flags: int = MessageFlag.UTF8, key: ChannelKey | None = None
+    ) -> None:
+        payload = encrypt_channel_message(
+            key or self.channel_key, flags, text.encode(), sender.data, self.channel_id.data
+        )
         self.send(PacketType.CHANNEL_MESSAGE, payload, dst=self.channel_id, src=sender)
 
     def new_channel_key(self) -> None:
         self.channel_key = ChannelKey.from_server("aes-256-cbc", os.urandom(32), "hmac-sha1-96")
-        self.send(PacketType.CHANNEL_KEY, ChannelKeyPayload(self.channel_id.data, "aes-256-cbc", self.channel_key.key).encode())
+        self.send(
+            PacketType.CHANNEL_KEY,
+            ChannelKeyPayload(self.channel_id.data, "aes-256-cbc", self.channel_key.key).encode(),
+        )
 
     def start_rekey(self) -> None:
         """A server-initiated rekey without PFS (silc-spec 4.8)."""
@@ -240,4 +288,3 @@ class FakeServer:
 
     def packets(self, ptype: int) -> list[Packet]:
         return [p for p in self.inbox if p.type == ptype]
-

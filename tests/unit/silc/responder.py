@@ -43,8 +43,15 @@ class Responder:
         flags = start.flags | (0x04 if self.force_mutual else 0)
         self.flags = flags
         return StartPayload(
-            flags, start.cookie, "SILC-1.2-1.1.18 test", self.choice["groups"], self.choice["pkcs"],
-            self.choice["ciphers"], self.choice["hashes"], self.choice["hmacs"], "none",
+            flags,
+            start.cookie,
+            "SILC-1.2-1.1.18 test",
+            self.choice["groups"],
+            self.choice["pkcs"],
+            self.choice["ciphers"],
+            self.choice["hashes"],
+            self.choice["hmacs"],
+            "none",
         ).encode()
 
     def hash(self, data: bytes) -> bytes:

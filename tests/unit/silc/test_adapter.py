@@ -1,7 +1,18 @@
 import pytest
 
 from bridge.config_types import SilcNetworkConfig
-from bridge.core.events import BRIDGE, Endpoint, Identity, Join, Kick, Message, MessageKind, NickChange, Part, Topic
+from bridge.core.events import (
+    BRIDGE,
+    Endpoint,
+    Identity,
+    Join,
+    Kick,
+    Message,
+    MessageKind,
+    NickChange,
+    Part,
+    Topic,
+)
 from bridge.silc import events as ev
 from bridge.silc.adapter import SilcAdapter, clean, decode_text, split_utf8
 from bridge.silc.message import MessageFlag, SignatureState
@@ -35,7 +46,11 @@ END = Endpoint("silcnet", "Hackers")
 
 @pytest.mark.parametrize(
     "flags,kind",
-    [(MessageFlag.UTF8, MessageKind.PLAIN), (MessageFlag.ACTION, MessageKind.ACTION), (MessageFlag.NOTICE, MessageKind.NOTICE)],
+    [
+        (MessageFlag.UTF8, MessageKind.PLAIN),
+        (MessageFlag.ACTION, MessageKind.ACTION),
+        (MessageFlag.NOTICE, MessageKind.NOTICE),
+    ],
 )
 def test_channel_messages_become_messages_from_key_identities(flags, kind):
     a, out = adapter()
@@ -74,7 +89,10 @@ def test_render_uses_the_configured_formats():
     a, _ = adapter(format="[{nick}] {text}", action_format="* {nick} {text}")
     bob = Identity("irc", "bob", "bob")
     assert a._render(Message(END, bob, "hi")) == (MessageFlag.UTF8, "[bob] hi")
-    assert a._render(Message(END, bob, "waves", MessageKind.ACTION)) == (MessageFlag.UTF8 | MessageFlag.ACTION, "* bob waves")
+    assert a._render(Message(END, bob, "waves", MessageKind.ACTION)) == (
+        MessageFlag.UTF8 | MessageFlag.ACTION,
+        "* bob waves",
+    )
     assert a._render(Message(END, BRIDGE, "linked")) == (MessageFlag.UTF8 | MessageFlag.NOTICE, "linked")
     assert a._render(Message(END, bob, "{text} {nick}")) == (MessageFlag.UTF8, "[bob] {text} {nick}")
 

@@ -81,7 +81,9 @@ def test_cbc_packet_cipher_chains_across_packets():
 def test_ctr_counter_block_layout():
     # silcd's layout (see CtrPacketCipher): HASH[0:4] | IV[0:8] + packet number | block counter
     key, iv, ske_hash = os.urandom(16), os.urandom(16), os.urandom(32)
-    ctr = crypto.packet_cipher("aes-128-ctr", key, iv, crypto.ctr_prefix("sha256", ske_hash, iv), encrypt=True)
+    ctr = crypto.packet_cipher(
+        "aes-128-ctr", key, iv, crypto.ctr_prefix("sha256", ske_hash, iv), encrypt=True
+    )
     ecb = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
     start = int.from_bytes(iv[:8], "big")
     for packet_no in (1, 2):

@@ -75,7 +75,10 @@ def test_passphrase_key_as_toolkit_clients_derive_it():
     assert key.key == k1 + k2 and key.cipher == "aes-256-cbc"
     assert key.hmac.mac(b"x") == Hmac("hmac-sha1-96", hashlib.sha1(k1 + k2).digest()).mac(b"x")
     wire = encrypt_channel_message(key, 0, b"psst", SENDER, CHANNEL)
-    assert decrypt_channel_message([ChannelKey.from_passphrase("secret")], wire, SENDER, CHANNEL)[0].data == b"psst"
+    assert (
+        decrypt_channel_message([ChannelKey.from_passphrase("secret")], wire, SENDER, CHANNEL)[0].data
+        == b"psst"
+    )
 
 
 def test_ctr_channel_keys_are_refused():
@@ -92,7 +95,9 @@ def signed_wire(pair, key, text, include_key=True, tamper=False, sender=SENDER, 
     """A SIGNED channel message built by hand from silc-flags-payloads 3.3."""
     flags = MessageFlag.SIGNED | MessageFlag.UTF8
     pad = 16 - (6 + len(text)) % 16
-    start = flags.to_bytes(2, "big") + len(text).to_bytes(2, "big") + text + pad.to_bytes(2, "big") + bytes(pad)
+    start = (
+        flags.to_bytes(2, "big") + len(text).to_bytes(2, "big") + text + pad.to_bytes(2, "big") + bytes(pad)
+    )
     pk = PublicKeyPayload(1, pair.public.encoded if include_key else b"").encode()
     signature = pair.sign(hashlib.sha1(start + pk).digest())
     if tamper:
@@ -111,7 +116,9 @@ def test_signed_messages_are_verified_against_the_sender_key():
     assert check_signature(msg.signed, "00" * 20) is SignatureState.INVALID
     bad, _ = decrypt_channel_message([key], signed_wire(pair, key, b"x", tamper=True), SENDER, CHANNEL)
     assert check_signature(bad.signed, fp) is SignatureState.INVALID
-    keyless, _ = decrypt_channel_message([key], signed_wire(pair, key, b"x", include_key=False), SENDER, CHANNEL)
+    keyless, _ = decrypt_channel_message(
+        [key], signed_wire(pair, key, b"x", include_key=False), SENDER, CHANNEL
+    )
     assert check_signature(keyless.signed, fp) is SignatureState.UNCHECKED
     assert check_signature(None, fp) is SignatureState.NONE
 

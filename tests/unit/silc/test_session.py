@@ -76,7 +76,10 @@ async def test_registration_through_key_exchange_and_auth(h):
 
 
 async def test_ctr_session_cipher():
-    h = await connect(FakeServer(prefer={"ciphers": "aes-128-ctr"}), proposal=Proposal(ciphers=("aes-256-cbc", "aes-128-ctr")))
+    h = await connect(
+        FakeServer(prefer={"ciphers": "aes-128-ctr"}),
+        proposal=Proposal(ciphers=("aes-256-cbc", "aes-128-ctr")),
+    )
     assert h.session.ske.negotiated.cipher == "aes-128-ctr"
     await h.session.ping()
     h.task.cancel()
@@ -233,7 +236,9 @@ async def test_leave_notify_and_self_kick(h):
     h.server.notify(Notify.LEAVE, (1, encode_id_payload(alice)), dst=h.server.channel_id)
     left = await h.next_event(ev.Left)
     assert (left.user.nick, left.quit) == ("alice", False)
-    h.server.notify(Notify.KICKED, (1, encode_id_payload(h.server.client)), (2, b"out"), dst=h.server.channel_id)
+    h.server.notify(
+        Notify.KICKED, (1, encode_id_payload(h.server.client)), (2, b"out"), dst=h.server.channel_id
+    )
     removed = await h.next_event(ev.SelfRemoved)
     assert removed.channel == "hackers" and channel.id.data not in h.session.channels
 
@@ -335,7 +340,11 @@ async def test_identify_lists_matches(h):
     a, b = h.server.add_user(5, "alice"), h.server.add_user(6, "alice")
     # a list reply (silc-commands 2.4), sent as one packet with the List flag
     replies = [
-        CommandPayload(Command.IDENTIFY, cmd.ident, Arguments.of((1, encode_status(status)), (2, encode_id_payload(cid)), (3, b"alice")))
+        CommandPayload(
+            Command.IDENTIFY,
+            cmd.ident,
+            Arguments.of((1, encode_status(status)), (2, encode_id_payload(cid)), (3, b"alice")),
+        )
         for status, cid in ((Status.LIST_START, a), (Status.LIST_END, b))
     ]
     h.server.send(PacketType.COMMAND_REPLY, b"".join(r.encode() for r in replies), flags=0x02)
@@ -349,12 +358,20 @@ async def test_hmac_change_and_channel_id_change(h):
 
     alice = h.server.add_user(5, "alice")
     channel = await joined(h)
-    h.server.notify(Notify.CMODE_CHANGE, (1, encode_id_payload(alice)), (2, b"\x00\x00\x01\x00"), (4, b"hmac-sha256-96"), dst=h.server.channel_id)
+    h.server.notify(
+        Notify.CMODE_CHANGE,
+        (1, encode_id_payload(alice)),
+        (2, b"\x00\x00\x01\x00"),
+        (4, b"hmac-sha256-96"),
+        dst=h.server.channel_id,
+    )
     await h.settle()
     assert channel.hmac == "hmac-sha256-96"
     h.server.channel_key = ChannelKey.from_server("aes-256-cbc", h.server.channel_key.key, "hmac-sha256-96")
     new_id = SilcId(IdType.CHANNEL, b"\x09" * 8)
-    h.server.notify(Notify.CHANNEL_CHANGE, (1, encode_id_payload(h.server.channel_id)), (2, encode_id_payload(new_id)))
+    h.server.notify(
+        Notify.CHANNEL_CHANGE, (1, encode_id_payload(h.server.channel_id)), (2, encode_id_payload(new_id))
+    )
     await h.settle()
     h.server.channel_id = new_id
     h.server.channel_message(alice, "still here")
@@ -369,7 +386,9 @@ async def test_server_signoff_and_kill_are_quits(h):
     h.server.channel_message(bob, "hi")
     await h.next_event(ev.ChannelMessage)
     await h.next_event(ev.ChannelMessage)
-    h.server.notify(Notify.KILLED, (1, encode_id_payload(alice)), (2, b"flood"), (3, encode_id_payload(SERVER_ID)))
+    h.server.notify(
+        Notify.KILLED, (1, encode_id_payload(alice)), (2, b"flood"), (3, encode_id_payload(SERVER_ID))
+    )
     h.server.notify(Notify.SERVER_SIGNOFF, (1, encode_id_payload(SERVER_ID)), (2, encode_id_payload(bob)))
     killed, split = await h.next_event(ev.Left), await h.next_event(ev.Left)
     assert (killed.user.nick, killed.quit, killed.reason) == ("alice", True, "killed: flood")
@@ -381,7 +400,13 @@ async def test_signed_message_is_checked(h):
 
     alice = h.server.add_user(5, "alice", fp=key_pair("alice").public.fingerprint)
     await joined(h)
-    wire = signed_wire(key_pair("alice"), h.server.channel_key, b"really me", sender=alice.data, channel=h.server.channel_id.data)
+    wire = signed_wire(
+        key_pair("alice"),
+        h.server.channel_key,
+        b"really me",
+        sender=alice.data,
+        channel=h.server.channel_id.data,
+    )
     h.server.send(PacketType.CHANNEL_MESSAGE, wire, dst=h.server.channel_id, src=alice)
     msg = await h.next_event(ev.ChannelMessage)
     assert (msg.data, msg.signature) == (b"really me", SignatureState.VALID)
@@ -392,7 +417,9 @@ async def test_signed_message_is_checked(h):
 
 
 async def test_ctr_rekey_uses_a_fresh_counter_prefix():
-    h = await connect(FakeServer(prefer={"ciphers": "aes-128-ctr"}), proposal=Proposal(ciphers=("aes-128-ctr",)))
+    h = await connect(
+        FakeServer(prefer={"ciphers": "aes-128-ctr"}), proposal=Proposal(ciphers=("aes-128-ctr",))
+    )
     for _ in range(2):
         h.session.start_rekey()
         await h.settle()
@@ -409,11 +436,15 @@ async def test_random_payloads_of_every_type_are_dropped_not_fatal(h):
     rng = random.Random(7)
     alice = h.server.add_user(5, "alice")
     await joined(h)
-    types = [t for t in PacketType if t not in (PacketType.DISCONNECT, PacketType.REKEY, PacketType.REKEY_DONE)]
+    types = [
+        t for t in PacketType if t not in (PacketType.DISCONNECT, PacketType.REKEY, PacketType.REKEY_DONE)
+    ]
     for _ in range(400):
         ptype = rng.choice(types)
         if ptype == PacketType.NOTIFY and rng.random() < 0.7:
-            args = [(rng.randrange(1, 4), rng.randbytes(rng.randrange(0, 30))) for _ in range(rng.randrange(0, 4))]
+            args = [
+                (rng.randrange(1, 4), rng.randbytes(rng.randrange(0, 30))) for _ in range(rng.randrange(0, 4))
+            ]
             payload = NotifyPayload(rng.choice(list(Notify)), Arguments.of(*args)).encode()
         else:
             payload = rng.randbytes(rng.randrange(0, 80))

@@ -86,7 +86,9 @@ def test_bad_server_signature_is_refused():
 def test_changed_cookie_and_unoffered_choices_are_refused():
     ini = Initiator(key_pair("client"))
     start = StartPayload.decode(ini.start())
-    reply = StartPayload(0, bytes(16), "SILC-1.2-1", "diffie-hellman-group1", "rsa", "aes-256-cbc", "sha1", "hmac-sha1-96")
+    reply = StartPayload(
+        0, bytes(16), "SILC-1.2-1", "diffie-hellman-group1", "rsa", "aes-256-cbc", "sha1", "hmac-sha1-96"
+    )
     with pytest.raises(SkeError) as err:
         ini.ke1(reply.encode())
     assert err.value.status is SkeStatus.INVALID_COOKIE
@@ -96,8 +98,12 @@ def test_changed_cookie_and_unoffered_choices_are_refused():
         ("hmacs", "hmac-sha1-96,hmac-md5-96", SkeStatus.UNSUPPORTED_HMAC),
     ]:
         fields = dict(
-            version="SILC-1.2-1", groups="diffie-hellman-group1", pkcs="rsa", ciphers="aes-256-cbc",
-            hashes="sha1", hmacs="hmac-sha1-96",
+            version="SILC-1.2-1",
+            groups="diffie-hellman-group1",
+            pkcs="rsa",
+            ciphers="aes-256-cbc",
+            hashes="sha1",
+            hmacs="hmac-sha1-96",
         )
         fields[field] = value
         ini = Initiator(key_pair("client"))
