@@ -8,10 +8,12 @@ import signal
 
 import structlog
 
-from bridge.config_types import Config, IrcNetworkConfig, LinkConfig
+from bridge.config_types import Config, IrcNetworkConfig, LinkConfig, SilcNetworkConfig
 from bridge.core.adapter import Adapter
 from bridge.core.events import Endpoint
 from bridge.core.router import Router
+from bridge.irc.adapter import IrcAdapter
+from bridge.silc.adapter import SilcAdapter
 from bridge.store.sqlite import SqliteStore
 from bridge.xmpp.adapter import XmppAdapter
 
@@ -32,11 +34,9 @@ class Bridge:
         for adapter in self.adapters:
             self.router.add_adapter(adapter)
 
-    def _network_adapter(self, net) -> Adapter:
+    def _network_adapter(self, net: IrcNetworkConfig | SilcNetworkConfig) -> Adapter:
         if isinstance(net, IrcNetworkConfig):
-            from bridge.irc.adapter import IrcAdapter
             return IrcAdapter(net, self.router.receive)
-        from bridge.silc.adapter import SilcAdapter
         return SilcAdapter(net, self.router.receive, self.store)
 
     async def run(self) -> None:
@@ -56,6 +56,8 @@ class Bridge:
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
+                if task.exception() is not None:
+                    log.error("bridge_task_failed", task=task.get_name(), error=repr(task.exception()))
                 task.result()  # a fatal error (a refused component secret) ends the bridge
         finally:
             await self._leave()  # while still connected, so the goodbyes go out
@@ -79,13 +81,14 @@ class Bridge:
             self.store.flush()
 
     def _announce_silc(self, link: LinkConfig) -> None:
-        """Say, once per start, that SILC's end-to-end encryption ends at the bridge."""
-        silc = [ep for ep in link.endpoints if ep.network != "xmpp"
-                and not isinstance(self.config.networks[ep.network], IrcNetworkConfig)]
-        if not silc:
-            return
-        names = ", ".join(f"{ep.network}/{ep.room}" for ep in link.endpoints)
-        self.router.announce(
-            [Endpoint(ep.network, ep.room) for ep in link.endpoints if ep.network == "xmpp" or ep in silc],
-            f"Notice: this link relays SILC channel messages beyond SILC's end-to-end encryption. "
-            f"The bridge decrypts them and passes them on between: {names}.")
+        """Say, once per start, that SILC's end-to-end encryption ends at the bridge:
+        in each SILC channel of the link and in its MUC rooms."""
+        adapters = {adapter.network: adapter for adapter in self.adapters}
+        for ep in link.endpoints:
+            adapter = adapters[ep.network]
+            if not isinstance(adapter, SilcAdapter):
+                continue
+            elsewhere = [f"{o.network}/{o.room}" for o in link.endpoints if o is not ep]
+            self.router.announce(
+                [Endpoint(o.network, o.room) for o in link.endpoints if o is ep or o.network == "xmpp"],
+                adapter.e2e_notice(ep.room, elsewhere))

@@ -47,7 +47,7 @@ class EndpointQueue:
                     await self.adapter.deliver(self.endpoint.room, event)
                 except Exception:  # an adapter bug must not stop the relay
                     log.exception("deliver_failed", network=self.endpoint.network,
-                                  room=self.endpoint.room, event=type(event).__name__)
+                                  room=self.endpoint.room, kind=type(event).__name__)
             self.ready.clear()
 
 

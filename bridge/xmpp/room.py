@@ -338,7 +338,7 @@ class Room:
                 async with asyncio.timeout(JOIN_TIMEOUT):
                     await self.joined.wait()
             except TimeoutError:
-                self.log.warning("muc_not_joined_dropped", event=type(event).__name__)
+                self.log.warning("muc_not_joined_dropped", kind=type(event).__name__)
                 return
         if isinstance(event, Message):
             self._deliver_message(event)
