@@ -12,6 +12,7 @@ and decrypts every message it relays. `security()` and `e2e_notice()` say so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -45,6 +46,7 @@ from bridge.store.base import Store
 log = structlog.get_logger(__name__)
 
 MAX_MESSAGE_BYTES = 4000  # well inside a 64 KiB SILC packet, and readable
+DELIVER_WAIT = 30.0  # how long a delivery waits for the channel to be joined
 SIGNATURE_MARKS = {
     SignatureState.VALID: "[signed] ",
     SignatureState.INVALID: "[BAD SIGNATURE] ",
@@ -72,6 +74,7 @@ class SilcAdapter(Adapter):
         self._rooms: dict[str, str] = {}  # casefolded channel name -> room as configured
         self._private_keys: dict[str, ChannelKey] = {}
         self._client: SilcClient | None = None
+        self._started = asyncio.Event()  # set once run() has made the client
         self._own_fingerprint: str | None = None
         self._key_source = ""
 
@@ -106,16 +109,20 @@ class SilcAdapter(Adapter):
         )
         for key, room in self._rooms.items():
             self._client.add_channel(room, self._private_keys.get(key))
+        self._started.set()
         await self._client.run()
 
     async def deliver(self, room: str, event: Event) -> None:
-        client = self._client
-        channel = client.channel(room) if client else None
-        session = client.session if client else None
+        """Waits (up to DELIVER_WAIT) while the channel is not joined yet, e.g.
+        for the notice posted when a link starts, then drops."""
+        channel = session = None
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._started.wait(), DELIVER_WAIT)
+        if self._client is not None:
+            channel = await self._client.wait_channel(room, DELIVER_WAIT)
+            session = self._client.session
         if channel is None or session is None:
-            self.log.warning(
-                "silc_deliver_dropped", room=room, reason="not joined", event=type(event).__name__
-            )
+            self.log.warning("silc_deliver_dropped", room=room, reason="not joined", kind=type(event).__name__)
             return
         try:
             if isinstance(event, Message):
@@ -125,7 +132,7 @@ class SilcAdapter(Adapter):
             elif isinstance(event, Topic):
                 await session.set_topic(channel, clean(event.text).replace("\n", " "))
         except (NotConnected, CommandError, asyncio.TimeoutError, DecodeError) as exc:
-            self.log.warning("silc_deliver_failed", room=room, event=type(event).__name__, reason=str(exc))
+            self.log.warning("silc_deliver_failed", room=room, kind=type(event).__name__, reason=str(exc))
 
     def is_own(self, identity: Identity) -> bool:
         return identity.network == self.network and identity.native_id == self._own_fingerprint

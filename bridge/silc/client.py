@@ -74,12 +74,21 @@ class SilcClient:
         self.last_error: str | None = None  # why the last connection ended
         self._closing = False
         self._wake = asyncio.Event()  # cuts the maintenance sleep short
+        self._joins = asyncio.Condition()  # notified when a channel is joined
 
     def add_channel(self, name: str, private_key: ChannelKey | None = None) -> None:
         self.specs[name.casefold()] = ChannelSpec(name, private_key)
 
     def channel(self, name: str) -> Channel | None:
         return self.joined.get(name.casefold())
+
+    async def wait_channel(self, name: str, timeout: float) -> Channel | None:
+        """The joined channel `name`, waiting up to `timeout` for the join."""
+        key = name.casefold()
+        async with self._joins:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._joins.wait_for(lambda: key in self.joined), timeout)
+        return self.joined.get(key)
 
     @property
     def connected(self) -> bool:
@@ -208,6 +217,8 @@ class SilcClient:
             try:
                 self.joined[key] = await session.join(spec.name, spec.private_key)
                 spec.failures = 0
+                async with self._joins:
+                    self._joins.notify_all()
             except (CommandError, asyncio.TimeoutError, DecodeError) as exc:
                 spec.failures += 1
                 spec.retry_at = now + min(600.0, self.config.tick * 2**spec.failures)

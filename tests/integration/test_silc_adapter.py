@@ -228,3 +228,13 @@ async def test_private_key_channel(silc_server, running):
         assert (await bridge.emitted_of(Message)).text == "only for us"
         await bridge.adapter.deliver("hackers", Message(HACKERS, IRC_BOB, "relayed back"))
         assert (await alice.wait_for(tu.ChannelMessage, nick="xbridge")).text == "<bob> relayed back"
+
+
+async def test_delivery_waits_for_the_join(silc_server, running):
+    """The notice a link posts when it starts comes before the SILC client
+    has finished its key exchange and JOIN: it must wait, not be dropped."""
+    async with TestUser("alice", silc_server.port) as alice:
+        await alice.join("hackers")
+        bridge = running()
+        await bridge.adapter.deliver("hackers", Message(HACKERS, BRIDGE, "linked", MessageKind.NOTICE))
+        assert (await alice.wait_for(tu.ChannelMessage, nick="xbridge")).text == "linked"
