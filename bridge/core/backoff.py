@@ -17,8 +17,8 @@ class Backoff:
         self.attempts = 0
 
     def next_delay(self) -> float:
-        delay = min(self.maximum, self.initial * self.factor ** self.attempts)
-        self.attempts += 1
+        delay = min(self.maximum, self.initial * self.factor ** min(self.attempts, 64))
+        self.attempts += 1  # the exponent is capped: days of outage must not overflow
         return random.uniform(delay / 2, delay)
 
     def reset(self) -> None:
