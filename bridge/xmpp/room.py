@@ -31,8 +31,11 @@ log = structlog.get_logger(__name__)
 
 #: How many of our own stanza ids to remember, to recognise their echoes.
 ECHO_MEMORY = 4096
-#: How long a joining puppet may take before its messages go through the bot.
+#: How long deliveries wait for the bot to be in the room.
 JOIN_TIMEOUT = 15.0
+#: At the puppet limit, a puppet active this recently keeps its place and a
+#: new speaker is relayed through the bot instead (no join/leave churn).
+MIN_STAY = 60.0
 
 
 @dataclass(eq=False)
@@ -63,7 +66,9 @@ class Room:
         self.joined = asyncio.Event()
         self.subject_seen = False
         self.occupants: dict[str, Identity] = {}
-        self.puppets: dict[tuple[str, str], Puppet] = {}
+        # Puppets in the room (or joining), least recently active first; a
+        # puppet that leaves is forgotten (the store keeps its JID).
+        self.puppets: collections.OrderedDict[tuple[str, str], Puppet] = collections.OrderedDict()
         self.by_jid: dict[str, Puppet] = {}
         # Nicks our puppets hold, and those they gave up whose departure the
         # bot has not seen yet: a message from them is an echo of our own
@@ -97,11 +102,12 @@ class Room:
             # `joined` stays as it was: it marks who to bring back on reconnect.
 
     def online(self) -> None:
+        """Rejoin with the bot and every puppet that was in (XEP-0114 has no
+        resumption: the server dropped them all)."""
         self.join()
         for puppet in list(self.puppets.values()):
-            if puppet.joined:
-                puppet.joined = False
-                self._send_join(puppet)
+            puppet.joined = False
+            self._send_join(puppet)
 
     async def self_ping(self, timeout: float = 30.0) -> None:
         """XEP-0410: check that the bot is still in the room; rejoin if not."""
@@ -236,20 +242,27 @@ class Room:
 
     # -- puppets ---------------------------------------------------------
 
-    def _puppet_for(self, identity: Identity) -> Puppet:
+    def _puppet_for(self, identity: Identity) -> Puppet | None:
+        """The puppet that speaks for `identity`, joining it if needed; None
+        when the room is at `puppet_limit` with puppets all active recently."""
         puppet = self.puppets.get(identity.key)
-        if puppet is None:
-            record = self.store.puppet(identity)
-            jid = f"{record.localpart}@{self.config.jid}/bridge"
-            puppet = Puppet(identity, jid, record.nick)
-            self.puppets[identity.key] = puppet
-            self.by_jid[jid] = puppet
+        if puppet is not None:
+            self.puppets.move_to_end(identity.key)
+            return puppet
+        if len(self.puppets) >= self.config.puppet_limit:
+            oldest = next(iter(self.puppets.values()))
+            if time.monotonic() - oldest.last_active < MIN_STAY:
+                return None
+            self.leave(oldest, "idle")
+        record = self.store.puppet(identity)
+        jid = f"{record.localpart}@{self.config.jid}/bridge"
+        puppet = Puppet(identity, jid, record.nick)
+        self.puppets[identity.key] = puppet
+        self.by_jid[jid] = puppet
+        self._send_join(puppet)
         return puppet
 
     def _send_join(self, puppet: Puppet) -> None:
-        active = [p for p in self.puppets.values() if p.joined or p.joining]
-        if len(active) >= self.config.puppet_limit:
-            self.leave(min(active, key=lambda p: p.last_active), "idle")
         puppet.joining = True
         puppet.last_active = time.monotonic()
         self.joining[puppet.nick] = puppet
@@ -272,9 +285,10 @@ class Room:
                 self.log.warning("puppet_join_failed", puppet=puppet.jid,
                                  condition=error_condition(xml))
                 self._resend(puppet, via_bot=True)
-        elif kind == "unavailable":
-            puppet.joined = puppet.joining = False
+                self._forget(puppet)
+        elif kind == "unavailable":  # kicked, or the server dropped it
             self._release(puppet)
+            self._forget(puppet)
         else:
             puppet.joined, puppet.joining, puppet.attempts = True, False, 0
             puppet.unconfirmed.clear()
@@ -310,25 +324,33 @@ class Room:
             del puppet.unconfirmed[:-20]
 
     def leave(self, puppet: Puppet, status: str = "") -> None:
-        if puppet.joined or puppet.joining:
-            self.component.send(
-                f"<presence type='unavailable' to={attr(self.jid + '/' + puppet.nick)} "
-                f"from={attr(puppet.jid)}><status>{text(status)}</status></presence>")
-            self._release(puppet)
-        puppet.joined = puppet.joining = False
-        puppet.unconfirmed.clear()
+        self.component.send(
+            f"<presence type='unavailable' to={attr(self.jid + '/' + puppet.nick)} "
+            f"from={attr(puppet.jid)}><status>{text(status)}</status></presence>")
+        self._release(puppet)
+        self._forget(puppet)
 
     def _release(self, puppet: Puppet) -> None:
         if self.held.get(puppet.nick) is puppet:
             del self.held[puppet.nick]
             self.leaving.add(puppet.nick)
 
+    def _forget(self, puppet: Puppet) -> None:
+        puppet.joined = puppet.joining = False
+        puppet.unconfirmed.clear()
+        if self.puppets.get(puppet.identity.key) is puppet:
+            del self.puppets[puppet.identity.key]
+        if self.by_jid.get(puppet.jid) is puppet:
+            del self.by_jid[puppet.jid]
+
     def sweep_idle(self, now: float | None = None) -> None:
         """Puppets silent for longer than `puppet_idle` leave the room."""
         cutoff = (now or time.monotonic()) - self.config.puppet_idle
-        for puppet in self.puppets.values():
-            if (puppet.joined or puppet.joining) and puppet.last_active < cutoff:
-                self.leave(puppet, "idle")
+        while self.puppets:
+            oldest = next(iter(self.puppets.values()))
+            if oldest.last_active >= cutoff:
+                break
+            self.leave(oldest, "idle")
 
     # -- delivering events from other networks ---------------------------
 
@@ -348,9 +370,7 @@ class Room:
                 f"id='{self._new_id()}'><subject>{text(event.text)}</subject></message>")
         elif isinstance(event, Join):
             if self.options.get("puppets") == "eager":
-                puppet = self._puppet_for(event.sender)
-                if not (puppet.joined or puppet.joining):
-                    self._send_join(puppet)
+                self._puppet_for(event.sender)
         elif isinstance(event, (Part, Kick)):
             who = event.target if isinstance(event, Kick) else event.sender
             puppet = self.puppets.get(who.key)
@@ -361,16 +381,13 @@ class Room:
             puppet = self.puppets.pop(event.sender.key, None)
             if renamed.key == event.sender.key:
                 self.store.rename_puppet(renamed, renamed.nick)
-            if puppet is not None:  # same occupant JID for the rest of its stay
+            if puppet is not None:  # a MUC nick change (7.6): same occupant JID
                 self.puppets[renamed.key] = puppet
                 puppet.identity = renamed
                 puppet.attempts = 0
-                if puppet.joined or puppet.joining:  # a MUC nick change (7.6): same JID
-                    self._release(puppet)
-                    puppet.nick = event.new_nick
-                    self._send_join(puppet)
-                else:
-                    puppet.nick = event.new_nick
+                self._release(puppet)
+                puppet.nick = event.new_nick
+                self._send_join(puppet)
 
     def _deliver_message(self, event: Message) -> None:
         body = f"/me {event.text}" if event.kind is MessageKind.ACTION else event.text
@@ -378,12 +395,13 @@ class Room:
             self._send_groupchat(self.bot_jid, body)
             return
         puppet = self._puppet_for(event.sender)
+        if puppet is None:  # the room is full of active puppets
+            self._send_groupchat(self.bot_jid, f"<{event.sender.nick}> {body}")
+            return
         if puppet.identity.nick != event.sender.nick:  # renamed while we were not looking
             puppet.identity = event.sender
             self.store.rename_puppet(event.sender, event.sender.nick)
         puppet.last_active = time.monotonic()
-        if not (puppet.joined or puppet.joining):
-            self._send_join(puppet)
         self._puppet_say(puppet, body)
 
     def _send_groupchat(self, sender: str, body: str) -> str:

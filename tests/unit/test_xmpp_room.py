@@ -137,11 +137,24 @@ async def test_nick_conflict_retries_with_suffix_and_resends(room):
     assert [e.text for e in room.events] == ["I am the real bob"]
 
 
-async def test_puppet_limit_evicts_least_recently_active(room):
+async def test_speaker_beyond_the_puppet_limit_goes_through_the_bot(room):
     for nick in ("a", "b", "c"):
         await room.deliver(Message(IRC, Identity("libera", nick, nick), "hi"))
-    leaves = [s for s in room.component.sent if s.get("type") == "unavailable"]
-    assert [s.get("to") for s in leaves] == [f"{ROOM}/a"]
+    assert not [s for s in room.component.sent if s.get("type") == "unavailable"]
+    assert sent_messages(room)[-1] == ("bridge.example.org", "<c> hi")
+
+
+async def test_puppet_limit_evicts_the_least_recently_active_once_it_was_quiet(room):
+    from bridge.xmpp.room import MIN_STAY
+    for nick in ("a", "b"):
+        await room.deliver(Message(IRC, Identity("libera", nick, nick), "hi"))
+    await room.deliver(Message(IRC, Identity("libera", "a", "a"), "a again"))  # b is now the oldest
+    for puppet in room.puppets.values():
+        puppet.last_active -= MIN_STAY
+    await room.deliver(Message(IRC, Identity("libera", "c", "c"), "hi"))
+    leaves = [s.get("to") for s in room.component.sent if s.get("type") == "unavailable"]
+    assert leaves == [f"{ROOM}/b"]
+    assert sent_messages(room)[-1] == ("c%libera@bridge.example.org/bridge", "hi")
 
 
 async def test_idle_puppets_leave(room):
