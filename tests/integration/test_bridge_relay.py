@@ -196,7 +196,7 @@ async def test_bridge_reconnects_after_prosody_restart(pair, prosody):
     bob.privmsg(CHAN, "before")
     await alice.wait_for_message(ROOM, "before", nick="bob")
     await alice.close()
-    await prosody.stop()
+    await prosody.kill()  # no goodbye: the bridge finds its stream gone
     await prosody.start()
     await alice.connect()  # logs in again and rejoins the room
     await alice.presences.wait_for(lambda p: p.nick == "bridge" and p.available, timeout=30)
