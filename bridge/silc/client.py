@@ -51,6 +51,7 @@ class ClientConfig:
     backoff_max: float = 300.0
     stable_after: float = 60.0  # a session this old resets the backoff
     rejoin_delay: float = 5.0  # after being kicked
+    quit_timeout: float = 4.0  # to wait for the server to close after QUIT
 
 
 class SilcClient:
@@ -112,14 +113,13 @@ class SilcClient:
             await asyncio.sleep(delay)
 
     async def close(self, message: str = "") -> None:
-        """QUIT politely and stop reconnecting."""
+        """Stop reconnecting; QUIT and return once the server has closed the
+        connection, or after `quit_timeout` (see Session.quit)."""
         self._closing = True
-        session = self.session
-        if session is not None and session.phase is Phase.CONNECTED:
+        self._wake.set()
+        if self.session is not None:
             with contextlib.suppress(NotConnected):
-                session.quit(message)
-        elif session is not None:
-            session.close()
+                await self.session.quit(message, self.config.quit_timeout)
 
     async def _connect_once(self) -> None:
         cfg = self.config
@@ -127,6 +127,9 @@ class SilcClient:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(cfg.host, cfg.port), cfg.connect_timeout
         )
+        if self._closing:  # closed while connecting
+            writer.close()
+            return
         session: Session | None = None
 
         def transmit(data: bytes) -> None:
@@ -178,6 +181,8 @@ class SilcClient:
     async def _maintain(self, session: Session) -> None:
         """Liveness, rekey and channel (re)joins, every `tick` seconds."""
         cfg = self.config
+        if self._closing:
+            return
         await self._after_register(session)
         last_beat = time.monotonic()
         while session.phase is Phase.CONNECTED:

@@ -1,6 +1,6 @@
 """One SILC client connection as a state machine over bytes (silc-spec 4.1).
 
-    KEY_EXCHANGE -> AUTH -> REGISTERING -> CONNECTED -> CLOSED
+    KEY_EXCHANGE -> AUTH -> REGISTERING -> CONNECTED -> QUITTING -> CLOSED
 
 The owner feeds received bytes to `data_received`, sends what `transmit` is
 given, runs `dispatch()` as a task and watches `done` (a future that fails
@@ -97,6 +97,7 @@ class Phase(enum.Enum):
     AUTH = "authentication"
     REGISTERING = "registering"
     CONNECTED = "connected"
+    QUITTING = "quitting"  # QUIT sent or about to be: reading until the server closes
     CLOSED = "closed"
 
 
@@ -191,7 +192,7 @@ class Session:
                 except PacketError as exc:
                     self._mac_failures += 1
                     self.log.warning("silc_packet_dropped", reason=str(exc))
-                    if self._mac_failures >= MAX_MAC_FAILURES or self.phase is not Phase.CONNECTED:
+                    if self._mac_failures >= MAX_MAC_FAILURES or not self._registered:
                         raise SessionError(f"unreadable packets from the server ({exc})") from None
                     continue
                 if packet is None:
@@ -213,8 +214,12 @@ class Session:
             raise SessionError(str(exc)) from None
         except Exception:
             self.log.exception("silc_packet_handler_failed", type=packet.type)
-            if self.phase is not Phase.CONNECTED:
+            if not self._registered:
                 raise SessionError(f"could not handle packet type {packet.type}") from None
+
+    @property
+    def _registered(self) -> bool:
+        return self.phase in (Phase.CONNECTED, Phase.QUITTING)
 
     def fail(self, exc: Exception) -> None:
         """End the session with `exc` (the owner closes the socket)."""
@@ -256,7 +261,7 @@ class Session:
     ) -> None:
         if self.phase is Phase.CLOSED:
             raise NotConnected("session closed")
-        registered = self.phase is Phase.CONNECTED
+        registered = self._registered
         packet = Packet(
             ptype,
             payload,
@@ -287,7 +292,7 @@ class Session:
             else:
                 self._on_connected(p)
         except DecodeError as exc:
-            if self.phase is not Phase.CONNECTED:
+            if not self._registered:
                 raise SessionError(
                     f"malformed packet type {p.type} while {self.phase.value}: {exc}"
                 ) from None
@@ -530,11 +535,30 @@ class Session:
             raise NotConnected("no Server ID known")
         await self._ok(Command.PING, (1, encode_id_payload(self.server_id)), timeout=timeout)
 
-    def quit(self, message: str = "") -> None:
-        """QUIT has no reply; the server closes the connection."""
+    async def quit(self, message: str = "", timeout: float = 4.0) -> None:
+        """QUIT and end the session, within `timeout` seconds.
+
+        QUIT has no reply; the server closes the connection. silcd runs a
+        client's commands late when they come fast (QUIT up to 2 s, NICK and
+        JOIN 0.2 s) and a late command on a connection already closed closes
+        whichever newer connection reuses its socket. So: no new commands,
+        wait for the replies still due (a handshake still running is let
+        finish), send QUIT and keep reading until the server closes; the
+        owner closes the socket when `done` ends. After `timeout` it ends anyway.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self.phase in (Phase.KEY_EXCHANGE, Phase.AUTH, Phase.REGISTERING):
+            await asyncio.wait([self.registered, self.done], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if self.phase is Phase.CONNECTED:
+            self.phase = Phase.QUITTING
+            unanswered = [p.future for p in self._pending.values()]
+            if unanswered:
+                await asyncio.wait(unanswered, timeout=max(0.0, deadline - loop.time()))
+        if self.phase is Phase.QUITTING:
             args = Arguments.of((1, message.encode("utf-8") if message else None))
             self._send(PacketType.COMMAND, CommandPayload(Command.QUIT, self._new_ident(), args).encode())
+            await asyncio.wait([self.done], timeout=max(0.0, deadline - loop.time()))
         self.close()
 
     # --- users ---

@@ -344,3 +344,13 @@ async def test_channel_private_key_from_a_passphrase(silc_server, make_bridge):
         await asyncio.sleep(0.2)
         assert not [e for e in b.events if isinstance(e, ev.ChannelMessage)]  # eve's stayed unreadable
         assert not eve.events_of(tu.ChannelMessage, nick="xbridge")
+
+
+async def test_close_returns_once_the_server_has_taken_the_quit(bridge, silc_server):
+    """The socket stays open until the server closes it after QUIT (silcd
+    runs a late QUIT on whatever connection has reused a closed socket)."""
+    async with TestUser("alice", silc_server.port) as alice:
+        await alice.join("hackers")
+        await bridge.client.close("see you")
+        assert "xbridge" not in silc_server.nicks()
+        assert (await alice.wait_for(tu.SignedOff, nick="xbridge")).message == "see you"

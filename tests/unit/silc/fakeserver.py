@@ -77,9 +77,11 @@ class FakeServer:
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Over a real socket (asyncio.start_server callback)."""
         self.deliver = writer.write
+        self.hang_up = writer.close
         try:
             while data := await reader.read(65536):
                 self.transmit(data)
+            self.client_hung_up = not writer.is_closing()  # before we did
         finally:
             writer.close()
 
@@ -105,6 +107,9 @@ class FakeServer:
         return self.client if self.registered else None
 
     registered = False
+    client_hung_up: bool | None = None  # how the socket ended
+    closes_on_quit = True  # as a server does (silc-commands QUIT); over a socket only
+    hang_up = staticmethod(lambda: None)
 
     # -- protocol --
 
@@ -159,7 +164,9 @@ class FakeServer:
         elif p.type == t.COMMAND:
             cmd = CommandPayload.decode(p.payload)
             self.commands.append(cmd)
-            if cmd.command not in self.silent_commands:
+            if cmd.command == Command.QUIT and self.closes_on_quit:
+                self.hang_up()
+            elif cmd.command not in self.silent_commands:
                 self._command(cmd)
         elif p.type == t.REKEY:
             self.rekeys += 1

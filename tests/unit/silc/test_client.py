@@ -132,6 +132,58 @@ async def test_rekey_after_the_configured_amount_of_data():
         await asyncio.wait_for(task, 2)
 
 
+async def test_close_waits_for_the_server_to_hang_up_after_quit():
+    """silcd may run QUIT 2 s late; closing first would let it close a newer
+    connection that reuses the socket."""
+    async with Servers() as servers:
+        client = client_for(servers, [])
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: client.channel("hackers") is not None)
+        fake = servers.instances[0]
+        fake.closes_on_quit = False
+        closing = asyncio.create_task(client.close("bye"))
+        await servers.wait_for(lambda: commands(fake, Command.QUIT))
+        await asyncio.sleep(0.2)
+        assert not closing.done() and fake.client_hung_up is None
+        fake.hang_up()
+        await asyncio.wait_for(closing, 2)
+        await servers.wait_for(lambda: fake.client_hung_up is not None)
+        assert fake.client_hung_up is False
+        await asyncio.wait_for(task, 2)
+
+
+async def test_close_is_bounded_when_the_server_never_hangs_up():
+    async with Servers() as servers:
+        client = client_for(servers, [], quit_timeout=0.3)
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: client.channel("hackers") is not None)
+        fake = servers.instances[0]
+        fake.closes_on_quit = False
+        await asyncio.wait_for(client.close("bye"), 2)
+        assert commands(fake, Command.QUIT)
+        await servers.wait_for(lambda: fake.client_hung_up is True)
+        await asyncio.wait_for(task, 2)
+
+
+async def test_quit_waits_for_unanswered_commands():
+    async with Servers() as servers:
+        client = client_for(servers, [])
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: client.channel("hackers") is not None)
+        fake = servers.instances[0]
+        fake.silent_commands.add(Command.PING)
+        ping = asyncio.create_task(client.session.ping())
+        await servers.wait_for(lambda: commands(fake, Command.PING))
+        closing = asyncio.create_task(client.close("bye"))
+        await asyncio.sleep(0.2)
+        assert not commands(fake, Command.QUIT)
+        fake.reply(commands(fake, Command.PING)[-1])
+        await asyncio.wait_for(ping, 2)
+        await asyncio.wait_for(closing, 2)
+        assert commands(fake, Command.QUIT) and fake.client_hung_up is not True
+        await asyncio.wait_for(task, 2)
+
+
 async def test_backoff_grows_while_the_server_is_down():
     async with Servers() as servers:
         pass  # closed again: every connection attempt is refused
