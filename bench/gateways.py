@@ -195,8 +195,3 @@ class Biboumi(GatewayProcess):
         await self._spawn(binary, str(self.config_path))
         await asyncio.sleep(0.3)
         self.check_alive()
-
-    def archived(self) -> int:
-        """Lines biboumi stored in its history so far."""
-        with contextlib.closing(sqlite3.connect(self.db_path)) as db:
-            return db.execute("SELECT count(*) FROM muclogline_").fetchone()[0]

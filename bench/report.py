@@ -152,7 +152,8 @@ def markdown(table: dict[tuple[str, str], dict], header: dict, profiles: dict[st
              f"Machine: {header['machine']['cpus']} CPUs ({header['machine']['cpu_model']}), "
              f"{header['machine']['ram_gib']} GiB RAM, Linux {header['machine']['kernel']}  ",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in header["versions"].items()), "",
-             f"Figures are medians of {header['repeat']} runs (N={header['n']} for bursts).", ""]
+             f"Figures are medians of {header['repeat']} runs (N={header['n']} for bursts).", "",
+             *(f"**Failed:** {failure}  " for failure in header.get("failures", ())), ""]
     shown = [(field, head) for field, head in COLUMNS
              if any(row.get(field) is not None for row in table.values())]
     lines.append("| gateway | scenario | " + " | ".join(h for _, h in shown) + " |")

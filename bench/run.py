@@ -83,6 +83,7 @@ class Suite:
         self.workdir = workdir
         self.rows: list[dict] = []
         self.profiles: dict[str, dict] = {}
+        self.failures: list[str] = []
         self.prosody = BenchProsody(workdir / "prosody")
         self.ircd = BenchInspIRCd(workdir / "inspircd")
         self.clients: list[XmppClient | IrcClient] = []
@@ -112,21 +113,27 @@ class Suite:
                 await server.stop()
 
     async def _phase(self, gateway: GatewayProcess, wanted: list[str]) -> None:
+        """Measure one gateway; if it fails (dies, never relays), say so and go on."""
         if not wanted:
             return
         print(f"\n== {gateway.name} ==", flush=True)
-        await gateway.start()
         try:
+            await gateway.start()
             phase = await self._connect(gateway)
             await scenarios.ready(phase)
-            for _ in range(self.args.repeat):
-                for name in wanted:
+            # All runs of one scenario before the next: puppet_scale (last) leaves the
+            # most state behind, and must not weigh on the others' later repeats.
+            for name in [s for s in SCENARIOS if s in wanted]:
+                for _ in range(self.args.repeat):
                     for row in await self._scenario(phase, name):
                         row["gateway"] = gateway.name
                         self._record(row)
                     gateway.check_alive()
-            if self.args.profile and isinstance(gateway, MucBridge):
-                await self._profile(gateway, phase, [s for s in wanted if s in PROFILED])
+                if self.args.profile and isinstance(gateway, MucBridge) and name in PROFILED:
+                    await self._profile(gateway, phase, name)
+        except Exception as exc:  # noqa: BLE001 - one gateway's failure is a result too
+            self.failures.append(f"{gateway.name}: {exc}")
+            print(f"!! {gateway.name} failed: {exc}\n{gateway.log_tail()}", flush=True)
         finally:
             for client in self.clients:
                 client.close()
@@ -214,21 +221,21 @@ class Suite:
                      irc_endpoint("irc", irc, CHANNEL), CHANNEL, ircd.host, ircd.port,
                      xmpp, room, nway, others)
 
-    async def _profile(self, gateway: MucBridge, phase: Phase, names: list[str]) -> None:
+    async def _profile(self, gateway: MucBridge, phase: Phase, name: str) -> None:
+        """More runs of scenario `name` under py-spy; printed, not in the medians."""
         if not Profiler.available():
             print("--profile: py-spy not found (pip install py-spy); skipped", flush=True)
             return
-        for name in names:
-            out = self.workdir / f"profile-{name}.txt"
-            async with Profiler(gateway.pid, out):
-                for _ in range(PROFILED_RUNS):
-                    for row in await self._scenario(phase, name):
-                        row["gateway"], row["profiled"] = gateway.name, True
-                        report.print_row(row)
-            self.profiles[name] = top_frames(out)
-            print(f"  py-spy top frames during {name}:", flush=True)
-            for frame, share in self.profiles[name]["self"][:8]:
-                print(f"    {share:5.1f}%  {frame}", flush=True)
+        out = self.workdir / f"profile-{name}.txt"
+        async with Profiler(gateway.pid, out):
+            for _ in range(PROFILED_RUNS):
+                for row in await self._scenario(phase, name):
+                    row["gateway"], row["profiled"] = gateway.name, True
+                    report.print_row(row)
+        self.profiles[name] = top_frames(out)
+        print(f"  py-spy top frames during {name}:", flush=True)
+        for frame, share in self.profiles[name]["self"][:8]:
+            print(f"    {share:5.1f}%  {frame}", flush=True)
 
     def _record(self, row: dict) -> None:
         self.rows.append(row)
@@ -263,10 +270,13 @@ async def main(argv: list[str] | None = None) -> int:
         header = {"command": "python -m bench.run " + shlex.join(sys.argv[1:] if argv is None
                                                                  else argv),
                   "date": started.strftime("%Y-%m-%d %H:%M UTC"), "machine": report.machine(),
-                  "versions": report.versions(), "repeat": args.repeat, "n": args.n}
+                  "versions": report.versions(), "repeat": args.repeat, "n": args.n,
+                  "failures": suite.failures}
         report.write_docs(args.docs, report.markdown(table, header, suite.profiles))
         print(f"\nresults written to {args.docs}")
-    return 0
+    for failure in suite.failures:
+        print(f"FAILED: {failure}", file=sys.stderr)
+    return 1 if suite.failures else 0
 
 
 if __name__ == "__main__":

@@ -83,6 +83,11 @@ class Phase:
     def tag(self, name: str) -> str:
         return f"{name}{next(self._tags)}"
 
+    def busy_pids(self) -> list[int]:
+        """The processes that must be idle before a measurement: gateway and servers."""
+        return [pid for name, pid in (("gateway", self.pid), *self.others.items())
+                if pid and name != "bench"]
+
 
 # -- building blocks -------------------------------------------------------------------
 
@@ -119,12 +124,10 @@ async def _measured(phase: Phase, body: Callable[[], Awaitable[dict]], messages:
     """Run `body` between two samples of the gateway process (after it has gone quiet)
     and of the other processes; adds their CPU use to the row."""
     pids = {"gateway": phase.pid, **phase.others} if phase.pid else dict(phase.others)
-    if phase.pid:
-        await quiet(phase.pid)
+    await quiet(phase.busy_pids())
     before = {name: sample(pid) for name, pid in pids.items()}
     row = await body()
-    if phase.pid:
-        await quiet(phase.pid)
+    await quiet(phase.busy_pids())
     after = {name: sample(pid) for name, pid in pids.items()}
     cpu = {name: after[name].cpu_s - before[name].cpu_s for name in pids}
     if phase.pid:
@@ -298,4 +301,4 @@ async def puppet_scale(phase: Phase, k: int, floor: Endpoint | None = None) -> l
         for user in users:
             user.close()
         await asyncio.sleep(1.0)  # the quits reach the gateway; its puppets leave
-        await quiet(phase.pid, timeout=60 + k * 0.05)
+        await quiet(phase.busy_pids(), timeout=60 + k * 0.05)

@@ -129,13 +129,14 @@ def sample(pid: int) -> ProcSample:
     return ProcSample(cpu, rss)
 
 
-async def quiet(pid: int, still: float = 0.3, timeout: float = 15.0) -> None:
-    """Wait until process `pid` used no CPU for `still` seconds (bounded by `timeout`)."""
+async def quiet(pids: list[int], still: float = 0.3, timeout: float = 15.0) -> None:
+    """Wait until none of `pids` used CPU for `still` seconds (bounded by `timeout`):
+    the previous scenario's backlog, in the gateway or in a server, is worked off."""
     deadline = time.monotonic() + timeout
-    before = sample(pid).cpu_s
+    before = [sample(pid).cpu_s for pid in pids]
     while time.monotonic() < deadline:
         await asyncio.sleep(still)
-        now = sample(pid).cpu_s
-        if now - before < 0.02:
+        now = [sample(pid).cpu_s for pid in pids]
+        if all(b - a < 0.02 for a, b in zip(before, now)):
             return
         before = now

@@ -122,16 +122,6 @@ class XmppClient:
         if reply.get("type") == "error":
             raise XmppError(f"{self.user} could not join {room}: {ET.tostring(reply)[:300]!r}")
 
-    async def leave(self, room: str, nick: str) -> None:
-        self.send(f"<presence type='unavailable' to={quoteattr(room + '/' + nick)}/>")
-
-    async def query(self, stanza_id: str, xml: str, timeout: float = 10.0) -> ET.Element:
-        """Send an iq with id `stanza_id` and wait for its answer."""
-        answer = self._expect(lambda el: el.get("id") == stanza_id)
-        self.send(xml)
-        async with asyncio.timeout(timeout):
-            return await answer
-
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(b"</stream:stream>")
