@@ -3,9 +3,10 @@ nick and public-key fingerprint (the bridge's stable identity for them)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bridge.silc.message import SignatureState
+from bridge.silc.pubkey import PublicKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,6 +15,8 @@ class User:
     nick: str
     fingerprint: str | None  # SHA-1 of the user's public key, upper-case hex
     username: str = ""
+    #: The key itself once fetched (GETKEY), to check signed messages that do not carry it.
+    public_key: PublicKey | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,7 @@ class PrivateMessage:
     user: User
     flags: int
     data: bytes
+    signature: SignatureState = SignatureState.NONE
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from bridge.silc import crypto
 from bridge.silc.buffer import DecodeError, Reader, lp16, u16
 from bridge.silc.crypto import BLOCK, CryptoError, Hmac
 from bridge.silc.payloads import PublicKeyPayload
-from bridge.silc.pubkey import PK_TYPE_SILC, decode_public_key
+from bridge.silc.pubkey import PK_TYPE_SILC, PublicKey, decode_public_key
 
 
 class MessageFlag(enum.IntFlag):
@@ -169,19 +169,30 @@ def _read_signed(flags: int, start: bytes, trailer: bytes) -> SignedPart | None:
     return SignedPart(pk, signature, start + pk.encode())
 
 
-def check_signature(signed: SignedPart | None, sender_fingerprint: str | None) -> SignatureState:
-    """Verify a SIGNED message with the key it carries, which must be the
-    sender's key (its fingerprint). Version-1 keys sign SHA-1(data) raw,
-    version-2 keys use PKCS#1 v1.5 with the hash named inside."""
+def check_signature(
+    signed: SignedPart | None, sender_fingerprint: str | None, sender_key: PublicKey | None = None
+) -> SignatureState:
+    """Verify a SIGNED message (silc-flags-payloads 3.3). The Public Key
+    Payload may carry the key, which must then be the sender's (its
+    fingerprint), or only its type: Toolkit 1.1 clients always send it so
+    (length 0, type 1), and the key to check with is the sender's as the
+    server knows it (`sender_key`, from GETKEY). The signed data is the start
+    of the payload | the Public Key Payload as sent; version-1 keys sign
+    SHA-1 of it raw, version-2 keys use PKCS#1 v1.5 with the hash named inside."""
     if signed is None:
         return SignatureState.NONE
-    if signed.public_key.pk_type != PK_TYPE_SILC or not signed.public_key.key:
+    if signed.public_key.pk_type != PK_TYPE_SILC:
         return SignatureState.UNCHECKED
-    try:
-        key = decode_public_key(signed.public_key.key)
-    except DecodeError:
-        return SignatureState.INVALID
-    if sender_fingerprint is not None and key.fingerprint != sender_fingerprint:
-        return SignatureState.INVALID
+    if signed.public_key.key:
+        try:
+            key = decode_public_key(signed.public_key.key)
+        except DecodeError:
+            return SignatureState.INVALID
+        if sender_fingerprint is not None and key.fingerprint != sender_fingerprint:
+            return SignatureState.INVALID
+    elif sender_key is not None:
+        key = sender_key
+    else:
+        return SignatureState.UNCHECKED
     data = signed.signed_data if key.version >= 2 else crypto.digest("sha1", signed.signed_data)
     return SignatureState.VALID if key.verify(signed.signature, data) else SignatureState.INVALID

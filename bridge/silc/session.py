@@ -17,7 +17,7 @@ import enum
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -30,6 +30,7 @@ from bridge.silc.ids import IdType, SilcId, decode_id_payload, encode_id_payload
 from bridge.silc.message import (
     ChannelKey,
     MessageFlag,
+    MessagePayload,
     check_signature,
     decode_plain,
     decrypt_channel_message,
@@ -63,7 +64,7 @@ from bridge.silc.payloads import (
     read_list,
     status_name,
 )
-from bridge.silc.pubkey import PK_TYPE_SILC, KeyPair, PublicKey, fingerprint
+from bridge.silc.pubkey import PK_TYPE_SILC, KeyPair, PublicKey, decode_public_key
 from bridge.silc.ske import Initiator, PfsRekey, Proposal, SkeError, SkeResult, SkeStatus, rekey_material
 
 log = structlog.get_logger(__name__)
@@ -168,7 +169,7 @@ class Session:
         self._ident = 0
         self._users: OrderedDict[bytes, ev.User] = OrderedDict()
         self._resolving: dict[bytes, asyncio.Future[ev.User | None]] = {}
-        self._queue: asyncio.Queue[tuple[tuple[bytes, ...], Callable[..., ev.SessionEvent | None]]] = (
+        self._queue: asyncio.Queue[tuple[tuple[bytes, ...], Callable[..., ev.SessionEvent | None], bool]] = (
             asyncio.Queue(config.event_queue)
         )
         self._orphan_keys: OrderedDict[bytes, ChannelKeyPayload] = OrderedDict()
@@ -245,8 +246,8 @@ class Session:
     async def dispatch(self) -> None:
         """Resolve and deliver queued events in order; run as a task."""
         while True:
-            ids, build = await self._queue.get()
-            users = [await self.resolve(i) for i in ids]
+            ids, build, with_key = await self._queue.get()
+            users = [await self.resolve(i, with_key) for i in ids]
             try:
                 event = build(*users)
                 if event is not None:
@@ -518,17 +519,19 @@ class Session:
         if reply is None:
             return None
         nick = text(reply.args.get(3) or b"").split("@", 1)[0]
+        username = text(reply.args.get(4) or b"")
         fp_raw = reply.args.get(9)
-        fp = fp_raw.hex().upper() if fp_raw and len(fp_raw) == 20 else await self._key_fingerprint(cid)
-        return ev.User(client_id, nick, fp, text(reply.args.get(4) or b""))
+        if fp_raw and len(fp_raw) == 20:
+            return ev.User(client_id, nick, fp_raw.hex().upper(), username)
+        key = await self.public_key(client_id)
+        return ev.User(client_id, nick, key.fingerprint if key else None, username, key)
 
-    async def _key_fingerprint(self, cid: SilcId) -> str | None:
-        reply = await self._ok(Command.GETKEY, (1, encode_id_payload(cid)))
+    async def public_key(self, client_id: bytes) -> PublicKey | None:
+        """A client's public key as the server has it (silc-commands GETKEY)."""
+        reply = await self._ok(Command.GETKEY, (1, encode_id_payload(SilcId(IdType.CLIENT, client_id))))
         data = reply.args.get(3)
-        if not data:
-            return None
-        pk = PublicKeyPayload.decode(data)
-        return fingerprint(pk.key) if pk.pk_type == PK_TYPE_SILC and pk.key else None
+        pk = PublicKeyPayload.decode(data) if data else None
+        return decode_public_key(pk.key) if pk and pk.pk_type == PK_TYPE_SILC and pk.key else None
 
     async def ping(self, timeout: float | None = None) -> None:
         if self.server_id is None:
@@ -549,7 +552,9 @@ class Session:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         if self.phase in (Phase.KEY_EXCHANGE, Phase.AUTH, Phase.REGISTERING):
-            await asyncio.wait([self.registered, self.done], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                [self.registered, self.done], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         if self.phase is Phase.CONNECTED:
             self.phase = Phase.QUITTING
             unanswered = [p.future for p in self._pending.values()]
@@ -569,15 +574,33 @@ class Session:
         while len(self._users) > MAX_USERS:
             self._users.popitem(last=False)
 
-    async def resolve(self, client_id: bytes) -> ev.User | None:
-        """The user behind a Client ID, from the cache or by WHOIS."""
+    async def resolve(self, client_id: bytes, with_key: bool = False) -> ev.User | None:
+        """The user behind a Client ID, from the cache or by WHOIS; `with_key`
+        also fetches the public key itself if it is not known yet."""
         user = self._users.get(client_id)
         if user is not None:  # a key does not change within a session
             self._users.move_to_end(client_id)
+        else:
+            if client_id not in self._resolving:
+                self._resolving[client_id] = asyncio.ensure_future(self._lookup(client_id))
+            user = await asyncio.shield(self._resolving[client_id])
+        if with_key and user is not None and user.public_key is None:
+            user = await self._with_key(user)
+        return user
+
+    async def _with_key(self, user: ev.User) -> ev.User:
+        try:
+            key = await self.public_key(user.client_id)
+        except (CommandError, NotConnected, asyncio.TimeoutError, DecodeError) as exc:
+            self.log.info("silc_user_key_unavailable", nick=user.nick, reason=str(exc) or type(exc).__name__)
             return user
-        if client_id not in self._resolving:
-            self._resolving[client_id] = asyncio.ensure_future(self._lookup(client_id))
-        return await asyncio.shield(self._resolving[client_id])
+        if key is None or (user.fingerprint is not None and key.fingerprint != user.fingerprint):
+            self.log.warning("silc_user_key_mismatch", nick=user.nick, fingerprint=user.fingerprint)
+            return user
+        user = replace(user, public_key=key)
+        if user.client_id in self._users:
+            self._remember(user)
+        return user
 
     async def _lookup(self, client_id: bytes) -> ev.User | None:
         try:
@@ -593,9 +616,11 @@ class Session:
             self._remember(user)
         return user
 
-    def _queue_event(self, ids: tuple[bytes, ...], build: Callable[..., ev.SessionEvent | None]) -> None:
+    def _queue_event(
+        self, ids: tuple[bytes, ...], build: Callable[..., ev.SessionEvent | None], with_key: bool = False
+    ) -> None:
         try:
-            self._queue.put_nowait((ids, build))
+            self._queue.put_nowait((ids, build, with_key))
         except asyncio.QueueFull:
             self.log.warning("silc_event_queue_full")
 
@@ -634,11 +659,10 @@ class Session:
         def build(user: ev.User | None) -> ev.SessionEvent | None:
             if user is None:
                 return None
-            return ev.ChannelMessage(
-                channel.name, user, msg.flags, msg.data, check_signature(msg.signed, user.fingerprint)
-            )
+            signature = check_signature(msg.signed, user.fingerprint, user.public_key)
+            return ev.ChannelMessage(channel.name, user, msg.flags, msg.data, signature)
 
-        self._queue_event((sender,), build)
+        self._queue_event((sender,), build, _needs_sender_key(msg))
 
     def _on_private_message(self, p: Packet) -> None:
         if p.src is None or p.src.type is not IdType.CLIENT or p.flags & PacketFlag.PRIVMSG_KEY:
@@ -648,7 +672,14 @@ class Session:
         if msg.flags & MessageFlag.PACKET:
             self.log.info("silc_private_key_negotiation_refused", sender=p.src.data.hex())
             return
-        self._queue_event((p.src.data,), lambda user: user and ev.PrivateMessage(user, msg.flags, msg.data))
+
+        def build(user: ev.User | None) -> ev.SessionEvent | None:
+            if user is None:
+                return None
+            signature = check_signature(msg.signed, user.fingerprint, user.public_key)
+            return ev.PrivateMessage(user, msg.flags, msg.data, signature)
+
+        self._queue_event((p.src.data,), build, _needs_sender_key(msg))
 
     def _on_channel_key(self, p: Packet) -> None:
         payload = ChannelKeyPayload.decode(p.payload)
@@ -773,7 +804,7 @@ class Session:
                 channel.members.add(new.data)
         user = self._users.get(old)
         if user is not None:
-            self._remember(ev.User(new.data, nick or user.nick, user.fingerprint, user.username))
+            self._remember(replace(user, client_id=new.data, nick=nick or user.nick))
 
     def _n_topic(self, p: Packet, args) -> None:
         setter = decode_id_payload(args.get(1) or b"")
@@ -958,6 +989,11 @@ _NOTIFY_HANDLERS: dict[int, Callable] = {
     Notify.KILLED: Session._n_killed,
     Notify.ERROR: Session._n_error,
 }
+
+
+def _needs_sender_key(msg: MessagePayload) -> bool:
+    """A signed message that names only its key type (silc-flags-payloads 3.3)."""
+    return msg.signed is not None and not msg.signed.public_key.key
 
 
 def _client_arg(args, number: int) -> bytes:

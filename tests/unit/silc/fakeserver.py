@@ -19,6 +19,7 @@ from bridge.silc.payloads import (
     Command,
     CommandPayload,
     NotifyPayload,
+    PublicKeyPayload,
     Status,
     encode_id_list,
     encode_status,
@@ -59,6 +60,7 @@ class FakeServer:
         self.auth_payload: ConnectionAuthPayload | None = None
         self.client = client_id(1)
         self.users: dict[bytes, tuple[str, str]] = {}  # client id -> (nick, fingerprint hex)
+        self.public_keys: dict[bytes, bytes] = {}  # client id -> encoded key, for GETKEY
         self.channel_id = SilcId(IdType.CHANNEL, bytes.fromhex("7f000001029a0002"))
         self.channel_key = ChannelKey.from_server("aes-256-cbc", os.urandom(32), "hmac-sha1-96")
         self.raw_channel_key = b""
@@ -227,6 +229,13 @@ class FakeServer:
                 (5, b"Real"),
                 (9, bytes.fromhex(fp) if fp else None),
             )
+        elif cmd.command == Command.GETKEY:
+            cid = decode_id_payload(a.get(1))
+            key = self.public_keys.get(cid.data)
+            if key is None:
+                self.reply(cmd, status=Status.ERR_NO_SUCH_CLIENT_ID)
+                return
+            self.reply(cmd, (2, a.get(1)), (3, PublicKeyPayload(1, key).encode()))
         elif cmd.command in (Command.LEAVE, Command.TOPIC):
             self.reply(cmd, (2, a.get(1)))
         elif cmd.command == Command.USERS:

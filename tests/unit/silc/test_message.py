@@ -123,6 +123,21 @@ def test_signed_messages_are_verified_against_the_sender_key():
     assert check_signature(None, fp) is SignatureState.NONE
 
 
+def test_signed_messages_without_the_key_are_verified_with_the_known_key():
+    """Toolkit 1.1 clients send the Public Key Payload as length 0, type 1;
+    the signature is still over the payload start | that Public Key Payload."""
+    pair, key = key_pair(), server_key()
+    msg, _ = decrypt_channel_message([key], signed_wire(pair, key, b"me", include_key=False), SENDER, CHANNEL)
+    assert msg.signed.signed_data.endswith(bytes.fromhex("0000 0001"))
+    fp = pair.public.fingerprint
+    assert check_signature(msg.signed, fp, pair.public) is SignatureState.VALID
+    assert check_signature(msg.signed, fp, key_pair("other").public) is SignatureState.INVALID
+    bad, _ = decrypt_channel_message(
+        [key], signed_wire(pair, key, b"me", include_key=False, tamper=True), SENDER, CHANNEL
+    )
+    assert check_signature(bad.signed, fp, pair.public) is SignatureState.INVALID
+
+
 @given(st.binary(max_size=200))
 def test_decoders_survive_random_bytes(data):
     key = ChannelKey("aes-128-cbc", b"\x00" * 16, Hmac("hmac-sha1-96", b""))

@@ -1,4 +1,5 @@
 import asyncio
+import hashlib
 
 import pytest
 
@@ -414,6 +415,51 @@ async def test_signed_message_is_checked(h):
     h.session._users.clear()
     h.server.send(PacketType.CHANNEL_MESSAGE, wire, dst=h.server.channel_id, src=alice)
     assert (await h.next_event(ev.ChannelMessage)).signature is SignatureState.INVALID
+
+
+async def test_signed_messages_without_the_key_are_checked_with_the_getkey_key(h):
+    """As the reference client sends them: the key is fetched once with
+    GETKEY and kept with the user, for channel and private messages."""
+    from .test_message import signed_wire
+
+    pair = key_pair("alice")
+    alice = h.server.add_user(5, "alice", fp=pair.public.fingerprint)
+    h.server.public_keys[alice.data] = pair.public.encoded
+    await joined(h)
+
+    def signed(text, tamper=False):
+        wire = signed_wire(
+            pair, h.server.channel_key, text, False, tamper, alice.data, h.server.channel_id.data
+        )
+        h.server.send(PacketType.CHANNEL_MESSAGE, wire, dst=h.server.channel_id, src=alice)
+
+    signed(b"really me")
+    msg = await h.next_event(ev.ChannelMessage)
+    assert (msg.data, msg.signature) == (b"really me", SignatureState.VALID)
+    signed(b"forged", tamper=True)
+    assert (await h.next_event(ev.ChannelMessage)).signature is SignatureState.INVALID
+
+    start = encode_plain(MessageFlag.SIGNED | MessageFlag.UTF8, b"psst")
+    pk = bytes.fromhex("0000 0001")  # length 0, type 1 (SILC key)
+    sig = pair.sign(hashlib.sha1(start + pk).digest())
+    h.server.send(PacketType.PRIVATE_MESSAGE, start + pk + len(sig).to_bytes(2, "big") + sig, src=alice)
+    private = await h.next_event(ev.PrivateMessage)
+    assert (private.data, private.signature) == (b"psst", SignatureState.VALID)
+    getkeys = [c for c in h.server.commands if c.command == Command.GETKEY]
+    assert len(getkeys) == 1
+
+
+async def test_signed_message_is_unchecked_when_the_key_cannot_be_fetched(h):
+    from .test_message import signed_wire
+
+    alice = h.server.add_user(5, "alice")  # no key for GETKEY
+    await joined(h)
+    wire = signed_wire(
+        key_pair("alice"), h.server.channel_key, b"hm", False, False, alice.data, h.server.channel_id.data
+    )
+    h.server.send(PacketType.CHANNEL_MESSAGE, wire, dst=h.server.channel_id, src=alice)
+    msg = await h.next_event(ev.ChannelMessage)
+    assert (msg.data, msg.signature, msg.user.nick) == (b"hm", SignatureState.UNCHECKED, "alice")
 
 
 async def test_ctr_rekey_uses_a_fresh_counter_prefix():
