@@ -207,7 +207,10 @@ class PacketWriter:
         header_len = HEADER_FIXED + src_len + dst_len
         special = packet.is_special()
         # Special packets pad the header only: the payload is already a
-        # multiple of the block size under its own key (silc-pp 2.7).
+        # multiple of the block size under its own key (silc-pp 2.7). CTR
+        # modes are padded the same way, although they need not be (silc-spec
+        # 3.10.1.2): silcd decrypts a whole first block and closes the
+        # connection on a packet shorter than 16 bytes.
         pad = padding_length(header_len if special else header_len + len(packet.payload), maximum=max_padding)
         header = encode_header(packet, pad)
         clear = header + self._random(pad)

@@ -79,6 +79,27 @@ def test_encrypted_round_trip_in_pieces(cipher):
     assert reader.sequence == len(packets)
 
 
+@pytest.mark.parametrize("cipher", ["aes-128-ctr", "aes-256-ctr"])
+@pytest.mark.parametrize(
+    "packet",
+    [
+        Packet(PacketType.CONNECTION_AUTH_REQUEST, bytes.fromhex("0001 0000")),
+        Packet(PacketType.CONNECTION_AUTH, bytes.fromhex("0004 0001")),  # method none, no IDs yet
+        Packet(PacketType.HEARTBEAT),
+    ],
+)
+def test_short_ctr_packets_still_fill_a_cipher_block(cipher, packet):
+    """CTR needs no padding (silc-spec 3.10.1.2), but silcd decrypts a whole
+    first block and closes the connection ("Bad ID lengths in packet") on a
+    packet shorter than 16 bytes. Padding as for CBC keeps every one longer."""
+    writer, reader = pair(cipher)
+    wire = writer.seal(packet)
+    encrypted = wire[: -writer.hmac.length]
+    assert len(encrypted) >= 16 and len(encrypted) % 16 == 0
+    reader.feed(wire)
+    assert reader.next() == packet
+
+
 def test_mac_covers_the_sequence_number():
     writer, reader = pair()
     writer.sequence = 5
