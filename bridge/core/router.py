@@ -52,7 +52,9 @@ class EndpointQueue:
 
 
 class Router:
-    def __init__(self, links: tuple[LinkConfig, ...], queue_size: int = 1000) -> None:
+    def __init__(self, links: tuple[LinkConfig, ...], queue_size: int = 10_000) -> None:
+        # One read from a busy IRC server can hold a thousand lines, all emitted
+        # before a worker runs: the bound must absorb such a burst, not drop it.
         self.links = links
         self.queue_size = queue_size
         self.adapters: dict[str, Adapter] = {}

@@ -15,15 +15,16 @@ connection (and the rest of that read). This subclass overrides the minimum:
   a text that starts with 0x01 is CTCP, the final 0x01 is optional, and no
   obsolete low-level dequoting (which turns "\\x10n" into a newline).
 - `send_raw`: the single place where lines reach the socket refuses CR, LF
-  and NUL, whatever the caller did.
+  and NUL, whatever the caller did; lines sent in one loop turn share one write.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import structlog
-from irc.client import Event, is_channel
+from irc.client import Event, ServerNotConnectedError, is_channel
 from irc.client_aio import AioConnection
 
 log = structlog.get_logger(__name__)
@@ -123,10 +124,28 @@ class HardenedConnection(AioConnection):
         self._handle_event(Event(kind, source, target, [text], tags))
 
     def send_raw(self, string: str) -> None:
+        """Queue one line for this loop turn's write (QUIT goes out at once, since
+        the library closes the transport right after it)."""
         if "\r" in string or "\n" in string or "\0" in string:
             raise ValueError("CR, LF or NUL in an outgoing IRC line")
+        if self.transport is None:
+            raise ServerNotConnectedError("Not connected.")
         log.debug("irc_send", network=self.network, line=_redacted(string))
-        super().send_raw(string)
+        data = self._prep_message(string)
+        pending = self.__dict__.setdefault("_pending", [])
+        if not pending:
+            asyncio.get_running_loop().call_soon(self.flush)
+        pending.append(data)
+        if string.startswith("QUIT"):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the queued lines in one system call."""
+        pending = self.__dict__.get("_pending")
+        if pending and self.transport is not None:
+            self.transport.write(b"".join(pending))
+        if pending:
+            pending.clear()
 
 
 def _command_of(line: str) -> str:

@@ -35,6 +35,8 @@ _SPACES = re.compile("[\t\r\n]")
 
 def irc_to_text(raw: str) -> str:
     """Convert one IRC message text to plain text with XEP-0393 spans."""
+    if not _CONTROL.search(raw):  # most lines: nothing to convert
+        return raw
     text, spans = _parse(raw)
     spans = _valid_spans(text, spans)
     return _render(text, spans)

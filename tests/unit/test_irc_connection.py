@@ -126,6 +126,15 @@ def test_send_refuses_line_breaks_and_nul(conn, line):
     assert conn.transport.written == []
 
 
-def test_send_adds_crlf(conn):
+async def test_lines_of_one_loop_turn_share_one_write_with_crlf(conn):
     conn.send_raw("PRIVMSG #c :hi")
-    assert conn.transport.written == [b"PRIVMSG #c :hi\r\n"]
+    conn.send_raw("PRIVMSG #c :there")
+    assert conn.transport.written == []
+    await asyncio.sleep(0)
+    assert conn.transport.written == [b"PRIVMSG #c :hi\r\nPRIVMSG #c :there\r\n"]
+
+
+async def test_quit_goes_out_at_once(conn):
+    conn.send_raw("PRIVMSG #c :last")
+    conn.send_raw("QUIT :bye")
+    assert conn.transport.written == [b"PRIVMSG #c :last\r\nQUIT :bye\r\n"]
