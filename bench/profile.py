@@ -84,5 +84,5 @@ def top_frames(path: Path, limit: int = 12) -> dict:
         "samples": samples,
         "self": [(frame, share(c)) for frame, c in own.most_common(limit)],
         "total": [(frame, share(c)) for frame, c in total.most_common()
-                  if not frame.endswith(_PLUMBING) and "(" in frame][:limit],
+                  if not any(p in frame for p in _PLUMBING)][:limit],
     }
