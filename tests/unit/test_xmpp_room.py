@@ -222,3 +222,15 @@ async def test_self_ping_rejoins_only_when_the_bot_is_gone(room, condition, rejo
     await room.self_ping()
     joins = [s for s in room.component.sent[before:] if s.tag.endswith("presence")]
     assert bool(joins) is rejoins
+
+
+async def test_eager_link_joins_puppets_when_the_foreign_user_joins(room):
+    before = len(room.component.sent)
+    await room.deliver(Join(IRC, BOB))
+    assert len(room.component.sent) == before  # lazy (the fixture's link): nothing yet
+    room.options["puppets"] = "eager"
+    before = len(room.component.sent)
+    await room.deliver(Join(IRC, BOB))
+    joined = room.component.sent[before:]
+    assert [(s.get("from"), s.get("to")) for s in joined] == [
+        ("bob%libera@bridge.example.org/bridge", f"{ROOM}/bob")]
