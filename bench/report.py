@@ -14,10 +14,11 @@ from bench.gateways import REPO
 
 #: Result fields shown in tables, in this order, with their headings.
 COLUMNS = (
-    ("msg_per_s", "msg/s"), ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("p99_ms", "p99 ms"),
+    ("msg_per_s", "msg/s"), ("elapsed_s", "elapsed s"), ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("p99_ms", "p99 ms"),
     ("lost", "lost"), ("duplicates", "dup"), ("cpu_s_per_1k", "CPU s/1k"),
     ("all_arrived_s", "all in s"), ("irc_floor_s", "IRC floor s"), ("presences", "presences"),
     ("rss_per_puppet_kib", "KiB/puppet"), ("gateway_cpu_s", "CPU s"), ("rss_kib", "RSS KiB"),
+    ("cpu_prosody_s", "Prosody CPU s"),
 )
 BASELINES = ("biboumi", "biboumi-nohist")
 RATIO_FIELDS = (("msg_per_s", "throughput"), ("p50_ms", "p50"), ("p99_ms", "p99"),
