@@ -140,6 +140,8 @@ def versions() -> dict:
 def _fmt(value) -> str:
     if value is None:
         return "–"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, float):
         return f"{value:,.1f}" if abs(value) >= 100 else f"{value:g}"
     return str(value)
