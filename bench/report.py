@@ -74,6 +74,26 @@ def ratios(table: dict[tuple[str, str], dict]) -> list[tuple[str, str, str, floa
     return out
 
 
+def against_floor(table: dict[tuple[str, str], dict]) -> list[tuple[str, str, str]]:
+    """Figures relative to the no-gateway floor of the same run, which vary less between
+    runs than the raw ones: burst throughput as a share of Prosody's XMPP-to-XMPP rate
+    through one room, and paced p50 above the IRC hop plus the MUC hop."""
+    floor = {sc: row for (gw, sc), row in table.items() if gw == "floor"}
+    muc_rate = floor.get("xmpp_to_xmpp", {}).get("msg_per_s")
+    hops = [floor.get(f"paced_{s}", {}).get("p50_ms") for s in ("irc_to_irc", "xmpp_to_xmpp")]
+    out = []
+    for (gateway, scenario), row in table.items():
+        if gateway == "floor":
+            continue
+        if scenario in ("irc_to_xmpp", "xmpp_to_irc") and muc_rate and row.get("msg_per_s"):
+            out.append((gateway, scenario,
+                        f"{row['msg_per_s'] / muc_rate:.2f} x the MUC floor's msg/s"))
+        if scenario.startswith("paced_") and None not in hops and row.get("p50_ms") is not None:
+            out.append((gateway, scenario,
+                        f"p50 {row['p50_ms'] - sum(hops):+.2f} ms over the two hops' floor"))
+    return out
+
+
 def targets(table: dict[tuple[str, str], dict]) -> list[tuple[str, str, bool | None]]:
     """The issue's first targets, each with the figure and whether it is met (None: not run)."""
     def get(scenario: str, field: str):
@@ -179,6 +199,11 @@ def markdown(table: dict[tuple[str, str], dict], header: dict, profiles: dict[st
         for (baseline, scenario), values in grouped.items():
             lines.append(f"| {baseline} | {scenario} | "
                          + " | ".join(_fmt(values.get(n)) for _, n in RATIO_FIELDS) + " |")
+    relative = against_floor(table)
+    if relative:
+        lines += ["", "Against the floor of the same run (steadier than raw figures between runs):",
+                  "", "| gateway | scenario | relative to the floor |", "|---|---|---|"]
+        lines += [f"| {gw} | {sc} | {text} |" for gw, sc, text in relative]
     lines += ["", "Targets (issue 4, first step):", "", "| target | figure | met |", "|---|---:|---|"]
     for name, figure, ok in targets(table):
         lines.append(f"| {name} | {figure} | {'–' if ok is None else ('yes' if ok else 'NO')} |")
@@ -202,6 +227,11 @@ def print_summary(table: dict[tuple[str, str], dict]) -> None:
         print("\nmuc-bridge / baseline:")
         for baseline, scenario, name, value in rat:
             print(f"  vs {baseline:15} {scenario:20} {name:10} {_fmt(value)}")
+    relative = against_floor(table)
+    if relative:
+        print("\nAgainst the floor of the same run:")
+        for gateway, scenario, text in relative:
+            print(f"  {gateway:15} {scenario:20} {text}")
     print("\nTargets:")
     for name, figure, ok in targets(table):
         print(f"  {'–' if ok is None else ('met' if ok else 'MISSED'):7} {name}: {figure}")

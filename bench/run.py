@@ -39,7 +39,7 @@ SCENARIOS = ("irc_to_xmpp", "xmpp_to_irc", "paced", "nway", "puppet_scale")
 #: Scenarios biboumi is measured in (it has no n-way links, and puppet_scale is ours).
 BASELINE_SCENARIOS = ("irc_to_xmpp", "xmpp_to_irc", "paced")
 #: Burst scenarios profiled with --profile.
-PROFILED = ("irc_to_xmpp", "xmpp_to_irc", "nway")
+PROFILED = ("irc_to_xmpp", "xmpp_to_irc", "paced", "nway")
 PROFILED_RUNS = 3  # runs of each under one py-spy session, for enough samples
 GATEWAYS = ("floor", "muc-bridge", "biboumi", "biboumi-nohist")
 USER, USER2, PASSWORD, NICK = "xbench", "xbench2", "bench-password", "xbench"

@@ -251,7 +251,7 @@ async def nway(phase: Phase, n: int) -> list[dict]:
                 ep.board.untrack(tag)
 
 
-async def puppet_scale(phase: Phase, k: int, floor: Endpoint | None = None) -> list[dict]:
+async def puppet_scale(phase: Phase, k: int) -> list[dict]:
     """`k` IRC users connect, join and each speak once; the time until all `k` messages
     reached the XMPP observer, next to when they reached an IRC observer (the IRC
     server's own floor, measured in the same run)."""
