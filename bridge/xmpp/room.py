@@ -97,16 +97,14 @@ class Room:
         self.held.clear()
         self.leaving.clear()
         self.joining.clear()
-        for puppet in self.puppets.values():
-            puppet.joining = False
-            # `joined` stays as it was: it marks who to bring back on reconnect.
+        for puppet in self.puppets.values():  # they stay listed, to come back in `online`
+            puppet.joined = puppet.joining = False
 
     def online(self) -> None:
         """Rejoin with the bot and every puppet that was in (XEP-0114 has no
         resumption: the server dropped them all)."""
         self.join()
         for puppet in list(self.puppets.values()):
-            puppet.joined = False
             self._send_join(puppet)
 
     async def self_ping(self, timeout: float = 30.0) -> None:
