@@ -34,8 +34,8 @@ class IrcClient(asyncio.Protocol):
 
     async def connect(self, timeout: float = 15.0) -> IrcClient:
         """Connect and register; returns after 001."""
-        await self.start()
         async with asyncio.timeout(timeout):
+            await self.start()
             await self.welcomed
         return self
 

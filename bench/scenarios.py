@@ -274,7 +274,8 @@ async def puppet_scale(phase: Phase, k: int) -> list[dict]:
     async def body() -> dict:
         first = time.perf_counter_ns()
         at_xmpp.first_send_ns = at_irc.first_send_ns = first
-        results = await asyncio.gather(*(u.start() for u in users), return_exceptions=True)
+        results = await asyncio.gather(*(asyncio.wait_for(u.start(), 30) for u in users),
+                                       return_exceptions=True)
         failed = sum(isinstance(r, BaseException) for r in results)
         await asyncio.gather(at_xmpp.wait(60 + k * 0.1, idle=20),
                              at_irc.wait(60 + k * 0.1, idle=20))
