@@ -19,6 +19,7 @@ import logging
 import os
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -250,9 +251,24 @@ def _quiet_logs() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
+def _stop_on_signals() -> None:
+    """SIGINT (Ctrl-C) and SIGTERM cancel the run once; the `finally` blocks then stop
+    every process (each stop is bounded), and further signals are ignored meanwhile."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    stopping: list[bool] = []
+
+    def stop() -> None:
+        if not stopping:
+            stopping.append(True)
+            task.cancel()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+
+
 async def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _quiet_logs()
+    _stop_on_signals()
     workdir = Path(tempfile.mkdtemp(prefix="muc-bridge-bench-"))
     suite = Suite(args, workdir)
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -282,6 +298,6 @@ async def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         raise SystemExit(asyncio.run(main()))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         print("\ninterrupted: servers and gateways stopped", file=sys.stderr)
-        raise SystemExit(130)
+        raise SystemExit(130) from None
