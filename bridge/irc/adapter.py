@@ -104,7 +104,9 @@ class IrcAdapter(Adapter):
         else:  # joins, parts, nick changes, kicks, presence elsewhere: not shown on IRC
             return
         done = self.client.send(lines)
-        if self.client.registered:  # wait for flood control, not for a reconnect
+        # Wait only once a backlog builds (flood control, a slow server), not
+        # for a reconnect: lines queued in one loop turn then go out in one write.
+        if self.client.registered and len(self.client.outbox) >= self.client.outbox.size // 2:
             await done
 
     def is_own(self, identity: Identity) -> bool:
