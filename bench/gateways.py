@@ -79,7 +79,9 @@ class MucBridge(GatewayProcess):
     network = "bench"
 
     def __init__(self, workdir: Path, prosody: BenchProsody, ircd: BenchInspIRCd,
-                 log_level: str = "info") -> None:
+                 log_level: str = "info", uvloop: bool = False) -> None:
+        self.uvloop = uvloop  # an experiment: the same bridge on uvloop's event loop
+        self.name = "muc-bridge-uvloop" if uvloop else "muc-bridge"
         super().__init__(workdir)
         self.prosody = prosody
         self.ircd = ircd
@@ -113,8 +115,13 @@ class MucBridge(GatewayProcess):
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
-        await self._spawn(sys.executable, "-m", "bridge", "run", "--config", str(self.config_path),
-                          env=env)
+        args = ["run", "--config", str(self.config_path)]
+        if self.uvloop:
+            code = ("import sys, uvloop; uvloop.install(); from bridge.cli import main; "
+                    f"sys.exit(main({args!r}))")
+            await self._spawn(sys.executable, "-c", code, env=env)
+        else:
+            await self._spawn(sys.executable, "-m", "bridge", *args, env=env)
         await asyncio.sleep(0.2)
         self.check_alive()
 

@@ -43,6 +43,9 @@ BASELINE_SCENARIOS = ("irc_to_xmpp", "xmpp_to_irc", "paced")
 PROFILED = ("irc_to_xmpp", "xmpp_to_irc", "paced", "nway")
 PROFILED_RUNS = 3  # runs of each under one py-spy session, for enough samples
 GATEWAYS = ("floor", "muc-bridge", "biboumi", "biboumi-nohist")
+#: Not run unless named: muc-bridge on uvloop (`pip install uvloop`), to see what a
+#: faster event loop would give.
+EXPERIMENTS = ("muc-bridge-uvloop",)
 USER, USER2, PASSWORD, NICK = "xbench", "xbench2", "bench-password", "xbench"
 #: The channel and room of the no-gateway floor measurements.
 FLOOR_CHANNEL, FLOOR_ROOM = "#floor", "floor"
@@ -59,8 +62,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="K values for puppet_scale, comma-separated (default 200,2000)")
     parser.add_argument("--paced-n", type=int, default=300, help="messages each way in paced")
     parser.add_argument("--rate", type=float, default=50.0, help="paced rate, msg/s")
-    parser.add_argument("--gateways", nargs="+", choices=GATEWAYS, default=list(GATEWAYS),
-                        metavar="NAME", help=f"which to measure (default all: {' '.join(GATEWAYS)})")
+    parser.add_argument("--gateways", nargs="+", choices=GATEWAYS + EXPERIMENTS,
+                        default=list(GATEWAYS), metavar="NAME",
+                        help=f"which to measure (default: {' '.join(GATEWAYS)}; also "
+                             f"{' '.join(EXPERIMENTS)})")
     parser.add_argument("--no-biboumi", action="store_true",
                         help="skip the biboumi baseline (same as --gateways muc-bridge)")
     parser.add_argument("--profile", action="store_true",
@@ -74,7 +79,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.puppets = [int(k) for k in args.puppets.split(",") if k.strip()]
     if args.no_biboumi:
-        args.gateways = [g for g in args.gateways if g == "muc-bridge"]
+        args.gateways = [g for g in args.gateways if not g.startswith("biboumi")]
     return args
 
 
@@ -96,9 +101,11 @@ class Suite:
             await self.prosody.register(user, PASSWORD)
         if "floor" in self.args.gateways:
             await self._floor()
-        if "muc-bridge" in self.args.gateways:
-            bridge = MucBridge(self.workdir / "muc-bridge", self.prosody, self.ircd)
-            await self._phase(bridge, self.args.scenarios)
+        for uvloop in (False, True):
+            bridge = MucBridge(self.workdir / f"muc-bridge-{uvloop}", self.prosody, self.ircd,
+                               uvloop=uvloop)
+            if bridge.name in self.args.gateways:
+                await self._phase(bridge, self.args.scenarios)
         baseline = [s for s in self.args.scenarios if s in BASELINE_SCENARIOS]
         for history in (True, False):
             gateway = Biboumi(self.workdir / f"biboumi-{history}", self.prosody, self.ircd,
