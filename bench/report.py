@@ -162,6 +162,8 @@ def _fmt(value) -> str:
         return "–"
     if isinstance(value, float) and value.is_integer():
         value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
     if isinstance(value, float):
         return f"{value:,.1f}" if abs(value) >= 100 else f"{value:g}"
     return str(value)
@@ -176,7 +178,8 @@ def markdown(table: dict[tuple[str, str], dict], header: dict, profiles: dict[st
              f"{header['machine']['ram_gib']} GiB RAM, Linux {header['machine']['kernel']}  ",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in header["versions"].items()), "",
              f"Figures are medians of {header['repeat']} runs (N={header['n']} for bursts).", "",
-             *(f"**Failed:** {failure}  " for failure in header.get("failures", ())), ""]
+             *(f"**Failed:** {failure}  " for failure in header.get("failures", ())),
+             *([""] if header.get("failures") else [])]
     shown = [(field, head) for field, head in COLUMNS
              if any(row.get(field) is not None for row in table.values())]
     lines.append("| gateway | scenario | " + " | ".join(h for _, h in shown) + " |")
