@@ -72,8 +72,8 @@ class Bridge:
             try:
                 async with asyncio.timeout(3.0):
                     await adapter.close()
-            except Exception:
-                log.warning("adapter_close_failed", network=adapter.network)
+            except Exception as exc:
+                log.warning("adapter_close_failed", network=adapter.network, error=repr(exc))
 
     async def _commit_loop(self) -> None:
         while True:

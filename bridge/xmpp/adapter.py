@@ -63,7 +63,7 @@ class XmppAdapter(Adapter):
 
     async def close(self) -> None:
         for room in self.rooms.values():
-            for puppet in room.puppets.values():
+            for puppet in list(room.puppets.values()):
                 room.leave(puppet, "bridge shutting down")
         await self.component.close()
 

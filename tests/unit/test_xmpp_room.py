@@ -234,3 +234,26 @@ async def test_eager_link_joins_puppets_when_the_foreign_user_joins(room):
     joined = room.component.sent[before:]
     assert [(s.get("from"), s.get("to")) for s in joined] == [
         ("bob%libera@bridge.example.org/bridge", f"{ROOM}/bob")]
+
+
+async def test_shutdown_takes_every_puppet_out_of_the_room():
+    from bridge.xmpp.adapter import XmppAdapter
+
+    component = FakeComponent()
+
+    async def close():
+        component.closed = True
+
+    component.close = close
+    adapter = XmppAdapter(ComponentConfig(jid="bridge.example.org", secret="x"), [].append,
+                          SqliteStore(":memory:"))
+    adapter.component = component
+    adapter.add_endpoint(ROOM, {})
+    room = adapter.rooms[ROOM]
+    room.joined.set()
+    for nick in ("a", "b", "c"):
+        await room.deliver(Message(IRC, Identity("libera", nick, nick), "hi"))
+    await adapter.close()
+    leaves = [s.get("to") for s in component.sent if s.get("type") == "unavailable"]
+    assert sorted(leaves) == [f"{ROOM}/a", f"{ROOM}/b", f"{ROOM}/c"]
+    assert component.closed
