@@ -18,11 +18,14 @@ from bridge.demo.servers import find_binary
 
 REPO = Path(__file__).resolve().parent.parent
 
-#: The linked rooms: `room` for the two-way scenarios, `nway` for MUC + two IRC channels.
+#: The linked rooms: `room` for the two-way scenarios, `nway` for MUC + two IRC channels
+#: (+ the SILC channel `nway` when the bench runs a SILC server).
 ROOM = "room"
 CHANNEL = "#room"
 NWAY_ROOM = "nway"
 NWAY_CHANNELS = ("#nway1", "#nway2")
+SILC_NETWORK = "silcnet"
+SILC_CHANNEL = "nway"
 
 
 class GatewayProcess:
@@ -73,13 +76,15 @@ class GatewayProcess:
 
 
 class MucBridge(GatewayProcess):
-    """muc-bridge linking room@muc.localhost <-> #room and nway@ <-> #nway1 <-> #nway2."""
+    """muc-bridge linking room@muc.localhost <-> #room and nway@ <-> #nway1 <-> #nway2
+    (<-> silcnet/nway if `silc_port` is given)."""
 
     name = "muc-bridge"
     network = "bench"
 
     def __init__(self, workdir: Path, prosody: BenchProsody, ircd: BenchInspIRCd,
-                 log_level: str = "info", uvloop: bool = False) -> None:
+                 log_level: str = "info", uvloop: bool = False,
+                 silc_port: int | None = None) -> None:
         self.uvloop = uvloop  # an experiment: the same bridge on uvloop's event loop
         self.name = "muc-bridge-uvloop" if uvloop else "muc-bridge"
         super().__init__(workdir)
@@ -88,26 +93,34 @@ class MucBridge(GatewayProcess):
         self.log_level = log_level
         self.config_path = workdir / "muc-bridge.yaml"
         self.relay_nick = "mbridge"
+        self.silc_port = silc_port
 
     def config(self) -> dict:
         secret = self.workdir / "component.secret"
         secret.write_text(self.prosody.component_secret)
         secret.chmod(0o600)
         net = self.network
+        networks = {net: {
+            "type": "irc", "host": self.ircd.host, "port": self.ircd.port, "tls": False,
+            "nick": self.relay_nick, "username": "mbridge",
+            "flood": {"burst": 1000, "interval": 0},  # the bench network has no flood limits
+        }}
+        nway = [{"xmpp": self.prosody.room_jid(NWAY_ROOM)},
+                *({"irc": f"{net}/{ch}"} for ch in NWAY_CHANNELS)]
+        if self.silc_port is not None:
+            networks[SILC_NETWORK] = {"type": "silc", "host": "127.0.0.1", "port": self.silc_port,
+                                      "nick": self.relay_nick,
+                                      "key_dir": str(self.workdir / "silc-keys")}
+            nway.append({"silc": f"{SILC_NETWORK}/{SILC_CHANNEL}"})
         return {
             "component": {"jid": self.prosody.component_jid, "server": self.prosody.host,
                           "port": self.prosody.component_port, "secret_file": str(secret)},
             "store": {"url": f"sqlite:///{self.workdir / 'bridge.db'}"},
             "log": {"level": self.log_level, "format": "json"},
-            "networks": {net: {
-                "type": "irc", "host": self.ircd.host, "port": self.ircd.port, "tls": False,
-                "nick": self.relay_nick, "username": "mbridge",
-                "flood": {"burst": 1000, "interval": 0},  # the bench network has no flood limits
-            }},
+            "networks": networks,
             "links": {
                 "bench": [{"xmpp": self.prosody.room_jid(ROOM)}, {"irc": f"{net}/{CHANNEL}"}],
-                "nway": [{"xmpp": self.prosody.room_jid(NWAY_ROOM)},
-                         *({"irc": f"{net}/{ch}"} for ch in NWAY_CHANNELS)],
+                "nway": nway,
             },
         }
 

@@ -18,7 +18,7 @@ COLUMNS = (
     ("lost", "lost"), ("duplicates", "dup"), ("cpu_s_per_1k", "CPU s/1k"),
     ("all_arrived_s", "all in s"), ("irc_floor_s", "IRC floor s"), ("presences", "presences"),
     ("rss_per_puppet_kib", "KiB/puppet"), ("gateway_cpu_s", "CPU s"), ("rss_kib", "RSS KiB"),
-    ("cpu_prosody_s", "Prosody CPU s"),
+    ("cpu_prosody_s", "Prosody CPU s"), ("cpu_silc_s", "SILC server CPU s"),
 )
 BASELINES = ("biboumi", "biboumi-nohist")
 RATIO_FIELDS = (("msg_per_s", "throughput"), ("p50_ms", "p50"), ("p99_ms", "p99"),

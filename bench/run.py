@@ -1,6 +1,7 @@
 """Run the benchmark suite: `python -m bench.run [--n 2000] [--scenarios ...] [--repeat 3]`.
 
-Starts Prosody and InspIRCd on loopback in a temp dir, then for each gateway
+Starts Prosody and InspIRCd on loopback in a temp dir (and, for nway, the project's
+SILC test server as a subprocess: tests/servers/silc), then for each gateway
 (muc-bridge, then biboumi with and without its message history) connects the load
 clients, runs the scenarios `--repeat` times and prints one JSON line and a table
 line per run; at the end the medians, the muc-bridge / biboumi ratios and the
@@ -28,12 +29,14 @@ import structlog
 
 from bench import report, scenarios
 from bench.gateways import (
-    CHANNEL, NWAY_CHANNELS, NWAY_ROOM, REPO, ROOM, Biboumi, GatewayProcess, MucBridge,
+    CHANNEL, NWAY_CHANNELS, NWAY_ROOM, REPO, ROOM, SILC_CHANNEL, Biboumi, GatewayProcess,
+    MucBridge,
 )
 from bench.irc_client import IrcClient
 from bench.profile import Profiler, top_frames
 from bench.scenarios import Phase, irc_endpoint, xmpp_endpoint
 from bench.servers import BenchInspIRCd, BenchProsody
+from bench.silc import SilcServer, SilcUser, silc_endpoint
 from bench.xmpp_client import XmppClient
 
 SCENARIOS = ("irc_to_xmpp", "xmpp_to_irc", "paced", "nway", "puppet_scale")
@@ -60,6 +63,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each (medians reported)")
     parser.add_argument("--puppets", default="200,2000",
                         help="K values for puppet_scale, comma-separated (default 200,2000)")
+    parser.add_argument("--silc-n", type=int,
+                        help="messages the SILC user sends in nway (default: --n; the SILC "
+                             "test server is pure Python, lower this if it falls behind)")
+    parser.add_argument("--no-silc", action="store_true",
+                        help="nway without the SILC channel")
     parser.add_argument("--paced-n", type=int, default=300, help="messages each way in paced")
     parser.add_argument("--rate", type=float, default=50.0, help="paced rate, msg/s")
     parser.add_argument("--gateways", nargs="+", choices=GATEWAYS + EXPERIMENTS,
@@ -92,18 +100,24 @@ class Suite:
         self.failures: list[str] = []
         self.prosody = BenchProsody(workdir / "prosody")
         self.ircd = BenchInspIRCd(workdir / "inspircd")
+        #: The SILC test server, for the SILC channel of the nway link.
+        self.silc = (SilcServer(workdir / "silc") if "nway" in args.scenarios
+                     and not args.no_silc else None)
         self.clients: list[XmppClient | IrcClient] = []
+        self.silc_user: SilcUser | None = None
 
     async def run(self) -> None:
         await self.prosody.start()
         await self.ircd.start()
+        if self.silc is not None:
+            await self.silc.start()
         for user in (USER, USER2):
             await self.prosody.register(user, PASSWORD)
         if "floor" in self.args.gateways:
             await self._floor()
         for uvloop in (False, True):
             bridge = MucBridge(self.workdir / f"muc-bridge-{uvloop}", self.prosody, self.ircd,
-                               uvloop=uvloop)
+                               uvloop=uvloop, silc_port=self.silc.port if self.silc else None)
             if bridge.name in self.args.gateways:
                 await self._phase(bridge, self.args.scenarios)
         baseline = [s for s in self.args.scenarios if s in BASELINE_SCENARIOS]
@@ -116,9 +130,18 @@ class Suite:
     async def close(self) -> None:
         for client in self.clients:
             client.close()
-        for server in (self.prosody, self.ircd):
+        await self._close_silc_user()
+        for server in (self.prosody, self.ircd, self.silc):
+            if server is not None:
+                with contextlib.suppress(Exception):
+                    await server.stop()
+
+    async def _close_silc_user(self) -> None:
+        if self.silc_user is not None:
             with contextlib.suppress(Exception):
-                await server.stop()
+                async with asyncio.timeout(5):
+                    await self.silc_user.close()
+            self.silc_user = None
 
     async def _phase(self, gateway: GatewayProcess, wanted: list[str]) -> None:
         """Measure one gateway; if it fails (dies, never relays), say so and go on."""
@@ -146,6 +169,7 @@ class Suite:
             for client in self.clients:
                 client.close()
             self.clients.clear()
+            await self._close_silc_user()
             await gateway.stop()
 
     async def _floor(self) -> None:
@@ -179,8 +203,11 @@ class Suite:
     def _others(self) -> dict[str, int]:
         """The servers' and the bench's own CPU use, to see who is the bottleneck.
         (bridge.demo.servers keeps its process private; the bench only reads its pid.)"""
-        return {"prosody": self.prosody._process.pid, "inspircd": self.ircd._process.pid,
+        pids = {"prosody": self.prosody._process.pid, "inspircd": self.ircd._process.pid,
                 "bench": os.getpid()}
+        if self.silc is not None:
+            pids["silc"] = self.silc.pid
+        return pids
 
     async def _scenario(self, phase: Phase, name: str) -> list[dict]:
         n = self.args.n
@@ -191,7 +218,7 @@ class Suite:
         if name == "paced":
             return await scenarios.paced(phase, self.args.paced_n, self.args.rate)
         if name == "nway":
-            return await scenarios.nway(phase, n)
+            return await scenarios.nway(phase, n, {"silc": self.args.silc_n or n})
         rows = []
         for k in self.args.puppets:
             rows += await scenarios.puppet_scale(phase, k)
@@ -225,6 +252,11 @@ class Suite:
             nway = (xmpp_endpoint("xmpp", xmpp, nway_room, NICK),
                     irc_endpoint("irc1", irc, NWAY_CHANNELS[0]),
                     irc_endpoint("irc2", irc2, NWAY_CHANNELS[1]))
+            if self.silc is not None:
+                self.silc_user = SilcUser("sbench", self.silc.port)
+                await self.silc_user.connect()
+                await self.silc_user.join(SILC_CHANNEL)
+                nway += (silc_endpoint("silc", self.silc_user, SILC_CHANNEL),)
         return Phase(gateway.name, gateway.pid, xmpp_endpoint("xmpp", xmpp, room, NICK),
                      irc_endpoint("irc", irc, CHANNEL), CHANNEL, ircd.host, ircd.port,
                      xmpp, room, nway, others)

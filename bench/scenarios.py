@@ -26,7 +26,8 @@ class Endpoint:
     """One client in one room or channel, with the board counting what it sees there."""
 
     name: str
-    send: Callable[[str], None]
+    #: Writes one message; may return an awaitable that completes without suspending.
+    send: Callable[[str], Awaitable[None] | None]
     drain: Callable[[], Awaitable[None]]
     board: Board = field(default_factory=Board)
 
@@ -91,11 +92,17 @@ class Phase:
 
 # -- building blocks -------------------------------------------------------------------
 
+async def _send(sender: Endpoint, text: str) -> None:
+    sent = sender.send(text)
+    if sent is not None:
+        await sent
+
+
 async def blast(sender: Endpoint, tag: str, n: int) -> int:
     """Send `n` tagged messages as fast as the socket takes them; returns the first send time."""
     first = time.perf_counter_ns()
     for seq in range(n):
-        sender.send(token(tag, seq, time.perf_counter_ns()))
+        await _send(sender, token(tag, seq, time.perf_counter_ns()))
         if seq % CHUNK == CHUNK - 1:
             await sender.drain()
             await asyncio.sleep(0)
@@ -111,7 +118,7 @@ async def pace(sender: Endpoint, tag: str, n: int, rate: float) -> int:
         delay = start + seq / rate - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        sender.send(token(tag, seq, time.perf_counter_ns()))
+        await _send(sender, token(tag, seq, time.perf_counter_ns()))
     return first
 
 
@@ -147,7 +154,7 @@ async def ready(phase: Phase, timeout: float = 45.0) -> None:
         try:
             async with asyncio.timeout(timeout):
                 for seq in itertools.count():
-                    sender.send(token(tag, seq, time.perf_counter_ns()))
+                    await _send(sender, token(tag, seq, time.perf_counter_ns()))
                     try:
                         await asyncio.wait_for(arrivals.complete.wait(), 1.0)
                         break
@@ -207,40 +214,41 @@ async def floor(phase: Phase, irc_a: Endpoint, irc_b: Endpoint, xmpp_a: Endpoint
             await one_way(phase, "paced_xmpp_to_xmpp", xmpp_a, xmpp_b, paced_n, rate)]
 
 
-async def nway(phase: Phase, n: int) -> list[dict]:
-    """A burst of `n` from every endpoint at once; each message must reach every other
-    endpoint exactly once and never come back to its own."""
+async def nway(phase: Phase, n: int, limits: dict[str, int] | None = None) -> list[dict]:
+    """A burst from every endpoint at once (`n` each, or `limits[name]`); each message
+    must reach every other endpoint exactly once and never come back to its own."""
+    sends = {ep.name: (limits or {}).get(ep.name, n) for ep in phase.nway}
     tags = {ep.name: phase.tag(f"nway_{ep.name}_") for ep in phase.nway}
-    tracked: list[tuple[Endpoint, Arrivals]] = []
+    tracked: list[tuple[str, Endpoint, Arrivals]] = []
     for ep in phase.nway:
         for other in phase.nway:
             if other is not ep:
-                tracked.append((ep, ep.board.track(tags[other.name], n)))
+                tracked.append((other.name, ep, ep.board.track(tags[other.name], sends[other.name])))
     # Endpoints never see their own messages (IRC servers do not echo them, the XMPP
     # endpoint skips its own nick): one of its own tag went round the bridge and back.
-    echoes = [ep.board.track(tags[ep.name], n) for ep in phase.nway]
-    deliveries = n * len(phase.nway) * (len(phase.nway) - 1)
+    echoes = [ep.board.track(tags[ep.name], sends[ep.name]) for ep in phase.nway]
+    deliveries = sum(a.expected for _, _, a in tracked)
 
     async def body() -> dict:
-        firsts = await asyncio.gather(*(blast(ep, tags[ep.name], n) for ep in phase.nway))
+        firsts = await asyncio.gather(*(blast(ep, tags[ep.name], sends[ep.name])
+                                        for ep in phase.nway))
         first = min(firsts)
-        for _, arrivals in tracked:
+        for _, _, arrivals in tracked:
             arrivals.first_send_ns = first
-        await asyncio.gather(*(a.wait(_timeout(deliveries)) for _, a in tracked))
-        received = sum(a.received for _, a in tracked)
-        last = max((a.last_arrival_ns or first) for _, a in tracked)
+        await asyncio.gather(*(a.wait(_timeout(deliveries)) for _, _, a in tracked))
+        received = sum(a.received for _, _, a in tracked)
+        last = max((a.last_arrival_ns or first) for _, _, a in tracked)
         elapsed = (last - first) / 1e9
         return {
             "scenario": "nway", "gateway": phase.gateway,
-            "endpoints": len(phase.nway), "sent": n * len(phase.nway),
+            "endpoints": len(phase.nway), "sent": sum(sends.values()), "sent_by": sends,
             "deliveries_expected": deliveries, "received": received,
             "lost": deliveries - received,
-            "duplicates": sum(a.duplicates for _, a in tracked),
+            "duplicates": sum(a.duplicates for _, _, a in tracked),
             "echoed": sum(a.received for a in echoes),
             "elapsed_s": round(elapsed, 4),
             "msg_per_s": round(received / elapsed, 1) if elapsed > 0 else None,
-            "per_endpoint": {f"{src}->{ep.name}": a.received for ep, a in tracked
-                             for src, t in tags.items() if t == a.tag},
+            "per_endpoint": {f"{src}->{ep.name}": a.received for src, ep, a in tracked},
         }
 
     try:
