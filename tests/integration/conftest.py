@@ -23,6 +23,7 @@ import pytest
 
 from bridge.demo.servers import InspIRCd, NgIRCd, Prosody, ServerFailed, ServerMissing
 from tests.integration.clients import IrcUser, XmppUser
+from tests.servers.silc.server import SilcTestServer
 
 HERE = Path(__file__).parent
 
@@ -61,6 +62,13 @@ async def inspircd(request: pytest.FixtureRequest, tmp_path: Path):
 @pytest.fixture
 async def ngircd(request: pytest.FixtureRequest, tmp_path: Path):
     async with _running(NgIRCd, request, tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
+async def silc_server():
+    """A running spec-written SILC test server (tests/servers/silc) on a free port."""
+    async with SilcTestServer() as server:
         yield server
 
 

@@ -23,8 +23,8 @@ from bridge.core.events import (
     Topic,
 )
 from bridge.silc.adapter import SilcAdapter
+from bridge.store.sqlite import SqliteStore
 from tests.servers.silc import user as tu
-from tests.servers.silc.server import SilcTestServer
 from tests.servers.silc.user import TestUser
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -33,24 +33,13 @@ TUNING = {"tick": 0.1, "backoff_base": 0.05, "backoff_max": 0.2, "rejoin_delay":
 IRC_BOB = Identity("libera", "bob", "bob")
 
 
-class PinStore:
-    def __init__(self):
-        self.pins = {}
-
-    def pinned_key(self, network, host):
-        return self.pins.get((network, host))
-
-    def pin_key(self, network, host, fingerprint):
-        self.pins[(network, host)] = fingerprint
-
-
 class Running:
     """An adapter running as a task, with what it emitted."""
 
     def __init__(self, port: int, key_dir, store=None, options=None, **config):
         self.emitted: list = []
         cfg = SilcNetworkConfig(name="silcnet", host="127.0.0.1", port=port, key_dir=str(key_dir), **config)
-        self.adapter = SilcAdapter(cfg, self.emitted.append, store or PinStore(), tuning=TUNING)
+        self.adapter = SilcAdapter(cfg, self.emitted.append, store or SqliteStore(":memory:"), tuning=TUNING)
         self.adapter.add_endpoint("hackers", options or {})
         self.task = asyncio.create_task(self.adapter.run())
 
@@ -83,12 +72,6 @@ class Running:
         await self.adapter.close()
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(self.task, 5)
-
-
-@pytest.fixture
-async def silc_server():
-    async with SilcTestServer() as server:
-        yield server
 
 
 @pytest.fixture
@@ -185,7 +168,7 @@ async def test_security_report(silc_server, running):
 
 
 async def test_a_changed_server_key_is_refused(silc_server, running):
-    store = PinStore()
+    store = SqliteStore(":memory:")
     first = await running(store=store).joined()
     await first.stop()
     old = silc_server.fingerprint

@@ -91,12 +91,6 @@ class Bridge:
 
 
 @pytest.fixture
-async def silc_server():
-    async with SilcTestServer() as server:
-        yield server
-
-
-@pytest.fixture
 async def make_bridge():
     """Bridge(...) factory; every bridge made is stopped at teardown."""
     made: list[Bridge] = []

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from bridge.config import ConfigError, load_config, parse_config, warnings_for
+from bridge.config import ConfigError, parse_config, warnings_for
 
 GOOD = """\
 component:

@@ -1,6 +1,5 @@
 """MUC room logic against scripted stanzas: what is relayed, what is an echo."""
 
-import asyncio
 from xml.etree import ElementTree as ET
 
 import pytest

@@ -17,24 +17,14 @@ from bridge.silc import events as ev
 from bridge.silc.adapter import SilcAdapter, clean, decode_text, split_utf8
 from bridge.silc.message import MessageFlag, SignatureState
 from bridge.silc.session import KeyRefused
+from bridge.store.sqlite import SqliteStore
 
 from .keys import key_pair
 
 
-class PinStore:
-    def __init__(self):
-        self.pins = {}
-
-    def pinned_key(self, network, host):
-        return self.pins.get((network, host))
-
-    def pin_key(self, network, host, fingerprint):
-        self.pins[(network, host)] = fingerprint
-
-
 def adapter(**config):
     emitted = []
-    a = SilcAdapter(SilcNetworkConfig(name="silcnet", host="silc.test", **config), emitted.append, PinStore())
+    a = SilcAdapter(SilcNetworkConfig(name="silcnet", host="silc.test", **config), emitted.append, SqliteStore(":memory:"))
     a.add_endpoint("Hackers", {"passphrase": None})
     return a, emitted
 
@@ -101,7 +91,7 @@ def test_server_key_is_pinned_on_first_use_then_enforced():
     a, _ = adapter()
     first, second = key_pair("server").public, key_pair("other").public
     a._check_server_key(first)
-    assert a.store.pins[("silcnet", "silc.test:706")] == first.fingerprint
+    assert a.store.pinned_key("silcnet", "silc.test:706") == first.fingerprint
     a._check_server_key(first)
     with pytest.raises(KeyRefused) as err:
         a._check_server_key(second)
@@ -114,7 +104,7 @@ def test_configured_fingerprint_wins_over_pinning():
     spaced = " ".join(key.fingerprint[i : i + 4] for i in range(0, 40, 4)).lower()
     a, _ = adapter(server_fingerprint=spaced)
     a._check_server_key(key)
-    assert not a.store.pins
+    assert a.store.pinned_key("silcnet", "silc.test:706") is None
     with pytest.raises(KeyRefused, match="server_fingerprint"):
         a._check_server_key(key_pair("other").public)
 

@@ -354,7 +354,7 @@ async def test_identify_lists_matches(h):
 
 
 async def test_hmac_change_and_channel_id_change(h):
-    from bridge.silc.ids import IdType, SilcId
+    from bridge.silc.ids import SilcId
     from bridge.silc.message import ChannelKey
 
     alice = h.server.add_user(5, "alice")
