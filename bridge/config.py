@@ -229,17 +229,12 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     errors = [p for p in r.problems if not p.warning]
     if errors or None in (component, store, log):
         raise ConfigError(source, sorted(r.problems, key=lambda p: p.line))
-    config = Config(component, store, log, networks, links)
-    config_warnings[id(config)] = [p for p in r.problems if p.warning]
-    return config
-
-
-#: Warnings found while loading each Config (keyed by id); see `warnings_for`.
-config_warnings: dict[int, list[Problem]] = {}
+    return Config(component, store, log, networks, links,
+                  tuple(p for p in r.problems if p.warning))
 
 
 def warnings_for(config: Config) -> list[Problem]:
-    return config_warnings.get(id(config), [])
+    return list(config.warnings)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

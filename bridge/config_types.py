@@ -112,3 +112,4 @@ class Config:
     log: LogConfig
     networks: dict[str, NetworkConfig]
     links: tuple[LinkConfig, ...]
+    warnings: tuple = ()  # bridge.config.Problem entries that did not stop loading
