@@ -15,7 +15,8 @@ connection (and the rest of that read). This subclass overrides the minimum:
   a text that starts with 0x01 is CTCP, the final 0x01 is optional, and no
   obsolete low-level dequoting (which turns "\\x10n" into a newline).
 - `send_raw`: the single place where lines reach the socket refuses CR, LF
-  and NUL, whatever the caller did; lines sent in one loop turn share one write.
+  and NUL, whatever the caller did; lines sent in one loop turn share one write
+  (one per FLUSH_LINES lines).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ log = structlog.get_logger(__name__)
 #: Longest line kept: 8191 bytes of message tags plus a 512-byte message,
 #: rounded up. Anything longer is dropped unread.
 MAX_RECEIVED_LINE = 16384
+
+#: Lines queued before a write without waiting for the end of the loop turn, so the
+#: server starts on a long burst while the rest of it is built.
+FLUSH_LINES = 64
 
 
 class LineBuffer:
@@ -136,7 +141,7 @@ class HardenedConnection(AioConnection):
         if not pending:
             asyncio.get_running_loop().call_soon(self.flush)
         pending.append(data)
-        if string.startswith("QUIT"):
+        if string.startswith("QUIT") or len(pending) >= FLUSH_LINES:
             self.flush()
 
     def flush(self) -> None:

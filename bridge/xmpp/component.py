@@ -24,6 +24,10 @@ log = structlog.get_logger(__name__)
 
 StanzaHandler = Callable[[str, ET.Element], None]
 
+#: Characters queued before a write without waiting for the end of the loop turn:
+#: in a long burst the server starts on the first stanzas while later ones are built.
+FLUSH_SIZE = 16384
+
 
 class HandshakeRefused(Exception):
     """The server refused the component's secret; retrying cannot help."""
@@ -63,24 +67,28 @@ class Component:
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[ET.Element]] = {}
         self._outgoing: list[str] = []
+        self._outgoing_size = 0
 
     # -- sending ---------------------------------------------------------
 
     def send(self, data: str) -> bool:
         """Queue one stanza for this loop turn's write; False (nothing sent) while offline.
 
-        Stanzas sent in one turn of the event loop go out in one write: a burst
-        costs one system call per turn, not one per stanza.
+        Stanzas sent in one turn of the event loop go out in one write (or one
+        per FLUSH_SIZE characters): a burst costs few system calls, not one per stanza.
         """
         if not self.online or self.stream is None or self.stream.transport is None:
             return False
         if not self._outgoing:
             asyncio.get_running_loop().call_soon(self.flush)
         self._outgoing.append(data)
+        self._outgoing_size += len(data)
+        if self._outgoing_size >= FLUSH_SIZE:
+            self.flush()
         return True
 
     def flush(self) -> None:
-        data, self._outgoing = "".join(self._outgoing), []
+        data, self._outgoing, self._outgoing_size = "".join(self._outgoing), [], 0
         stream = self.stream
         if data and self.online and stream is not None and stream.transport is not None:
             stream.transport.write(data.encode())

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from irc.client_aio import AioReactor
 
-from bridge.irc.connection import HardenedConnection, LineBuffer
+from bridge.irc.connection import FLUSH_LINES, HardenedConnection, LineBuffer
 
 
 class FakeTransport:
@@ -132,6 +132,15 @@ async def test_lines_of_one_loop_turn_share_one_write_with_crlf(conn):
     assert conn.transport.written == []
     await asyncio.sleep(0)
     assert conn.transport.written == [b"PRIVMSG #c :hi\r\nPRIVMSG #c :there\r\n"]
+
+
+async def test_a_long_burst_starts_going_out_before_the_turn_ends_in_order(conn):
+    lines = [f"PRIVMSG #c :{n}" for n in range(FLUSH_LINES * 3 + 5)]
+    for line in lines:
+        conn.send_raw(line)
+    assert len(conn.transport.written) == 3  # the server can start on them already
+    await asyncio.sleep(0)
+    assert b"".join(conn.transport.written) == "".join(f"{line}\r\n" for line in lines).encode()
 
 
 async def test_quit_goes_out_at_once(conn):
