@@ -176,7 +176,8 @@ def markdown(table: dict[tuple[str, str], dict], header: dict, profiles: dict[st
              f"Date: {header['date']}  ",
              f"Machine: {header['machine']['cpus']} CPUs ({header['machine']['cpu_model']}), "
              f"{header['machine']['ram_gib']} GiB RAM, Linux {header['machine']['kernel']}  ",
-             "Versions: " + ", ".join(f"{k} {v}" for k, v in header["versions"].items()), "",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in header["versions"].items()) + "  ",
+             f"Prosody's garbage collector: {header['prosody_gc']} (`--prosody-gc`)", "",
              f"Figures are medians of {header['repeat']} runs (N={header['n']} for bursts).", "",
              *(f"**Failed:** {failure}  " for failure in header.get("failures", ())),
              *([""] if header.get("failures") else [])]

@@ -253,6 +253,8 @@ def _lua(value: Any) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     if isinstance(value, (list, tuple)):
         return "{ " + ", ".join(_lua(v) for v in value) + " }"
+    if isinstance(value, dict):
+        return "{ " + "; ".join(f"[{_lua(k)}] = {_lua(v)}" for k, v in value.items()) + " }"
     raise TypeError(f"no Lua literal for {value!r}")
 
 
@@ -270,8 +272,10 @@ class Prosody(ServerProcess):
 
     def __init__(self, workdir: str | os.PathLike[str], *, muc_mam: bool = False,
                  muc_options: dict[str, Any] | None = None, tls: bool = False,
-                 log_level: str = "info") -> None:
+                 log_level: str = "info", settings: dict[str, Any] | None = None) -> None:
         super().__init__(workdir)
+        #: More global options, e.g. {"gc": {"mode": "generational"}}.
+        self.settings = settings or {}
         self.tls = tls
         self.host = HOST
         self.c2s_port = free_port()
@@ -312,6 +316,7 @@ class Prosody(ServerProcess):
             f'log = {{ {{ levels = {{ min = {_lua(self.log_level)} }}, to = "file", '
             f"filename = {_lua(str(self.workdir / 'prosody.log'))} }} }}",
             f"modules_enabled = {_lua(modules)}",
+            *(f"{key} = {_lua(value)}" for key, value in self.settings.items()),
             'modules_disabled = { "s2s", "s2s_auth_certs" }',
             f"interfaces = {_lua([HOST])}",
             f"c2s_ports = {_lua([self.c2s_port])}",
