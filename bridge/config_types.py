@@ -17,7 +17,7 @@ class ComponentConfig:
     port: int = 5347
     bot_nick: str = "bridge"
     puppet_idle: float = 3600.0
-    puppet_limit: int = 50
+    puppet_limit: int = 20  # presence traffic grows with its square: docs/design-notes.md
     nick_suffix: str = "[i]"
     ping_interval: float = 60.0  # XEP-0410 self-ping per room
 
