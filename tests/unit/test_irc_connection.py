@@ -25,7 +25,7 @@ async def conn():
     """A connection as `connect` leaves it, on a fake transport, recording events."""
     reactor = AioReactor(loop=asyncio.get_running_loop())
     c = HardenedConnection(reactor, "testnet")
-    c.buffer, c.handlers, c.real_server_name, c.real_nickname = LineBuffer(), {}, "", "me"
+    c.buffer, c.handlers, c.real_server_name, c.real_nickname = LineBuffer(), {}, "srv", "me"
     c.transport, c.connected = FakeTransport(), True
     c.seen = []
     reactor.add_global_handler("all_events", lambda _, e: c.seen.append(e) if e.type != "all_raw_messages" else None)
@@ -58,6 +58,34 @@ def test_garbage_in_one_read_does_not_stop_the_lines_after_it(conn):
     conn.process_data(data)
     assert events(conn, "pubmsg") == [("pubmsg", "bob!b@h", "#c", ["still here"])]
     assert conn.connected and not conn.transport.closed
+
+
+SAME_AS_LIBRARY = [
+    ":bob!b@h PRIVMSG #c :hello there",
+    ":bob!b@h PRIVMSG #c ::) colon first",
+    ":bob!b@h PRIVMSG #c :",
+    ":bob!b@h PRIVMSG me :a private word",
+    ":bob!b@h PRIVMSG #c :\x01ACTION waves\x01",
+    "@time=2026-11-25T10:00:00.000Z;account=bob :bob!b@h PRIVMSG #c :tagged",
+    "@+draft/reply=x\\sy :bob!b@h PRIVMSG #c :escaped tag value",
+    ":bob!b@h PRIVMSG #c one-word-without-colon",
+    ":bob!b@h  PRIVMSG #c :two spaces",
+    ":bob!b@h NOTICE #c :a notice",
+    ":bob!b@h JOIN #c",
+    "@time=2026-11-25T10:00:00.000Z :bob!b@h JOIN #c",
+    ":server.test PRIVMSG me :from a server",
+]
+
+
+@pytest.mark.parametrize("line", SAME_AS_LIBRARY)
+def test_the_privmsg_fast_path_gives_what_the_library_gives(conn, line):
+    conn.process_data(line.encode() + b"\r\n")
+    fast = [(e.type, e.source, e.target, e.arguments, e.tags) for e in conn.seen]
+    conn.seen.clear()
+    conn._process_line(line)  # the library's own parser
+    slow = [(e.type, e.source, e.target, e.arguments, e.tags) for e in conn.seen
+            if e.type != "all_raw_messages"]
+    assert fast == slow and fast
 
 
 def test_invalid_utf8_falls_back_to_latin1_per_line(conn):
