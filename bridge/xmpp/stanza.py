@@ -30,8 +30,14 @@ def text(value: str) -> str:
     return escape(_NOT_XML.sub("", value))
 
 
+# What an attribute value can hold as it is (most JIDs and ids): no markup, quotes or controls.
+_PLAIN_ATTR = re.compile("[^<>&'\"\x00-\x1f\ud800-\udfff\ufffe\uffff]*")
+
+
 def attr(value: str) -> str:
     """A quoted attribute value."""
+    if _PLAIN_ATTR.fullmatch(value):
+        return f"'{value}'"
     return quoteattr(_NOT_XML.sub("", value))
 
 
