@@ -17,12 +17,11 @@ connection (and the rest of that read). This subclass overrides the minimum:
   obsolete low-level dequoting (which turns "\\x10n" into a newline).
 - `send_raw`: the single place where lines reach the socket refuses CR, LF
   and NUL, whatever the caller did; lines sent in one loop turn share one write
-  (one per FLUSH_LINES lines).
+  (`bridge.core.coalesce`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import structlog
@@ -30,15 +29,13 @@ from irc.client import Event, NickMask, ServerNotConnectedError, is_channel
 from irc.client_aio import AioConnection
 from irc.message import Tag
 
+from bridge.core.coalesce import Coalescer
+
 log = structlog.get_logger(__name__)
 
 #: Longest line kept: 8191 bytes of message tags plus a 512-byte message,
 #: rounded up. Anything longer is dropped unread.
 MAX_RECEIVED_LINE = 16384
-
-#: Lines queued before a write without waiting for the end of the loop turn, so the
-#: server starts on a long burst while the rest of it is built.
-FLUSH_LINES = 64
 
 
 class LineBuffer:
@@ -89,6 +86,7 @@ class HardenedConnection(AioConnection):
         self.network = network
         self.last_received = time.monotonic()
         self.dropped_lines = 0
+        self._writes = Coalescer(self._write)
 
     def process_data(self, new_data: bytes) -> None:
         self.last_received = time.monotonic()
@@ -158,21 +156,13 @@ class HardenedConnection(AioConnection):
         if self.transport is None:
             raise ServerNotConnectedError("Not connected.")
         log.debug("irc_send", network=self.network, line=_redacted(string))
-        data = self._prep_message(string)
-        pending = self.__dict__.setdefault("_pending", [])
-        if not pending:
-            asyncio.get_running_loop().call_soon(self.flush)
-        pending.append(data)
-        if string.startswith("QUIT") or len(pending) >= FLUSH_LINES:
-            self.flush()
+        self._writes.add(self._prep_message(string))
+        if string.startswith("QUIT"):
+            self._writes.flush()
 
-    def flush(self) -> None:
-        """Write the queued lines in one system call."""
-        pending = self.__dict__.get("_pending")
-        if pending and self.transport is not None:
-            self.transport.write(b"".join(pending))
-        if pending:
-            pending.clear()
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
 
 
 def _command_of(line: str) -> str:

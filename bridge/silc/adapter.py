@@ -116,8 +116,9 @@ class SilcAdapter(Adapter):
         """Waits (up to DELIVER_WAIT) while the channel is not joined yet, e.g.
         for the notice posted when a link starts, then drops."""
         channel = session = None
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._started.wait(), DELIVER_WAIT)
+        if not self._started.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._started.wait(), DELIVER_WAIT)
         if self._client is not None:
             channel = await self._client.wait_channel(room, DELIVER_WAIT)
             session = self._client.session

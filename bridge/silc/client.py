@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import structlog
 
 from bridge.core.backoff import Backoff
+from bridge.core.coalesce import Coalescer
 from bridge.silc import events as ev
 from bridge.silc.buffer import DecodeError
 from bridge.silc.channel import Channel
@@ -86,6 +87,8 @@ class SilcClient:
     async def wait_channel(self, name: str, timeout: float) -> Channel | None:
         """The joined channel `name`, waiting up to `timeout` for the join."""
         key = name.casefold()
+        if key in self.joined:
+            return self.joined[key]
         async with self._joins:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._joins.wait_for(lambda: key in self.joined), timeout)
@@ -131,13 +134,14 @@ class SilcClient:
             writer.close()
             return
         session: Session | None = None
+        writes = Coalescer(writer.write)
 
         def transmit(data: bytes) -> None:
-            if writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            if writer.transport.get_write_buffer_size() + writes.size > MAX_WRITE_BUFFER:
                 if session is not None:
                     session.fail(SessionError("the server is not reading"))
                 raise NotConnected("the server is not reading")
-            writer.write(data)
+            writes.add(data)
 
         tasks: list[asyncio.Task] = []
         try:
@@ -163,6 +167,7 @@ class SilcClient:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.joined.clear()
+            writes.flush()
             writer.close()
             with contextlib.suppress(OSError, asyncio.TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), 2)

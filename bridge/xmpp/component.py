@@ -17,16 +17,13 @@ import structlog
 from slixmpp import ComponentXMPP
 
 from bridge.config_types import ComponentConfig
+from bridge.core.coalesce import Coalescer
 from bridge.core.backoff import Backoff
 from bridge.xmpp.stanza import attr, local
 
 log = structlog.get_logger(__name__)
 
 StanzaHandler = Callable[[str, ET.Element], None]
-
-#: Characters queued before a write without waiting for the end of the loop turn:
-#: in a long burst the server starts on the first stanzas while later ones are built.
-FLUSH_SIZE = 16384
 
 
 class HandshakeRefused(Exception):
@@ -66,32 +63,24 @@ class Component:
         self.online = False
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[ET.Element]] = {}
-        self._outgoing: list[str] = []
-        self._outgoing_size = 0
+        self._outgoing = Coalescer(self._write)
 
     # -- sending ---------------------------------------------------------
 
     def send(self, data: str) -> bool:
-        """Queue one stanza for this loop turn's write; False (nothing sent) while offline.
-
-        Stanzas sent in one turn of the event loop go out in one write (or one
-        per FLUSH_SIZE characters): a burst costs few system calls, not one per stanza.
-        """
+        """Queue one stanza for this loop turn's write; False (nothing sent) while offline."""
         if not self.online or self.stream is None or self.stream.transport is None:
             return False
-        if not self._outgoing:
-            asyncio.get_running_loop().call_soon(self.flush)
-        self._outgoing.append(data)
-        self._outgoing_size += len(data)
-        if self._outgoing_size >= FLUSH_SIZE:
-            self.flush()
+        self._outgoing.add(data.encode())
         return True
 
     def flush(self) -> None:
-        data, self._outgoing, self._outgoing_size = "".join(self._outgoing), [], 0
+        self._outgoing.flush()
+
+    def _write(self, data: bytes) -> None:
         stream = self.stream
-        if data and self.online and stream is not None and stream.transport is not None:
-            stream.transport.write(data.encode())
+        if self.online and stream is not None and stream.transport is not None:
+            stream.transport.write(data)
 
     def new_id(self) -> str:
         return f"mb{next(self._ids)}"

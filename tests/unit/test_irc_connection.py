@@ -5,7 +5,8 @@ import asyncio
 import pytest
 from irc.client_aio import AioReactor
 
-from bridge.irc.connection import FLUSH_LINES, HardenedConnection, LineBuffer
+from bridge.core.coalesce import FLUSH_SIZE
+from bridge.irc.connection import HardenedConnection, LineBuffer
 
 
 class FakeTransport:
@@ -163,10 +164,10 @@ async def test_lines_of_one_loop_turn_share_one_write_with_crlf(conn):
 
 
 async def test_a_long_burst_starts_going_out_before_the_turn_ends_in_order(conn):
-    lines = [f"PRIVMSG #c :{n}" for n in range(FLUSH_LINES * 3 + 5)]
+    lines = [f"PRIVMSG #c :{n:04} {'x' * 100}" for n in range(3 * FLUSH_SIZE // 100)]
     for line in lines:
         conn.send_raw(line)
-    assert len(conn.transport.written) == 3  # the server can start on them already
+    assert len(conn.transport.written) >= 2  # the server can start on them already
     await asyncio.sleep(0)
     assert b"".join(conn.transport.written) == "".join(f"{line}\r\n" for line in lines).encode()
 

@@ -4,7 +4,8 @@ import asyncio
 from types import SimpleNamespace
 
 from bridge.config_types import ComponentConfig
-from bridge.xmpp.component import FLUSH_SIZE, Component
+from bridge.core.coalesce import FLUSH_SIZE
+from bridge.xmpp.component import Component
 
 
 class FakeTransport:
