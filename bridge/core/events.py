@@ -77,15 +77,17 @@ class Part(Event):
 
 @dataclass(frozen=True, slots=True)
 class NickChange(Event):
+    """A new nick, or a new key for the same person (`renamed`)."""
+
     new_nick: str
+    #: The sender after the change when the network keys them differently now (an IRC
+    #: user known by nick, or one who just logged in); None: same key, new nick.
+    renamed: Identity | None = None
 
     @property
     def new_identity(self) -> Identity:
-        """The sender after the change: an identity keyed by its nick (IRC
-        without accounts) changes key; one keyed by an account or a key does not."""
         old = self.sender
-        native_id = self.new_nick if old.native_id == old.nick else old.native_id
-        return Identity(old.network, native_id, self.new_nick)
+        return self.renamed or Identity(old.network, old.native_id, self.new_nick)
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,9 @@ REJOIN_AFTER_KICK = 5.0
 MAX_SHOWN_NICK = 64
 #: JOIN lines carry several channels, up to this many bytes.
 JOIN_LINE = 400
+#: Marks the native id of a user known by nick only. Account names are IRC parameters
+#: (ACCOUNT, extended-join) and services never allow ":" in them: no account looks like this.
+NICK_KEY = "nick:"
 JOIN_FAILURES = ("nosuchchannel", "toomanychannels", "channelisfull", "inviteonlychan",
                  "bannedfromchan", "badchannelkey", "badchanmask",
                  "nochanmodes")  # 477, which networks use for "register your nick first"
@@ -191,11 +194,13 @@ class IrcAdapter(Adapter):
         return Endpoint(self.network, room) if room is not None else None
 
     def _identity(self, nick: str, tags: dict[str, str | None] | None = None) -> Identity:
+        """Keyed by account when the network tells it, else by nick (folded and marked,
+        so that an unregistered nick never passes for an account of the same name)."""
         account = (tags or {}).get("account")
         if account:
             self.roster.set_account(nick, account)
         account = account or self.roster.account(nick)
-        return Identity(self.network, account or nick, nick)
+        return Identity(self.network, account or NICK_KEY + self.roster.fold(nick), nick)
 
     def _on_isupport(self, event: IrcEvent) -> None:
         casemapping = getattr(self.client.features, "casemapping", None)
@@ -275,13 +280,25 @@ class IrcAdapter(Adapter):
             return  # our own: the client follows it
         tags = _tags(event)
         sender = self._identity(old, tags)
-        for folded in self.roster.rename(old, new):
-            endpoint = self._endpoint(folded)
-            if endpoint is not None:
-                self.emit(NickChange(endpoint, sender, new, time=_time(tags)))
+        channels = self.roster.rename(old, new)
+        self._rekeyed(channels, sender, self._identity(new, tags), tags)
 
     def _on_account(self, event: IrcEvent) -> None:  # account-notify: ACCOUNT <name or *>
-        self.roster.set_account(event.source.nick, event.target)
+        nick = event.source.nick
+        if self.client.is_me(nick):
+            return
+        before = self._identity(nick)
+        self.roster.set_account(nick, event.target)
+        after = self._identity(nick)
+        if after.key != before.key:  # logged in or out: the same person, keyed anew
+            self._rekeyed(self.roster.channels_of(nick), before, after, _tags(event))
+
+    def _rekeyed(self, channels: list[str], before: Identity, after: Identity,
+                 tags: dict[str, str | None]) -> None:
+        for folded in channels:
+            endpoint = self._endpoint(folded)
+            if endpoint is not None:
+                self.emit(NickChange(endpoint, before, after.nick, renamed=after, time=_time(tags)))
 
     def _on_away(self, event: IrcEvent) -> None:  # away-notify: AWAY [:message]
         nick = event.source.nick

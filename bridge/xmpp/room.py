@@ -379,13 +379,14 @@ class Room:
             puppet = self.puppets.pop(event.sender.key, None)
             if renamed.key == event.sender.key:
                 self.store.rename_puppet(renamed, renamed.nick)
-            if puppet is not None:  # a MUC nick change (7.6): same occupant JID
+            if puppet is not None:
                 self.puppets[renamed.key] = puppet
                 puppet.identity = renamed
-                puppet.attempts = 0
-                self._release(puppet)
-                puppet.nick = event.new_nick
-                self._send_join(puppet)
+                if event.new_nick != event.sender.nick:  # a MUC nick change (7.6): same occupant JID
+                    puppet.attempts = 0
+                    self._release(puppet)
+                    puppet.nick = event.new_nick
+                    self._send_join(puppet)
 
     def _deliver_message(self, event: Message) -> None:
         body = f"/me {event.text}" if event.kind is MessageKind.ACTION else event.text

@@ -16,7 +16,7 @@ from bridge.config_types import FloodConfig, IrcNetworkConfig
 from bridge.core.events import (
     Endpoint, Identity, Join, Kick, Message, MessageKind, NickChange, Part, Topic,
 )
-from bridge.irc.adapter import IrcAdapter
+from bridge.irc.adapter import NICK_KEY, IrcAdapter
 from bridge.irc.split import MAX_LINE
 from tests.servers.scripted_ircd import Recorder, running
 
@@ -78,7 +78,7 @@ async def test_irc_people_speak_and_come_and_go(inspircd, irc_user, bob):
         await carol.quit("gone home")
         await events.wait_for(lambda e: isinstance(e, Part) and e.quit)
 
-        bob_id = Identity("testnet", "bob", "bob")
+        bob_id = Identity("testnet", NICK_KEY + "bob", "bob")
         msgs = events.of(Message)
         assert [(m.sender, m.text, m.kind) for m in msgs] == [
             (bob_id, "hello *bridge* in red", MessageKind.PLAIN),
@@ -87,7 +87,7 @@ async def test_irc_people_speak_and_come_and_go(inspircd, irc_user, bob):
         ]
         assert all(m.endpoint == Endpoint("testnet", ROOM) and m.native_id for m in msgs)
         assert [(t.sender, t.text) for t in events.of(Topic)] == [(bob_id, "bridged _topic_")]
-        carol_id, caroline = Identity("testnet", "carol", "carol"), Identity("testnet", "caroline", "caroline")
+        carol_id, caroline = (Identity("testnet", NICK_KEY + n, n) for n in ("carol", "caroline"))
         assert [e.sender for e in events.of(Join)] == [carol_id, caroline, caroline]
         assert [(e.sender, e.new_nick) for e in events.of(NickChange)] == [(carol_id, "caroline")]
         assert [(k.sender, k.target, k.reason) for k in events.of(Kick)] == [(bob_id, caroline, "too loud")]

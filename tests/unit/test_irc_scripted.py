@@ -12,13 +12,18 @@ from bridge.core.events import (
 )
 from bridge.irc import adapter as adapter_module
 from bridge.irc import client as client_module
-from bridge.irc.adapter import IrcAdapter
+from bridge.irc.adapter import NICK_KEY, IrcAdapter
 from bridge.irc.split import MAX_LINE
 from tests.servers.scripted_ircd import Recorder, ScriptedIrcd, running
 
 NET = "testnet"
 CHAN = "#test"
 EP = Endpoint(NET, CHAN)
+
+
+def by_nick(nick):
+    """A user the network tells no account for (all these nicks are lower case)."""
+    return Identity(NET, NICK_KEY + nick, nick)
 
 
 @pytest.fixture
@@ -235,7 +240,7 @@ async def test_messages_actions_notices_and_formatting(ircd):
             ("case folded", MessageKind.PLAIN),
         ]
         first = msgs[0]
-        assert first.endpoint == EP and first.sender == Identity(NET, "bob", "bob")
+        assert first.endpoint == EP and first.sender == by_nick("bob")
         assert first.native_id == "abc" and first.time == 1577836800.0
 
 
@@ -250,6 +255,51 @@ async def test_account_names_identify_users_when_the_network_tells_them(ircd):
         assert events.of(Join)[0].sender == Identity(NET, "alice_acct", "alice")
         assert [m.sender for m in events.of(Message)] == [
             Identity(NET, "alice_acct", "alice"), Identity(NET, "carol_acct", "carol")]
+
+
+async def test_an_account_and_an_unregistered_nick_of_the_same_name_are_two_people(ircd):
+    adapter, events = make_adapter(ircd.port)
+    async with running(adapter):
+        client = await joined(ircd)
+        client.send("@account=alice :bob!b@h PRIVMSG #test :I am logged in as alice")
+        client.send(":alice!a@h PRIVMSG #test :I only use the nick alice")
+        await events.wait_for(lambda e: isinstance(e, Message) and e.text.startswith("I only"))
+        first, second = events.of(Message)
+        assert first.sender == Identity(NET, "alice", "bob") and second.sender == by_nick("alice")
+        assert first.sender.key != second.sender.key
+
+
+async def test_a_nick_change_keeps_an_account_user_s_key_and_rekeys_a_nick_user(ircd):
+    adapter, events = make_adapter(ircd.port)
+    async with running(adapter):
+        client = await joined(ircd)
+        client.send(":alice!a@h JOIN #test alice :Alice")  # extended-join: account alice
+        client.send(":bob!b@h JOIN #test * :Bob")
+        client.send(":alice!a@h NICK :alice_away")
+        client.send(":bob!b@h NICK :bobby")
+        client.send(":alice_away!a@h PRIVMSG #test :back soon")
+        await events.wait_for(lambda e: isinstance(e, Message))
+        alice, bobby = events.of(NickChange)
+        assert alice.new_identity == Identity(NET, "alice", "alice_away")
+        assert alice.new_identity.key == alice.sender.key
+        assert bobby.sender == by_nick("bob") and bobby.new_identity == by_nick("bobby")
+        assert events.of(Message)[0].sender == alice.new_identity
+
+
+async def test_logging_in_or_out_rekeys_the_same_person_under_the_same_nick(ircd):
+    adapter, events = make_adapter(ircd.port)
+    async with running(adapter):
+        client = await joined(ircd)
+        client.send(":carol!c@h JOIN #test * :Carol")
+        client.send(":carol!c@h ACCOUNT carol_acct")  # account-notify
+        client.send(":carol!c@h ACCOUNT *")
+        client.send(":carol!c@h PRIVMSG #test :logged out again")
+        await events.wait_for(lambda e: isinstance(e, Message))
+        login, logout = events.of(NickChange)
+        assert (login.sender, login.new_identity) == (by_nick("carol"), Identity(NET, "carol_acct", "carol"))
+        assert (logout.sender, logout.new_identity) == (login.new_identity, by_nick("carol"))
+        assert login.new_nick == logout.new_nick == "carol"
+        assert events.of(Message)[0].sender == by_nick("carol")
 
 
 async def test_membership_events(ircd):
@@ -271,8 +321,7 @@ async def test_membership_events(ircd):
             client.send(line)
         await events.wait_for(lambda e: isinstance(e, Topic))
         got = [e for e in events.events if not isinstance(e, Join)]
-        alice, alicia, bob = (Identity(NET, n, n) for n in ("alice", "alicia", "bob"))
-        dave, op = Identity(NET, "dave", "dave"), Identity(NET, "op", "op")
+        alice, alicia, bob, dave, op = map(by_nick, ("alice", "alicia", "bob", "dave", "op"))
         assert [(type(e), e.endpoint.room) for e in got] == [
             (NickChange, "#test"), (NickChange, "#other"),
             (Part, "#test"), (Kick, "#test"), (Presence, "#other"), (Part, "#other"), (Topic, "#test"),

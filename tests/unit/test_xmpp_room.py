@@ -198,10 +198,24 @@ async def test_nick_keyed_identity_keeps_its_occupant_after_a_nick_change(room):
     await room.deliver(Message(IRC, BOB, "hi"))
     pjid = "bob%libera@bridge.example.org/bridge"
     room.on_presence(presence("bob", to=pjid, codes=("110",)), pjid)
-    await room.deliver(NickChange(IRC, BOB, "bobby"))
-    await room.deliver(Message(IRC, Identity("libera", "bobby", "bobby"), "renamed"))
+    bobby = Identity("libera", "bobby", "bobby")
+    await room.deliver(NickChange(IRC, BOB, "bobby", renamed=bobby))
+    await room.deliver(Message(IRC, bobby, "renamed"))
     last = room.component.sent[-1]
     assert last.get("from") == pjid and last.findtext(f"{{{NS}}}body") == "renamed"
+
+
+async def test_a_new_key_under_the_same_nick_keeps_the_occupant_without_a_presence(room):
+    await room.deliver(Message(IRC, BOB, "hi"))
+    pjid = "bob%libera@bridge.example.org/bridge"
+    room.on_presence(presence("bob", to=pjid, codes=("110",)), pjid)
+    sent = len(room.component.sent)
+    logged_in = Identity("libera", "bob_account", "bob")
+    await room.deliver(NickChange(IRC, BOB, "bob", renamed=logged_in))
+    assert len(room.component.sent) == sent  # nothing the room's occupants would see
+    await room.deliver(Message(IRC, logged_in, "same me"))
+    last = room.component.sent[-1]
+    assert last.get("from") == pjid and last.findtext(f"{{{NS}}}body") == "same me"
 
 
 @pytest.mark.parametrize("condition, rejoins", [("not-acceptable", True), ("item-not-found", True),
