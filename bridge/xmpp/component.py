@@ -3,6 +3,7 @@
 slixmpp's ComponentXMPP does the stream and the handshake; every message,
 presence and iq after that is handed over as a raw element, so the hot path
 builds no stanza objects and runs no handler matching or outgoing filters.
+Room messages reflected to puppets do not even reach the parser (`framing`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from slixmpp import ComponentXMPP
 from bridge.config_types import ComponentConfig
 from bridge.core.coalesce import Coalescer
 from bridge.core.backoff import Backoff
+from bridge.xmpp.framing import ReflectionFilter
 from bridge.xmpp.stanza import attr, local
 
 log = structlog.get_logger(__name__)
@@ -35,9 +37,17 @@ class _Stream(ComponentXMPP):
         super().__init__(config.jid, config.secret, config.server, config.port)
         self.on_stanza = on_stanza
         self.last_received = time.monotonic()
+        self.reflections = ReflectionFilter()
+
+    def connection_made(self, transport, send_event: bool = True) -> None:
+        self.reflections = ReflectionFilter()  # a new stream from its first byte
+        super().connection_made(transport, send_event)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_received = time.monotonic()
+        super().data_received(self.reflections.feed(data))
 
     def _spawn_event(self, xml: ET.Element) -> None:
-        self.last_received = time.monotonic()
         kind = local(xml.tag)
         if kind in ("message", "presence", "iq") and self.sessionstarted:
             try:

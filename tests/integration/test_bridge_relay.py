@@ -47,6 +47,17 @@ async def test_messages_both_ways_with_names_actions_and_formatting(pair):
     await alice.wait_for_message(ROOM, "/me dances", nick="bob")
 
 
+async def test_the_puppets_copies_of_room_messages_are_cut_before_parsing(pair):
+    alice, bob, bridge = pair
+    for n in range(3):
+        bob.privmsg(CHAN, f"line {n}")
+    await alice.wait_for_message(ROOM, "line 2", nick="bob")
+    alice.say(ROOM, "and one from xmpp")
+    await bob.wait_for_privmsg(CHAN, "<alice> and one from xmpp", sender="relay")
+    reflections = bridge.adapters[0].component.stream.reflections
+    assert reflections.active and reflections.dropped >= 4  # bob's puppet got all four
+
+
 async def test_crlf_in_xmpp_text_cannot_inject_irc_commands(pair):
     alice, bob = pair[:2]
     alice.say(ROOM, "evil\r\nQUIT :x\r\nPRIVMSG #room :forged")

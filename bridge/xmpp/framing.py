@@ -1,0 +1,140 @@
+"""Room messages reflected to puppets, cut out of the raw stream before it is parsed.
+
+Every joined puppet is an occupant, so the room reflects every message to each of
+them as well as to the bot (XEP-0045 7.4), and the bot's copy is the only one the
+bridge uses. In a busy room with many puppets most of what the server sends is such
+copies, and parsing them cost more than the rest of the relay (docs/performance.md).
+
+`ReflectionFilter` frames the bytes into top-level stanzas without tokenizing them:
+in XML 1.0 `<` never occurs in character data or attribute values (sections 2.4 and
+3.1), so once CDATA sections, comments and processing instructions are ruled out
+(`<!` or `<?` inside a stanza), the stanza that starts with `<name` ends at the
+`</name>` that balances the `<name` tags in between. A groupchat message addressed to
+a JID with a localpart (a puppet; the bot is the component's bare JID) is dropped;
+every other byte goes to the parser unchanged. Whatever it does not follow turns it
+off for the rest of the stream and leaves everything to the parser.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: Most bytes held back waiting for the end of one stanza before the filter gives up.
+MAX_PENDING = 1 << 19
+
+# A start or empty-element tag; quoted values may hold '>' (possessive: no backtracking).
+_START = re.compile(rb"""<([^!?/'"<>\s]++)(?:[^'"<>]++|'[^'<]*+'|"[^"<]*+")*+>""")
+_DECLARATION = re.compile(rb"<\?xml[^<>]*\?>")
+_GROUPCHAT = re.compile(rb"""\stype\s*=\s*(['"])groupchat\1""")
+_TO = re.compile(rb"""\sto\s*=\s*(?:'([^']*)'|"([^"]*)")""")
+_NOT_FOLLOWED = re.compile(rb"<[!?]")  # CDATA, comment, DTD, processing instruction
+_INCOMPLETE, _UNKNOWN = -1, -2
+_NAMES = 16  # distinct top-level element names followed (message, presence, iq, ...)
+
+
+class ReflectionFilter:
+    """Feed it what the server sends, from the stream's first byte; give the parser
+    what `feed` returns."""
+
+    def __init__(self, limit: int = MAX_PENDING) -> None:
+        self.limit = limit
+        self.dropped = 0
+        self.active = True
+        self._root_open = False
+        self._pending = b""
+        self._opens: dict[bytes, re.Pattern[bytes]] = {}
+
+    def feed(self, data: bytes) -> bytes:
+        if not self.active:
+            return data
+        buf = self._pending + data if self._pending else data
+        out: list[bytes] = []
+        emitted = pos = 0  # buf[emitted:pos] is decided and kept
+        while self.active:
+            start = buf.find(b"<", pos)
+            if start < 0:  # white space between stanzas
+                pos = len(buf)
+                break
+            end, drop = self._next(buf, start)
+            if end == _INCOMPLETE:
+                pos = start
+                break
+            if end == _UNKNOWN:
+                self.active = False
+                pos = len(buf)
+                break
+            if drop:
+                self.dropped += 1
+                out.append(buf[emitted:start])
+                emitted = end
+            pos = end
+        out.append(buf[emitted:pos])
+        self._pending = buf[pos:]
+        if len(self._pending) > self.limit or not self.active:
+            self.active = False
+            out.append(self._pending)
+            self._pending = b""
+        return b"".join(out)
+
+    def _next(self, buf: bytes, start: int) -> tuple[int, bool]:
+        """End of the stanza (or stream header) at `start` and whether to drop it."""
+        if not self._root_open and buf.startswith(b"<?", start):
+            declaration = _DECLARATION.match(buf, start)
+            if declaration:
+                return declaration.end(), False
+            return (_INCOMPLETE if buf.find(b">", start) < 0 else _UNKNOWN), False
+        tag = _START.match(buf, start)
+        if tag is None:  # cut short by the read, or not a start tag (the stream's end, ...)
+            after = buf[start + 1:start + 2]
+            incomplete = buf.find(b"<", start + 1) < 0 and not (after and after in b"!?/")
+            return (_INCOMPLETE if incomplete else _UNKNOWN), False
+        if not self._root_open:  # the stream's root element stays open
+            self._root_open = True
+            return tag.end(), False
+        if buf[tag.end() - 2] == ord("/"):  # an empty element
+            return tag.end(), _reflected(tag.group())
+        end = self._close(buf, tag.group(1), tag.end())
+        if end == _UNKNOWN:
+            return end, False
+        if _NOT_FOLLOWED.search(buf, start, len(buf) if end == _INCOMPLETE else end):
+            return _UNKNOWN, False  # CDATA could hide a '</name>' or a '<name': not followed
+        return end, end >= 0 and _reflected(tag.group())
+        return end, _reflected(tag.group())
+
+    def _close(self, buf: bytes, name: bytes, pos: int) -> int:
+        """End of the `</name>` that balances the `<name ...>` just before `pos`."""
+        opens = self._opens.get(name)
+        if opens is None:
+            if len(self._opens) >= _NAMES:
+                return _UNKNOWN
+            opens = self._opens[name] = re.compile(b"<" + re.escape(name) + rb"[\s/>]")
+        closing, depth, search = b"</" + name, 1, pos
+        while True:
+            at = buf.find(closing, search)
+            if at < 0:
+                return _INCOMPLETE
+            gt = buf.find(b">", at)
+            if gt < 0:
+                return _INCOMPLETE
+            if buf[at + len(closing):gt].strip():  # </names>: another element
+                search = at + 1
+                continue
+            for nested in opens.finditer(buf, pos, at):
+                tag = _START.match(buf, nested.start())
+                if tag is None:
+                    return _UNKNOWN
+                if buf[tag.end() - 2] != ord("/"):
+                    depth += 1
+            depth -= 1
+            pos = search = gt + 1
+            if depth == 0:
+                return pos
+
+
+def _reflected(tag: bytes) -> bool:
+    """A groupchat message to a puppet (to= with a localpart, no entity to decode)."""
+    if not (tag.startswith(b"<message") and tag[8:9].isspace() and _GROUPCHAT.search(tag)):
+        return False
+    to = _TO.search(tag)
+    value = to and (to[1] if to[1] is not None else to[2])
+    return bool(value) and b"@" in value and b"&" not in value

@@ -1,0 +1,119 @@
+"""The reflection filter: whatever the stream holds and however it is cut into reads,
+the parser gets exactly the stanzas it would have got, less the puppets' copies."""
+
+from xml.etree import ElementTree as ET
+from xml.sax.saxutils import escape, quoteattr
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bridge.xmpp.framing import ReflectionFilter
+
+HEADER = (b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
+          b"xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='bridge.localhost'>")
+
+texts = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=12)
+QUOTES = st.sampled_from(["'", '"'])
+jids = st.sampled_from(["bridge.localhost", "alice%irc@bridge.localhost/bridge",
+                        "a&b@bridge.localhost/x", "room@muc.localhost/bob"])
+
+
+def quoted(value: str, quote: str) -> str:
+    if quote == '"':
+        return quoteattr(value)
+    return "'" + escape(value, {"'": "&apos;", '"': "&quot;"}) + "'"
+
+
+@st.composite
+def children(draw, depth=0):
+    """Child elements: text with '>' and quotes, CDATA with '<', empty elements, nesting."""
+    parts = []
+    for _ in range(draw(st.integers(0, 3))):
+        kind = draw(st.sampled_from(["text", "cdata", "empty", "nested"] if depth < 2
+                                    else ["text", "cdata", "empty"]))
+        if kind == "text":
+            parts.append(escape(draw(texts)))
+        elif kind == "cdata":
+            body = draw(texts).replace("]]>", "")
+            parts.append(f"<![CDATA[{body}<a>]]>")
+        elif kind == "empty":
+            value = quoted(draw(texts), draw(QUOTES))
+            parts.append(f"<x xmlns='urn:t' v={value}/>")
+        else:
+            parts.append(f"<body>{draw(children(depth + 1))}</body>")
+    return "".join(parts)
+
+
+@st.composite
+def stanzas(draw):
+    name = draw(st.sampled_from(["message", "presence", "iq", "messages"]))
+    kind = draw(st.sampled_from(["groupchat", "chat", "error", "result"]))
+    to = draw(jids)
+    quote = draw(QUOTES)
+    extra = f" data={quoted(draw(texts), quote)}" if draw(st.booleans()) else ""
+    head = f"<{name}{extra} type={quoted(kind, quote)}  to = {quoted(to, quote)} id='i'"
+    inner = draw(children())
+    xml = f"{head}/>" if not inner and draw(st.booleans()) else f"{head}>{inner}</{name}>"
+    raw_to = quoted(to, quote)
+    reflected = name == "message" and kind == "groupchat" and "@" in to and "&" not in raw_to
+    return xml.encode(), reflected
+
+
+def parsed(data: bytes) -> list[bytes]:
+    """Top-level stanzas as the stream parser sees them."""
+    parser = ET.XMLPullParser(events=("start", "end"))
+    parser.feed(data)
+    depth, out = 0, []
+    for event, element in parser.read_events():
+        depth += 1 if event == "start" else -1
+        if event == "end" and depth == 1:
+            out.append(element)
+    for element in out:
+        element.tail = None  # white space between stanzas is not part of them
+    return [ET.tostring(element) for element in out]
+
+
+def cut(data: bytes, points: list[int]) -> list[bytes]:
+    bounds = sorted({p % (len(data) + 1) for p in points} | {0, len(data)})
+    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+@settings(max_examples=300)
+@given(st.lists(stanzas(), max_size=8), st.lists(st.integers(0, 10_000), max_size=12),
+       st.sampled_from([b"", b" ", b"\n  "]))
+def test_the_parser_gets_every_stanza_but_the_puppets_copies_however_the_reads_fall(
+        items, points, gap):
+    stream = HEADER + b"".join(gap + xml for xml, _ in items)
+    reflections = ReflectionFilter()
+    passed = b"".join(reflections.feed(chunk) for chunk in cut(stream, points))
+    # CDATA turns the filter off: then only the copies it met before are gone.
+    if b"<![CDATA[" not in stream:
+        assert reflections.active and reflections.dropped == sum(r for _, r in items)
+    kept, dropped = [], reflections.dropped
+    for xml, reflected in items:
+        if reflected and dropped:
+            dropped -= 1
+        else:
+            kept.append(xml)
+    assert parsed(passed) == parsed(HEADER + b"".join(kept))
+
+
+def test_a_comment_turns_it_off_and_loses_nothing():
+    copy = b"<message type='groupchat' to='a%irc@bridge.localhost/bridge'><body>x</body></message>"
+    stream = HEADER + copy + b"<message to='bridge.localhost'><!-- hm --><body>y</body></message>" + copy
+    reflections = ReflectionFilter()
+    passed = b"".join(reflections.feed(stream[i:i + 7]) for i in range(0, len(stream), 7))
+    assert not reflections.active and reflections.dropped == 1
+    assert parsed(passed) == parsed(HEADER + stream[len(HEADER) + len(copy):])
+
+
+def test_a_stanza_too_long_to_hold_goes_to_the_parser_as_it_comes():
+    reflections = ReflectionFilter(limit=100)
+    body = b"<message type='groupchat' to='a@b/c'><body>" + b"x" * 300
+    passed = reflections.feed(HEADER) + reflections.feed(body)
+    assert not reflections.active and passed == HEADER + body
+
+
+def test_the_end_of_the_stream_passes():
+    reflections = ReflectionFilter()
+    assert reflections.feed(HEADER + b"</stream:stream>") == HEADER + b"</stream:stream>"
