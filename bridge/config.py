@@ -216,7 +216,8 @@ def parse_config(text: str, source: str = "<config>") -> Config:
 
     component = store = log = None
     if "component" in top:
-        component = r.section("component", top["component"][1], ComponentConfig, secrets=("secret",))
+        component = r.section("component", top["component"][1], ComponentConfig, secrets=("secret",),
+                              nested={"puppet_joins": lambda p, n: r.section(p, n, FloodConfig)})
         if component and not re.fullmatch(r"[^@/\s]+\.[^@/\s]+", component.jid):
             r.error("component.jid", top["component"][1], "must be a domain like bridge.example.org")
     store = r.section("store", top["store"][1], StoreConfig) if "store" in top else StoreConfig()

@@ -10,6 +10,15 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class FloodConfig:
+    """Token bucket: `burst` at once (IRC lines, puppet joins), then one more per
+    `interval` seconds. `interval: 0` turns it off."""
+
+    burst: int = 4
+    interval: float = 2.0
+
+
+@dataclass(frozen=True)
 class ComponentConfig:
     jid: str
     secret: str
@@ -18,6 +27,7 @@ class ComponentConfig:
     bot_nick: str = "bridge"
     puppet_idle: float = 3600.0
     puppet_limit: int = 20  # presence traffic grows with its square: docs/design-notes.md
+    puppet_joins: FloodConfig = field(default_factory=FloodConfig)  # new puppets per room
     nick_suffix: str = "[i]"
     ping_interval: float = 60.0  # XEP-0410 self-ping per room
 
@@ -31,15 +41,6 @@ class StoreConfig:
 class LogConfig:
     level: str = "info"
     format: str = "auto"  # auto | json | console
-
-
-@dataclass(frozen=True)
-class FloodConfig:
-    """Token bucket: `burst` lines at once, then one line per `interval` seconds.
-    `interval: 0` turns flood control off."""
-
-    burst: int = 4
-    interval: float = 2.0
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from xml.etree import ElementTree as ET
 import structlog
 
 from bridge.config_types import ComponentConfig
+from bridge.core.ratelimit import TokenBucket
 from bridge.core.events import (
     BRIDGE, Endpoint, Event, Identity, Join, Kick, Message, MessageKind, NickChange, Part, Topic,
 )
@@ -76,6 +77,8 @@ class Room:
         self.held: dict[str, Puppet] = {}
         self.leaving: set[str] = set()
         self.joining: dict[str, Puppet] = {}  # nicks our puppets asked for, unconfirmed
+        # New puppets per time: a flood of new speakers comes through the bot.
+        self.new_puppets = TokenBucket(config.puppet_joins.burst, config.puppet_joins.interval)
         self.sent_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.log = log.bind(network="xmpp", room=jid)
 
@@ -242,11 +245,14 @@ class Room:
 
     def _puppet_for(self, identity: Identity) -> Puppet | None:
         """The puppet that speaks for `identity`, joining it if needed; None
-        when the room is at `puppet_limit` with puppets all active recently."""
+        when the room is at `puppet_limit` with puppets all active recently,
+        or new puppets came faster than `puppet_joins` allows."""
         puppet = self.puppets.get(identity.key)
         if puppet is not None:
             self.puppets.move_to_end(identity.key)
             return puppet
+        if self.new_puppets.delay() > 0:
+            return None
         if len(self.puppets) >= self.config.puppet_limit:
             oldest = next(iter(self.puppets.values()))
             if time.monotonic() - oldest.last_active < MIN_STAY:
@@ -257,6 +263,7 @@ class Room:
         puppet = Puppet(identity, jid, record.nick)
         self.puppets[identity.key] = puppet
         self.by_jid[jid] = puppet
+        self.new_puppets.spend()
         self._send_join(puppet)
         return puppet
 
@@ -394,7 +401,7 @@ class Room:
             self._send_groupchat(self.bot_jid, body)
             return
         puppet = self._puppet_for(event.sender)
-        if puppet is None:  # the room is full of active puppets
+        if puppet is None:  # the room is full of active puppets, or a flood of new speakers
             self._send_groupchat(self.bot_jid, f"<{event.sender.nick}> {body}")
             return
         if puppet.identity.nick != event.sender.nick:  # renamed while we were not looking

@@ -66,6 +66,14 @@ def test_all_mistakes_reported_at_once_with_lines():
     assert len(found) == 5
 
 
+def test_puppet_joins_is_a_rate_with_a_default():
+    assert parse_config(GOOD).component.puppet_joins.burst == 4
+    config = parse_config(GOOD.replace("  secret:", "  puppet_joins: {burst: 10, interval: 0.5}\n  secret:"))
+    assert (config.component.puppet_joins.burst, config.component.puppet_joins.interval) == (10, 0.5)
+    found = problems(GOOD.replace("  secret:", "  puppet_joins: {burst: lots}\n  secret:"))
+    assert found == [(3, "component.puppet_joins.burst", "expected an integer, got 'lots'")]
+
+
 def test_missing_fields_and_wrong_types():
     found = problems("component: {jid: b.example.org}\nnetworks: {x: {type: irc, tls: maybe}}\nlinks: {}\n")
     paths = {p: m for _, p, m in found}

@@ -270,3 +270,26 @@ async def test_shutdown_takes_every_puppet_out_of_the_room():
     leaves = [s.get("to") for s in component.sent if s.get("type") == "unavailable"]
     assert sorted(leaves) == [f"{ROOM}/a", f"{ROOM}/b", f"{ROOM}/c"]
     assert component.closed
+
+
+async def test_a_flood_of_new_speakers_comes_through_the_bot_until_joins_are_allowed_again(tmp_path):
+    from bridge.config_types import FloodConfig
+    from bridge.core.ratelimit import TokenBucket
+    config = ComponentConfig(jid="bridge.example.org", secret="x", puppet_joins=FloodConfig(2, 1.0))
+    room = Room(ROOM, {"puppets": "lazy"}, config, FakeComponent(), SqliteStore(":memory:"), [].append)
+    room.joined.set()
+    now = [0.0]
+    room.new_puppets = TokenBucket(2, 1.0, clock=lambda: now[0])
+    for nick in ("a", "b", "c", "d"):
+        await room.deliver(Message(IRC, Identity("libera", nick, nick), "hi"))
+    assert sent_messages(room) == [("a%libera@bridge.example.org/bridge", "hi"),
+                                   ("b%libera@bridge.example.org/bridge", "hi"),
+                                   ("bridge.example.org", "<c> hi"), ("bridge.example.org", "<d> hi")]
+    now[0] = 1.0  # one more join allowed; a and b keep their puppets meanwhile
+    for nick in ("c", "a", "d"):
+        await room.deliver(Message(IRC, Identity("libera", nick, nick), "again"))
+    assert sent_messages(room)[4:] == [("c%libera@bridge.example.org/bridge", "again"),
+                                       ("a%libera@bridge.example.org/bridge", "again"),
+                                       ("bridge.example.org", "<d> again")]
+    joins = [s.get("to") for s in room.component.sent if s.tag.endswith("presence")]
+    assert joins == [f"{ROOM}/a", f"{ROOM}/b", f"{ROOM}/c"]
