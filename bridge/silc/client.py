@@ -180,6 +180,10 @@ class SilcClient:
                     session.fail(SessionError("the server closed the connection"))
                     return
                 session.data_received(data)
+                if session.backlog:
+                    # The buffer may hold more: let the events of this read go out
+                    # before reading on, or one burst could fill the event queue.
+                    await asyncio.sleep(0)
         except OSError as exc:
             session.fail(SessionError(f"socket error: {exc}"))
 

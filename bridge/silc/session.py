@@ -111,7 +111,7 @@ class SessionConfig:
     auth_request_timeout: float = 3.0  # then authenticate by the configuration
     command_timeout: float = 20.0
     resolve_timeout: float = 10.0
-    event_queue: int = 1000
+    event_queue: int = 10_000  # beyond it events are dropped (logged): room for a burst behind a WHOIS
 
 
 @dataclass
@@ -615,6 +615,11 @@ class Session:
         if user is not None:
             self._remember(user)
         return user
+
+    @property
+    def backlog(self) -> int:
+        """Events waiting for `dispatch`."""
+        return self._queue.qsize()
 
     def _queue_event(
         self, ids: tuple[bytes, ...], build: Callable[..., ev.SessionEvent | None], with_key: bool = False

@@ -111,6 +111,18 @@ async def test_silc_users_appear_with_key_identities(silc_server, running):
         assert (part.sender.native_id, part.quit, part.reason) == (me.native_id, True, "later")
 
 
+async def test_a_burst_larger_than_one_read_arrives_whole_and_in_order(silc_server, running):
+    bridge = await running().joined()
+    async with TestUser("alice", silc_server.port) as alice:
+        await alice.join("hackers")
+        await bridge.emitted_of(Join)
+        for n in range(3000):
+            await alice.say("hackers", f"line {n}")
+        await bridge.until(lambda: len(bridge.emitted) >= 3000, timeout=30)
+        await asyncio.sleep(0.2)  # and nothing more arrives
+        assert [e.text for e in bridge.emitted] == [f"line {n}" for n in range(3000)]
+
+
 async def test_kicks_and_leaves(silc_server, running):
     bridge = await running().joined()
     async with TestUser("alice", silc_server.port) as alice:
