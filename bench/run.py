@@ -36,8 +36,9 @@ from bench.irc_client import IrcClient
 from bench.profile import Profiler, top_frames
 from bench.scenarios import Phase, irc_endpoint, xmpp_endpoint
 from bench.servers import PROSODY_GC, BenchInspIRCd, BenchProsody
-from bench.silc import SilcServer, SilcUser, silc_endpoint
+from bench.silc import SilcServer, silc_endpoint
 from bench.xmpp_client import XmppClient
+from tests.servers.silc import TestUser
 
 SCENARIOS = ("irc_to_xmpp", "xmpp_to_irc", "paced", "nway", "puppet_scale")
 #: Scenarios biboumi is measured in (it has no n-way links, and puppet_scale is ours).
@@ -107,7 +108,7 @@ class Suite:
         self.silc = (SilcServer(workdir / "silc") if "nway" in args.scenarios
                      and not args.no_silc else None)
         self.clients: list[XmppClient | IrcClient] = []
-        self.silc_user: SilcUser | None = None
+        self.silc_user: TestUser | None = None
 
     async def run(self) -> None:
         await self.prosody.start()
@@ -256,7 +257,7 @@ class Suite:
                     irc_endpoint("irc1", irc, NWAY_CHANNELS[0]),
                     irc_endpoint("irc2", irc2, NWAY_CHANNELS[1]))
             if self.silc is not None:
-                self.silc_user = SilcUser("sbench", self.silc.port)
+                self.silc_user = TestUser("sbench", self.silc.port)
                 await self.silc_user.connect()
                 await self.silc_user.join(SILC_CHANNEL)
                 nway += (silc_endpoint("silc", self.silc_user, SILC_CHANNEL),)

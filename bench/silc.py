@@ -22,7 +22,7 @@ import structlog
 from bench.gateways import REPO, GatewayProcess
 from bench.scenarios import Endpoint
 from bench.stats import Board
-from tests.servers.silc import ChannelMessage, SilcTestServer, TestUser
+from tests.servers.silc import SilcTestServer, TestUser
 
 class SilcServer(GatewayProcess):
     """The SILC test server as a subprocess of the bench."""
@@ -45,27 +45,14 @@ class SilcServer(GatewayProcess):
         self.port = int(self.port_file.read_text())
 
 
-class SilcUser(TestUser):
-    """A TestUser whose channel messages go straight to `on_text(channel, text, now_ns)`
-    instead of its event queue, which holds 1000 events and drops beyond that."""
-
-    on_text = None
-
-    def _queue(self, kind: type, ids=None, **values) -> None:
-        if kind is ChannelMessage and self.on_text is not None:
-            self.on_text(values["channel"], values["text"], time.perf_counter_ns())
-            return
-        super()._queue(kind, ids, **values)
-
-
-def silc_endpoint(name: str, user: SilcUser, channel: str) -> Endpoint:
+def silc_endpoint(name: str, user: TestUser, channel: str) -> Endpoint:
     """`TestUser.say` encodes and writes without suspending; the relay client's lines
     arrive here as `<nick> text`, which the board's token search reads through."""
     board = Board()
 
-    def on_text(msg_channel: str, text: str, now: int) -> None:
+    def on_text(msg_channel: str, text: str) -> None:
         if msg_channel == channel:
-            board.feed(text, now)
+            board.feed(text, time.perf_counter_ns())
     user.on_text = on_text
     return Endpoint(name, lambda text: user.say(channel, text), user.stream.writer.drain, board)
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 import structlog
@@ -270,6 +271,9 @@ class TestUser:
         self._tasks: list[asyncio.Task] = []
         self._rekey: dict | None = None
         self.closed = asyncio.Event()
+        #: If set, channel texts go to on_text(channel, text) as they are read,
+        #: not into `events` (a load test reads more than MAX_EVENTS of them).
+        self.on_text: Callable[[str, str], None] | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -677,6 +681,9 @@ class TestUser:
             log.warning("silc_test_user_unknown_channel", nick=self.nick)
             return
         message = decode_channel_message(state.receiving_keys(), packet.data, packet.src_id, state.id)
+        if self.on_text is not None:
+            self.on_text(state.name, message.data.decode("utf-8", "replace"))
+            return
         self._queue(ChannelMessage, {"nick": SilcId(ID_CLIENT, packet.src_id)}, channel=state.name,
                     text=message.data.decode("utf-8", "replace"), flags=message.flags,
                     sender_id=packet.src_id)
