@@ -3,7 +3,8 @@
 slixmpp's ComponentXMPP does the stream and the handshake; every message,
 presence and iq after that is handed over as a raw element, so the hot path
 builds no stanza objects and runs no handler matching or outgoing filters.
-Room messages reflected to puppets do not even reach the parser (`framing`).
+Room messages reflected to puppets, and the echoes of our own, do not even reach the
+parser (`framing`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from slixmpp import ComponentXMPP
 from bridge.config_types import ComponentConfig
 from bridge.core.coalesce import Coalescer
 from bridge.core.backoff import Backoff
-from bridge.xmpp.framing import ReflectionFilter
+from bridge.xmpp.framing import ReflectionFilter, SentIds
 from bridge.xmpp.stanza import attr, local
 
 log = structlog.get_logger(__name__)
@@ -33,14 +34,15 @@ class HandshakeRefused(Exception):
 
 
 class _Stream(ComponentXMPP):
-    def __init__(self, config: ComponentConfig, on_stanza: StanzaHandler) -> None:
+    def __init__(self, config: ComponentConfig, on_stanza: StanzaHandler, sent_ids: SentIds) -> None:
         super().__init__(config.jid, config.secret, config.server, config.port)
         self.on_stanza = on_stanza
+        self.sent_ids = sent_ids
         self.last_received = time.monotonic()
-        self.reflections = ReflectionFilter()
+        self.reflections = ReflectionFilter(sent_ids)
 
     def connection_made(self, transport, send_event: bool = True) -> None:
-        self.reflections = ReflectionFilter()  # a new stream from its first byte
+        self.reflections = ReflectionFilter(self.sent_ids)  # a new stream from its first byte
         super().connection_made(transport, send_event)
 
     def data_received(self, data: bytes) -> None:
@@ -72,6 +74,7 @@ class Component:
         self.stream: _Stream | None = None
         self.online = False
         self._ids = itertools.count(1)
+        self.sent_ids = SentIds()  # of the room messages we sent: their echoes are ours
         self._pending: dict[str, asyncio.Future[ET.Element]] = {}
         self._outgoing = Coalescer(self._write)
 
@@ -159,7 +162,7 @@ class Component:
             if condition == "not-authorized":
                 refused.append(text or condition)
 
-        stream = self.stream = _Stream(self.config, self.on_stanza)
+        stream = self.stream = _Stream(self.config, self.on_stanza, self.sent_ids)
         stream.add_event_handler("session_start", lambda _: started.set())
         stream.add_event_handler("stream_error", stream_error)
         stream.add_event_handler("disconnected", finish)

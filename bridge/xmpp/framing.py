@@ -1,23 +1,28 @@
-"""Room messages reflected to puppets, cut out of the raw stream before it is parsed.
+"""Room messages the bridge has no use for, cut out of the raw stream before it is parsed.
 
 Every joined puppet is an occupant, so the room reflects every message to each of
 them as well as to the bot (XEP-0045 7.4), and the bot's copy is the only one the
-bridge uses. In a busy room with many puppets most of what the server sends is such
-copies, and parsing them cost more than the rest of the relay (docs/performance.md).
+bridge uses; and the bot's copy of a message the bridge sent itself is only an echo.
+In a busy room with many puppets most of what the server sends is such copies, and
+parsing them cost more than the rest of the relay (docs/performance.md).
 
 `ReflectionFilter` frames the bytes into top-level stanzas without tokenizing them:
 in XML 1.0 `<` never occurs in character data or attribute values (sections 2.4 and
 3.1), so once CDATA sections, comments and processing instructions are ruled out
 (`<!` or `<?` inside a stanza), the stanza that starts with `<name` ends at the
 `</name>` that balances the `<name` tags in between. A groupchat message addressed to
-a JID with a localpart (a puppet; the bot is the component's bare JID) is dropped;
-every other byte goes to the parser unchanged. Whatever it does not follow turns it
-off for the rest of the stream and leaves everything to the parser.
+a JID with a localpart (a puppet; the bot is the component's bare JID) is dropped, and
+so is one whose id is one the bridge sent (`SentIds`) unless it carries a subject (the
+room's subject also ends a join, XEP-0045 7.2.15); every other byte goes to the parser
+unchanged. Whatever it does not follow turns it off for the rest of the stream and
+leaves everything to the parser.
 """
 
 from __future__ import annotations
 
+import collections
 import re
+from collections.abc import Container
 
 #: Most bytes held back waiting for the end of one stanza before the filter gives up.
 MAX_PENDING = 1 << 19
@@ -25,18 +30,37 @@ MAX_PENDING = 1 << 19
 # A start or empty-element tag; quoted values may hold '>' (possessive: no backtracking).
 _START = re.compile(rb"""<([^!?/'"<>\s]++)(?:[^'"<>]++|'[^'<]*+'|"[^"<]*+")*+>""")
 _DECLARATION = re.compile(rb"<\?xml[^<>]*\?>")
-_GROUPCHAT = re.compile(rb"""\stype\s*=\s*(['"])groupchat\1""")
-_TO = re.compile(rb"""\sto\s*=\s*(?:'([^']*)'|"([^"]*)")""")
+# One attribute of a start tag that _START matched: taken in turn, never inside a value.
+_ATTRIBUTE = re.compile(rb"""\s([^\s=]+)\s*=\s*(?:'([^']*)'|"([^"]*)")""")
 _NOT_FOLLOWED = re.compile(rb"<[!?]")  # CDATA, comment, DTD, processing instruction
 _INCOMPLETE, _UNKNOWN = -1, -2
 _NAMES = 16  # distinct top-level element names followed (message, presence, iq, ...)
+#: How many of our own message ids to remember, to recognise their echoes.
+ECHO_MEMORY = 16384
+
+
+class SentIds:
+    """Ids of the messages the bridge sent, the newest `size` of them."""
+
+    def __init__(self, size: int = ECHO_MEMORY) -> None:
+        self.size = size
+        self._ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+
+    def add(self, msg_id: str) -> None:
+        self._ids[msg_id] = None
+        if len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+
+    def __contains__(self, msg_id: object) -> bool:
+        return msg_id in self._ids
 
 
 class ReflectionFilter:
     """Feed it what the server sends, from the stream's first byte; give the parser
     what `feed` returns."""
 
-    def __init__(self, limit: int = MAX_PENDING) -> None:
+    def __init__(self, ours: Container[str] = (), limit: int = MAX_PENDING) -> None:
+        self.ours = ours
         self.limit = limit
         self.dropped = 0
         self.active = True
@@ -92,14 +116,28 @@ class ReflectionFilter:
             self._root_open = True
             return tag.end(), False
         if buf[tag.end() - 2] == ord("/"):  # an empty element
-            return tag.end(), _reflected(tag.group())
+            return tag.end(), self._unused(tag.group(), buf, start, tag.end())
         end = self._close(buf, tag.group(1), tag.end())
         if end == _UNKNOWN:
             return end, False
         if _NOT_FOLLOWED.search(buf, start, len(buf) if end == _INCOMPLETE else end):
             return _UNKNOWN, False  # CDATA could hide a '</name>' or a '<name': not followed
-        return end, end >= 0 and _reflected(tag.group())
-        return end, _reflected(tag.group())
+        return end, end >= 0 and self._unused(tag.group(), buf, start, end)
+
+    def _unused(self, tag: bytes, buf: bytes, start: int, end: int) -> bool:
+        """A puppet's copy of a room message, or the echo of one of ours without a subject."""
+        if not (tag.startswith(b"<message") and tag[8:9].isspace()):
+            return False
+        attributes = {m[1]: m[2] if m[2] is not None else m[3] for m in _ATTRIBUTE.finditer(tag)}
+        if attributes.get(b"type") != b"groupchat":
+            return False
+        to, msg_id = attributes.get(b"to", b""), attributes.get(b"id", b"")
+        if b"&" in to or b"&" in msg_id:  # an entity: not decoded here, the parser decides
+            return False
+        if b"@" in to:
+            return True
+        return (msg_id.decode("ascii", "replace") in self.ours
+                and buf.find(b"<subject", start, end) < 0)
 
     def _close(self, buf: bytes, name: bytes, pos: int) -> int:
         """End of the `</name>` that balances the `<name ...>` just before `pos`."""
@@ -129,12 +167,3 @@ class ReflectionFilter:
             pos = search = gt + 1
             if depth == 0:
                 return pos
-
-
-def _reflected(tag: bytes) -> bool:
-    """A groupchat message to a puppet (to= with a localpart, no entity to decode)."""
-    if not (tag.startswith(b"<message") and tag[8:9].isspace() and _GROUPCHAT.search(tag)):
-        return False
-    to = _TO.search(tag)
-    value = to and (to[1] if to[1] is not None else to[2])
-    return bool(value) and b"@" in value and b"&" not in value

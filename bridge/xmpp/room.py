@@ -30,8 +30,6 @@ from bridge.xmpp.stanza import (
 
 log = structlog.get_logger(__name__)
 
-#: How many of our own stanza ids to remember, to recognise their echoes.
-ECHO_MEMORY = 4096
 #: How long deliveries wait for the bot to be in the room.
 JOIN_TIMEOUT = 15.0
 #: At the puppet limit, a puppet active this recently keeps its place and a
@@ -73,13 +71,12 @@ class Room:
         self.by_jid: dict[str, Puppet] = {}
         # Nicks our puppets hold, and those they gave up whose departure the
         # bot has not seen yet: a message from them is an echo of our own
-        # (a second check besides `sent_ids`, for servers that rewrite ids).
+        # (a second check besides `component.sent_ids`, for servers that rewrite ids).
         self.held: dict[str, Puppet] = {}
         self.leaving: set[str] = set()
         self.joining: dict[str, Puppet] = {}  # nicks our puppets asked for, unconfirmed
         # New puppets per time: a flood of new speakers comes through the bot.
         self.new_puppets = TokenBucket(config.puppet_joins.burst, config.puppet_joins.interval)
-        self.sent_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.log = log.bind(network="xmpp", room=jid)
 
     # -- joining ---------------------------------------------------------
@@ -200,7 +197,7 @@ class Room:
 
     def _is_echo(self, nick: str, xml: ET.Element) -> bool:
         """Ours, or history (XEP-0203 delay): not to be relayed."""
-        return (self.is_own_nick(nick) or xml.get("id") in self.sent_ids
+        return (self.is_own_nick(nick) or xml.get("id") in self.component.sent_ids
                 or child(xml, NS_DELAY, "delay") is not None)
 
     def _sender(self, xml: ET.Element, nick: str) -> Identity:
@@ -419,9 +416,7 @@ class Room:
 
     def _new_id(self) -> str:
         msg_id = self.component.new_id()
-        self.sent_ids[msg_id] = None
-        if len(self.sent_ids) > ECHO_MEMORY:
-            self.sent_ids.popitem(last=False)
+        self.component.sent_ids.add(msg_id)
         return msg_id
 
     def is_own_nick(self, nick: str) -> bool:

@@ -1,5 +1,6 @@
 """The reflection filter: whatever the stream holds and however it is cut into reads,
-the parser gets exactly the stanzas it would have got, less the puppets' copies."""
+the parser gets exactly the stanzas it would have got, less the puppets' copies and
+the echoes of our own messages."""
 
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape, quoteattr
@@ -7,7 +8,7 @@ from xml.sax.saxutils import escape, quoteattr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.xmpp.framing import ReflectionFilter
+from bridge.xmpp.framing import ReflectionFilter, SentIds
 
 HEADER = (b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
           b"xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='bridge.localhost'>")
@@ -16,6 +17,10 @@ texts = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=12)
 QUOTES = st.sampled_from(["'", '"'])
 jids = st.sampled_from(["bridge.localhost", "alice%irc@bridge.localhost/bridge",
                         "a&b@bridge.localhost/x", "room@muc.localhost/bob"])
+OURS = SentIds()
+for msg_id in ("mb1", "mb'2"):
+    OURS.add(msg_id)
+ids = st.sampled_from(["mb1", "mb'2", "mb3", "x&y", ""])
 
 
 def quoted(value: str, quote: str) -> str:
@@ -29,9 +34,11 @@ def children(draw, depth=0):
     """Child elements: text with '>' and quotes, CDATA with '<', empty elements, nesting."""
     parts = []
     for _ in range(draw(st.integers(0, 3))):
-        kind = draw(st.sampled_from(["text", "cdata", "empty", "nested"] if depth < 2
+        kind = draw(st.sampled_from(["text", "cdata", "empty", "subject", "nested"] if depth < 2
                                     else ["text", "cdata", "empty"]))
-        if kind == "text":
+        if kind == "subject":
+            parts.append(f"<subject>{escape(draw(texts))}</subject>")
+        elif kind == "text":
             parts.append(escape(draw(texts)))
         elif kind == "cdata":
             body = draw(texts).replace("]]>", "")
@@ -51,12 +58,14 @@ def stanzas(draw):
     to = draw(jids)
     quote = draw(QUOTES)
     extra = f" data={quoted(draw(texts), quote)}" if draw(st.booleans()) else ""
-    head = f"<{name}{extra} type={quoted(kind, quote)}  to = {quoted(to, quote)} id='i'"
+    msg_id = draw(ids)
+    head = f"<{name}{extra} type={quoted(kind, quote)}  to = {quoted(to, quote)} id={quoted(msg_id, quote)}"
     inner = draw(children())
     xml = f"{head}/>" if not inner and draw(st.booleans()) else f"{head}>{inner}</{name}>"
-    raw_to = quoted(to, quote)
-    reflected = name == "message" and kind == "groupchat" and "@" in to and "&" not in raw_to
-    return xml.encode(), reflected
+    plain = "&" not in quoted(to, quote) + quoted(msg_id, quote)
+    unused = name == "message" and kind == "groupchat" and plain and (
+        "@" in to or (msg_id in OURS and "<subject>" not in inner))
+    return xml.encode(), unused
 
 
 def parsed(data: bytes) -> list[bytes]:
@@ -81,10 +90,10 @@ def cut(data: bytes, points: list[int]) -> list[bytes]:
 @settings(max_examples=300)
 @given(st.lists(stanzas(), max_size=8), st.lists(st.integers(0, 10_000), max_size=12),
        st.sampled_from([b"", b" ", b"\n  "]))
-def test_the_parser_gets_every_stanza_but_the_puppets_copies_however_the_reads_fall(
+def test_the_parser_gets_every_stanza_but_copies_and_echoes_however_the_reads_fall(
         items, points, gap):
     stream = HEADER + b"".join(gap + xml for xml, _ in items)
-    reflections = ReflectionFilter()
+    reflections = ReflectionFilter(OURS)
     passed = b"".join(reflections.feed(chunk) for chunk in cut(stream, points))
     # CDATA turns the filter off: then only the copies it met before are gone.
     if b"<![CDATA[" not in stream:
@@ -117,3 +126,20 @@ def test_a_stanza_too_long_to_hold_goes_to_the_parser_as_it_comes():
 def test_the_end_of_the_stream_passes():
     reflections = ReflectionFilter()
     assert reflections.feed(HEADER + b"</stream:stream>") == HEADER + b"</stream:stream>"
+
+
+def test_the_echo_of_our_own_message_is_dropped_but_not_a_subject_nor_a_stranger():
+    ours = SentIds(size=2)
+    for msg_id in ("mb6", "mb7", "mb8"):  # mb6 is forgotten: only the newest 2 are kept
+        ours.add(msg_id)
+
+    def room_message(msg_id, child):
+        return (f"<message type='groupchat' to='bridge.localhost' from='r@muc.localhost/bob' "
+                f"id='{msg_id}'>{child}</message>").encode()
+    echo = room_message("mb7", "<body>hi</body>")
+    subject = room_message("mb8", "<subject>our topic</subject>")  # the room's subject: it ends a join
+    stranger, forgotten = room_message("x1", "<body>hi</body>"), room_message("mb6", "<body>old</body>")
+    reflections = ReflectionFilter(ours)
+    passed = reflections.feed(HEADER + echo + subject + stranger + forgotten)
+    assert reflections.dropped == 1
+    assert parsed(passed) == parsed(HEADER + subject + stranger + forgotten)

@@ -7,6 +7,7 @@ import pytest
 from bridge.config_types import ComponentConfig
 from bridge.core.events import Endpoint, Identity, Join, Kick, Message, MessageKind, NickChange, Part, Topic
 from bridge.store.sqlite import SqliteStore
+from bridge.xmpp.framing import SentIds
 from bridge.xmpp.room import Room
 
 ROOM = "room@muc.example.org"
@@ -17,6 +18,7 @@ class FakeComponent:
     def __init__(self):
         self.sent = []
         self.n = 0
+        self.sent_ids = SentIds()
 
     def send(self, data):
         self.sent.append(ET.fromstring(data.replace("<message ", f"<message xmlns='{NS}' ", 1)
