@@ -12,20 +12,29 @@ _RFC1459 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ[]\\~", "abcdefghijklmnopqrs
 _STRICT = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ[]\\", "abcdefghijklmnopqrstuvwxyz{}|")
 _ASCII = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _MAPPINGS = {"rfc1459": _RFC1459, "strict-rfc1459": _STRICT, "ascii": _ASCII}
+#: Folded names remembered (every relayed line folds its sender and channel a few times).
+FOLD_CACHE = 4096
 
 
 class Roster:
     def __init__(self) -> None:
         self._table = _RFC1459
+        self._folded: dict[str, str] = {}
         self._members: dict[str, set[str]] = {}  # folded channel -> folded nicks
         self._accounts: dict[str, str] = {}  # folded nick -> account
 
     def set_casemapping(self, name: str) -> None:
         """Fold by the server's CASEMAPPING from now on (unknown names: rfc1459)."""
         self._table = _MAPPINGS.get(str(name).lower(), _RFC1459)
+        self._folded.clear()
 
     def fold(self, name: str) -> str:
-        return name.translate(self._table)
+        folded = self._folded.get(name)
+        if folded is None:
+            if len(self._folded) >= FOLD_CACHE:
+                self._folded.clear()
+            folded = self._folded[name] = name.translate(self._table)
+        return folded
 
     # Channels
 
