@@ -128,11 +128,15 @@ class ReflectionFilter:
         """A puppet's copy of a room message, or the echo of one of ours without a subject."""
         if not (tag.startswith(b"<message") and tag[8:9].isspace()):
             return False
-        attributes = {m[1]: m[2] if m[2] is not None else m[3] for m in _ATTRIBUTE.finditer(tag)}
-        if attributes.get(b"type") != b"groupchat":
-            return False
-        to, msg_id = attributes.get(b"to", b""), attributes.get(b"id", b"")
-        if b"&" in to or b"&" in msg_id:  # an entity: not decoded here, the parser decides
+        groupchat, to, msg_id = False, b"", b""
+        for name, single, double in _ATTRIBUTE.findall(tag):
+            if name == b"type":
+                groupchat = (single or double) == b"groupchat"
+            elif name == b"to":
+                to = single or double
+            elif name == b"id":
+                msg_id = single or double
+        if not groupchat or b"&" in to or b"&" in msg_id:  # an entity: the parser decides
             return False
         if b"@" in to:
             return True
