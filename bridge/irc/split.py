@@ -32,6 +32,8 @@ def text_budget(command: str, target: str, nick: str, user: str, host: str) -> i
 
 def clean(text: str) -> str:
     """One line's worth of text: line breaks become spaces, controls vanish."""
+    if text.isprintable():  # no control of any kind (the common case): nothing to do
+        return text
     return _CONTROL.sub("", _NEWLINES.sub(" ", text))
 
 

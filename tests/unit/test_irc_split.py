@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.irc.split import MAX_LINE, split_bytes, text_budget, wire_lines
+from bridge.irc.split import MAX_LINE, clean, split_bytes, text_budget, wire_lines
 
 
 def relay(text: str) -> str:
@@ -92,3 +92,11 @@ def test_any_text_gives_safe_lines(text, max_lines):
         assert len(on_the_wire(line)) <= MAX_LINE
         assert not any(ch in line for ch in "\r\n\x00")
         line.encode()  # valid UTF-8: no lone surrogates produced by a split
+
+
+@given(st.text(st.characters(max_codepoint=0x3000)))
+def test_clean_turns_line_breaks_into_spaces_and_drops_every_other_control_but_tab(text):
+    def control(ch: str) -> bool:
+        return ch != "\t" and (ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F)
+    one_line = text.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
+    assert clean(text) == "".join(ch for ch in one_line if not control(ch))
