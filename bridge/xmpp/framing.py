@@ -30,6 +30,10 @@ MAX_PENDING = 1 << 19
 # A start or empty-element tag; quoted values may hold '>' (possessive: no backtracking).
 _START = re.compile(rb"""<([^!?/'"<>\s]++)(?:[^'"<>]++|'[^'<]*+'|"[^"<]*+")*+>""")
 _DECLARATION = re.compile(rb"<\?xml[^<>]*\?>")
+# The common case in one match: a whole message, presence or iq (start tag as group 1)
+# holding no element of those names and no '<!' or '<?'; anything else takes the long way.
+_PLAIN = re.compile(rb"""(<(message|presence|iq)(?=[\s/>])(?:[^'"<>]++|'[^'<]*+'|"[^"<]*+")*+>)"""
+                    rb"""(?:(?<=/>)|(?:[^<]++|<(?![!?]|/?(?:message|presence|iq)[\s/>]))*+</\2\s*>)""")
 # One attribute of a start tag that _START matched: taken in turn, never inside a value.
 _ATTRIBUTE = re.compile(rb"""\s([^\s=]+)\s*=\s*(?:'([^']*)'|"([^"]*)")""")
 _NOT_FOLLOWED = re.compile(rb"<[!?]")  # CDATA, comment, DTD, processing instruction
@@ -107,6 +111,8 @@ class ReflectionFilter:
             if declaration:
                 return declaration.end(), False
             return (_INCOMPLETE if buf.find(b">", start) < 0 else _UNKNOWN), False
+        if self._root_open and (plain := _PLAIN.match(buf, start)):
+            return plain.end(), self._unused(plain[1], buf, start, plain.end())
         tag = _START.match(buf, start)
         if tag is None:  # cut short by the read, or not a start tag (the stream's end, ...)
             after = buf[start + 1:start + 2]

@@ -31,18 +31,24 @@ def quoted(value: str, quote: str) -> str:
 
 @st.composite
 def children(draw, depth=0):
-    """Child elements: text with '>' and quotes, CDATA with '<', empty elements, nesting."""
+    """Child elements: text with '>' and quotes, CDATA with '<' and tags, empty elements,
+    nesting, forwarded stanzas."""
     parts = []
     for _ in range(draw(st.integers(0, 3))):
-        kind = draw(st.sampled_from(["text", "cdata", "empty", "subject", "nested"] if depth < 2
-                                    else ["text", "cdata", "empty"]))
-        if kind == "subject":
+        kind = draw(st.sampled_from(["text", "cdata", "empty", "subject", "forwarded", "nested"]
+                                    if depth < 2 else ["text", "cdata", "empty"]))
+        if kind == "forwarded":  # a message inside a stanza (XEP-0297), even inside a message
+            parts.append("<forwarded xmlns='urn:xmpp:forward:0'><message type='groupchat' "
+                         f"to='b%irc@bridge.localhost/bridge'>{draw(children(depth + 1))}</message>"
+                         "<iq/></forwarded>")
+        elif kind == "subject":
             parts.append(f"<subject>{escape(draw(texts))}</subject>")
         elif kind == "text":
             parts.append(escape(draw(texts)))
         elif kind == "cdata":
             body = draw(texts).replace("]]>", "")
-            parts.append(f"<![CDATA[{body}<a>]]>")
+            tags = draw(st.sampled_from(["<a>", "</message>", "<message>", "</iq><presence "]))
+            parts.append(f"<![CDATA[{body}{tags}]]>")
         elif kind == "empty":
             value = quoted(draw(texts), draw(QUOTES))
             parts.append(f"<x xmlns='urn:t' v={value}/>")
@@ -143,3 +149,17 @@ def test_the_echo_of_our_own_message_is_dropped_but_not_a_subject_nor_a_stranger
     passed = reflections.feed(HEADER + echo + subject + stranger + forgotten)
     assert reflections.dropped == 1
     assert parsed(passed) == parsed(HEADER + subject + stranger + forgotten)
+
+
+def test_cdata_or_a_forwarded_message_inside_a_stanza_never_cuts_it_short():
+    copy = b"<message type='groupchat' to='a%irc@bridge.localhost/bridge'><body>x</body></message>"
+    cdata = b"<message type='groupchat' to='a%irc@bridge.localhost/bridge'><body><![CDATA[</message>]]></body></message>"
+    forwarded = (b"<message to='bridge.localhost'><forwarded xmlns='urn:xmpp:forward:0'>" + copy
+                 + b"</forwarded></message>")
+    reflections = ReflectionFilter()
+    passed = reflections.feed(HEADER + forwarded + copy)
+    assert reflections.active and reflections.dropped == 1  # the copy, not the forwarded one
+    assert parsed(passed) == parsed(HEADER + forwarded)
+    passed += reflections.feed(cdata + copy)  # not followed: off, and nothing lost
+    assert not reflections.active and reflections.dropped == 1
+    assert parsed(passed) == parsed(HEADER + forwarded + cdata + copy)
