@@ -34,7 +34,7 @@ _DECLARATION = re.compile(rb"<\?xml[^<>]*\?>")
 # holding no element of those names and no '<!' or '<?'; anything else takes the long way.
 _PLAIN = re.compile(rb"""(<(message|presence|iq)(?=[\s/>])(?:[^'"<>]++|'[^'<]*+'|"[^"<]*+")*+>)"""
                     rb"""(?:(?<=/>)|(?:[^<]++|<(?![!?]|/?(?:message|presence|iq)[\s/>]))*+</\2\s*>)""")
-# One attribute of a start tag that _START matched: taken in turn, never inside a value.
+# One attribute of a start tag (matched by _START or _PLAIN): taken in turn, never inside a value.
 _ATTRIBUTE = re.compile(rb"""\s([^\s=]+)\s*=\s*(?:'([^']*)'|"([^"]*)")""")
 _NOT_FOLLOWED = re.compile(rb"<[!?]")  # CDATA, comment, DTD, processing instruction
 _INCOMPLETE, _UNKNOWN = -1, -2
