@@ -19,6 +19,7 @@ import yaml
 from bridge.config_types import (
     ComponentConfig,
     Config,
+    DeliveryConfig,
     EndpointConfig,
     FloodConfig,
     IrcNetworkConfig,
@@ -206,7 +207,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         raise ConfigError(source, [Problem("(top)", 1, "the config is empty")])
     r = _Reader(loader)
     top = r.mapping("", root) or {}
-    known = {"component", "store", "log", "networks", "links"}
+    known = {"component", "store", "log", "delivery", "networks", "links"}
     for key, (key_node, _) in top.items():
         if key not in known:
             r.error(key, key_node, f"unknown key {key!r}")
@@ -222,15 +223,17 @@ def parse_config(text: str, source: str = "<config>") -> Config:
             r.error("component.jid", top["component"][1], "must be a domain like bridge.example.org")
     store = r.section("store", top["store"][1], StoreConfig) if "store" in top else StoreConfig()
     log = r.section("log", top["log"][1], LogConfig) if "log" in top else LogConfig()
+    delivery = (r.section("delivery", top["delivery"][1], DeliveryConfig)
+                if "delivery" in top else DeliveryConfig())
     if log and log.format not in ("auto", "json", "console"):
         r.error("log.format", top["log"][1], "must be auto, json or console")
     networks = _networks(r, top["networks"][1]) if "networks" in top else {}
     links = _links(r, top["links"][1], networks) if "links" in top else ()
 
     errors = [p for p in r.problems if not p.warning]
-    if errors or None in (component, store, log):
+    if errors or None in (component, store, log, delivery):
         raise ConfigError(source, sorted(r.problems, key=lambda p: p.line))
-    return Config(component, store, log, networks, links,
+    return Config(component, store, log, delivery, networks, links,
                   tuple(p for p in r.problems if p.warning))
 
 

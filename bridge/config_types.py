@@ -30,6 +30,8 @@ class ComponentConfig:
     puppet_joins: FloodConfig = field(default_factory=FloodConfig)  # new puppets per room
     nick_suffix: str = "[i]"
     ping_interval: float = 60.0  # XEP-0410 self-ping per room
+    #: A component link silent this long is dead (an XEP-0199 ping goes out after half of it).
+    ping_timeout: float = 25.0
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,14 @@ class StoreConfig:
 class LogConfig:
     level: str = "info"
     format: str = "auto"  # auto | json | console
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """How long a relayed message may wait: older than `max_age` seconds when its turn
+    comes (after an outage, behind flood control), it is dropped and counted."""
+
+    max_age: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,8 @@ class IrcNetworkConfig:
     format: str = "<{nick}> {text}"
     action_format: str = "* {nick} {text}"
     max_lines: int = 5
-    ping_timeout: float = 90.0
+    #: A link silent this long is dead (our PING goes out after half of it).
+    ping_timeout: float = 25.0
     queue_size: int = 1000  # lines waiting for flood control; beyond it the oldest are dropped
 
 
@@ -84,6 +95,8 @@ class SilcNetworkConfig:
     format: str = "<{nick}> {text}"
     action_format: str = "{nick} {text}"  # sent with the ACTION flag
     heartbeat: float = 300.0
+    #: A link silent this long is dead (a SILC PING goes out after half of it).
+    ping_timeout: float = 25.0
 
 
 NetworkConfig = IrcNetworkConfig | SilcNetworkConfig
@@ -111,6 +124,7 @@ class Config:
     component: ComponentConfig
     store: StoreConfig
     log: LogConfig
+    delivery: DeliveryConfig
     networks: dict[str, NetworkConfig]
     links: tuple[LinkConfig, ...]
     warnings: tuple = ()  # bridge.config.Problem entries that did not stop loading
