@@ -27,7 +27,7 @@ class Bridge:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.store = SqliteStore.from_url(config.store.url)
-        self.router = Router(config.links)
+        self.router = Router(config.links, max_age=config.delivery.max_age)
         self.adapters: list[Adapter] = [XmppAdapter(config.component, self.router.receive, self.store)]
         for net in config.networks.values():
             self.adapters.append(self._network_adapter(net))

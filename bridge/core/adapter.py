@@ -4,7 +4,9 @@ An adapter owns its network's connections. It learns which rooms to serve
 (`add_endpoint`) before `run`, emits events it sees there through `emit`, and
 delivers events from other endpoints through `deliver`. It never emits events
 caused by the bridge's own clients or puppets, and `is_own` lets the router
-check that again.
+check that again. What the bridge has to say about an endpoint (a gap, a paused
+link) an adapter emits as a NOTICE `Message` from `BRIDGE`: it is shown on the
+other endpoints of the link.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def is_own(self, identity: Identity) -> bool:
         """True if `identity` is one of the bridge's own clients or puppets."""
+
+    def wants(self, event: Event) -> bool:
+        """False for kinds of event this network does not show: they never enter its queue,
+        where they would only push real messages out."""
+        return True
 
     def security(self) -> list[str]:
         """One line per leg: how this network's connections are protected."""

@@ -2,19 +2,23 @@
 
 Every endpoint gets one bounded queue and one worker task that delivers to
 its adapter in order. A full queue drops its oldest event (logged with a
-count): a stuck network must not grow memory or stall the others.
+count): a stuck network must not grow memory or stall the others. An event
+older than `max_age` when its turn comes is dropped too, and the room gets one
+line saying how many, instead of a late flood.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import time
 
 import structlog
 
 from bridge.config_types import EndpointConfig, LinkConfig
 from bridge.core.adapter import Adapter
 from bridge.core.events import BRIDGE, Endpoint, Event, Message, MessageKind, Topic
+from bridge.core.notices import stale_text
 
 log = structlog.get_logger(__name__)
 
@@ -22,12 +26,14 @@ log = structlog.get_logger(__name__)
 class EndpointQueue:
     """Bounded FIFO feeding one endpoint's adapter, oldest dropped when full."""
 
-    def __init__(self, endpoint: Endpoint, adapter: Adapter, size: int) -> None:
+    def __init__(self, endpoint: Endpoint, adapter: Adapter, size: int, max_age: float = 0.0) -> None:
         self.endpoint = endpoint
         self.adapter = adapter
+        self.max_age = max_age
         self.items: collections.deque[Event] = collections.deque(maxlen=size)
         self.ready = asyncio.Event()
         self.dropped = 0
+        self.stale = 0
 
     def put(self, event: Event) -> None:
         if len(self.items) == self.items.maxlen:
@@ -41,22 +47,45 @@ class EndpointQueue:
     async def work(self) -> None:
         while True:
             await self.ready.wait()
+            stale: list[str] = []
             while self.items:
                 event = self.items.popleft()
-                try:
-                    await self.adapter.deliver(self.endpoint.room, event)
-                except Exception:  # an adapter bug must not stop the relay
-                    log.exception("deliver_failed", network=self.endpoint.network,
-                                  room=self.endpoint.room, kind=type(event).__name__)
+                if self.max_age and time.time() - event.time > self.max_age:
+                    if isinstance(event, Message):
+                        stale.append(str(event.endpoint))
+                    continue
+                if stale:
+                    await self._stale(stale)
+                    stale = []
+                await self._deliver(event)
+            if stale:
+                await self._stale(stale)
             self.ready.clear()
+
+    async def _stale(self, origins: list[str]) -> None:
+        """One line for a run of messages too old to relay."""
+        self.stale += len(origins)
+        log.warning("relay_stale_dropped", network=self.endpoint.network, room=self.endpoint.room,
+                    count=len(origins), stale_total=self.stale, max_age=self.max_age)
+        await self._deliver(Message(self.endpoint, BRIDGE, stale_text(len(origins), origins, self.max_age),
+                                    MessageKind.NOTICE))
+
+    async def _deliver(self, event: Event) -> None:
+        try:
+            await self.adapter.deliver(self.endpoint.room, event)
+        except Exception:  # an adapter bug must not stop the relay
+            log.exception("deliver_failed", network=self.endpoint.network,
+                          room=self.endpoint.room, kind=type(event).__name__)
 
 
 class Router:
-    def __init__(self, links: tuple[LinkConfig, ...], queue_size: int = 10_000) -> None:
+    def __init__(self, links: tuple[LinkConfig, ...], queue_size: int = 10_000,
+                 max_age: float = 0.0) -> None:
         # One read from a busy IRC server can hold a thousand lines, all emitted
         # before a worker runs: the bound must absorb such a burst, not drop it.
         self.links = links
         self.queue_size = queue_size
+        self.max_age = max_age
         self.adapters: dict[str, Adapter] = {}
         self.queues: dict[Endpoint, EndpointQueue] = {}
         # For each endpoint: (other endpoint, its config, origin's config), deduplicated.
@@ -78,15 +107,17 @@ class Router:
                                                    "passphrase": ep.passphrase, "link": link.name})
 
     def receive(self, event: Event) -> None:
-        """The sink every adapter emits into; never blocks."""
+        """The sink every adapter emits into; never blocks. Events from `BRIDGE` are the
+        adapter's own notices about its endpoint, for the rest of the link."""
         origin = self.adapters.get(event.endpoint.network)
-        if event.sender == BRIDGE or origin is None or origin.is_own(event.sender):
+        if origin is None or (event.sender != BRIDGE and origin.is_own(event.sender)):
             return
         for to, target, source in self.routes.get(event.endpoint, ()):
             if isinstance(event, Topic) and not (source.topic in ("both", "out")
                                                  and target.topic in ("both", "in")):
                 continue
-            self._queue(to).put(event)
+            if self.adapters[to.network].wants(event):
+                self._queue(to).put(event)
 
     def announce(self, endpoints: list[Endpoint], text: str) -> None:
         """Send a notice from the bridge itself to `endpoints`."""
@@ -96,7 +127,8 @@ class Router:
     def _queue(self, endpoint: Endpoint) -> EndpointQueue:
         queue = self.queues.get(endpoint)
         if queue is None:
-            queue = EndpointQueue(endpoint, self.adapters[endpoint.network], self.queue_size)
+            queue = EndpointQueue(endpoint, self.adapters[endpoint.network], self.queue_size,
+                                  self.max_age)
             self.queues[endpoint] = queue
         return queue
 

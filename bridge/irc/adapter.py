@@ -112,6 +112,9 @@ class IrcAdapter(Adapter):
         if self.client.registered and len(self.client.outbox) >= self.client.outbox.size // 2:
             await done
 
+    def wants(self, event: Event) -> bool:
+        return isinstance(event, (Message, Topic))
+
     def is_own(self, identity: Identity) -> bool:
         if identity.network != self.network:
             return False

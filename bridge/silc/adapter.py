@@ -135,6 +135,9 @@ class SilcAdapter(Adapter):
         except (NotConnected, CommandError, asyncio.TimeoutError, DecodeError) as exc:
             self.log.warning("silc_deliver_failed", room=room, kind=type(event).__name__, reason=str(exc))
 
+    def wants(self, event: Event) -> bool:
+        return isinstance(event, (Message, Topic))
+
     def is_own(self, identity: Identity) -> bool:
         return identity.network == self.network and identity.native_id == self._own_fingerprint
 

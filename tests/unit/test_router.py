@@ -4,16 +4,22 @@ import asyncio
 
 from bridge.config_types import EndpointConfig, LinkConfig
 from bridge.core.adapter import Adapter
-from bridge.core.events import BRIDGE, Endpoint, Identity, Message, Topic
+import time
+
+from bridge.core.events import BRIDGE, Endpoint, Identity, Join, Message, MessageKind, Topic
 from bridge.core.router import Router
 
 
 class FakeAdapter(Adapter):
-    def __init__(self, network, emit, own=()):
+    def __init__(self, network, emit, own=(), joins=True):
         super().__init__(network, emit)
         self.rooms = {}
         self.delivered = []
         self.own = set(own)
+        self.joins = joins
+
+    def wants(self, event):
+        return self.joins or not isinstance(event, Join)
 
     def add_endpoint(self, room, options):
         self.rooms[room] = options
@@ -28,11 +34,11 @@ class FakeAdapter(Adapter):
         return identity.nick in self.own
 
 
-def make(links, **own):
-    router = Router(links, queue_size=3)
+def make(links, max_age=0.0, no_joins=(), **own):
+    router = Router(links, queue_size=3, max_age=max_age)
     adapters = {}
     for net in {ep.network for link in links for ep in link.endpoints}:
-        adapters[net] = FakeAdapter(net, router.receive, own.get(net, ()))
+        adapters[net] = FakeAdapter(net, router.receive, own.get(net, ()), net not in no_joins)
         router.add_adapter(adapters[net])
     return router, adapters
 
@@ -62,12 +68,43 @@ async def test_each_message_reaches_every_other_endpoint_once():
     assert ad["xmpp"].rooms["r@muc"]["link"] == "l"
 
 
-async def test_own_identities_and_bridge_notices_are_not_relayed():
+async def test_own_identities_are_not_relayed():
     router, ad = make((LINK,), irc1={"relaybot"})
     router.receive(msg("irc1", "#a", "relaybot"))
-    router.receive(Message(Endpoint("xmpp", "r@muc"), BRIDGE, "notice"))
     await settle(router)
     assert all(not a.delivered for a in ad.values())
+
+
+async def test_a_bridge_notice_about_an_endpoint_reaches_the_rest_of_the_link():
+    router, ad = make((LINK,), irc1={"bridge"})  # even where the adapter calls that nick its own
+    router.receive(Message(Endpoint("irc1", "#a"), BRIDGE, "gap", MessageKind.NOTICE))
+    await settle(router)
+    assert [e.text for _, e in ad["xmpp"].delivered] == ["gap"]
+    assert [e.text for _, e in ad["irc2"].delivered] == ["gap"]
+    assert ad["irc1"].delivered == []
+
+
+async def test_events_an_adapter_does_not_show_never_take_a_place_in_its_queue():
+    router, ad = make((LINK,), no_joins=("irc1",))
+    for i in range(5):
+        router.receive(Join(Endpoint("xmpp", "r@muc"), Identity("xmpp", f"u{i}", f"u{i}")))
+    router.receive(msg("xmpp", "r@muc", "u", "real"))
+    await settle(router)
+    assert [e.text for _, e in ad["irc1"].delivered] == ["real"]  # not pushed out by 5 joins
+    assert len(ad["irc2"].delivered) == 3  # queue_size 3: the joins and the message compete
+
+
+async def test_messages_older_than_max_age_are_dropped_with_one_line_saying_so():
+    router, ad = make((LINK,), max_age=60)
+    old = time.time() - 120
+    router.receive(Message(Endpoint("xmpp", "r@muc"), Identity("xmpp", "u", "u"), "old 1", time=old))
+    router.receive(Message(Endpoint("xmpp", "r@muc"), Identity("xmpp", "u", "u"), "old 2", time=old))
+    router.receive(msg("xmpp", "r@muc", "u", "fresh"))
+    await settle(router)
+    texts = [e.text for _, e in ad["irc1"].delivered]
+    assert len(texts) == 2 and texts[1] == "fresh"
+    assert "2 messages from xmpp/r@muc" in texts[0] and "1 minutes" not in texts[0]
+    assert ad["irc1"].delivered[0][1].sender == BRIDGE
 
 
 async def test_topic_direction():

@@ -1,0 +1,34 @@
+"""What the bridge itself says in a room about delivery: gaps and stale messages.
+
+Adapters emit these as `Message`s from `BRIDGE` (kind NOTICE) on their own endpoint; the
+router shows them on every other endpoint of the link.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+
+def clock(stamp: float) -> str:
+    """A Unix time as people read it in a notice: `12:01:05 UTC`."""
+    return time.strftime("%H:%M:%S UTC", time.gmtime(stamp))
+
+
+def gap_text(origin: str, since: float, until: float) -> str:
+    """Messages on `origin` (`network/room`) between the two times may not have reached the bridge."""
+    return (f"muc-bridge: messages from {origin} between {clock(since)} and {clock(until)} "
+            "may be missing here (the bridge could not hear them)")
+
+
+def stale_text(count: int, origins: Iterable[str], max_age: float) -> str:
+    """`count` messages were too old to be worth relaying when their turn came."""
+    minutes = _duration(max_age)
+    plural = "message" if count == 1 else "messages"
+    return (f"muc-bridge: {count} {plural} from {', '.join(sorted(set(origins)))} waited longer "
+            f"than {minutes} to be delivered and {'was' if count == 1 else 'were'} dropped")
+
+
+def _duration(seconds: float) -> str:
+    value, unit = (seconds / 60, "minute") if seconds >= 60 else (seconds, "second")
+    return f"{value:g} {unit}{'' if value == 1 else 's'}"
