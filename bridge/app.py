@@ -28,7 +28,8 @@ class Bridge:
         self.config = config
         self.store = SqliteStore.from_url(config.store.url)
         self.router = Router(config.links, max_age=config.delivery.max_age)
-        self.adapters: list[Adapter] = [XmppAdapter(config.component, self.router.receive, self.store)]
+        self.adapters: list[Adapter] = [XmppAdapter(config.component, self.router.receive, self.store,
+                                                    config.delivery.max_age)]
         for net in config.networks.values():
             self.adapters.append(self._network_adapter(net))
         for adapter in self.adapters:
