@@ -96,6 +96,7 @@ class Room:
         # presence (or error) says whether it was ours: not counted as ours meanwhile.
         self.parked: dict[str, Identity] = {}
         self.bot_nick_tries = 0
+        self.leave_first = False  # the bot left on purpose, to join again at once
         self.max_age = 300.0  # the adapter sets delivery.max_age
         # What the bot heard, for a rejoin's history: until when, and the recent messages
         # (kept in the store too, so that a restarted bridge asks for what it missed).
@@ -167,8 +168,14 @@ class Room:
             puppet.joined = puppet.joining = False
 
     def online(self) -> None:
-        """Rejoin with the bot and every puppet that was in (XEP-0114 has no
-        resumption: the server dropped them all)."""
+        """A new stream: join with the bot and every puppet that was in (XEP-0114 has
+        no resumption). A server may still hold the bot of the old stream (Prosody keeps
+        a component's occupants when its link drops, or the bridge was restarted): a
+        join would then be a mere presence update, with no history, so the bot leaves
+        first."""
+        self.leave_first = True
+        self.component.send(f"<presence type='unavailable' to={attr(self.jid + '/' + self.bot_nick)} "
+                            f"from={attr(self.bot_jid)}/>")
         self.join()
         for puppet in list(self.puppets.values()):
             self._send_join(puppet)
@@ -365,8 +372,11 @@ class Room:
 
     def _bot_presence(self, xml: ET.Element, kind: str | None, codes: set[str]) -> None:
         if kind == "unavailable":
-            self.log.warning("muc_bot_removed", codes=sorted(codes))
             self.joined.clear()
+            if self.leave_first:  # our own leave before a rejoin: the join is on its way
+                self.leave_first = False
+                return
+            self.log.warning("muc_bot_removed", codes=sorted(codes))
             self._retry_join(5.0, "removed")
             return
         if "201" in codes:  # a new room, locked until configured: make it an instant room (10.1.2)
