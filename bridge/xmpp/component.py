@@ -62,7 +62,72 @@ class _Stream(ComponentXMPP):
 
     def data_received(self, data: bytes) -> None:
         self.last_received = time.monotonic()
-        super().data_received(self.reflections.feed(data))
+        kept = self.reflections.feed(data)
+        for offset, size in self.reflections.malformed:
+            log.warning("xmpp_stanza_malformed", network="xmpp", offset=offset, size=size,
+                        reason="never closed, or no stanza at all")
+        self.reflections.malformed.clear()
+        if kept:
+            self._parse(kept, self.reflections.stanzas)
+
+    def _parse(self, data: bytes, stanzas: list[tuple[int, int]]) -> None:
+        """Feed the parser and dispatch what it finds (as slixmpp does), except that a
+        stanza it refuses costs that stanza only: the filter said where each one ends,
+        so a new parser takes over after it. Never logs the bytes themselves."""
+        if self.parser is None:
+            return
+        handled = 0  # stanzas of `data` dispatched
+        try:
+            self.parser.feed(data)
+            for event, xml in self.parser.read_events():
+                if event == "start":
+                    if self.xml_depth == 0:
+                        self.xml_root = xml
+                        self.start_stream_handler(xml)
+                    self.xml_depth += 1
+                    continue
+                self.xml_depth -= 1
+                if self.xml_depth == 0:
+                    self.disconnect_reason = "End of stream"
+                    self.abort()
+                    return
+                if self.xml_depth == 1:
+                    handled += 1
+                    self._spawn_event(xml)
+                    if self.xml_root is not None:
+                        self.xml_root.clear()
+        except (ET.ParseError, LookupError) as exc:  # LookupError: an unknown encoding
+            self._refused(exc, data, stanzas, handled)
+
+    def _refused(self, exc: Exception, data: bytes, stanzas: list[tuple[int, int]], handled: int) -> None:
+        offset = self.reflections.received - len(self.reflections.pending) - len(data)
+        if not self.reflections.active or handled >= len(stanzas) or not self._restart_parser():
+            log.warning("xmpp_stream_malformed", network="xmpp", error=type(exc).__name__,
+                        position=getattr(exc, "position", None), size=len(data))
+            self.send_raw("<stream:error><not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+                          "</stream:error></stream:stream>")
+            self.abort()
+            return
+        start, end = stanzas[handled]
+        log.warning("xmpp_stanza_malformed", network="xmpp", offset=offset + start, size=end - start,
+                    error=type(exc).__name__)
+        rest = stanzas[handled + 1:]
+        if rest:
+            cut = rest[0][0]
+            self._parse(data[cut:], [(a - cut, b - cut) for a, b in rest])
+
+    def _restart_parser(self) -> bool:
+        """A new parser inside the stream's root element, as if it had read the header."""
+        parser = ET.XMLPullParser(("start", "end"))
+        try:
+            parser.feed(self.reflections.header)
+            events = list(parser.read_events())
+        except (ET.ParseError, LookupError):
+            return False
+        if len(events) != 1:
+            return False
+        self.parser, self.xml_root, self.xml_depth = parser, events[0][1], 1
+        return True
 
     def _spawn_event(self, xml: ET.Element) -> None:
         kind = local(xml.tag)

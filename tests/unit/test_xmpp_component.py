@@ -132,3 +132,67 @@ async def test_housekeeping_survives_a_failing_round():
             break
     assert len(calls) >= 3 and not task.done()
     task.cancel()
+
+
+class StreamTransport(FakeTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    def get_extra_info(self, name, default=None):
+        return default
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+HEADER = (b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
+          b"xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='bridge.localhost'>")
+
+
+def message(n: int, extra: str = "") -> bytes:
+    return (f"<message type='chat' to='bridge.localhost' from='a@localhost/x' id='m{n}'>"
+            f"<body>secret words {n}</body>{extra}</message>").encode()
+
+
+def open_stream():
+    from bridge.xmpp.component import _Stream
+    from bridge.xmpp.outgoing import Outgoing
+    got = []
+    stream = _Stream(ComponentConfig("bridge.localhost", "secret"), lambda kind, xml: got.append(xml.get("id")),
+                     Outgoing())
+    transport = StreamTransport()
+    stream.connection_made(transport)
+    stream.data_received(HEADER)
+    stream.sessionstarted = True
+    return stream, transport, got
+
+
+async def test_a_malformed_stanza_costs_that_stanza_only_and_its_words_stay_out_of_the_log(capsys):
+    stream, transport, got = open_stream()
+    mismatched = b"<message to='bridge.localhost' id='bad1'><body>secret words</bdy></message>"
+    unclosed = b"<message to='bridge.localhost' id='bad2'><body>secret words never closed"
+    garbage = b"<<<>>> secret words"
+    for chunk in (message(1) + mismatched + message(2), unclosed, message(3) + garbage, message(4)):
+        stream.data_received(chunk)
+    assert got == ["m1", "m2", "m3", "m4"] and not transport.closed
+    log = capsys.readouterr().out
+    assert log.count("xmpp_stanza_malformed") == 3 and "secret" not in log
+
+
+async def test_an_unknown_encoding_is_a_stream_error_not_a_crash(capsys):
+    from bridge.xmpp.component import _Stream
+    from bridge.xmpp.outgoing import Outgoing
+    stream = _Stream(ComponentConfig("bridge.localhost", "secret"), lambda kind, xml: None, Outgoing())
+    transport = StreamTransport()
+    stream.connection_made(transport)
+    stream.data_received(b"<?xml version='1.0' encoding='x-no-such-thing'?><stream:stream xmlns='jabber:component:accept' "
+                         b"xmlns:stream='http://etherx.jabber.org/streams' id='s1'>")
+    assert transport.closed and b"not-well-formed" in b"".join(transport.written)
+    assert "xmpp_stream_malformed" in capsys.readouterr().out

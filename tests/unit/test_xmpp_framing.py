@@ -14,7 +14,8 @@ from bridge.xmpp.outgoing import Outgoing
 HEADER = (b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
           b"xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='bridge.localhost'>")
 
-texts = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=12)
+texts = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff"),
+                max_size=12)
 QUOTES = st.sampled_from(["'", '"'])
 jids = st.sampled_from(["bridge.localhost", "alice%irc@bridge.localhost/bridge",
                         "a&b@bridge.localhost/x", "room@muc.localhost/bob"])
@@ -40,10 +41,11 @@ def children(draw, depth=0):
     for _ in range(draw(st.integers(0, 3))):
         kind = draw(st.sampled_from(["text", "cdata", "empty", "subject", "forwarded", "nested"]
                                     if depth < 2 else ["text", "cdata", "empty"]))
-        if kind == "forwarded":  # a message inside a stanza (XEP-0297), even inside a message
-            parts.append("<forwarded xmlns='urn:xmpp:forward:0'><message type='groupchat' "
-                         f"to='b%irc@bridge.localhost/bridge'>{draw(children(depth + 1))}</message>"
-                         "<iq/></forwarded>")
+        if kind == "forwarded":  # a message inside a stanza (XEP-0297), even inside a message:
+            # in jabber:client, declared (the stream's namespace is another)
+            parts.append("<forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' "
+                         f"type='groupchat' to='b%irc@bridge.localhost/bridge'>{draw(children(depth + 1))}"
+                         "</message><iq xmlns='jabber:client'/></forwarded>")
         elif kind == "subject":
             parts.append(f"<subject>{escape(draw(texts))}</subject>")
         elif kind == "text":
@@ -105,7 +107,13 @@ def test_the_parser_gets_every_stanza_but_copies_and_echoes_however_the_reads_fa
         items, points, gap):
     stream = HEADER + b"".join(gap + xml for xml, _ in items)
     reflections = ReflectionFilter(OURS)
-    passed = b"".join(reflections.feed(chunk) for chunk in cut(stream, points))
+    outputs = []
+    for chunk in cut(stream, points):
+        outputs.append(reflections.feed(chunk))
+        for a, b in reflections.stanzas:  # each span is exactly one whole stanza
+            root = ET.fromstring(b"<r xmlns='jabber:component:accept'>" + outputs[-1][a:b] + b"</r>")
+            assert len(root) == 1 and outputs[-1][a:b].endswith(b">")
+    passed = b"".join(outputs)
     # CDATA turns the filter off: then only the copies it met before are gone.
     if b"<![CDATA[" not in stream:
         assert reflections.active and reflections.dropped == sum(r for _, r in items)
@@ -173,8 +181,8 @@ def test_an_occupant_reusing_one_of_our_ids_is_not_taken_for_our_echo():
 def test_cdata_or_a_forwarded_message_inside_a_stanza_never_cuts_it_short():
     copy = b"<message type='groupchat' to='a%irc@bridge.localhost/bridge'><body>x</body></message>"
     cdata = b"<message type='groupchat' to='a%irc@bridge.localhost/bridge'><body><![CDATA[</message>]]></body></message>"
-    forwarded = (b"<message to='bridge.localhost'><forwarded xmlns='urn:xmpp:forward:0'>" + copy
-                 + b"</forwarded></message>")
+    forwarded = (b"<message to='bridge.localhost'><forwarded xmlns='urn:xmpp:forward:0'>"
+                 + copy.replace(b"<message ", b"<message xmlns='jabber:client' ") + b"</forwarded></message>")
     reflections = ReflectionFilter()
     passed = reflections.feed(HEADER + forwarded + copy)
     assert reflections.active and reflections.dropped == 1  # the copy, not the forwarded one
@@ -182,3 +190,18 @@ def test_cdata_or_a_forwarded_message_inside_a_stanza_never_cuts_it_short():
     passed += reflections.feed(cdata + copy)  # not followed: off, and nothing lost
     assert not reflections.active and reflections.dropped == 1
     assert parsed(passed) == parsed(HEADER + forwarded + cdata + copy)
+
+
+def test_a_stanza_that_never_ends_or_bytes_that_are_none_are_cut_out_and_the_rest_kept():
+    good = b"<message type='chat' to='bridge.localhost' id='g'><body>ok</body></message>"
+    unclosed = b"<message type='chat' to='bridge.localhost' id='u'><body>never closed"
+    forwarded = (b"<message to='bridge.localhost'><forwarded xmlns='urn:xmpp:forward:0'>"
+                 b"<message xmlns='jabber:client' to='x@y'><body>in</body></message></forwarded></message>")
+    reflections = ReflectionFilter()
+    passed = reflections.feed(HEADER + good + unclosed)  # for now, it may yet end
+    assert reflections.malformed == []
+    passed += reflections.feed(forwarded + b"<<garbage>>" + good)
+    assert reflections.active
+    assert [size for _, size in reflections.malformed] == [len(unclosed), len(b"<<garbage>>")]
+    assert reflections.malformed[0][0] == len(HEADER + good)  # stream offsets, for the log
+    assert parsed(passed) == parsed(HEADER + good + forwarded + good)
