@@ -136,7 +136,8 @@ def test_check_config_warns_of_world_readable_secret_and_passes_as_run_starts(tm
     assert "world-readable" in result.stderr
 
 
-def test_example_config_is_valid_but_for_its_secret_file(tmp_path):
+def test_example_config_is_valid_but_for_its_secret_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where its relative store and key_dir land
     text = open(os.path.join(os.path.dirname(__file__), "../../config.example.yaml")).read()
     found = problems(text)
     assert [p for _, p, _ in found] == ["component.secret_file"]  # /etc/muc-bridge/... is not here
