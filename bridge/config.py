@@ -131,6 +131,9 @@ class _Reader:
         except OSError as exc:
             self.error(path, node, f"cannot read secret file: {exc.strerror}")
             return None
+        except UnicodeDecodeError:
+            self.error(path, node, f"secret file {name} is not UTF-8 text")
+            return None
         if st.st_mode & stat.S_IROTH:
             self.error(path, node, f"secret file {name} is world-readable (chmod 600 it)", warning=True)
         if not text:
@@ -160,29 +163,30 @@ class _Reader:
             if base in secrets:
                 if base in items:
                     self.error(sub, key_node, f"give either {base} or {key}, not both")
-                values[base] = self.secret_file(sub, value_node)
-                ok &= values[base] is not None
+                name, value = base, self.secret_file(sub, value_node)
             elif nested and key in nested:
-                values[key] = nested[key](sub, value_node)
-                ok &= values[key] is not None
+                name, value = key, nested[key](sub, value_node)
             elif key in kinds and key not in values:
                 kind = _field_kind(kinds[key].type)
+                name = key
                 if kind is tuple:
-                    values[key] = self.str_list(sub, value_node)
+                    value = self.str_list(sub, value_node)
                 else:
-                    values[key] = self.scalar(sub, value_node, kind)
-                check = kinds[key].metadata.get("check")
-                if values[key] is not None and check and (problem := check(values[key])):
-                    self.error(sub, value_node, problem)
-                    values[key] = None
-                ok &= values[key] is not None
-                if key in secrets and values[key] is not None and not _ENV.search(value_node.value):
+                    value = self.scalar(sub, value_node, kind)
+                if key in secrets and value is not None and not _ENV.search(value_node.value):
                     self.error(sub, value_node,
                                f"secret written in the config; prefer {key}_file or ${{ENV_VAR}}",
                                warning=True)
             else:
                 self.error(sub, key_node, f"unknown key {key!r}")
                 ok = False
+                continue
+            check = kinds[name].metadata.get("check")
+            if value is not None and check and (problem := check(value)):
+                self.error(sub, value_node, problem)
+                value = None
+            values[name] = value
+            ok &= value is not None
         required = [f.name for f in fields(cls) if f.name not in values
                     and f.default is MISSING and f.default_factory is MISSING]
         for name in required:
@@ -333,8 +337,14 @@ def _links(r: _Reader, node: yaml.Node, networks: dict[str, Any]) -> tuple[LinkC
             continue
         endpoints = [_endpoint(r, f"{path}[{i}]", n, networks)
                      for i, n in enumerate(value_node.value)]
-        if None not in endpoints:
-            links.append(LinkConfig(name, tuple(endpoints)))
+        if None in endpoints:
+            continue
+        first: dict[tuple[str, str], int] = {}
+        for i, (endpoint, n) in enumerate(zip(endpoints, value_node.value)):
+            i0 = first.setdefault((endpoint.network, endpoint.room.casefold()), i)
+            if i0 != i:  # it would relay the room's talk back into it
+                r.error(f"{path}[{i}]", n, f"the same room as {path}[{i0}]")
+        links.append(LinkConfig(name, tuple(endpoints)))
     return tuple(links)
 
 

@@ -105,6 +105,9 @@ CASES = [
     ("bad fingerprint", {"    heartbeat:": "    server_fingerprint: abc\n    heartbeat:"},
      (25, "networks.silcnet.server_fingerprint")),
     ("key_dir under a file", {"{tmp}/keys": "{tmp}/afile/keys"}, (24, "networks.silcnet.key_dir")),
+    ("a room twice in a link", {"    - silc: silcnet/hackers": "    - irc: libera/#Hackers"},
+     (30, "links.hackers[2]")),
+    ("multi-line secret file", {"${TEST_BRIDGE_SECRET}": "TWO_LINES"}, (3, "component.secret_file")),
     ("yaml syntax", {"  level: info": "  level: [info"}, (9, "(yaml)")),
     ("yaml value that is not an int", {"port: 6697": "port: !!int high"}, (15, "networks.libera.port")),
 ]
@@ -147,6 +150,10 @@ def write_case(tmp_path, replacements) -> str:
     secret.write_text("from-file\n")
     secret.chmod(0o644)
     (tmp_path / "afile").write_text("not a database\n")
+    two_lines = tmp_path / "two-lines"
+    two_lines.write_text("one\ntwo\n")
+    two_lines.chmod(0o600)
+    text = text.replace("secret: TWO_LINES", f"secret_file: {two_lines}")
     text = text.replace("WORLD_READABLE", "").replace(
         "secret: \n", f"secret_file: {secret}\n").replace("{tmp}", str(tmp_path))
     path = tmp_path / "config.yaml"
