@@ -405,7 +405,8 @@ def _check_places(r: _Reader, root: yaml.Node, store: StoreConfig | None,
         node = _node_at(root, "store", "url")
         problem = _store_problem(store.url)
         if problem:
-            r.error("store.url", node or root, problem if node else f"the default "
+            where = node or _node_at(root, "store") or root
+            r.error("store.url", where, problem if node else f"the default "
                     f"{store.url} (relative to {os.getcwd()}): {problem}")
     for name, net in networks.items():
         if isinstance(net, SilcNetworkConfig):
@@ -445,8 +446,11 @@ def _store_problem(url: str) -> str | None:
     if path.exists():
         if not os.access(path, os.R_OK | os.W_OK):
             return f"{path} must be readable and writable: it {_not_writable(path)}"
-        with path.open("rb") as f:
-            head = f.read(16)
+        try:
+            with path.open("rb") as f:
+                head = f.read(16)
+        except OSError as exc:
+            return f"cannot read {path}: {exc.strerror}"
         if head and head != b"SQLite format 3\0":
             return f"{path} is not an SQLite database"
     # WAL mode writes its -wal and -shm files beside the database.
