@@ -141,7 +141,8 @@ def _how_to_connect(prosody: Prosody, ircd: InspIRCd, password: str, workdir: Pa
     jid = prosody.jid(ACCOUNT)
     return f"""
 muc-bridge demo: Prosody and InspIRCd are running on 127.0.0.1, linked by the bridge.
-Messages in the XMPP room and the IRC channel reach each other. Ctrl-C stops everything.
+Messages in the XMPP room and the IRC channel reach each other. Ctrl-C (or closing this
+terminal) stops everything.
 
 XMPP (any client; set the server address by hand, the port is not the usual 5222)
   account   {jid}
