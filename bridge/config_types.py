@@ -48,8 +48,8 @@ def one_of(*choices: str) -> Check:
 
 
 def log_level(value: str) -> str | None:
-    levels = ("debug", "info", "warning", "error", "critical")
-    return None if value.lower() in levels else f"must be {', '.join(levels[:-1])} or {levels[-1]}"
+    """`bridge.log.setup_logging` takes a level in any case."""
+    return one_of("debug", "info", "warning", "error", "critical")(value.lower())
 
 
 def one_line(value: str) -> str | None:
