@@ -12,17 +12,17 @@ in XML 1.0 `<` never occurs in character data or attribute values (sections 2.4 
 (`<!` or `<?` inside a stanza), the stanza that starts with `<name` ends at the
 `</name>` that balances the `<name` tags in between. A groupchat message addressed to
 a JID with a localpart (a puppet; the bot is the component's bare JID) is dropped, and
-so is one whose id is one the bridge sent (`SentIds`) unless it carries a subject (the
-room's subject also ends a join, XEP-0045 7.2.15); every other byte goes to the parser
+so is the copy of a message the bridge sent (its id, from the occupant that sent it:
+`Outgoing.echo`, which also confirms it) unless it carries a subject (the room's
+subject also ends a join, XEP-0045 7.2.15); every other byte goes to the parser
 unchanged. Whatever it does not follow turns it off for the rest of the stream and
 leaves everything to the parser.
 """
 
 from __future__ import annotations
 
-import collections
 import re
-from collections.abc import Container
+from typing import Protocol
 
 #: Most bytes held back waiting for the end of one stanza before the filter gives up.
 MAX_PENDING = 1 << 19
@@ -39,31 +39,24 @@ _ATTRIBUTE = re.compile(rb"""\s([^\s=]+)\s*=\s*(?:'([^']*)'|"([^"]*)")""")
 _NOT_FOLLOWED = re.compile(rb"<[!?]")  # CDATA, comment, DTD, processing instruction
 _INCOMPLETE, _UNKNOWN = -1, -2
 _NAMES = 16  # distinct top-level element names followed (message, presence, iq, ...)
-#: How many of our own message ids to remember, to recognise their echoes.
-ECHO_MEMORY = 16384
+_SUBJECT = re.compile(rb"<(?:[^\s<>/:]+:)?subject[\s/>]")  # with or without a prefix
 
 
-class SentIds:
-    """Ids of the messages the bridge sent, the newest `size` of them."""
+class Echoes(Protocol):
+    def echo(self, msg_id: str, sender: str) -> bool:
+        """Is message `msg_id` from `sender` a copy of one the bridge sent?"""
 
-    def __init__(self, size: int = ECHO_MEMORY) -> None:
-        self.size = size
-        self._ids: collections.OrderedDict[str, None] = collections.OrderedDict()
 
-    def add(self, msg_id: str) -> None:
-        self._ids[msg_id] = None
-        if len(self._ids) > self.size:
-            self._ids.popitem(last=False)
-
-    def __contains__(self, msg_id: object) -> bool:
-        return msg_id in self._ids
+class _NoEchoes:
+    def echo(self, msg_id: str, sender: str) -> bool:
+        return False
 
 
 class ReflectionFilter:
     """Feed it what the server sends, from the stream's first byte; give the parser
     what `feed` returns."""
 
-    def __init__(self, ours: Container[str] = (), limit: int = MAX_PENDING) -> None:
+    def __init__(self, ours: Echoes = _NoEchoes(), limit: int = MAX_PENDING) -> None:
         self.ours = ours
         self.limit = limit
         self.dropped = 0
@@ -134,7 +127,7 @@ class ReflectionFilter:
         """A puppet's copy of a room message, or the echo of one of ours without a subject."""
         if not (tag.startswith(b"<message") and tag[8:9].isspace()):
             return False
-        groupchat, to, msg_id = False, b"", b""
+        groupchat, to, msg_id, sender = False, b"", b"", b""
         for name, single, double in _ATTRIBUTE.findall(tag):
             if name == b"type":
                 groupchat = (single or double) == b"groupchat"
@@ -142,12 +135,14 @@ class ReflectionFilter:
                 to = single or double
             elif name == b"id":
                 msg_id = single or double
-        if not groupchat or b"&" in to or b"&" in msg_id:  # an entity: the parser decides
+            elif name == b"from":
+                sender = single or double
+        if not groupchat or b"&" in to + msg_id + sender:  # an entity: the parser decides
             return False
         if b"@" in to:
             return True
-        return (msg_id.decode("ascii", "replace") in self.ours
-                and buf.find(b"<subject", start, end) < 0)
+        return (self.ours.echo(msg_id.decode("utf-8", "replace"), sender.decode("utf-8", "replace"))
+                and not _SUBJECT.search(buf, start, end))
 
     def _close(self, buf: bytes, name: bytes, pos: int) -> int:
         """End of the `</name>` that balances the `<name ...>` just before `pos`."""

@@ -15,6 +15,9 @@ class FakeTransport:
     def write(self, data: bytes) -> None:
         self.written.append(data)
 
+    def get_write_buffer_size(self) -> int:
+        return 0
+
 
 async def _offline() -> None:
     return None
@@ -54,3 +57,78 @@ async def test_nothing_is_queued_while_offline():
     component.online = True
     await asyncio.sleep(0)
     assert component.stream.transport.written == []
+
+
+async def test_a_query_waiting_when_the_stream_drops_gets_none_and_its_task_goes_on():
+    component = online_component()
+    query = asyncio.create_task(component.query("room@muc/bridge", "bridge.localhost", "<ping/>"))
+    await asyncio.sleep(0)
+    component._gone()
+    assert await asyncio.wait_for(query, 1) is None  # not a CancelledError that ends the caller
+
+
+async def test_an_answer_counts_only_from_where_the_query_went():
+    from xml.etree import ElementTree as ET
+    component = online_component()
+    query = asyncio.create_task(component.query("room@muc/bridge", "bridge.localhost", "<ping/>", timeout=0.2))
+    await asyncio.sleep(0)
+    iq_id = next(iter(component._pending))
+    assert not component.resolve(ET.fromstring(f"<iq type='result' id='{iq_id}' from='mallory@evil'/>"))
+    assert component.resolve(ET.fromstring(f"<iq type='result' id='{iq_id}' from='room@muc/bridge'/>"))
+    assert (await query).get("from") == "room@muc/bridge"
+
+
+class SilentStream:
+    def __init__(self, silent_for: float) -> None:
+        import time
+        self.last_received = time.monotonic() - silent_for
+        self.aborted = False
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+async def test_a_quiet_link_is_pinged_and_a_silent_one_dropped():
+    component = online_component()
+    component.config = ComponentConfig("bridge.localhost", "secret", ping_timeout=0.4)
+    quiet = SilentStream(0.25)
+    watch = asyncio.create_task(component._watch(quiet))
+    await asyncio.sleep(0.15)  # one tick (timeout / 4)
+    assert b"urn:xmpp:ping" in b"".join(component.stream.transport.written) and not quiet.aborted
+    await asyncio.wait_for(watch, 1)  # no answer: silent for 0.4 s, dropped
+    assert quiet.aborted
+
+
+async def test_a_server_that_stops_reading_is_dropped_not_buffered_for_ever():
+    from bridge.xmpp.component import MAX_WRITE_BUFFER
+    component = online_component()
+    component.stream.transport.get_write_buffer_size = lambda: MAX_WRITE_BUFFER + 1
+    aborted = []
+    component.abort = lambda: aborted.append(True)
+    component.send("<message/>")
+    component.flush()
+    assert aborted and component.stream.transport.written == []
+
+
+async def test_housekeeping_survives_a_failing_round():
+    from bridge.store.sqlite import SqliteStore
+    from bridge.xmpp.adapter import XmppAdapter
+    adapter = XmppAdapter(ComponentConfig("bridge.localhost", "secret", ping_interval=0.01),
+                          lambda e: None, SqliteStore(":memory:"))
+    adapter.add_endpoint("room@muc.localhost", {})
+    adapter.component.online = True
+    calls = []
+
+    async def self_ping(timeout=30.0):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bad round")
+
+    adapter.rooms["room@muc.localhost"].self_ping = self_ping
+    task = asyncio.create_task(adapter._housekeeping())
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if len(calls) >= 3:
+            break
+    assert len(calls) >= 3 and not task.done()
+    task.cancel()

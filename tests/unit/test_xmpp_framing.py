@@ -8,7 +8,8 @@ from xml.sax.saxutils import escape, quoteattr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.xmpp.framing import ReflectionFilter, SentIds
+from bridge.xmpp.framing import ReflectionFilter
+from bridge.xmpp.outgoing import Outgoing
 
 HEADER = (b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
           b"xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='bridge.localhost'>")
@@ -17,10 +18,12 @@ texts = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=12)
 QUOTES = st.sampled_from(["'", '"'])
 jids = st.sampled_from(["bridge.localhost", "alice%irc@bridge.localhost/bridge",
                         "a&b@bridge.localhost/x", "room@muc.localhost/bob"])
-OURS = SentIds()
+BOT = "r@muc.localhost/bridge"  # the occupant that sent our messages
+OURS = Outgoing()
 for msg_id in ("mb1", "mb'2"):
-    OURS.add(msg_id)
+    OURS.add(msg_id, "r@muc.localhost", BOT, "")
 ids = st.sampled_from(["mb1", "mb'2", "mb3", "x&y", ""])
+senders = st.sampled_from([BOT, "r@muc.localhost/mallory"])
 
 
 def quoted(value: str, quote: str) -> str:
@@ -65,12 +68,14 @@ def stanzas(draw):
     quote = draw(QUOTES)
     extra = f" data={quoted(draw(texts), quote)}" if draw(st.booleans()) else ""
     msg_id = draw(ids)
-    head = f"<{name}{extra} type={quoted(kind, quote)}  to = {quoted(to, quote)} id={quoted(msg_id, quote)}"
+    sender = draw(senders)
+    head = (f"<{name}{extra} type={quoted(kind, quote)}  to = {quoted(to, quote)} "
+            f"id={quoted(msg_id, quote)} from={quoted(sender, quote)}")
     inner = draw(children())
     xml = f"{head}/>" if not inner and draw(st.booleans()) else f"{head}>{inner}</{name}>"
     plain = "&" not in quoted(to, quote) + quoted(msg_id, quote)
     unused = name == "message" and kind == "groupchat" and plain and (
-        "@" in to or (msg_id in OURS and "<subject>" not in inner))
+        "@" in to or (msg_id in ("mb1", "mb'2") and sender == BOT and "<subject>" not in inner))
     return xml.encode(), unused
 
 
@@ -134,21 +139,35 @@ def test_the_end_of_the_stream_passes():
     assert reflections.feed(HEADER + b"</stream:stream>") == HEADER + b"</stream:stream>"
 
 
-def test_the_echo_of_our_own_message_is_dropped_but_not_a_subject_nor_a_stranger():
-    ours = SentIds(size=2)
-    for msg_id in ("mb6", "mb7", "mb8"):  # mb6 is forgotten: only the newest 2 are kept
-        ours.add(msg_id)
+def room_message(msg_id, child, nick="bob"):
+    return (f"<message type='groupchat' to='bridge.localhost' from='r@muc.localhost/{nick}' "
+            f"id='{msg_id}'>{child}</message>").encode()
 
-    def room_message(msg_id, child):
-        return (f"<message type='groupchat' to='bridge.localhost' from='r@muc.localhost/bob' "
-                f"id='{msg_id}'>{child}</message>").encode()
-    echo = room_message("mb7", "<body>hi</body>")
-    subject = room_message("mb8", "<subject>our topic</subject>")  # the room's subject: it ends a join
-    stranger, forgotten = room_message("x1", "<body>hi</body>"), room_message("mb6", "<body>old</body>")
+
+def test_the_echo_of_our_own_message_is_dropped_but_not_a_subject_nor_a_stranger():
+    ours = Outgoing(memory=2)
+    for msg_id in ("mb5", "mb6", "mb7", "mb8", "mb9", "mbA"):
+        ours.add(msg_id, "r@muc.localhost", "r@muc.localhost/bob", "")
+    for msg_id in ("mb5", "mb6", "mb7"):  # confirmed long ago: mb5 is forgotten (memory 2)
+        ours.echo(msg_id, "r@muc.localhost/bob")
+    echo, late = room_message("mb8", "<body>hi</body>"), room_message("mb7", "<body>hi</body>")
+    subject = room_message("mb9", "<subject>our topic</subject>")  # the room's subject: it ends a join
+    prefixed = room_message("mbA", "<c:subject xmlns:c='jabber:component:accept'>t</c:subject>")
+    stranger, forgotten = room_message("x1", "<body>hi</body>"), room_message("mb5", "<body>old</body>")
     reflections = ReflectionFilter(ours)
-    passed = reflections.feed(HEADER + echo + subject + stranger + forgotten)
-    assert reflections.dropped == 1
-    assert parsed(passed) == parsed(HEADER + subject + stranger + forgotten)
+    passed = reflections.feed(HEADER + echo + late + subject + prefixed + stranger + forgotten)
+    assert reflections.dropped == 2
+    assert parsed(passed) == parsed(HEADER + subject + prefixed + stranger + forgotten)
+    assert "mb8" not in ours.pending and "mb9" not in ours.pending  # their copies confirm them
+
+
+def test_an_occupant_reusing_one_of_our_ids_is_not_taken_for_our_echo():
+    ours = Outgoing()
+    ours.add("k7", "r@muc.localhost", "r@muc.localhost/bridge", "")
+    reuse = room_message("k7", "<body>mallory's own words</body>", nick="mallory")
+    reflections = ReflectionFilter(ours)
+    assert parsed(reflections.feed(HEADER + reuse)) == parsed(HEADER + reuse)
+    assert "k7" in ours.pending  # still waiting for its real copy
 
 
 def test_cdata_or_a_forwarded_message_inside_a_stanza_never_cuts_it_short():
