@@ -11,9 +11,13 @@ from tests.integration.test_bridge_relay import CHAN, link
 
 async def test_a_network_that_cannot_start_is_retried_while_the_others_relay(
         prosody, inspircd, xmpp_user, irc_user, tmp_path, capsys):
-    (tmp_path / "not-a-dir").write_text("a file where the SILC key directory should be")
+    # A damaged key file: the config is valid (check-config reads no keys), SILC fails as it starts.
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "silc.prv.pem").write_text("not a key")
+    (keys / "silc.prv.pem").chmod(0o600)
     networks = (irc_network("net", inspircd)
-                + f"  silcnet: {{type: silc, host: 127.0.0.1, port: 9, key_dir: {tmp_path}/not-a-dir/keys}}\n")
+                + f"  silcnet: {{type: silc, host: 127.0.0.1, port: 9, key_dir: {keys}}}\n")
     text = config_text(prosody, tmp_path, networks,
                        link(f"xmpp: {ROOM}", f"irc: net/{CHAN}", "silc: silcnet/chan"))
     bob = await irc_user(inspircd, "bob")
@@ -27,7 +31,7 @@ async def test_a_network_that_cannot_start_is_retried_while_the_others_relay(
         bob.privmsg(CHAN, "both ways")
         await alice.wait_for_message(ROOM, "both ways", nick="bob")
     log = capsys.readouterr().out
-    assert "adapter_failed" in log and "silcnet" in log and "NotADirectoryError" in log
+    assert "adapter_failed" in log and "silcnet" in log and "ValueError" in log
 
 
 async def test_a_restarted_bridge_says_irc_messages_of_its_downtime_may_be_missing(
