@@ -101,8 +101,7 @@ class SilcAdapter(Adapter):
             port=cfg.port,
             nick=cfg.nick,
             session=session,
-            heartbeat=cfg.heartbeat,
-            **self._tuning,
+            **{"heartbeat": cfg.heartbeat, "ping_timeout": cfg.ping_timeout, **self._tuning},
         )
         self._client = SilcClient(
             self.network, client_config, keypair, self._check_server_key, self._on_event

@@ -1,6 +1,11 @@
 """Keeps one SILC connection up: connect, run a Session over the socket,
-keep it alive (HEARTBEAT, PING, rekey), rejoin channels, and reconnect with
-exponential backoff and jitter when it drops."""
+keep it alive (HEARTBEAT, rekey), rejoin channels, and reconnect with
+exponential backoff and jitter when it drops.
+
+A dead link is noticed within `ping_timeout`: any byte from the server proves
+it alive; after half of that in silence a PING (silc-commands 2.3) asks for
+some, and after all of it the session ends. TCP keepalive and
+TCP_USER_TIMEOUT back this up for writes into a dead route."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import structlog
 
 from bridge.core.backoff import Backoff
 from bridge.core.coalesce import Coalescer
+from bridge.core.tcp import bound_silence
 from bridge.silc import events as ev
 from bridge.silc.buffer import DecodeError
 from bridge.silc.channel import Channel
@@ -41,9 +47,9 @@ class ClientConfig:
     port: int
     nick: str
     session: SessionConfig
-    heartbeat: float = 300.0  # seconds between HEARTBEAT + PING
-    tick: float = 15.0  # how often to check liveness, rekey and missing channels
-    ping_timeout: float = 60.0
+    heartbeat: float = 300.0  # seconds between HEARTBEATs
+    tick: float = 15.0  # how often to check rekey and missing channels
+    ping_timeout: float = 25.0  # silence that means a dead link; a PING goes out after half of it
     rekey_interval: float = 3600.0  # silc-spec 4.8: "say, once in an hour"
     rekey_bytes: int = 1 << 30
     connect_timeout: float = 15.0
@@ -77,6 +83,7 @@ class SilcClient:
         self._closing = False
         self._wake = asyncio.Event()  # cuts the maintenance sleep short
         self._joins = asyncio.Condition()  # notified when a channel is joined
+        self._heard = 0.0  # loop time of the last bytes from the server
 
     def add_channel(self, name: str, private_key: ChannelKey | None = None) -> None:
         self.specs[name.casefold()] = ChannelSpec(name, private_key)
@@ -133,6 +140,10 @@ class SilcClient:
         if self._closing:  # closed while connecting
             writer.close()
             return
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            bound_silence(sock, cfg.ping_timeout)
+        self._heard = asyncio.get_running_loop().time()
         session: Session | None = None
         writes = Coalescer(writer.write)
 
@@ -152,6 +163,7 @@ class SilcClient:
             tasks = [
                 asyncio.create_task(self._read(reader, session)),
                 asyncio.create_task(session.dispatch()),
+                asyncio.create_task(self._watch(session)),
             ]
             session.start()
             await asyncio.wait_for(asyncio.shield(session.registered), cfg.register_timeout)
@@ -173,12 +185,14 @@ class SilcClient:
                 await asyncio.wait_for(writer.wait_closed(), 2)
 
     async def _read(self, reader: asyncio.StreamReader, session: Session) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while session.phase is not Phase.CLOSED:
                 data = await reader.read(READ_SIZE)
                 if not data:
                     session.fail(SessionError("the server closed the connection"))
                     return
+                self._heard = loop.time()
                 session.data_received(data)
                 if session.backlog:
                     # The buffer may hold more: let the events of this read go out
@@ -187,8 +201,32 @@ class SilcClient:
         except OSError as exc:
             session.fail(SessionError(f"socket error: {exc}"))
 
+    async def _watch(self, session: Session) -> None:
+        """End the session after `ping_timeout` without a byte from the server;
+        PING it (one at a time) once it has been quiet for half of that."""
+        timeout = self.config.ping_timeout
+        loop = asyncio.get_running_loop()
+        ping: asyncio.Task | None = None
+        try:
+            while session.phase is not Phase.CLOSED:
+                quiet = loop.time() - self._heard
+                if quiet >= timeout:
+                    session.fail(SessionError(f"nothing from the server for {timeout:g} s"))
+                    return
+                if quiet >= timeout / 2 and session.phase is Phase.CONNECTED and (ping is None or ping.done()):
+                    ping = asyncio.create_task(self._ping(session))
+                await asyncio.sleep((timeout / 2 if quiet < timeout / 2 else timeout) - quiet)
+        finally:
+            if ping is not None:
+                ping.cancel()
+
+    async def _ping(self, session: Session) -> None:
+        """The reply is bytes from the server; `_watch` judges the silence."""
+        with contextlib.suppress(CommandError, NotConnected, DecodeError, asyncio.TimeoutError):
+            await session.ping(self.config.ping_timeout)
+
     async def _maintain(self, session: Session) -> None:
-        """Liveness, rekey and channel (re)joins, every `tick` seconds."""
+        """Heartbeat, rekey and channel (re)joins, every `tick` seconds."""
         cfg = self.config
         if self._closing:
             return
@@ -201,7 +239,8 @@ class SilcClient:
             now = time.monotonic()
             if now - last_beat >= cfg.heartbeat:
                 last_beat = now
-                await self._check_alive(session)
+                with contextlib.suppress(NotConnected):
+                    session.heartbeat()
             if now - session.keys_since >= cfg.rekey_interval or session.bytes_since_rekey >= cfg.rekey_bytes:
                 session.start_rekey()
             await self._join_missing(session)
@@ -213,15 +252,6 @@ class SilcClient:
             except (CommandError, asyncio.TimeoutError, DecodeError) as exc:
                 self.log.warning("silc_nick_refused", nick=self.config.nick, reason=str(exc) or "timeout")
         await self._join_missing(session)
-
-    async def _check_alive(self, session: Session) -> None:
-        try:
-            session.heartbeat()
-            await session.ping(self.config.ping_timeout)
-        except asyncio.TimeoutError:
-            session.fail(SessionError("no reply to PING"))
-        except (CommandError, NotConnected, DecodeError):
-            pass  # any reply proves the link is alive
 
     async def _join_missing(self, session: Session) -> None:
         now = time.monotonic()

@@ -213,6 +213,22 @@ async def test_reconnect_and_rejoin(silc_server, running):
         assert (await bridge.emitted_of(Message)).text == "are you back?"
 
 
+async def test_a_link_gone_silent_is_replaced_within_ping_timeout(silc_server, running):
+    """The server stops answering with the TCP connection open: after
+    `ping_timeout` the bridge gives up on it, reconnects and relays again."""
+    bridge = await running(ping_timeout=1.0).joined()
+    dead = silc_server.client("xbridge")
+    silc_server.blackhole("xbridge")
+    await bridge.until(lambda: bridge.adapter._client.last_error, timeout=10)
+    assert "nothing from the server" in bridge.adapter._client.last_error
+    await silc_server.wait_until(lambda s: dead not in s.cell.clients, 5)  # it closed the dead one
+    async with TestUser("alice", silc_server.port) as alice:
+        await alice.join("hackers")
+        await bridge.until(lambda: bridge.adapter._client.channel("hackers"), timeout=10)
+        await alice.say("hackers", "still there?")
+        assert (await bridge.emitted_of(Message)).text == "still there?"
+
+
 async def test_private_key_channel(silc_server, running):
     bridge = await running(options={"passphrase": "open sesame"}).joined()
     assert "channel private key from a passphrase" in bridge.adapter.security()[1]

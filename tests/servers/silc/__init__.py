@@ -13,6 +13,7 @@ Server::
         await server.kill("bridge", "comment")              # KILLED, DISCONNECT, close
         await server.disconnect("bridge", "message")        # DISCONNECT, close
         await server.drop("bridge"); await server.drop_all()  # cut TCP, no word
+        server.blackhole("bridge")                          # TCP open, no answer
         server.change_key()                                 # new key from the next SKE on
 
     Options: auth="none" | "passphrase" (passphrase=...) | "publickey"

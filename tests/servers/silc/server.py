@@ -174,6 +174,12 @@ class SilcTestServer:
         client.stream.writer.transport.abort()
         await self.wait_until(lambda s: client not in s.cell.clients)
 
+    def blackhole(self, nick: str) -> None:
+        """Stop answering one client without closing its connection: nothing
+        reaches it any more and what it sends is read and dropped (a dead
+        route, as the client sees it)."""
+        self._require(nick).blackholed = True
+
     async def drop_all(self) -> None:
         """Cut every connection at once (to test reconnects)."""
         for client in list(self.cell.clients):
@@ -323,6 +329,8 @@ class SilcTestServer:
                 packet = await client.stream.receive()
             except MalformedPacket as exc:
                 log.warning("silc_packet_dropped", nick=client.nick, error=str(exc))
+                continue
+            if client.blackholed:
                 continue
             client.last_receive = time.monotonic()
             if packet.type == PacketType.DISCONNECT:

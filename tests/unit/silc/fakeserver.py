@@ -103,12 +103,14 @@ class FakeServer:
         src: SilcId | None = SERVER_ID,
         flags: int = 0,
     ) -> None:
-        self.deliver(self.writer.seal(Packet(ptype, payload, flags, src, dst or self._client_dst())))
+        if not self.muted:
+            self.deliver(self.writer.seal(Packet(ptype, payload, flags, src, dst or self._client_dst())))
 
     def _client_dst(self) -> SilcId | None:
         return self.client if self.registered else None
 
     registered = False
+    muted = False  # sends nothing at all: a link gone dead without a word
     client_hung_up: bool | None = None  # how the socket ended
     closes_on_quit = True  # as a server does (silc-commands QUIT); over a socket only
     hang_up = staticmethod(lambda: None)

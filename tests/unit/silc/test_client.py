@@ -107,6 +107,60 @@ async def test_unanswered_ping_means_reconnect():
         await asyncio.wait_for(task, 2)
 
 
+async def test_a_server_gone_silent_is_left_within_ping_timeout():
+    async with Servers() as servers:
+        client = client_for(servers, [], ping_timeout=0.3)
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: client.channel("hackers") is not None)
+        servers.instances[0].muted = True  # the socket stays open
+        await servers.wait_for(lambda: len(servers.instances) == 2 and client.channel("hackers") is not None)
+        assert "nothing from the server" in client.last_error
+        await client.close()
+        await asyncio.wait_for(task, 2)
+
+
+async def test_a_quiet_link_is_pinged_and_kept():
+    async with Servers() as servers:
+        client = client_for(servers, [], ping_timeout=0.3)
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: client.channel("hackers") is not None)
+        fake = servers.instances[0]
+        await servers.wait_for(lambda: len(commands(fake, Command.PING)) >= 3)
+        assert len(servers.instances) == 1 and client.connected
+        await client.close()
+        await asyncio.wait_for(task, 2)
+
+
+async def test_any_bytes_from_the_server_prove_the_link_alive():
+    async with Servers() as servers:
+        client = client_for(servers, [], ping_timeout=0.3)
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: client.channel("hackers") is not None)
+        fake = servers.instances[0]
+        fake.silent_commands.add(Command.PING)
+        for _ in range(20):  # 1 s of notices, no PING answered
+            fake.notify(Notify.NONE, (1, b"still here"))
+            await asyncio.sleep(0.05)
+        assert len(servers.instances) == 1 and client.connected
+        await client.close()
+        await asyncio.wait_for(task, 2)
+
+
+async def test_the_socket_fails_on_its_own_after_ping_timeout(monkeypatch):
+    """TCP keepalive and TCP_USER_TIMEOUT: a write into a dead route fails too."""
+    import bridge.silc.client as client_module
+
+    bounded = []
+    monkeypatch.setattr(client_module, "bound_silence", lambda sock, timeout: bounded.append((sock, timeout)))
+    async with Servers() as servers:
+        client = client_for(servers, [], ping_timeout=7.0)
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: client.channel("hackers") is not None)
+        assert [t for _, t in bounded] == [7.0] and bounded[0][0].fileno() >= 0
+        await client.close()
+        await asyncio.wait_for(task, 2)
+
+
 async def test_rejoins_after_being_kicked():
     events = []
     async with Servers() as servers:
