@@ -12,6 +12,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from bridge.silc.crypto import hmac_hash
 from bridge.silc.ids import SilcId
 from bridge.silc.message import ChannelKey
 
@@ -45,10 +46,12 @@ class Channel:
         self._raw, self._key = (cipher, raw), key
 
     def set_hmac(self, hmac_name: str) -> None:
-        """CMODE_CHANGE named a new channel HMAC: the current key's MAC key follows."""
-        self.hmac = hmac_name
+        """CMODE_CHANGE named a new channel HMAC: the current key's MAC key follows.
+        One we cannot compute raises CryptoError and changes nothing."""
+        hmac_hash(hmac_name)
         if self._raw is not None:
             self._key = ChannelKey.from_server(self._raw[0], self._raw[1], hmac_name)
+        self.hmac = hmac_name
 
     def sending_key(self) -> ChannelKey | None:
         return self.private_key or self._key

@@ -152,7 +152,9 @@ class Notifies:
             try:
                 channel.set_hmac(text(hmac))
             except CryptoError as exc:
-                self.log.warning("silc_channel_hmac_unusable", channel=channel.name, reason=str(exc))
+                self.log.warning(
+                    "silc_channel_hmac_unusable", channel=channel.name, reason=str(exc), kept=channel.hmac
+                )
         self.log.info("silc_channel_mode", channel=channel.name, mode=hex(channel.mode))
 
     def _n_channel_change(self, p: Packet, args) -> None:

@@ -379,6 +379,26 @@ async def test_hmac_change_and_channel_id_change(h):
     assert (await h.next_event(ev.ChannelMessage)).data == b"still here"
 
 
+async def test_an_unsupported_hmac_keeps_the_channel_readable(h):
+    """A CMODE_CHANGE naming an HMAC we cannot compute changes nothing: the
+    old one stays, and later channel keys still work (issue 14)."""
+    alice = h.server.add_user(5, "alice")
+    channel = await joined(h)
+    h.server.notify(
+        Notify.CMODE_CHANGE,
+        (1, encode_id_payload(alice)),
+        (2, b"\x00\x00\x00\x00"),
+        (4, b"hmac-sha512"),
+        dst=h.server.channel_id,
+    )
+    await h.settle()
+    assert channel.hmac == "hmac-sha1-96"
+    h.server.new_channel_key()
+    await h.settle()
+    h.server.channel_message(alice, "still readable")
+    assert (await h.next_event(ev.ChannelMessage)).data == b"still readable"
+
+
 async def test_server_signoff_and_kill_are_quits(h):
     alice, bob = h.server.add_user(5, "alice"), h.server.add_user(6, "bob")
     h.server.members = [alice, bob]
