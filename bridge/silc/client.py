@@ -22,7 +22,7 @@ from bridge.core.coalesce import Coalescer
 from bridge.core.tcp import bound_silence
 from bridge.silc import events as ev
 from bridge.silc.buffer import DecodeError
-from bridge.silc.channel import Channel
+from bridge.silc.channel import CMODE_PRIVKEY, Channel
 from bridge.silc.message import ChannelKey
 from bridge.silc.pubkey import KeyPair, PublicKey
 from bridge.silc.session import CommandError, NotConnected, Phase, Session, SessionConfig, SessionError
@@ -39,6 +39,11 @@ class ChannelSpec:
     private_key: ChannelKey | None = None
     retry_at: float = 0.0
     failures: int = 0
+    #: With a private key: why relaying is paused, as last told (None: it runs).
+    paused: str | None = None
+    mode_sets: int = 0  # tries to set the private-key mode since the last join
+    mode_retry_at: float = 0.0
+    refused: str | None = None  # why the server refused the last try
 
 
 @dataclass(frozen=True)
@@ -213,7 +218,8 @@ class SilcClient:
                 if quiet >= timeout:
                     session.fail(SessionError(f"nothing from the server for {timeout:g} s"))
                     return
-                if quiet >= timeout / 2 and session.phase is Phase.CONNECTED and (ping is None or ping.done()):
+                idle = session.phase is Phase.CONNECTED and (ping is None or ping.done())
+                if quiet >= timeout / 2 and idle:
                     ping = asyncio.create_task(self._ping(session))
                 await asyncio.sleep((timeout / 2 if quiet < timeout / 2 else timeout) - quiet)
         finally:
@@ -244,6 +250,7 @@ class SilcClient:
             if now - session.keys_since >= cfg.rekey_interval or session.bytes_since_rekey >= cfg.rekey_bytes:
                 session.start_rekey()
             await self._join_missing(session)
+            await self._secure_joined(session)
 
     async def _after_register(self, session: Session) -> None:
         if self.config.nick and self.config.nick != session.nick:
@@ -259,8 +266,14 @@ class SilcClient:
             if key in self.joined or spec.retry_at > now or session.phase is not Phase.CONNECTED:
                 continue
             try:
-                self.joined[key] = await session.join(spec.name, spec.private_key)
-                spec.failures = 0
+                channel = await session.join(spec.name, spec.private_key)
+                spec.failures = spec.mode_sets = 0
+                spec.mode_retry_at = 0.0
+                await self._secure(session, spec, channel)
+                if channel.id.data not in session.channels:
+                    continue  # kicked meanwhile
+                self.joined[key] = channel
+                self._tell_state(spec, channel)
                 async with self._joins:
                     self._joins.notify_all()
             except (CommandError, asyncio.TimeoutError, DecodeError) as exc:
@@ -270,7 +283,42 @@ class SilcClient:
             except NotConnected:
                 return
 
+    async def _secure(self, session: Session, spec: ChannelSpec, channel: Channel) -> None:
+        """A channel with a private key lacks the private-key mode (a server
+        restart re-creates it without): set it if the bridge founded the channel,
+        at most once per `tick * 2**n` after the first time."""
+        now = time.monotonic()
+        if channel.secured or not channel.founded or spec.mode_retry_at > now:
+            return
+        spec.mode_sets += 1
+        spec.mode_retry_at = now + min(600.0, self.config.tick * 2**spec.mode_sets)
+        try:
+            await session.set_mode(channel, channel.mode | CMODE_PRIVKEY)
+            spec.refused = None
+            self.log.warning("silc_private_key_mode_set", channel=spec.name, times=spec.mode_sets)
+        except (CommandError, asyncio.TimeoutError, DecodeError) as exc:
+            spec.refused = str(exc) or "no reply"
+            self.log.warning("silc_private_key_mode_refused", channel=spec.name, reason=str(exc) or "timeout")
+        except NotConnected:
+            pass
+
+    async def _secure_joined(self, session: Session) -> None:
+        for key, channel in list(self.joined.items()):
+            spec = self.specs[key]
+            await self._secure(session, spec, channel)
+            self._tell_state(spec, channel)
+
+    def _tell_state(self, spec: ChannelSpec, channel: Channel) -> None:
+        """Say when relaying on a channel with a private key stops or resumes."""
+        paused = None if channel.secured else _pause_reason(spec, channel)
+        if (paused is None) != (spec.paused is None):
+            spec.paused = paused
+            self._on_event(ev.RelayState(spec.name, paused))
+
     def _event(self, event: ev.SessionEvent) -> None:
+        if isinstance(event, ev.ModeChanged):
+            self._wake.set()  # _maintain sets the private-key mode again, or says why not
+            return
         if isinstance(event, ev.SelfRemoved):
             self.joined.pop(event.channel.casefold(), None)
             spec = self.specs.get(event.channel.casefold())
@@ -279,3 +327,12 @@ class SilcClient:
                 asyncio.get_running_loop().call_later(self.config.rejoin_delay, self._wake.set)
             self.log.warning("silc_removed_from_channel", channel=event.channel, reason=event.reason)
         self._on_event(event)
+
+
+def _pause_reason(spec: ChannelSpec, channel: Channel) -> str:
+    lacks = "the channel lacks the private-key mode (+k)"
+    if not channel.founded:
+        return f"{lacks}, which only its founder may set, not the bridge"
+    if spec.refused:
+        return f"{lacks}, and the server refused to let the bridge set it ({spec.refused})"
+    return f"{lacks}, and the bridge, its founder, sets it again shortly"

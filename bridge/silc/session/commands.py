@@ -106,13 +106,16 @@ class Commands:
         args = reply.args
         channel_id = decode_id_payload(args.get(3) or b"")
         count = decode_u32(args.get(12))
+        members = [i.data for i in decode_id_list(args.get(13) or b"", count)]
+        modes = dict(zip(members, _u32_list(args.get(14) or b"")))
         channel = Channel(
             name=text(args.get(2) or name.encode()),
             id=channel_id,
             hmac=text(args.get(11)) if args.get(11) else DEFAULT_HMAC,
             mode=decode_u32(args.get(5)),
+            own_mode=modes.get(self.client_id.data if self.client_id else b"", 0),
             topic=text(args.get(10) or b""),
-            members={i.data for i in decode_id_list(args.get(13) or b"", count)},
+            members=set(members),
             private_key=private_key,
         )
         key_payload = (
@@ -131,6 +134,13 @@ class Commands:
     async def leave(self, channel: Channel) -> None:
         self.channels.pop(channel.id.data, None)
         await self._ok(Command.LEAVE, (1, encode_id_payload(channel.id)))
+
+    async def set_mode(self, channel: Channel, mode: int) -> None:
+        """Set the channel's whole mode mask (silc-commands CMODE); the reply
+        holds the mask the server keeps."""
+        args = (1, encode_id_payload(channel.id)), (2, mode.to_bytes(4, "big"))
+        reply = await self._ok(Command.CMODE, *args)
+        channel.mode = decode_u32(reply.args.get(3))
 
     async def set_topic(self, channel: Channel, topic: str) -> None:
         await self._ok(Command.TOPIC, (1, encode_id_payload(channel.id)), (2, topic.encode("utf-8")))
@@ -208,3 +218,8 @@ class Commands:
             self._send(PacketType.COMMAND, CommandPayload(Command.QUIT, self._new_ident(), args).encode())
             await asyncio.wait([self.done], timeout=max(0.0, deadline - loop.time()))
         self.close()
+
+
+def _u32_list(data: bytes) -> list[int]:
+    """<client mode list>: 32-bit values one after the other (silc-commands JOIN)."""
+    return [int.from_bytes(data[i : i + 4], "big") for i in range(0, len(data) - 3, 4)]

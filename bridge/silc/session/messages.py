@@ -10,8 +10,10 @@ from bridge.silc.channel import Channel
 from bridge.silc.crypto import CryptoError
 from bridge.silc.ids import IdType, SilcId
 from bridge.silc.message import (
+    ChannelKey,
     MessageFlag,
     MessagePayload,
+    NoKeyMatches,
     check_signature,
     decode_plain,
     decrypt_channel_message,
@@ -29,7 +31,8 @@ class Messages:
     def send_channel_message(self, channel: Channel, data: bytes, flags: int = MessageFlag.UTF8) -> None:
         key = channel.sending_key()
         if key is None or self.client_id is None:
-            raise NotConnected(f"no key for channel {channel.name} yet")
+            why = "lacks the private-key mode" if channel.private_key else "has no key yet"
+            raise NotConnected(f"channel {channel.name} {why}")
         payload = encrypt_channel_message(key, flags, data, self.client_id.data, channel.id.data)
         self._send(PacketType.CHANNEL_MESSAGE, payload, dst=channel.id)
 
@@ -48,9 +51,15 @@ class Messages:
             return
         try:
             msg, _ = decrypt_channel_message(channel.receiving_keys(), p.payload, sender, channel.id.data)
+        except NoKeyMatches:
+            if channel.private_key is None:  # under a private key we were not given
+                self.log.debug("silc_channel_message_undecryptable", channel=channel.name)
+            else:  # a wrong passphrase, or the server's key where ours belongs: never relayed
+                server_key = _opens(channel.server_keys(), p.payload, sender, channel.id.data)
+                self._queue_event((), lambda: ev.Unreadable(channel.name, server_key))
+            return
         except DecodeError as exc:
-            # Not ours to read (another private key) or damaged (silc-commands CMODE PRIVKEY).
-            self.log.debug("silc_channel_message_undecryptable", channel=channel.name, reason=str(exc))
+            self.log.warning("silc_channel_message_malformed", channel=channel.name, reason=str(exc))
             return
 
         def build(user: ev.User | None) -> ev.SessionEvent | None:
@@ -98,3 +107,11 @@ class Messages:
 def _needs_sender_key(msg: MessagePayload) -> bool:
     """A signed message that names only its key type (silc-flags-payloads 3.3)."""
     return msg.signed is not None and not msg.signed.public_key.key
+
+
+def _opens(keys: list[ChannelKey], payload: bytes, sender: bytes, channel: bytes) -> bool:
+    try:
+        decrypt_channel_message(keys, payload, sender, channel)
+    except DecodeError:
+        return False
+    return True

@@ -147,6 +147,7 @@ class Notifies:
         if channel is None:
             return
         channel.mode = decode_u32(args.get(2))
+        self._queue_event((), lambda: ev.ModeChanged(channel.name))
         hmac = args.get(4)
         if hmac:
             try:
@@ -156,6 +157,15 @@ class Notifies:
                     "silc_channel_hmac_unusable", channel=channel.name, reason=str(exc), kept=channel.hmac
                 )
         self.log.info("silc_channel_mode", channel=channel.name, mode=hex(channel.mode))
+
+    def _n_cumode(self, p: Packet, args) -> None:
+        """Only the bridge's own channel user mode matters: it may found the channel."""
+        target = _client_arg(args, 3)
+        mode = decode_u32(args.get(2))
+        for channel in self._channel_of(p, target):
+            if self._is_own(target) and channel.own_mode != mode:
+                channel.own_mode = mode
+                self._queue_event((), lambda ch=channel: ev.ModeChanged(ch.name))
 
     def _n_channel_change(self, p: Packet, args) -> None:
         old = decode_id_payload(args.get(1) or b"")
@@ -179,6 +189,7 @@ _NOTIFY_HANDLERS: dict[int, Callable] = {
     Notify.TOPIC_SET: Notifies._n_topic,
     Notify.NICK_CHANGE: Notifies._n_nick_change,
     Notify.CMODE_CHANGE: Notifies._n_cmode,
+    Notify.CUMODE_CHANGE: Notifies._n_cumode,
     Notify.CHANNEL_CHANGE: Notifies._n_channel_change,
     Notify.SERVER_SIGNOFF: Notifies._n_server_signoff,
     Notify.KICKED: Notifies._n_kicked,

@@ -8,6 +8,7 @@ Server::
         server.port, server.fingerprint, server.public_key
         await server.wait_until(lambda s: "bridge" in s.channel_nicks("hackers"))
         server.nicks(); server.channel_nicks("hackers"); server.topic("hackers")
+        server.channel_mode("hackers")                      # mode mask, e.g. CMODE_PRIVKEY
         server.client("bridge").fingerprint                 # the key it used in SKE
         await server.kick("bridge", "hackers", "comment")   # KICKED, kicker = Server ID
         await server.kill("bridge", "comment")              # KILLED, DISCONNECT, close

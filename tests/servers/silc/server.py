@@ -122,6 +122,11 @@ class SilcTestServer:
         found = self.cell.channel_by_name(channel)
         return found.topic if found else None
 
+    def channel_mode(self, channel: str) -> int | None:
+        """The channel's mode mask (silc-commands CMODE), None if there is no such channel."""
+        found = self.cell.channel_by_name(channel)
+        return found.mode if found else None
+
     def client(self, nick: str) -> Client | None:
         """The connection behind a nickname (its `.fingerprint`, `.session`, ...)."""
         return self.cell.client_by_nick(nick)

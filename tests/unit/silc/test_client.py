@@ -4,6 +4,7 @@ import pytest
 from bridge.silc import events as ev
 from bridge.silc.client import ClientConfig, SilcClient
 from bridge.silc.ids import encode_id_payload
+from bridge.silc.message import ChannelKey
 from bridge.silc.packet import PacketType
 from bridge.silc.payloads import Command, Notify
 from bridge.silc.session import SessionConfig
@@ -157,6 +158,44 @@ async def test_the_socket_fails_on_its_own_after_ping_timeout(monkeypatch):
         task = asyncio.create_task(client.run())
         await servers.wait_for(lambda: client.channel("hackers") is not None)
         assert [t for _, t in bounded] == [7.0] and bounded[0][0].fileno() >= 0
+        await client.close()
+        await asyncio.wait_for(task, 2)
+
+
+async def test_a_private_key_channel_the_bridge_founds_gets_the_private_key_mode():
+    """After a server restart the bridge may be first to join and re-create
+    the channel, without the mode: it sets it before relaying anything."""
+    events = []
+    async with Servers(client_founds=True) as servers:
+        client = client_for(servers, events)
+        client.add_channel("hackers", ChannelKey.from_passphrase("open sesame"))
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: client.channel("hackers") is not None)
+        fake = servers.instances[0]
+        assert [c.args.get(2) for c in commands(fake, Command.CMODE)] == [b"\x00\x00\x00\x04"]
+        assert client.channel("hackers").secured
+        await asyncio.sleep(0.2)
+        assert not [e for e in events if isinstance(e, ev.RelayState)]  # nothing was paused
+        await client.close()
+        await asyncio.wait_for(task, 2)
+
+
+async def test_relaying_pauses_while_a_private_key_channel_lacks_the_mode():
+    events = []
+    async with Servers() as servers:  # someone else founded the channel, without the mode
+        client = client_for(servers, events)
+        client.add_channel("hackers", ChannelKey.from_passphrase("open sesame"))
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: [e for e in events if isinstance(e, ev.RelayState)])
+        fake = servers.instances[0]
+        assert not commands(fake, Command.CMODE)  # only the founder may set it
+        paused = [e for e in events if isinstance(e, ev.RelayState)]
+        assert paused == [ev.RelayState("hackers", paused[0].paused)] and "founder" in paused[0].paused
+        alice = fake.add_user(5, "alice")
+        fake.notify(Notify.CMODE_CHANGE, (1, encode_id_payload(alice)), (2, b"\x00\x00\x00\x04"),
+                    dst=fake.channel_id)
+        await servers.wait_for(lambda: events[-1] == ev.RelayState("hackers", None))
+        assert len([e for e in events if isinstance(e, ev.RelayState)]) == 2
         await client.close()
         await asyncio.wait_for(task, 2)
 
