@@ -133,7 +133,7 @@ class SilcAdapter(Adapter):
             elif isinstance(event, Message):
                 flags, text = self._render(event)
                 for chunk in split_utf8(clean(text), MAX_MESSAGE_BYTES):
-                    session.send_channel_message(channel, chunk, flags)
+                    self._client.send(channel, chunk, flags)
             elif isinstance(event, Topic):
                 await session.set_topic(channel, clean(event.text).replace("\n", " "))
         except (NotConnected, CommandError, asyncio.TimeoutError, DecodeError) as exc:

@@ -5,7 +5,9 @@ exponential backoff and jitter when it drops.
 A dead link is noticed within `ping_timeout`: any byte from the server proves
 it alive; after half of that in silence a PING (silc-commands 2.3) asks for
 some, and after all of it the session ends. TCP keepalive and
-TCP_USER_TIMEOUT back this up for writes into a dead route."""
+TCP_USER_TIMEOUT back this up for writes into a dead route. Channel messages
+stay in the outbox until a PING after their batch confirms them; the ones a
+lost connection took unconfirmed are sent again once after the rejoin."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from bridge.silc import events as ev
 from bridge.silc.buffer import DecodeError
 from bridge.silc.channel import CMODE_PRIVKEY, Channel
 from bridge.silc.message import ChannelKey
+from bridge.silc.outbox import Outbox
 from bridge.silc.pubkey import KeyPair, PublicKey
 from bridge.silc.session import CommandError, NotConnected, Phase, Session, SessionConfig, SessionError
 
@@ -64,6 +67,8 @@ class ClientConfig:
     stable_after: float = 60.0  # a session this old resets the backoff
     rejoin_delay: float = 5.0  # after being kicked
     quit_timeout: float = 4.0  # to wait for the server to close after QUIT
+    window: int = 1000  # sent channel messages kept until the server confirms them
+    barrier_gap: float = 0.5  # at least this long between two confirming PINGs
 
 
 class SilcClient:
@@ -89,6 +94,7 @@ class SilcClient:
         self._wake = asyncio.Event()  # cuts the maintenance sleep short
         self._joins = asyncio.Condition()  # notified when a channel is joined
         self._heard = 0.0  # loop time of the last bytes from the server
+        self.outbox = Outbox(config.window, network)
 
     def add_channel(self, name: str, private_key: ChannelKey | None = None) -> None:
         self.specs[name.casefold()] = ChannelSpec(name, private_key)
@@ -135,6 +141,8 @@ class SilcClient:
         if self.session is not None:
             with contextlib.suppress(NotConnected):
                 await self.session.quit(message, self.config.quit_timeout)
+        if len(self.outbox):
+            self.log.warning("silc_unconfirmed_at_exit", count=len(self.outbox))
 
     async def _connect_once(self) -> None:
         cfg = self.config
@@ -175,7 +183,7 @@ class SilcClient:
             self.log.info(
                 "silc_connected", host=cfg.host, cipher=session.ske.negotiated.cipher if session.ske else None
             )
-            tasks.append(asyncio.create_task(self._maintain(session)))
+            tasks += [asyncio.create_task(self._maintain(session)), asyncio.create_task(self._confirm(session))]
             await session.done
         finally:
             if session is not None:
@@ -184,6 +192,7 @@ class SilcClient:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.joined.clear()
+            self.outbox.connection_lost()
             writes.flush()
             writer.close()
             with contextlib.suppress(OSError, asyncio.TimeoutError):
@@ -231,6 +240,40 @@ class SilcClient:
         with contextlib.suppress(CommandError, NotConnected, DecodeError, asyncio.TimeoutError):
             await session.ping(self.config.ping_timeout)
 
+    def send(self, channel: Channel, data: bytes, flags: int, tries: int = 1) -> None:
+        """Send a channel message, kept until the server has confirmed it; a
+        connection that cannot take it now sends it after the reconnect."""
+        session = self.session
+        live = session is not None and session.phase is Phase.CONNECTED
+        self.outbox.sent(channel.name, flags, data, tries, live)
+        if live:
+            with contextlib.suppress(NotConnected):
+                session.send_channel_message(channel, data, flags)
+
+    async def _confirm(self, session: Session) -> None:
+        """After each batch of channel messages, a PING: its reply confirms them all."""
+        loop = asyncio.get_running_loop()
+        while session.phase is Phase.CONNECTED:
+            await self.outbox.pending.wait()
+            self.outbox.pending.clear()
+            upto, started = self.outbox.last, loop.time()
+            try:
+                await session.ping(self.config.ping_timeout)
+            except CommandError:
+                pass  # an error reply is a reply all the same
+            except (NotConnected, DecodeError, asyncio.TimeoutError):
+                return  # unconfirmed: sent again after the reconnect
+            self.outbox.confirmed(upto)
+            await asyncio.sleep(self.config.barrier_gap - (loop.time() - started))
+
+    def _resend(self, channel: Channel) -> None:
+        """Once more on this connection, what the last one took unconfirmed."""
+        again = self.outbox.to_resend(channel.name)
+        for message in again:
+            self.send(channel, message.data, message.flags, message.tries + 1)
+        if again:
+            self.log.warning("silc_messages_resent", channel=channel.name, count=len(again))
+
     async def _maintain(self, session: Session) -> None:
         """Heartbeat, rekey and channel (re)joins, every `tick` seconds."""
         cfg = self.config
@@ -274,6 +317,8 @@ class SilcClient:
                     continue  # kicked meanwhile
                 self.joined[key] = channel
                 self._tell_state(spec, channel)
+                if channel.secured:
+                    self._resend(channel)
                 async with self._joins:
                     self._joins.notify_all()
             except (CommandError, asyncio.TimeoutError, DecodeError) as exc:
@@ -307,6 +352,8 @@ class SilcClient:
             spec = self.specs[key]
             await self._secure(session, spec, channel)
             self._tell_state(spec, channel)
+            if channel.secured:  # a private-key channel's orphans waited for the mode
+                self._resend(channel)
 
     def _tell_state(self, spec: ChannelSpec, channel: Channel) -> None:
         """Say when relaying on a channel with a private key stops or resumes."""

@@ -231,6 +231,23 @@ async def test_a_link_gone_silent_is_replaced_within_ping_timeout(silc_server, r
         assert (await bridge.emitted_of(Message)).text == "still there?"
 
 
+async def test_messages_sent_into_a_dead_link_reach_silc_once_after_the_reconnect(silc_server, running):
+    bridge = await running(ping_timeout=1.0).joined()
+    async with TestUser("alice", silc_server.port) as alice:
+        await alice.join("hackers")
+        await bridge.adapter.deliver("hackers", Message(HACKERS, IRC_BOB, "before"))
+        await alice.wait_for(tu.ChannelMessage, text="<bob> before")
+        await bridge.until(lambda: len(bridge.adapter._client.outbox) == 0)  # confirmed
+        silc_server.blackhole("xbridge")
+        lost = [f"<bob> into the blackhole {n}" for n in range(3)]
+        for text in lost:
+            await bridge.adapter.deliver("hackers", Message(HACKERS, IRC_BOB, text.removeprefix("<bob> ")))
+        for text in lost:
+            await alice.wait_for(tu.ChannelMessage, timeout=15, text=text)
+        await asyncio.sleep(0.5)  # a duplicate would be here by now
+        assert [m.text for m in alice.events_of(tu.ChannelMessage, nick="xbridge")] == ["<bob> before", *lost]
+
+
 async def test_private_key_channel(silc_server, running):
     bridge = await running(options={"passphrase": "open sesame"}).joined()
     assert "channel private key from a passphrase" in bridge.adapter.security()[1]

@@ -4,7 +4,7 @@ import pytest
 from bridge.silc import events as ev
 from bridge.silc.client import ClientConfig, SilcClient
 from bridge.silc.ids import encode_id_payload
-from bridge.silc.message import ChannelKey
+from bridge.silc.message import ChannelKey, MessageFlag, decrypt_channel_message
 from bridge.silc.packet import PacketType
 from bridge.silc.payloads import Command, Notify
 from bridge.silc.session import SessionConfig
@@ -196,6 +196,30 @@ async def test_relaying_pauses_while_a_private_key_channel_lacks_the_mode():
                     dst=fake.channel_id)
         await servers.wait_for(lambda: events[-1] == ev.RelayState("hackers", None))
         assert len([e for e in events if isinstance(e, ev.RelayState)]) == 2
+        await client.close()
+        await asyncio.wait_for(task, 2)
+
+
+async def test_sent_messages_are_confirmed_by_a_ping_and_the_unconfirmed_resent_after_a_reconnect():
+    async with Servers() as servers:
+        client = client_for(servers, [], ping_timeout=2.0, barrier_gap=0.0)
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: client.channel("hackers") is not None)
+        first = servers.instances[0]
+        for text in (b"one", b"two"):
+            client.send(client.channel("hackers"), text, MessageFlag.UTF8)
+        await servers.wait_for(lambda: len(client.outbox) == 0)
+        assert len(commands(first, Command.PING)) == 1  # one barrier for the batch
+        first.muted = True  # it reads on, but confirms nothing
+        client.send(client.channel("hackers"), b"three", MessageFlag.UTF8)
+        await servers.wait_for(lambda: len(servers.instances) == 2 and client.channel("hackers") is not None)
+        second = servers.instances[1]
+        await servers.wait_for(lambda: second.packets(PacketType.CHANNEL_MESSAGE))
+        await asyncio.sleep(0.1)
+        sent = [decrypt_channel_message([second.channel_key], p.payload, p.src.data, p.dst.data)[0].data
+                for p in second.packets(PacketType.CHANNEL_MESSAGE)]
+        assert sent == [b"three"]
+        await servers.wait_for(lambda: len(client.outbox) == 0)
         await client.close()
         await asyncio.wait_for(task, 2)
 
