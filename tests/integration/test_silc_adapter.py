@@ -295,6 +295,7 @@ async def test_relaying_pauses_while_the_channel_lacks_the_private_key_mode(silc
         assert paused.sender == BRIDGE and paused.kind is MessageKind.NOTICE and paused.endpoint == HACKERS
         assert "relaying with SILC channel hackers on silcnet is paused" in paused.text
         assert "only its founder may set" in paused.text
+        assert "relaying is paused" in bridge.adapter.security()[1]
         await alice.say("hackers", "readable by the server")
         await bridge.adapter.deliver("hackers", Message(HACKERS, IRC_BOB, "not for the server"))
 
