@@ -3,9 +3,10 @@
 One `RelayClient` owns one connection at a time (a `HardenedConnection` on the
 `irc` library's asyncio reactor) and, forever: connects (TLS verified unless
 `tls_verify: false`), registers (CAP negotiation, PASS, SASL PLAIN, alternate
-nicks on 433), keeps the link checked (our own PINGs when it is quiet; silent
-for `ping_timeout` after a PING means dead), and reconnects with exponential
-backoff and jitter. Every line it sends goes through the network's token
+nicks on 433), keeps the link checked (any byte received proves it alive; after
+half of `ping_timeout` of quiet we PING, and `ping_timeout` of silence means
+dead, with TCP keepalive and TCP_USER_TIMEOUT as the kernel's backstop), and
+reconnects with exponential backoff and jitter. Every line it sends goes through the network's token
 bucket (see `Outbox`).
 
 Event handlers are registered with `on`; they only ever see events of the
@@ -18,6 +19,7 @@ import asyncio
 import base64
 import contextlib
 import random
+import secrets
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -30,6 +32,7 @@ from irc.connection import AioFactory
 from bridge.config_types import IrcNetworkConfig
 from bridge.core.backoff import Backoff
 from bridge.core.ratelimit import TokenBucket
+from bridge.core.tcp import bound_silence
 from bridge.irc.connection import HardenedConnection
 from bridge.irc.outbox import Outbox
 from bridge.irc.split import WORST_HOST, text_budget
@@ -199,6 +202,9 @@ class RelayClient:
             log.warning("irc_connect_failed", network=self.network, error=str(exc) or type(exc).__name__)
             self.conn = None
             return None
+        sock = conn.transport.get_extra_info("socket")
+        if sock is not None:
+            bound_silence(sock, c.ping_timeout)
         # CAP LS, PASS, NICK and USER went out at once; they still count.
         self.bucket.reset()
         self.bucket.spend(3 + bool(c.password))
@@ -220,30 +226,29 @@ class RelayClient:
         return context
 
     async def _watch(self, conn: HardenedConnection) -> None:
-        """PING a quiet link; a link silent for `ping_timeout` after our PING
-        (or not registered within `ping_timeout`) is dead. Now and then, ask
-        for the configured nick back if we had to take another."""
+        """A link silent for `ping_timeout` is dead, and so is one not registered
+        within it. Any byte received proves life; after half of it quiet, a PING
+        gives a live server something to answer. Now and then, ask for the
+        configured nick back if we had to take another."""
         timeout = self.config.ping_timeout
-        quiet = timeout / 3
         started = nick_tried = time.monotonic()
-        pinged_at: float | None = None
+        pinged_after: float | None = None  # the last_received our PING followed
         while True:
-            await asyncio.sleep(min(1.0, quiet / 2))
+            await asyncio.sleep(min(1.0, timeout / 10))
             now = time.monotonic()
             if self.registered and not self.is_me(self.config.nick) and now - nick_tried >= NICK_RETRY:
                 nick_tried = now
                 self.control(f"NICK {self.config.nick}")
-            if pinged_at is not None and conn.last_received >= pinged_at:
-                pinged_at = None
+            quiet = now - conn.last_received
+            if quiet >= timeout:
+                self._drop(conn, "ping timeout")
+                return
             if not self.registered and now - started > timeout:
                 self._drop(conn, "registration timeout")
                 return
-            if pinged_at is None and now - conn.last_received >= quiet:
-                pinged_at = now
-                self.control(f"PING :{self.network}")
-            elif pinged_at is not None and now - pinged_at >= timeout:
-                self._drop(conn, "ping timeout")
-                return
+            if quiet >= timeout / 2 and pinged_after != conn.last_received:
+                pinged_after = conn.last_received
+                self.control(f"PING :{secrets.token_hex(8)}")
 
     def _drop(self, conn: HardenedConnection, reason: str) -> None:
         log.warning("irc_link_dead", network=self.network, reason=reason)
