@@ -12,7 +12,9 @@ emitted.
 Bridge -> IRC: `Message`s as `config.format` / `config.action_format` lines
 (NOTICEs stay NOTICEs; the bridge's own notices go out without a nick), split
 to fit the wire (`bridge.irc.split`); `Topic` as TOPIC. Joins, parts, nick
-changes and kicks elsewhere are not shown on IRC.
+changes and kicks elsewhere are not shown on IRC. Relayed lines are sent again
+after a reconnect until the server confirms them, and dropped with one notice
+once older than `max_age` (`bridge.irc.outbox`).
 """
 
 from __future__ import annotations
@@ -57,14 +59,14 @@ _KINDS = {"pubmsg": MessageKind.PLAIN, "action": MessageKind.ACTION, "pubnotice"
 
 
 class IrcAdapter(Adapter):
-    def __init__(self, config: IrcNetworkConfig, emit: EventSink) -> None:
+    def __init__(self, config: IrcNetworkConfig, emit: EventSink, *, max_age: float = 300.0) -> None:
         super().__init__(config.name, emit)
         for fmt in (config.format, config.action_format):
             fmt.format(nick="nick", text="text")  # a broken format fails at start, not per message
         self.config = config
         self.roster = Roster()
-        self.client = RelayClient(config, on_registered=self._on_registered,
-                                  on_lost=self._on_lost, fold=self.roster.fold)
+        self.client = RelayClient(config, on_registered=self._on_registered, on_lost=self._on_lost,
+                                  notice=self._notice_lines, fold=self.roster.fold, max_age=max_age)
         self.rooms: dict[str, str] = {}  # folded channel -> channel as configured
         self.joined: set[str] = set()  # folded
         self.topics: dict[str, str] = {}  # folded channel -> current topic, as IRC has it
@@ -101,12 +103,12 @@ class IrcAdapter(Adapter):
 
     async def deliver(self, room: str, event: Event) -> None:
         if isinstance(event, Message):
-            lines = self._message_lines(room, event)
-        elif isinstance(event, Topic):
-            lines = self._topic_lines(room, event)
+            lines, when = self._message_lines(room, event), event.time
+        elif isinstance(event, Topic):  # the latest topic, however late: never too old
+            lines, when = self._topic_lines(room, event), None
         else:  # joins, parts, nick changes, kicks, presence elsewhere: not shown on IRC
             return
-        done = self.client.send(lines)
+        done = self.client.send(lines, room, str(event.endpoint), when)
         # Wait only once a backlog builds (flood control, a slow server), not
         # for a reconnect: lines queued in one loop turn then go out in one write.
         if self.client.registered and len(self.client.outbox) >= self.client.outbox.size // 2:
@@ -144,6 +146,9 @@ class IrcAdapter(Adapter):
         lines = wire_lines(msg.text, render, budget, self.config.max_lines)
         log.debug("irc_relay", network=self.network, room=room, lines=len(lines))
         return [f"{command} {room} :{line}" for line in lines]
+
+    def _notice_lines(self, room: str, text: str) -> list[str]:
+        return self._message_lines(room, Message(Endpoint(self.network, room), BRIDGE, text, MessageKind.NOTICE))
 
     def _topic_lines(self, room: str, topic: Topic) -> list[str]:
         text = clean(topic.text).strip()

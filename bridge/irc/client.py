@@ -7,7 +7,7 @@ nicks on 433), keeps the link checked (any byte received proves it alive; after
 half of `ping_timeout` of quiet we PING, and `ping_timeout` of silence means
 dead, with TCP keepalive and TCP_USER_TIMEOUT as the kernel's backstop), and
 reconnects with exponential backoff and jitter. Every line it sends goes through the network's token
-bucket (see `Outbox`).
+bucket, and relayed lines are kept until the server confirms them (see `Outbox`).
 
 Event handlers are registered with `on`; they only ever see events of the
 current connection, never late ones of a connection already replaced.
@@ -19,7 +19,6 @@ import asyncio
 import base64
 import contextlib
 import random
-import secrets
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -67,15 +66,19 @@ class RelayClient:
         *,
         on_registered: Callable[[], None],
         on_lost: Callable[[], None],
+        notice: Callable[[str, str], list[str]],
         fold: Callable[[str], str] = str.lower,
+        max_age: float = 300.0,
     ) -> None:
+        """`notice(room, text)` gives the lines that say `text` in `room` as the bridge;
+        relayed lines older than `max_age` seconds when their turn comes are dropped."""
         self.config = config
         self.fold = fold  # the network's case mapping, for telling our own nick
         self.network = config.name
         self.on_registered = on_registered
         self.on_lost = on_lost
         self.bucket = TokenBucket(config.flood.burst, config.flood.interval)
-        self.outbox = Outbox(self.bucket, config.queue_size, config.name)
+        self.outbox = Outbox(self.bucket, config.queue_size, config.name, notice=notice, max_age=max_age)
         self.conn: HardenedConnection | None = None
         self.nick = config.nick
         self.account: str | None = None
@@ -94,6 +97,7 @@ class RelayClient:
         self._nick_tries = 0
         for name, handler, priority in (
             ("ping", self._on_ping, -50),  # before the library's own PONG, which it stops
+            ("pong", self._on_pong, 0),
             ("error", self._on_error, 0),
             ("disconnect", self._on_disconnect, 0),
             ("cap", self._on_cap, 0),
@@ -128,8 +132,10 @@ class RelayClient:
     def control(self, line: str) -> None:
         self.outbox.control(line)
 
-    def send(self, lines: Iterable[str]) -> asyncio.Future:
-        return self.outbox.put(lines)
+    def send(self, lines: Iterable[str], room: str, origin: str, when: float | None = None) -> asyncio.Future:
+        """Relay `lines` to `room`: an event from `origin` (`network/room`) at `when`
+        (Unix time; None: never too old). Sent again after a reconnect until confirmed."""
+        return self.outbox.put(lines, room, origin, when)
 
     def budget(self, command: str, target: str) -> int:
         """Bytes of text that fit in `command target :text` as relayed by the server."""
@@ -246,9 +252,10 @@ class RelayClient:
             if not self.registered and now - started > timeout:
                 self._drop(conn, "registration timeout")
                 return
-            if quiet >= timeout / 2 and pinged_after != conn.last_received:
+            # Modern IRC, "PING message": clients should not PING during registration.
+            if self.registered and quiet >= timeout / 2 and pinged_after != conn.last_received:
                 pinged_after = conn.last_received
-                self.control(f"PING :{secrets.token_hex(8)}")
+                self.outbox.ping()
 
     def _drop(self, conn: HardenedConnection, reason: str) -> None:
         log.warning("irc_link_dead", network=self.network, reason=reason)
@@ -274,6 +281,11 @@ class RelayClient:
     def _on_ping(self, event: Event) -> str:
         self.control(f"PONG :{event.target}")
         return "NO MORE"
+
+    def _on_pong(self, event: Event) -> None:  # PONG <server> :<token>
+        token = event.arguments[-1] if event.arguments else event.target
+        if token:
+            self.outbox.confirm(token)
 
     def _on_error(self, event: Event) -> None:
         log.warning("irc_server_error", network=self.network, message=event.target)

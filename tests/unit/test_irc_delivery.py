@@ -7,8 +7,11 @@ import socket
 
 import pytest
 
-from tests.servers.scripted_ircd import ScriptedIrcd, running
-from tests.unit.test_irc_scripted import joined, make_adapter
+from bridge.config_types import FloodConfig
+from bridge.core.notices import stale_text
+from bridge.irc.adapter import IrcAdapter
+from tests.servers.scripted_ircd import Recorder, ScriptedIrcd, running
+from tests.unit.test_irc_scripted import CHAN, joined, make_adapter, make_config, xmpp_msg
 
 
 @pytest.fixture
@@ -56,3 +59,76 @@ async def test_the_kernel_gives_up_on_unacknowledged_data_within_ping_timeout(ir
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 20_000
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 10
+
+
+# Acknowledged delivery
+
+
+def privmsgs(client):
+    return [line.removeprefix(f"PRIVMSG {CHAN} :<alice> ") for line in client.lines("PRIVMSG")]
+
+
+async def test_lines_never_confirmed_are_sent_again_after_a_reconnect_once(ircd):
+    adapter, _ = make_adapter(ircd.port)
+    async with running(adapter):
+        first = await joined(ircd)
+        first.pongs = False  # takes the lines, but never confirms them
+        for i in range(3):
+            await adapter.deliver(CHAN, xmpp_msg(f"unconfirmed {i}"))
+        last = await first.expect(f"PRIVMSG {CHAN} :<alice> unconfirmed 2")
+        await first.expect("PING :", after=first.received.index(last))
+        first.close()
+        await adapter.deliver(CHAN, xmpp_msg("while away"))
+        second = await joined(ircd, 1)
+        await second.expect(f"PRIVMSG {CHAN} :<alice> while away")
+        assert privmsgs(second) == ["unconfirmed 0", "unconfirmed 1", "unconfirmed 2", "while away"]
+        assert second.received.index(second.lines("PRIVMSG")[0]) > second.received.index(second.lines("JOIN")[0])
+        # Confirmed this time: never again.
+        async with asyncio.timeout(5):
+            while adapter.client.outbox.unconfirmed:
+                await asyncio.sleep(0.02)
+        second.close()
+        third = await joined(ircd, 2)
+        await adapter.deliver(CHAN, xmpp_msg("third time"))
+        await third.expect(f"PRIVMSG {CHAN} :<alice> third time")
+        assert privmsgs(third) == ["third time"]
+
+
+async def test_lines_confirmed_by_the_server_are_not_sent_again(ircd):
+    adapter, _ = make_adapter(ircd.port)
+    async with running(adapter):
+        first = await joined(ircd)
+        for i in range(3):
+            await adapter.deliver(CHAN, xmpp_msg(f"confirmed {i}"))
+        last = await first.expect(f"PRIVMSG {CHAN} :<alice> confirmed 2")
+        await first.expect("PING :", after=first.received.index(last))
+        async with asyncio.timeout(5):
+            while adapter.client.outbox.unconfirmed:
+                await asyncio.sleep(0.02)
+        first.close()
+        second = await joined(ircd, 1)
+        await adapter.deliver(CHAN, xmpp_msg("after"))
+        await second.expect(f"PRIVMSG {CHAN} :<alice> after")
+        assert privmsgs(first) == ["confirmed 0", "confirmed 1", "confirmed 2"]
+        assert privmsgs(second) == ["after"]
+
+
+# Bounded age
+
+
+async def test_a_backlog_older_than_max_age_becomes_one_notice(ircd):
+    config = make_config(ircd.port, flood=FloodConfig(burst=2, interval=0.25))
+    adapter = IrcAdapter(config, Recorder(), max_age=1.0)
+    adapter.add_endpoint(CHAN, {})
+    async with running(adapter):
+        client = await joined(ircd)
+        for i in range(20):  # 5 s at flood pace: most of it waits longer than a second
+            await adapter.deliver(CHAN, xmpp_msg(f"backlog {i}"))
+        notice = await client.expect(f"NOTICE {CHAN} :", timeout=5)
+        await adapter.deliver(CHAN, xmpp_msg("live"))
+        await client.expect(f"PRIVMSG {CHAN} :<alice> live")
+        sent = privmsgs(client)
+        assert 2 <= len(sent) - 1 < 20 and sent == [f"backlog {i}" for i in range(len(sent) - 1)] + ["live"]
+        assert notice == f"NOTICE {CHAN} :" + stale_text(21 - len(sent), ["xmpp/room@muc"], 1.0)
+        assert client.received.index(notice) < client.received.index(f"PRIVMSG {CHAN} :<alice> live")
+        assert len(client.lines("NOTICE")) == 1
