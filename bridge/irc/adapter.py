@@ -7,7 +7,10 @@ IRC -> bridge: PRIVMSG, CTCP ACTION and NOTICE in a linked channel become
 server shows on join (RPL_TOPIC) is remembered but not relayed: it is not a
 change, and relaying it on every reconnect would overwrite newer topics
 elsewhere. Other CTCP is ignored. Nothing the relay client itself caused is
-emitted.
+emitted. What is said in a channel while the relay client is out of it (link
+lost, kicked...) cannot be fetched later (InspIRCd 3 and ngIRCd have no
+CHATHISTORY): on rejoin, a notice from the bridge tells the rest of the link
+that messages between those times may be missing.
 
 Bridge -> IRC: `Message`s as `config.format` / `config.action_format` lines
 (NOTICEs stay NOTICEs; the bridge's own notices go out without a nick), split
@@ -34,6 +37,7 @@ from bridge.core.events import (
     BRIDGE, Endpoint, Event, Identity, Join, Kick, Message, MessageKind, NickChange, Part,
     Presence, Topic,
 )
+from bridge.core.notices import gap_text
 from bridge.irc.client import RelayClient
 from bridge.irc.formatting import irc_to_text
 from bridge.irc.roster import Roster
@@ -71,6 +75,7 @@ class IrcAdapter(Adapter):
         self.joined: set[str] = set()  # folded
         self.topics: dict[str, str] = {}  # folded channel -> current topic, as IRC has it
         self._join_due: dict[str, float] = {}  # folded channel -> when to try JOIN again
+        self._out_since: dict[str, float] = {}  # folded channel -> since when we do not hear it
         on = self.client.on
         on("featurelist", self._on_isupport)
         on("join", self._on_join)
@@ -171,6 +176,9 @@ class IrcAdapter(Adapter):
         self.client.outbox.open()
 
     def _on_lost(self) -> None:
+        heard = self.client.last_heard
+        for folded in self.joined:
+            self._out_since.setdefault(folded, heard)
         self.joined.clear()
         self.roster.clear()
         self.topics.clear()  # learnt again on rejoin (RPL_TOPIC)
@@ -224,9 +232,13 @@ class IrcAdapter(Adapter):
         if endpoint is None:
             return  # only linked channels are tracked (a server could invent any number)
         if self.client.is_me(nick):
-            self.joined.add(self.roster.fold(channel))
+            folded = self.roster.fold(channel)
+            self.joined.add(folded)
             self.roster.reset(channel)
             log.info("irc_joined", network=self.network, room=channel)
+            since = self._out_since.pop(folded, None)
+            if since is not None:
+                self._gap(endpoint, since)
             return
         self.roster.joined(channel, nick)
         tags = _tags(event)
@@ -265,8 +277,17 @@ class IrcAdapter(Adapter):
             self.emit(Kick(endpoint, self._identity(event.source.nick, tags), target, reason,
                            time=_time(tags)))
 
+    def _gap(self, endpoint: Endpoint, since: float) -> None:
+        """Say once that what was said in `endpoint` since `since` may not have been relayed."""
+        until = time.time()
+        log.warning("irc_gap", network=self.network, room=endpoint.room, seconds=round(until - since, 1))
+        self.emit(Message(endpoint, BRIDGE, gap_text(str(endpoint), since, until), MessageKind.NOTICE))
+
     def _left(self, channel: str, how: str, **fields: Any) -> None:
-        self.joined.discard(self.roster.fold(channel))
+        folded = self.roster.fold(channel)
+        if folded in self.joined:
+            self._out_since.setdefault(folded, time.time())
+        self.joined.discard(folded)
         self.roster.drop(channel)
         log.warning("irc_left_channel", network=self.network, room=channel, how=how, **fields)
 

@@ -144,6 +144,13 @@ class RelayClient:
         return text_budget(command, target, self.nick, self.user, self.host or "h" * worst)
 
     @property
+    def last_heard(self) -> float:
+        """When the current (or last) connection last received anything, as Unix time."""
+        if self.conn is None:
+            return time.time()
+        return time.time() - (time.monotonic() - self.conn.last_received)
+
+    @property
     def features(self):
         return self.conn.features if self.conn is not None else None
 

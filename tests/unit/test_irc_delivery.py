@@ -3,15 +3,19 @@ within `ping_timeout`, relayed lines confirmed by the server and sent again afte
 reconnect, stale backlogs replaced by one line, and gaps in what we heard said."""
 
 import asyncio
+import math
 import socket
+import time
 
 import pytest
 
 from bridge.config_types import FloodConfig
-from bridge.core.notices import stale_text
+from bridge.core.events import BRIDGE, Endpoint, Message, MessageKind
+from bridge.core.notices import gap_text, stale_text
+from bridge.irc import adapter as adapter_module
 from bridge.irc.adapter import IrcAdapter
 from tests.servers.scripted_ircd import Recorder, ScriptedIrcd, running
-from tests.unit.test_irc_scripted import CHAN, joined, make_adapter, make_config, xmpp_msg
+from tests.unit.test_irc_scripted import CHAN, NET, joined, make_adapter, make_config, xmpp_msg
 
 
 @pytest.fixture
@@ -132,3 +136,56 @@ async def test_a_backlog_older_than_max_age_becomes_one_notice(ircd):
         assert notice == f"NOTICE {CHAN} :" + stale_text(21 - len(sent), ["xmpp/room@muc"], 1.0)
         assert client.received.index(notice) < client.received.index(f"PRIVMSG {CHAN} :<alice> live")
         assert len(client.lines("NOTICE")) == 1
+
+
+# Gaps
+
+
+def gaps(events):
+    return [e for e in events.of(Message) if e.sender == BRIDGE]
+
+
+def says_gap(event, room, since, until):
+    """`event` is the bridge's notice that `room` was not heard from about `since` to
+    about `until` (each within a second: the notice shows whole seconds)."""
+    assert event.endpoint == Endpoint(NET, room) and event.kind is MessageKind.NOTICE
+    texts = {gap_text(f"{NET}/{room}", s, u)
+             for s in range(math.floor(since) - 1, math.ceil(since) + 1)
+             for u in range(math.floor(until) - 1, math.ceil(until) + 1)}
+    return event.text in texts
+
+
+async def test_a_rejoin_after_a_kick_says_once_what_may_be_missing(ircd, monkeypatch):
+    monkeypatch.setattr(adapter_module, "REJOIN_AFTER_KICK", 1.0)
+    adapter, events = make_adapter(ircd.port)
+    async with running(adapter):
+        client = await joined(ircd)
+        client.send(":bob!b@h PRIVMSG #test :heard")
+        await events.wait_for(lambda e: isinstance(e, Message) and e.text == "heard")
+        assert gaps(events) == []  # not on the first join
+        kicked = time.time()
+        client.send(":op!o@h KICK #test xbridge :out")
+        await client.expect("JOIN #test", after=len(client.received))
+        gap = await events.wait_for(lambda e: e in gaps(events))
+        assert says_gap(gap, CHAN, kicked, time.time())
+        client.send(":xbridge!~xbridge@127.0.0.1 JOIN #test")  # the server says it again
+        client.send(":bob!b@h PRIVMSG #test :marker")
+        await events.wait_for(lambda e: isinstance(e, Message) and e.text == "marker")
+        assert len(gaps(events)) == 1
+
+
+async def test_a_lost_link_leaves_a_gap_from_the_last_byte_heard_in_each_channel(ircd):
+    adapter, events = make_adapter(ircd.port, rooms=(CHAN, "#other"), ping_timeout=2.0)
+    async with running(adapter):
+        first = await joined(ircd, 0, (CHAN, "#other"))
+        first.silent = True
+        silent = time.time()
+        second = await joined(ircd, 1, (CHAN, "#other"))
+        await events.wait_for(lambda e: len(gaps(events)) == 2)
+        rejoined = time.time()
+        second.send(":bob!b@h PRIVMSG #test :marker")
+        await events.wait_for(lambda e: isinstance(e, Message) and e.text == "marker")
+    found = gaps(events)
+    assert sorted(g.endpoint.room for g in found) == sorted([CHAN, "#other"])
+    assert all(says_gap(g, g.endpoint.room, silent, rejoined) for g in found)
+    assert rejoined - silent >= 2.0  # the notice starts at the silence, not at the reconnect
