@@ -153,7 +153,9 @@ class IrcAdapter(Adapter):
         return [f"{command} {room} :{line}" for line in lines]
 
     def _notice_lines(self, room: str, text: str) -> list[str]:
-        return self._message_lines(room, Message(Endpoint(self.network, room), BRIDGE, text, MessageKind.NOTICE))
+        """`text` said in `room` by the bridge itself."""
+        notice = Message(Endpoint(self.network, room), BRIDGE, text, MessageKind.NOTICE)
+        return self._message_lines(room, notice)
 
     def _topic_lines(self, room: str, topic: Topic) -> list[str]:
         text = clean(topic.text).strip()

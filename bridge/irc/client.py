@@ -6,8 +6,9 @@ One `RelayClient` owns one connection at a time (a `HardenedConnection` on the
 nicks on 433), keeps the link checked (any byte received proves it alive; after
 half of `ping_timeout` of quiet we PING, and `ping_timeout` of silence means
 dead, with TCP keepalive and TCP_USER_TIMEOUT as the kernel's backstop), and
-reconnects with exponential backoff and jitter. Every line it sends goes through the network's token
-bucket, and relayed lines are kept until the server confirms them (see `Outbox`).
+reconnects with exponential backoff and jitter. Every line it sends goes
+through the network's token bucket, and relayed lines are kept until the server
+confirms them (see `Outbox`).
 
 Event handlers are registered with `on`; they only ever see events of the
 current connection, never late ones of a connection already replaced.

@@ -86,7 +86,8 @@ async def test_lines_never_confirmed_are_sent_again_after_a_reconnect_once(ircd)
         second = await joined(ircd, 1)
         await second.expect(f"PRIVMSG {CHAN} :<alice> while away")
         assert privmsgs(second) == ["unconfirmed 0", "unconfirmed 1", "unconfirmed 2", "while away"]
-        assert second.received.index(second.lines("PRIVMSG")[0]) > second.received.index(second.lines("JOIN")[0])
+        order = second.received.index
+        assert order(second.lines("PRIVMSG")[0]) > order(second.lines("JOIN")[0])  # after the rejoin
         # Confirmed this time: never again.
         async with asyncio.timeout(5):
             while adapter.client.outbox.unconfirmed:

@@ -286,4 +286,5 @@ async def test_stale_lines_are_dropped_and_said_once_per_channel_and_run():
         "NOTICE #b :" + stale_text(1, ["xmpp/room@muc"], 60.0),  # the queue ran dry
     ]
     assert box.stale == 3
-    assert [(e["room"], e["count"]) for e in logs if e["event"] == "irc_stale_dropped"] == [("#a", 2), ("#b", 1)]
+    said = [(e["room"], e["count"]) for e in logs if e["event"] == "irc_stale_dropped"]
+    assert said == [("#a", 2), ("#b", 1)]
