@@ -37,7 +37,7 @@ from bridge.core.events import (
     BRIDGE, Endpoint, Event, Identity, Join, Kick, Message, MessageKind, NickChange, Part,
     Presence, Topic,
 )
-from bridge.core.notices import gap_text
+from bridge.core.notices import gap_text, late_mark
 from bridge.irc.client import RelayClient
 from bridge.irc.formatting import irc_to_text
 from bridge.irc.roster import Roster
@@ -148,7 +148,7 @@ class IrcAdapter(Adapter):
             def render(text: str) -> str:
                 return fmt.format(nick=nick, text=text)
         budget = self.client.budget(command, room)
-        lines = wire_lines(msg.text, render, budget, self.config.max_lines)
+        lines = wire_lines(late_mark(msg) + msg.text, render, budget, self.config.max_lines)
         log.debug("irc_relay", network=self.network, room=room, lines=len(lines))
         return [f"{command} {room} :{line}" for line in lines]
 

@@ -21,6 +21,7 @@ import structlog
 
 from bridge.config_types import SilcNetworkConfig
 from bridge.core.adapter import Adapter, EventSink
+from bridge.core.notices import late_mark
 from bridge.core.events import (
     BRIDGE,
     Endpoint,
@@ -115,18 +116,18 @@ class SilcAdapter(Adapter):
         await self._client.run()
 
     async def deliver(self, room: str, event: Event) -> None:
-        """Waits (up to DELIVER_WAIT) while the channel is not joined yet, e.g.
-        for the notice posted when a link starts, then drops."""
+        """Waits while the channel is not joined (events meanwhile wait in the router's
+        bounded queue, where age limits apply), saying so in the log now and then."""
         channel = session = None
-        if not self._started.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._started.wait(), DELIVER_WAIT)
-        if self._client is not None:
-            channel = await self._client.wait_channel(room, DELIVER_WAIT)
-            session = self._client.session
-        if channel is None or session is None:
-            self.log.warning("silc_deliver_dropped", room=room, reason="not joined", kind=type(event).__name__)
-            return
+        while channel is None or session is None:
+            if not self._started.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._started.wait(), DELIVER_WAIT)
+            if self._client is not None:
+                channel = await self._client.wait_channel(room, DELIVER_WAIT)
+                session = self._client.session
+            if channel is None or session is None:
+                self.log.warning("silc_not_joined_waiting", room=room, kind=type(event).__name__)
         try:
             if isinstance(event, Message) and not channel.secured:
                 self._guards[room.casefold()].hold_back()
@@ -304,10 +305,11 @@ class SilcAdapter(Adapter):
         if event.sender == BRIDGE:
             return MessageFlag.UTF8 | MessageFlag.NOTICE, event.text
         template = self.config.action_format if event.kind is MessageKind.ACTION else self.config.format
+        said = late_mark(event) + event.text
         try:
-            text = template.format(nick=event.sender.nick, text=event.text)
+            text = template.format(nick=event.sender.nick, text=said)
         except (KeyError, IndexError, ValueError):
-            text = f"<{event.sender.nick}> {event.text}"
+            text = f"<{event.sender.nick}> {said}"
         flags = {
             MessageKind.ACTION: MessageFlag.ACTION,
             MessageKind.NOTICE: MessageFlag.NOTICE,
