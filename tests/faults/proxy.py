@@ -203,9 +203,11 @@ class FaultProxy:
             self._server.close()
         for conn in list(self._connections):
             conn.abort()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:  # their pipes end with the connections; one still connecting may not
+            _, late = await asyncio.wait(self._tasks, timeout=1.0)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2.0):
@@ -270,6 +272,8 @@ class FaultProxy:
         self._tasks.add(task)
         try:
             await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            abort_with_rst(writer)  # closing: the top of this connection's own task ends here
         finally:
             self._tasks.discard(task)
 
