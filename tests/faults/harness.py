@@ -16,7 +16,7 @@ the end of the run.
 
 What is recorded, per message: when it was sent, when its own server confirmed it (the MUC
 reflects it to alice; InspIRCd echoes it to bob; sol sees sam's), and when it arrived at each
-other network (live, or, for alice after a Prosody restart, as room history). Per run: when the
+other network (live, or marked as late with an XEP-0203 delay). Per run: when the
 fault started and ended, the bridge's log events (structlog, captured in-process or parsed from
 the subprocess's JSON lines), the notices the bridge posted.
 
@@ -67,7 +67,6 @@ ROOM = "room@muc.localhost"
 CHAN = "#room"
 SILC_CHANNEL = "room"
 BOT, RELAY = "bridge", "relay"
-ENDPOINT = {XMPP: f"{XMPP}/{ROOM}", IRC: f"{IRC}/{CHAN}", SILC: f"{SILC}/{SILC_CHANNEL}"}
 
 RATE = 20.0  # messages per second from each person
 SHORT_TIMEOUT = 6.0  # ping_timeout of every link in the fast scenarios (the default is 25)
@@ -100,13 +99,13 @@ class Numbered:
     sent: float
     confirmed: float | None = None
     live: dict[str, list[float]] = field(default_factory=dict)  # network -> arrival times
-    history: dict[str, int] = field(default_factory=dict)  # network -> copies seen as MUC history
+    delayed: dict[str, int] = field(default_factory=dict)  # network -> copies marked as late
 
     def copies(self, network: str) -> int:
-        """How often it reached `network`: live copies, or, if none, copies from room history
-        (alice saw it there after a rejoin)."""
+        """How often it reached `network`: live copies, or, if none, copies marked as late
+        (XEP-0203 delay: room history on a join, or a bridge relaying what it missed)."""
         live = len(self.live.get(network, ()))
-        return live if live else self.history.get(network, 0)
+        return live if live else self.delayed.get(network, 0)
 
     def first_arrival(self, network: str) -> float | None:
         times = self.live.get(network)
@@ -142,7 +141,7 @@ class Ledger:
             if record is not None and record.confirmed is None:
                 record.confirmed = time.time()
 
-    def arrived(self, network: str, text: str, history: bool = False) -> None:
+    def arrived(self, network: str, text: str, delayed: bool = False) -> None:
         now = time.time()
         tokens = _tokens(text)
         if not tokens and MISSING.search(text):
@@ -151,11 +150,11 @@ class Ledger:
             record = self.messages.get((origin, n))
             if origin == network or record is None:
                 self.loops.append((network, text))
-            elif history:
-                record.history[network] = record.history.get(network, 0) + 1
+            elif delayed:
+                record.delayed[network] = record.delayed.get(network, 0) + 1
             else:
                 record.live.setdefault(network, []).append(now)
-                self.last_arrival = now
+            self.last_arrival = now
 
     def of(self, origin: str) -> list[Numbered]:
         return [m for m in self.messages.values() if m.origin == origin]
@@ -284,7 +283,10 @@ class SubprocessBridge:
             return
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                process.kill() if kill else process.terminate()
+                if kill:
+                    process.kill()
+                else:
+                    process.terminate()
             try:
                 async with asyncio.timeout(8.0):
                     await process.wait()
@@ -321,6 +323,7 @@ class Direction:
 @dataclass
 class Result:
     scenario: str
+    fault: float  # how long the fault lasted, seconds
     detection: tuple[float, str] | None  # seconds after the fault's start, event name
     detection_expected: bool
     directions: list[Direction]
@@ -341,7 +344,7 @@ class Result:
         else:
             detected = f"{self.detection[0]:.1f}s ({self.detection[1]})"
         again = "never" if self.relay_again is None else f"{self.relay_again:.1f}s"
-        parts = [f"{self.scenario}: detected {detected}", *(d.summary() for d in self.directions),
+        parts = [f"{self.scenario}: fault {self.fault:.1f}s, detected {detected}", *(d.summary() for d in self.directions),
                  f"relaying again after {again}"]
         if self.loops:
             parts.append(f"{len(self.loops)} echoed back")
@@ -413,6 +416,8 @@ class FaultRun:
         stack = self._stack
         if self.bridge_mode == "inprocess":
             stack.enter_context(captured_logs(self.events))
+        # The room keeps 1000 messages of history (Prosody's default is 20): enough for a
+        # rejoin to ask for all that was said during a few seconds' gap at RATE.
         self.prosody = Prosody(self.tmp / "prosody",
                                muc_options={"muc_room_default_history_length": 1000})
         self.inspircd = InspIRCd(self.tmp / "inspircd")
@@ -562,7 +567,7 @@ class FaultRun:
         if msg.nick == "alice":
             self.ledger.confirm(msg.body)
         else:
-            self.ledger.arrived(XMPP, msg.body, history=msg.delayed)
+            self.ledger.arrived(XMPP, msg.body, delayed=msg.delayed)
 
     def _on_irc(self, line: IrcLine) -> None:
         if line.command not in ("PRIVMSG", "NOTICE") or line.target.lower() != CHAN:
@@ -620,9 +625,7 @@ class FaultRun:
         await asyncio.sleep(down)
         await server.start()
         if network == XMPP:
-            self.alice.rooms.clear()  # rejoin below, asking for what was said meanwhile
-            await self.alice.connect()
-            await self.alice.join(ROOM, "alice", history=1000)
+            await self.alice.connect()  # and rejoins the room
         elif network == IRC:
             await self.bob.close()
             await self._irc_login()
@@ -680,7 +683,7 @@ class FaultRun:
     def _excused(self, record: Numbered) -> bool:
         _, start, _ = self.fault
         for notice in self.ledger.notices:
-            if notice.network == record.origin or f"{record.origin}/" not in notice.text:
+            if notice.network == record.origin or not _names(notice.text, record.origin):
                 continue
             since, until = _notice_span(notice, fallback=(start, notice.at))
             if since - 2.0 <= record.sent <= until + 2.0:
@@ -715,8 +718,13 @@ class FaultRun:
         if network in PREFIXES:
             found = self.events.first(start, network, self.detect_pattern)
             detection = (found[0] - start, found[1]) if found else None
-        return Result(self.scenario, detection, network in PREFIXES, list(directions.values()),
+        return Result(self.scenario, end - start, detection, network in PREFIXES, list(directions.values()),
                       self.ledger.notices, self.ledger.loops, self.events.leaking(self.secrets))
+
+
+def _names(text: str, network: str) -> bool:
+    """Whether a notice names `network` (`irc/#room`, `from IRC`; not inside another word)."""
+    return re.search(rf"(?<![\w-]){network}(?![\w-])", text, re.I) is not None
 
 
 def _notice_span(notice: Notice, fallback: tuple[float, float]) -> tuple[float, float]:

@@ -10,6 +10,8 @@ from tests.faults.harness import IRC, SILC, XMPP, FaultRun
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(150)]
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "MUC messages posted while the bot was out are never relayed (rejoin asks for no history)"))
 async def test_prosody_killed_and_restarted(tmp_path):
     async with FaultRun("prosody SIGKILL", tmp_path) as run:
         await run.kill_server(XMPP)
@@ -17,6 +19,8 @@ async def test_prosody_killed_and_restarted(tmp_path):
     result.check()
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "IRC lines while the relay client was out are lost without a 'may be missing' notice"))
 async def test_inspircd_killed_and_restarted(tmp_path):
     async with FaultRun("inspircd SIGKILL", tmp_path) as run:
         await run.kill_server(IRC)
@@ -24,6 +28,8 @@ async def test_inspircd_killed_and_restarted(tmp_path):
     result.check()
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "SILC messages while the relay client was out are lost without a 'may be missing' notice"))
 async def test_silc_server_killed_and_restarted(tmp_path):
     async with FaultRun("silc server SIGKILL", tmp_path, networks=(XMPP, IRC, SILC)) as run:
         await run.kill_server(SILC)
@@ -31,6 +37,9 @@ async def test_silc_server_killed_and_restarted(tmp_path):
     result.check()
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "after a restart the bridge neither fetches MUC history since its last message nor says "
+    "that IRC lines may be missing"))
 async def test_bridge_killed_and_restarted(tmp_path):
     async with FaultRun("bridge SIGKILL", tmp_path, bridge="subprocess") as run:
         await run.kill_bridge()
