@@ -12,7 +12,15 @@ by default, or `python -m bridge run` with JSON logs when it must be killed) rea
 through its own `FaultProxy`: component port, IRC port, SILC port. People talk directly to their
 servers: alice in the MUC, bob on IRC (with `echo-message`), sam on SILC (sol, a second SILC user,
 only watches). Each sends `<network>-<n>` (`xmpp-00017`) at `RATE` per second from the start to
-the end of the run.
+the end of the run. Links run with `ping_timeout: SHORT_TIMEOUT` unless a scenario asks for the
+defaults.
+
+Faults, each marking its start and end: `blackhole(network, seconds)` and `reset(network)` of the
+bridge's link (see FaultProxy), `inject(network, data, boundary)` toward the bridge between two
+lines or stanzas, `kill_server(network)` (SIGKILL, started again on the same ports; its person
+comes back and talks for a second while the bridge is still refused, so every run has messages
+sent while the bridge was away; the fault ends when the bridge may connect again), and
+`kill_bridge()` (a bridge run as a subprocess).
 
 What is recorded, per message: when it was sent, when its own server confirmed it (the MUC
 reflects it to alice; InspIRCd echoes it to bob; sol sees sam's), and when it arrived at each
