@@ -82,7 +82,7 @@ RESUME_LIMIT = 30.0  # relaying must resume this soon after the fault's end
 TAIL = 2.0  # streams go on this long after relaying resumed
 QUIET_END = 4.0  # the drain ends when nothing more arrived for this long
 NUMBERED = re.compile(r"\b(xmpp|irc|silc)-(\d{5})\b")
-MISSING = re.compile(r"may be missing|missing", re.I)
+MISSING = re.compile(r"missing", re.I)
 NOTICE_TIMES = re.compile(r"between (\d\d):(\d\d):(\d\d) UTC and (\d\d):(\d\d):(\d\d) UTC")
 #: Bridge events that sound like a link noticed down (matched in the event name).
 LINK_DOWN = re.compile(r"dead|silent|lost|offline|disconnect|timeout|closed|reset|reconnect|error|failed",
@@ -94,6 +94,7 @@ BAD_INPUT = re.compile(r"malformed|parse|invalid|not.well|dropped|skipped|error|
 #: named after their logger: `slixmpp...`, `irc.client...`).
 PREFIXES = {XMPP: ("xmpp_", "muc_", "component_", "slixmpp"), IRC: ("irc_", "irc."), SILC: ("silc_",)}
 
+LOG_LINE_LIMIT = 1 << 22  # the longest bridge log line read whole from a subprocess
 #: One line per scenario run, printed at the end of the session (tests/faults/conftest.py).
 RESULTS: list[str] = []
 
@@ -110,10 +111,9 @@ class Numbered:
     delayed: dict[str, int] = field(default_factory=dict)  # network -> copies marked as late
 
     def copies(self, network: str) -> int:
-        """How often it reached `network`: live copies, or, if none, copies marked as late
-        (XEP-0203 delay: room history on a join, or a bridge relaying what it missed)."""
-        live = len(self.live.get(network, ()))
-        return live if live else self.delayed.get(network, 0)
+        """How often it reached `network`, live or marked as late (XEP-0203 delay: a bridge
+        relaying what it missed; people join without history, so none comes from the room)."""
+        return len(self.live.get(network, ())) + self.delayed.get(network, 0)
 
     def first_arrival(self, network: str) -> float | None:
         times = self.live.get(network)
@@ -233,9 +233,10 @@ def captured_logs(events: LogEvents):
 
 
 class InProcessBridge:
-    def __init__(self, config: str, events: LogEvents) -> None:
+    """`tests.integration.bridge_harness.running_bridge`; its log is caught by `captured_logs`."""
+
+    def __init__(self, config: str) -> None:
         self.config = config
-        self.events = events
         self._stack: contextlib.AsyncExitStack | None = None
 
     async def start(self) -> None:
@@ -266,12 +267,19 @@ class SubprocessBridge:
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bridge", "run", "-c", str(self.path),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, cwd=REPO, start_new_session=True)
+            stderr=asyncio.subprocess.PIPE, cwd=REPO, start_new_session=True, limit=LOG_LINE_LIMIT)
         self._reader = asyncio.create_task(self._read(self._process.stderr))
 
     async def _read(self, stream: asyncio.StreamReader) -> None:
         with open(self.log_path, "ab") as log:
-            while raw := await stream.readline():
+            while True:
+                try:
+                    raw = await stream.readline()
+                except ValueError:  # longer than the limit: dropped by the reader, noted here
+                    self.events.add({"event": "log line over 4 MiB", "level": "raw"})
+                    continue
+                if not raw:
+                    break
                 log.write(raw)
                 try:
                     event = json.loads(raw)
@@ -352,8 +360,10 @@ class Result:
         else:
             detected = f"{self.detection[0]:.1f}s ({self.detection[1]})"
         again = "never" if self.relay_again is None else f"{self.relay_again:.1f}s"
-        parts = [f"{self.scenario}: fault {self.fault:.1f}s, detected {detected}", *(d.summary() for d in self.directions),
-                 f"relaying again after {again}"]
+        parts = [f"{self.scenario}: fault {self.fault:.1f}s, detected {detected}",
+                 *(d.summary() for d in self.directions), f"relaying again after {again}"]
+        if self.notices:
+            parts.append(f"{len(self.notices)} 'may be missing' notices")
         if self.loops:
             parts.append(f"{len(self.loops)} echoed back")
         if self.leaks:
@@ -452,7 +462,7 @@ class FaultRun:
         await self._people()
         marks = self._marks()
         config = self._config()
-        self.bridge = (InProcessBridge(config, self.events) if self.bridge_mode == "inprocess"
+        self.bridge = (InProcessBridge(config) if self.bridge_mode == "inprocess"
                        else SubprocessBridge(config, self.events, self.tmp))
         await self.bridge.start()
         stack.push_async_callback(self.bridge.stop)

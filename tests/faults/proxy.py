@@ -136,7 +136,7 @@ class _Connection:
         self.black = proxy.mode == BLACKHOLE
         self.pipes = {TO_SERVER: _Pipe(self, TO_SERVER, client[0], server[1]),
                       TO_CLIENT: _Pipe(self, TO_CLIENT, server[0], client[1])}
-        self.tasks = [asyncio.create_task(pipe.run(), name=f"proxy {proxy.port} {d}")
+        self.tasks = [asyncio.create_task(pipe.run(), name=f"proxy {proxy.name} {d}")
                       for d, pipe in self.pipes.items()]
         self.closed = False
         self.gone = False  # an end has closed (hidden from the other while black)
