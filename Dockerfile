@@ -1,13 +1,18 @@
 FROM python:3.11-slim
 
-RUN useradd --system --create-home --home-dir /home/bridge bridge \
-    && mkdir -p /data /config && chown bridge:bridge /data
+# A fixed uid/gid (10001), so that a host directory bind-mounted on /data can be given to it.
+RUN groupadd --system --gid 10001 bridge \
+    && useradd --system --uid 10001 --gid bridge --home-dir /data --no-create-home bridge \
+    && mkdir -p /data /config && chown bridge:bridge /data && chmod 0700 /data
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY bridge ./bridge
 RUN pip install --no-cache-dir . && rm -rf /root/.cache
 
 USER bridge
-VOLUME ["/config", "/data"]
+# The data directory is the working directory: the default store (sqlite://muc-bridge.db)
+# and SILC key_dir (silc-keys) are relative paths, so they land here, writable by the user.
+WORKDIR /data
+VOLUME ["/data"]
 ENTRYPOINT ["muc-bridge"]
 CMD ["run", "--config", "/config/config.yaml"]

@@ -5,22 +5,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 
 import structlog
 
 from bridge.config_types import Config, IrcNetworkConfig, LinkConfig, SilcNetworkConfig
 from bridge.core.adapter import Adapter
+from bridge.core.backoff import Backoff
 from bridge.core.events import Endpoint
+from bridge.core.notices import gap_text
 from bridge.core.router import Router
 from bridge.irc.adapter import IrcAdapter
 from bridge.silc.adapter import SilcAdapter
 from bridge.store.sqlite import SqliteStore
 from bridge.xmpp.adapter import XmppAdapter
+from bridge.xmpp.component import HandshakeRefused
 
 log = structlog.get_logger(__name__)
 
 #: How often pending store writes are committed (the most a crash can lose).
 COMMIT_INTERVAL = 0.5
+#: An adapter that ran this long before failing starts again without waiting long.
+STABLE_AFTER = 60.0
 
 
 class Bridge:
@@ -28,7 +34,8 @@ class Bridge:
         self.config = config
         self.store = SqliteStore.from_url(config.store.url)
         self.router = Router(config.links, max_age=config.delivery.max_age)
-        self.adapters: list[Adapter] = [XmppAdapter(config.component, self.router.receive, self.store)]
+        self.adapters: list[Adapter] = [XmppAdapter(config.component, self.router.receive, self.store,
+                                                    config.delivery.max_age)]
         for net in config.networks.values():
             self.adapters.append(self._network_adapter(net))
         for adapter in self.adapters:
@@ -36,7 +43,7 @@ class Bridge:
 
     def _network_adapter(self, net: IrcNetworkConfig | SilcNetworkConfig) -> Adapter:
         if isinstance(net, IrcNetworkConfig):
-            return IrcAdapter(net, self.router.receive)
+            return IrcAdapter(net, self.router.receive, max_age=self.config.delivery.max_age)
         return SilcAdapter(net, self.router.receive, self.store)
 
     async def run(self) -> None:
@@ -49,9 +56,10 @@ class Bridge:
         log.info("bridge_starting", links=len(self.config.links), networks=len(self.config.networks))
         for link in self.config.links:
             self._announce_silc(link)
+            self._announce_downtime(link)
         tasks = [asyncio.create_task(self.router.run(), name="router"),
                  asyncio.create_task(self._commit_loop(), name="store commits")]
-        tasks += [asyncio.create_task(adapter.run(), name=f"adapter {adapter.network}")
+        tasks += [asyncio.create_task(self._supervise(adapter), name=f"adapter {adapter.network}")
                   for adapter in self.adapters]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -75,10 +83,43 @@ class Bridge:
             except Exception as exc:
                 log.warning("adapter_close_failed", network=adapter.network, error=repr(exc))
 
+    async def _supervise(self, adapter: Adapter) -> None:
+        """Run one adapter for as long as the bridge runs. One that fails (a SILC key_dir
+        it cannot write, a bug) is logged and started again after a backoff, while the
+        other networks relay; only a refused component secret ends the bridge."""
+        backoff = Backoff(initial=5.0, maximum=300.0)
+        while True:
+            started = time.monotonic()
+            try:
+                await adapter.run()
+                log.error("adapter_stopped", network=adapter.network)
+            except Exception as exc:
+                if _refused(exc):
+                    raise
+                log.error("adapter_failed", network=adapter.network, error=_describe(exc))
+            if time.monotonic() - started >= STABLE_AFTER:
+                backoff.reset()
+            await backoff.wait()
+
     async def _commit_loop(self) -> None:
         while True:
             await asyncio.sleep(COMMIT_INTERVAL)
+            self.store.set_cursor("alive", time.time())
             self.store.flush()
+
+    def _announce_downtime(self, link: LinkConfig) -> None:
+        """After a restart: what IRC and SILC said while the bridge was down is gone
+        (their servers keep no history for us); say so on the rest of the link. XMPP rooms
+        replay what was missed themselves."""
+        last = self.store.cursor("alive")
+        if not isinstance(last, (int, float)):
+            return
+        now = time.time()
+        for ep in link.endpoints:
+            if ep.network == "xmpp":
+                continue
+            others = [Endpoint(o.network, o.room) for o in link.endpoints if o is not ep]
+            self.router.announce(others, gap_text(f"{ep.network}/{ep.room}", last, now))
 
     def _announce_silc(self, link: LinkConfig) -> None:
         """Say, once per start, that SILC's end-to-end encryption ends at the bridge:
@@ -92,3 +133,17 @@ class Bridge:
             self.router.announce(
                 [Endpoint(o.network, o.room) for o in link.endpoints if o is ep or o.network == "xmpp"],
                 adapter.e2e_notice(ep.room, elsewhere))
+
+
+def _refused(exc: BaseException) -> bool:
+    """A refused component secret, possibly inside an exception group: retrying cannot help."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_refused(inner) for inner in exc.exceptions)
+    return isinstance(exc, HandshakeRefused)
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception for the log, groups unwrapped (never message text: adapters raise none)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(inner) for inner in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"

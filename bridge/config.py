@@ -8,6 +8,7 @@ anything connects: `ConfigError.problems` lists them. Secrets are read from
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import stat
 from dataclasses import MISSING, dataclass, fields
@@ -29,6 +30,7 @@ from bridge.config_types import (
     SilcNetworkConfig,
     StoreConfig,
 )
+from bridge.silc.pubkey import PRIVATE_FILE
 
 
 @dataclass(frozen=True)
@@ -72,17 +74,35 @@ class _Reader:
             return None
         out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         for key_node, value_node in node.value:
-            key = str(self.loader.construct_object(key_node))
+            key = self.construct(path, key_node)
+            if key is _UNREADABLE:
+                continue
+            key = str(key)
             if key in out:
                 self.error(_join(path, key), key_node, "duplicate key")
             out[key] = (key_node, value_node)
         return out
 
+    def construct(self, path: str, node: yaml.Node) -> Any:
+        """The node's Python value, or _UNREADABLE (reported) when YAML cannot make one
+        (`!!int abc`, an unknown tag...)."""
+        try:
+            return self.loader.construct_object(node)
+        except (yaml.YAMLError, ValueError, TypeError, AttributeError) as exc:
+            if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+                text = exc.problem
+            else:
+                text = f"not a valid {node.tag.rpartition(':')[2]}"
+            self.error(path or "(top)", node, f"cannot read this value: {text}")
+            return _UNREADABLE
+
     def scalar(self, path: str, node: yaml.Node, kind: type) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             self.error(path, node, f"expected {_NAMES[kind]}")
             return None
-        value = self.loader.construct_object(node)
+        value = self.construct(path, node)
+        if value is _UNREADABLE:
+            return None
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -110,6 +130,9 @@ class _Reader:
             text = Path(name).read_text(encoding="utf-8").strip()
         except OSError as exc:
             self.error(path, node, f"cannot read secret file: {exc.strerror}")
+            return None
+        except UnicodeDecodeError:
+            self.error(path, node, f"secret file {name} is not UTF-8 text")
             return None
         if st.st_mode & stat.S_IROTH:
             self.error(path, node, f"secret file {name} is world-readable (chmod 600 it)", warning=True)
@@ -140,25 +163,30 @@ class _Reader:
             if base in secrets:
                 if base in items:
                     self.error(sub, key_node, f"give either {base} or {key}, not both")
-                values[base] = self.secret_file(sub, value_node)
-                ok &= values[base] is not None
+                name, value = base, self.secret_file(sub, value_node)
             elif nested and key in nested:
-                values[key] = nested[key](sub, value_node)
-                ok &= values[key] is not None
+                name, value = key, nested[key](sub, value_node)
             elif key in kinds and key not in values:
                 kind = _field_kind(kinds[key].type)
+                name = key
                 if kind is tuple:
-                    values[key] = self.str_list(sub, value_node)
+                    value = self.str_list(sub, value_node)
                 else:
-                    values[key] = self.scalar(sub, value_node, kind)
-                ok &= values[key] is not None
-                if key in secrets and values[key] is not None and not _ENV.search(value_node.value):
+                    value = self.scalar(sub, value_node, kind)
+                if key in secrets and value is not None and not _ENV.search(value_node.value):
                     self.error(sub, value_node,
                                f"secret written in the config; prefer {key}_file or ${{ENV_VAR}}",
                                warning=True)
             else:
                 self.error(sub, key_node, f"unknown key {key!r}")
                 ok = False
+                continue
+            check = kinds[name].metadata.get("check")
+            if value is not None and check and (problem := check(value)):
+                self.error(sub, value_node, problem)
+                value = None
+            values[name] = value
+            ok &= value is not None
         required = [f.name for f in fields(cls) if f.name not in values
                     and f.default is MISSING and f.default_factory is MISSING]
         for name in required:
@@ -176,6 +204,7 @@ class _Reader:
         return None if None in items else tuple(items)
 
 
+_UNREADABLE = object()
 _NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
 
@@ -200,9 +229,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         finally:
             loader.dispose()
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 0
-        raise ConfigError(source, [Problem("(yaml)", line, str(exc).splitlines()[0])]) from None
+        raise ConfigError(source, [_syntax_problem(exc, text)]) from None
     if root is None:
         raise ConfigError(source, [Problem("(top)", 1, "the config is empty")])
     r = _Reader(loader)
@@ -219,22 +246,37 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     if "component" in top:
         component = r.section("component", top["component"][1], ComponentConfig, secrets=("secret",),
                               nested={"puppet_joins": lambda p, n: r.section(p, n, FloodConfig)})
-        if component and not re.fullmatch(r"[^@/\s]+\.[^@/\s]+", component.jid):
-            r.error("component.jid", top["component"][1], "must be a domain like bridge.example.org")
     store = r.section("store", top["store"][1], StoreConfig) if "store" in top else StoreConfig()
     log = r.section("log", top["log"][1], LogConfig) if "log" in top else LogConfig()
     delivery = (r.section("delivery", top["delivery"][1], DeliveryConfig)
                 if "delivery" in top else DeliveryConfig())
-    if log and log.format not in ("auto", "json", "console"):
-        r.error("log.format", top["log"][1], "must be auto, json or console")
     networks = _networks(r, top["networks"][1]) if "networks" in top else {}
     links = _links(r, top["links"][1], networks) if "links" in top else ()
+    _check_places(r, root, store, networks)
 
     errors = [p for p in r.problems if not p.warning]
     if errors or None in (component, store, log, delivery):
         raise ConfigError(source, sorted(r.problems, key=lambda p: p.line))
     return Config(component, store, log, delivery, networks, links,
                   tuple(p for p in r.problems if p.warning))
+
+
+def _syntax_problem(exc: yaml.YAMLError, text: str) -> Problem:
+    """PyYAML's own explanation, on one line: the problem, where, and what it was
+    in the middle of (`while parsing a flow sequence` from the line it started on)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem and exc.problem_mark:
+        mark = exc.problem_mark
+        message = f"{exc.problem} (column {mark.column + 1})"
+        if exc.context:
+            start = exc.context_mark
+            since = f" from line {start.line + 1}, column {start.column + 1}" if start else ""
+            message += f"; {exc.context}{since}"
+        if exc.note:
+            message += f"; {exc.note}"
+        return Problem("(yaml)", mark.line + 1, message)
+    position = getattr(exc, "position", None)  # a ReaderError: a character YAML refuses
+    line = text.count("\n", 0, position) + 1 if position is not None else 0
+    return Problem("(yaml)", line, str(exc).splitlines()[0])
 
 
 def warnings_for(config: Config) -> list[Problem]:
@@ -244,9 +286,14 @@ def warnings_for(config: Config) -> list[Problem]:
 def load_config(path: str | os.PathLike[str]) -> Config:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
+        text = data.decode("utf-8")
     except OSError as exc:
         raise ConfigError(str(path), [Problem("(file)", 0, exc.strerror or str(exc))]) from None
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(str(path), [Problem("(file)", line, f"not UTF-8 text (byte "
+                                               f"{data[exc.start]:#04x})")]) from None
     return parse_config(text, str(path))
 
 
@@ -290,8 +337,14 @@ def _links(r: _Reader, node: yaml.Node, networks: dict[str, Any]) -> tuple[LinkC
             continue
         endpoints = [_endpoint(r, f"{path}[{i}]", n, networks)
                      for i, n in enumerate(value_node.value)]
-        if None not in endpoints:
-            links.append(LinkConfig(name, tuple(endpoints)))
+        if None in endpoints:
+            continue
+        first: dict[tuple[str, str], int] = {}
+        for i, (endpoint, n) in enumerate(zip(endpoints, value_node.value)):
+            i0 = first.setdefault((endpoint.network, endpoint.room.casefold()), i)
+            if i0 != i:  # it would relay the room's talk back into it
+                r.error(f"{path}[{i}]", n, f"the same room as {path}[{i0}]")
+        links.append(LinkConfig(name, tuple(endpoints)))
     return tuple(links)
 
 
@@ -335,10 +388,106 @@ def _endpoint(r: _Reader, path: str, node: yaml.Node, networks: dict[str, Any]) 
                          secrets=("passphrase",), ignore=(kind,))
     if endpoint is None:
         return None
-    if endpoint.topic not in ("both", "none", "in", "out"):
-        r.error(f"{path}.topic", node, "must be both, none, in or out")
-    if endpoint.puppets not in ("lazy", "eager"):
-        r.error(f"{path}.puppets", node, "must be lazy or eager")
     if endpoint.passphrase is not None and kind != "silc":
         r.error(f"{path}.passphrase", node, "only SILC endpoints take a channel passphrase")
     return endpoint
+
+
+# -- the files the bridge writes ----------------------------------------------
+
+
+def _check_places(r: _Reader, root: yaml.Node, store: StoreConfig | None,
+                  networks: dict[str, Any]) -> None:
+    """The store and each SILC key_dir must be usable by this user, from this working
+    directory, as `run` will be: it opens the store at once and each SILC adapter
+    makes or reads its key pair when it starts."""
+    if store is not None:
+        node = _node_at(root, "store", "url")
+        problem = _store_problem(store.url)
+        if problem:
+            where = node or _node_at(root, "store") or root
+            r.error("store.url", where, problem if node else f"the default "
+                    f"{store.url} (relative to {os.getcwd()}): {problem}")
+    for name, net in networks.items():
+        if isinstance(net, SilcNetworkConfig):
+            node = _node_at(root, "networks", name, "key_dir")
+            problem = _key_dir_problem(Path(net.key_dir))
+            if problem:
+                r.error(f"networks.{name}.key_dir", node or _node_at(root, "networks", name),
+                        problem if node else f"the default {net.key_dir!r} "
+                        f"(relative to {os.getcwd()}): {problem}")
+
+
+def _node_at(node: yaml.Node, *keys: str) -> yaml.Node | None:
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        node = next((v for k, v in node.value if k.value == key), None)
+        if node is None:
+            return None
+    return node
+
+
+def _store_problem(url: str) -> str | None:
+    """What would keep `SqliteStore.from_url(url)` from opening its database."""
+    if not url.startswith("sqlite://"):
+        scheme = url.partition("://")[0] if "://" in url else url[:20]
+        # Only the scheme: a URL may hold a password.
+        return (f"unsupported store {scheme!r}: only SQLite is implemented "
+                "(sqlite:///absolute/path.db, or sqlite://relative/path.db)")
+    name = url.removeprefix("sqlite://")
+    if name == ":memory:":
+        return None
+    if not name or name.endswith("/"):
+        return "names no database file (sqlite:///var/lib/muc-bridge/bridge.db)"
+    path = Path(os.path.abspath(name))
+    if path.is_dir():
+        return f"{path} is a directory"
+    if path.exists():
+        if not os.access(path, os.R_OK | os.W_OK):
+            return f"{path} must be readable and writable: it {_not_writable(path)}"
+        try:
+            with path.open("rb") as f:
+                head = f.read(16)
+        except OSError as exc:
+            return f"cannot read {path}: {exc.strerror}"
+        if head and head != b"SQLite format 3\0":
+            return f"{path} is not an SQLite database"
+    # WAL mode writes its -wal and -shm files beside the database.
+    return _creatable(path.parent, "the database directory")
+
+
+def _key_dir_problem(key_dir: Path) -> str | None:
+    """What would keep the SILC adapter from reading or making its key pair there."""
+    key = Path(os.path.abspath(key_dir)) / PRIVATE_FILE
+    if key.exists():
+        return None if os.access(key, os.R_OK) else f"{key} is not readable by {_user()}"
+    return _creatable(key.parent, "the key directory")
+
+
+def _creatable(directory: Path, what: str) -> str | None:
+    """None if `directory` is (or can be made) a directory this user writes in."""
+    existing = directory
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{what} {directory} is not a directory" if existing == directory else (
+            f"cannot make {what} {directory}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        verb = "write in" if existing == directory else "make"
+        return f"cannot {verb} {what} {directory}: {existing} {_not_writable(existing)}"
+    return None
+
+
+def _not_writable(path: Path) -> str:
+    if os.statvfs(path).f_flag & os.ST_RDONLY:
+        return "is on a read-only file system"
+    return f"is not writable by {_user()}"
+
+
+def _user() -> str:
+    uid = os.geteuid()
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"

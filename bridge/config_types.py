@@ -1,12 +1,103 @@
 """Typed configuration: what `bridge.config.load_config` returns.
 
 Every secret is already resolved (read from its file or environment variable)
-by the time these objects exist.
+by the time these objects exist. A field made with `checked` carries the rule its
+value must meet; the loader applies it, so a value the bridge would fail on (or
+misbehave with) is refused with its key and line before anything starts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+import string
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field
+from typing import Any
+
+#: A rule for a value: returns what is wrong with it, or None.
+Check = Callable[[Any], "str | None"]
+
+
+def checked(check: Check, default: Any = MISSING) -> Any:
+    """A dataclass field whose value `check` vets when the config is loaded."""
+    return field(default=default, metadata={"check": check})
+
+
+def port(value: int) -> str | None:
+    return None if 1 <= value <= 65535 else "must be a port number, 1 to 65535"
+
+
+def at_least(low: int) -> Check:
+    def check(value: int) -> str | None:
+        return None if value >= low else f"must be {low} or more"
+    return check
+
+
+def seconds(value: float) -> str | None:
+    return None if math.isfinite(value) and value > 0 else "must be a number of seconds above 0"
+
+
+def seconds_or_off(value: float) -> str | None:
+    return None if math.isfinite(value) and value >= 0 else "must be 0 (off) or a number of seconds"
+
+
+def one_of(*choices: str) -> Check:
+    def check(value: str) -> str | None:
+        return None if value in choices else f"must be {', '.join(choices[:-1])} or {choices[-1]}"
+    return check
+
+
+def log_level(value: str) -> str | None:
+    """`bridge.log.setup_logging` takes a level in any case."""
+    return one_of("debug", "info", "warning", "error", "critical")(value.lower())
+
+
+def one_line(value: str) -> str | None:
+    """Non-empty and without line breaks (it ends up inside a protocol line)."""
+    if not value.strip():
+        return "must not be empty"
+    return "must be one line" if any(c in value for c in "\r\n\0") else None
+
+
+def word(value: str) -> str | None:
+    """An IRC/SILC nick or user name: non-empty, no spaces (RFC 2812 2.3.1)."""
+    if not value or any(c.isspace() or not c.isprintable() for c in value):
+        return "must be one word, without spaces"
+    return None
+
+
+def words(values: tuple[str, ...]) -> str | None:
+    return next((f"{v!r} {problem}" for v in values if (problem := word(v))), None)
+
+
+def template(value: str) -> str | None:
+    """A line format: `str.format` with `nick` and `text`, and the text in it."""
+    try:
+        value.format(nick="nick", text="text")
+        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+    except KeyError as exc:
+        return f"unknown field {{{exc.args[0]}}}: the fields are {{nick}} and {{text}}"
+    except IndexError:
+        return "positional fields ({} or {0}) are not available: the fields are {nick} and {text}"
+    except (ValueError, AttributeError, TypeError) as exc:
+        return f"not a valid format ({exc}); write {{{{ and }}}} for a literal brace"
+    if not any(name.partition(".")[0].partition("[")[0] == "text" for name in names):
+        return "must contain {text} (the message)"
+    return None
+
+
+def fingerprint(value: str) -> str | None:
+    """A SHA-1 key fingerprint: 40 hex digits, spaces and colons ignored (silc-spec 3.11)."""
+    digits = "".join(c for c in value if c not in " :\t")
+    if len(digits) == 40 and all(c in string.hexdigits for c in digits):
+        return None
+    return "must be 40 hex digits (a SHA-1 fingerprint; spaces and colons are ignored)"
+
+
+def domain(value: str) -> str | None:
+    if any(c in value for c in "@/") or "." not in value.strip(".") or word(value):
+        return "must be a domain like bridge.example.org"
+    return None
 
 
 @dataclass(frozen=True)
@@ -14,89 +105,95 @@ class FloodConfig:
     """Token bucket: `burst` at once (IRC lines, puppet joins), then one more per
     `interval` seconds. `interval: 0` turns it off."""
 
-    burst: int = 4
-    interval: float = 2.0
+    burst: int = checked(at_least(1), 4)
+    interval: float = checked(seconds_or_off, 2.0)
 
 
 @dataclass(frozen=True)
 class ComponentConfig:
-    jid: str
-    secret: str
-    server: str = "127.0.0.1"
-    port: int = 5347
-    bot_nick: str = "bridge"
-    puppet_idle: float = 3600.0
-    puppet_limit: int = 20  # presence traffic grows with its square: docs/design-notes.md
+    jid: str = checked(domain)
+    secret: str = checked(one_line)
+    server: str = checked(one_line, "127.0.0.1")
+    port: int = checked(port, 5347)
+    bot_nick: str = checked(one_line, "bridge")
+    puppet_idle: float = checked(seconds, 3600.0)
+    #: 0: no puppets, every line comes from the bot as `<nick> text`. Presence traffic
+    #: grows with the square of it: docs/design-notes.md.
+    puppet_limit: int = checked(at_least(0), 20)
     puppet_joins: FloodConfig = field(default_factory=FloodConfig)  # new puppets per room
-    nick_suffix: str = "[i]"
-    ping_interval: float = 60.0  # XEP-0410 self-ping per room
+    nick_suffix: str = checked(one_line, "[i]")  # appended (again) while a nick is taken
+    ping_interval: float = checked(seconds, 60.0)  # XEP-0410 self-ping per room
     #: A component link silent this long is dead (an XEP-0199 ping goes out after half of it).
-    ping_timeout: float = 25.0
+    ping_timeout: float = checked(seconds, 25.0)
 
 
 @dataclass(frozen=True)
 class StoreConfig:
-    url: str = "sqlite:///muc-bridge.db"
+    #: `sqlite://bridge.db` is relative to the working directory (in the Docker image,
+    #: /data); `sqlite:///var/lib/muc-bridge/bridge.db` is absolute.
+    url: str = "sqlite://muc-bridge.db"
 
 
 @dataclass(frozen=True)
 class LogConfig:
-    level: str = "info"
-    format: str = "auto"  # auto | json | console
+    level: str = checked(log_level, "info")
+    format: str = checked(one_of("auto", "json", "console"), "auto")
 
 
 @dataclass(frozen=True)
 class DeliveryConfig:
     """How long a relayed message may wait: older than `max_age` seconds when its turn
-    comes (after an outage, behind flood control), it is dropped and counted."""
+    comes (after an outage, behind flood control), it is dropped and counted. 0: never."""
 
-    max_age: float = 300.0
+    max_age: float = checked(seconds_or_off, 300.0)
 
 
 @dataclass(frozen=True)
 class SaslConfig:
-    username: str
-    password: str
+    username: str = checked(one_line)
+    password: str = checked(one_line)
 
 
 @dataclass(frozen=True)
 class IrcNetworkConfig:
     name: str
-    host: str
-    port: int = 6697
+    host: str = checked(one_line)
+    port: int = checked(port, 6697)
     tls: bool = True
     tls_verify: bool = True
-    nick: str = "xbridge"
-    alt_nicks: tuple[str, ...] = ()
-    username: str = "xbridge"
-    realname: str = "muc-bridge relay"
-    password: str | None = None  # server password (PASS)
+    nick: str = checked(word, "xbridge")
+    alt_nicks: tuple[str, ...] = checked(words, ())
+    username: str = checked(word, "xbridge")
+    realname: str = checked(one_line, "muc-bridge relay")
+    password: str | None = checked(one_line, None)  # server password (PASS)
     sasl: SaslConfig | None = None
     flood: FloodConfig = field(default_factory=FloodConfig)
-    format: str = "<{nick}> {text}"
-    action_format: str = "* {nick} {text}"
-    max_lines: int = 5
+    format: str = checked(template, "<{nick}> {text}")
+    action_format: str = checked(template, "* {nick} {text}")
+    max_lines: int = checked(at_least(1), 5)
     #: A link silent this long is dead (our PING goes out after half of it).
-    ping_timeout: float = 25.0
-    queue_size: int = 1000  # lines waiting for flood control; beyond it the oldest are dropped
+    ping_timeout: float = checked(seconds, 25.0)
+    #: Lines waiting for flood control; beyond it the oldest are dropped.
+    queue_size: int = checked(at_least(1), 1000)
 
 
 @dataclass(frozen=True)
 class SilcNetworkConfig:
     name: str
-    host: str
-    port: int = 706
-    nick: str = "xbridge"
-    username: str = "xbridge"
-    realname: str = "muc-bridge relay"
-    key_dir: str = "silc-keys"
-    server_fingerprint: str | None = None
+    host: str = checked(one_line)
+    port: int = checked(port, 706)
+    nick: str = checked(word, "xbridge")
+    username: str = checked(word, "xbridge")
+    realname: str = checked(one_line, "muc-bridge relay")
+    #: Relative to the working directory (in the Docker image, /data).
+    key_dir: str = checked(one_line, "silc-keys")
+    server_fingerprint: str | None = checked(fingerprint, None)
     password: str | None = None  # connection passphrase, if the server wants one
-    format: str = "<{nick}> {text}"
-    action_format: str = "{nick} {text}"  # sent with the ACTION flag
-    heartbeat: float = 300.0
+    format: str = checked(template, "<{nick}> {text}")
+    action_format: str = checked(template, "{nick} {text}")  # sent with the ACTION flag
+    heartbeat: float = checked(seconds, 300.0)
     #: A link silent this long is dead (a SILC PING goes out after half of it).
-    ping_timeout: float = 25.0
+    ping_timeout: float = checked(seconds, 25.0)
 
 
 NetworkConfig = IrcNetworkConfig | SilcNetworkConfig
@@ -108,8 +205,9 @@ class EndpointConfig:
 
     network: str
     room: str
-    topic: str = "both"  # both | none | in | out
-    puppets: str = "lazy"  # lazy | eager (XMPP puppets join when the foreign user joins)
+    topic: str = checked(one_of("both", "none", "in", "out"), "both")
+    #: eager: XMPP puppets join when the foreign user joins, not when they first speak.
+    puppets: str = checked(one_of("lazy", "eager"), "lazy")
     passphrase: str | None = None  # SILC channel private key
 
 

@@ -62,6 +62,8 @@ class Message(Event):
     native_id: str | None = None  # the id the origin network gave it
     reply_to: str | None = None
     replaces: str | None = None
+    #: Replayed after the bridge missed it (a room's history after a rejoin): said at `time`.
+    late: bool = False
 
 
 @dataclass(frozen=True, slots=True)

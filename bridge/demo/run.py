@@ -1,6 +1,8 @@
 """`muc-bridge demo`: a local Prosody and InspIRCd, a test account, a linked room, the bridge.
 
-Everything lives in a temporary directory on free loopback ports and is gone after Ctrl-C.
+Everything lives in a temporary directory on free loopback ports and is gone after Ctrl-C,
+closing the terminal (SIGHUP) or SIGTERM: each cancels the demo, which stops the servers (they
+run in sessions of their own, out of the terminal's reach) and removes the directory.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ import asyncio
 import json
 import os
 import secrets
+import signal
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,9 +26,10 @@ ACCOUNT = "alice"
 
 
 async def run_demo(install: bool = False) -> int:
-    """Run the demo until cancelled (Ctrl-C); 1 if the servers are missing."""
+    """Run the demo until cancelled (Ctrl-C, SIGHUP, SIGTERM); 1 if the servers are missing."""
     if not await _servers_installed(install):
         return 1
+    _stop_on_signals()
     from bridge.log import setup_logging
     setup_logging("info")
     with tempfile.TemporaryDirectory(prefix="muc-bridge-demo-") as tmp:
@@ -42,6 +47,26 @@ async def run_demo(install: bool = False) -> int:
         finally:
             await _stop(ircd, prosody)
     return 0
+
+
+def _stop_on_signals() -> None:
+    """SIGINT, SIGTERM and SIGHUP cancel this task, so that its `finally` clean-up runs."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    terminal = [stream for stream in (sys.stdout, sys.stderr) if stream.isatty()]
+    loop.add_signal_handler(signal.SIGINT, task.cancel)
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    loop.add_signal_handler(signal.SIGHUP, _hung_up, task, terminal)
+
+
+def _hung_up(task: asyncio.Task, terminal: list) -> None:
+    """The terminal is gone: what the clean-up logs goes nowhere instead of failing (a write
+    to a hung-up terminal is an error), then clean up as for Ctrl-C."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in terminal:
+        os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+    task.cancel()
 
 
 async def _servers_installed(install: bool) -> bool:
@@ -116,7 +141,8 @@ def _how_to_connect(prosody: Prosody, ircd: InspIRCd, password: str, workdir: Pa
     jid = prosody.jid(ACCOUNT)
     return f"""
 muc-bridge demo: Prosody and InspIRCd are running on 127.0.0.1, linked by the bridge.
-Messages in the XMPP room and the IRC channel reach each other. Ctrl-C stops everything.
+Messages in the XMPP room and the IRC channel reach each other. Ctrl-C (or closing this
+terminal) stops everything.
 
 XMPP (any client; set the server address by hand, the port is not the usual 5222)
   account   {jid}

@@ -43,6 +43,13 @@ class Store(Protocol):
     def pin_key(self, network: str, host: str, fingerprint: str) -> None:
         """Pin a server's public-key fingerprint (trust on first use)."""
 
+    def cursor(self, name: str) -> object | None:
+        """A position kept across restarts (what a room was last heard saying), if any:
+        JSON values (numbers, strings, lists, dicts)."""
+
+    def set_cursor(self, name: str, value: object) -> None:
+        """Move a cursor; cheap, written with the next group commit."""
+
     def flush(self) -> None:
         """Commit pending writes now."""
 

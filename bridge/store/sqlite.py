@@ -7,6 +7,7 @@ Puppets are cached in memory: every lookup on the hot path is a dict hit.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -44,6 +45,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (network, host)
     );
     """,
+    """
+    CREATE TABLE cursors (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 )
 
 #: Message-id mappings older than this are pruned (corrections and replies
@@ -73,6 +80,9 @@ class SqliteStore:
         ):
             self._puppets[(network, native_id)] = PuppetRecord(localpart, nick)
             self._by_localpart[localpart] = Identity(network, native_id, nick)
+        self._cursors: dict[str, object] = {
+            name: json.loads(value) for name, value in self.db.execute("SELECT name, value FROM cursors")}
+        self._dirty: set[str] = set()
         self._in_tx = False
         self.prune()
 
@@ -160,9 +170,22 @@ class SqliteStore:
         self._write("INSERT OR REPLACE INTO server_keys VALUES (?, ?, ?)", (network, host, fingerprint))
         self.flush()
 
+    # -- cursors ---------------------------------------------------------
+
+    def cursor(self, name: str) -> object | None:
+        return self._cursors.get(name)
+
+    def set_cursor(self, name: str, value: object) -> None:
+        self._cursors[name] = value
+        self._dirty.add(name)  # written at the next flush: a cursor moves with every message
+
     # -- lifecycle -------------------------------------------------------
 
     def flush(self) -> None:
+        for name in self._dirty:
+            self._write("INSERT OR REPLACE INTO cursors VALUES (?, ?)",
+                        (name, json.dumps(self._cursors[name])))
+        self._dirty.clear()
         if self._in_tx:
             self.db.execute("COMMIT")
             self._in_tx = False

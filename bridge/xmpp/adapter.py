@@ -22,23 +22,24 @@ from bridge.xmpp.stanza import (
 
 log = structlog.get_logger(__name__)
 
-#: A self-ping unanswered this long, with nothing else heard, means a dead link.
-PING_TIMEOUT = 30.0
-
 FEATURES = (NS_DISCO_INFO, NS_DISCO_ITEMS, "http://jabber.org/protocol/muc", NS_PING,
             NS_VERSION, "jid\\20escaping")
 
 
 class XmppAdapter(Adapter):
-    def __init__(self, config: ComponentConfig, emit: EventSink, store: Store) -> None:
+    def __init__(self, config: ComponentConfig, emit: EventSink, store: Store,
+                 max_age: float = 300.0) -> None:
         super().__init__("xmpp", emit)
         self.config = config
         self.store = store
+        self.max_age = max_age
         self.rooms: dict[str, Room] = {}
         self.component = Component(config, self._on_stanza, self._online, self._offline)
 
     def add_endpoint(self, room: str, options: Mapping[str, Any]) -> None:
         self.rooms[room] = Room(room, dict(options), self.config, self.component, self.store, self.emit)
+        self.rooms[room].max_age = self.max_age
+        self.component.ping_target = room.partition("@")[2]  # the MUC service answers pings
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -78,18 +79,18 @@ class XmppAdapter(Adapter):
             room.offline()
 
     async def _housekeeping(self) -> None:
-        """Self-ping every room, let idle puppets go; notice a dead stream."""
-        interval = self.config.ping_interval
+        """Self-ping every room and let idle puppets go, for as long as the adapter runs
+        (a failure in one round is logged; the next round comes all the same)."""
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.config.ping_interval)
             if not self.component.online:
                 continue
-            for room in self.rooms.values():
-                room.sweep_idle()
-            await asyncio.gather(*(room.self_ping() for room in self.rooms.values()))
-            if self.rooms and self.component.silent_for() > interval + PING_TIMEOUT:
-                log.warning("xmpp_link_silent", network="xmpp", seconds=round(self.component.silent_for()))
-                self.component.abort()
+            try:
+                for room in self.rooms.values():
+                    room.sweep_idle()
+                await asyncio.gather(*(room.self_ping() for room in self.rooms.values()))
+            except Exception:
+                log.exception("xmpp_housekeeping_failed", network="xmpp")
 
     # -- incoming stanzas --------------------------------------------------
 

@@ -5,12 +5,15 @@ presence and iq after that is handed over as a raw element, so the hot path
 builds no stanza objects and runs no handler matching or outgoing filters.
 Room messages reflected to puppets, and the echoes of our own, do not even reach the
 parser (`framing`).
+
+A link that is quiet for half of `ping_timeout` gets an XEP-0199 ping; one silent
+for all of it is dead and dropped (TCP keepalive and TCP_USER_TIMEOUT back this up
+for writes into a blackhole), and so is one whose write buffer only grows.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections.abc import Awaitable, Callable
 from xml.etree import ElementTree as ET
@@ -21,12 +24,20 @@ from slixmpp import ComponentXMPP
 from bridge.config_types import ComponentConfig
 from bridge.core.coalesce import Coalescer
 from bridge.core.backoff import Backoff
-from bridge.xmpp.framing import ReflectionFilter, SentIds
-from bridge.xmpp.stanza import attr, local
+from bridge.core.tcp import bound_silence
+from bridge.xmpp.framing import ReflectionFilter
+from bridge.xmpp.outgoing import Outgoing, new_id
+from bridge.xmpp.stanza import NS_PING, attr, local
 
 log = structlog.get_logger(__name__)
 
 StanzaHandler = Callable[[str, ET.Element], None]
+
+#: Bytes waiting in the kernel-side write buffer beyond which the server is not reading:
+#: the link is dropped, and what was pending is sent again after the reconnect.
+MAX_WRITE_BUFFER = 4 << 20
+#: How often the link's silence is checked.
+WATCH_TICK = 1.0
 
 
 class HandshakeRefused(Exception):
@@ -34,20 +45,90 @@ class HandshakeRefused(Exception):
 
 
 class _Stream(ComponentXMPP):
-    def __init__(self, config: ComponentConfig, on_stanza: StanzaHandler, sent_ids: SentIds) -> None:
+    def __init__(self, config: ComponentConfig, on_stanza: StanzaHandler, outgoing: Outgoing) -> None:
         super().__init__(config.jid, config.secret, config.server, config.port)
         self.on_stanza = on_stanza
-        self.sent_ids = sent_ids
+        self.outgoing = outgoing
+        self.ping_timeout = config.ping_timeout
         self.last_received = time.monotonic()
-        self.reflections = ReflectionFilter(sent_ids)
+        self.reflections = ReflectionFilter(outgoing)
 
     def connection_made(self, transport, send_event: bool = True) -> None:
-        self.reflections = ReflectionFilter(self.sent_ids)  # a new stream from its first byte
+        self.reflections = ReflectionFilter(self.outgoing)  # a new stream from its first byte
+        self.last_received = time.monotonic()
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            bound_silence(sock, self.ping_timeout)
         super().connection_made(transport, send_event)
 
     def data_received(self, data: bytes) -> None:
         self.last_received = time.monotonic()
-        super().data_received(self.reflections.feed(data))
+        kept = self.reflections.feed(data)
+        for offset, size in self.reflections.malformed:
+            log.warning("xmpp_stanza_malformed", network="xmpp", offset=offset, size=size,
+                        reason="never closed, or no stanza at all")
+        self.reflections.malformed.clear()
+        if kept:
+            self._parse(kept, self.reflections.stanzas)
+
+    def _parse(self, data: bytes, stanzas: list[tuple[int, int]]) -> None:
+        """Feed the parser and dispatch what it finds (as slixmpp does), except that a
+        stanza it refuses costs that stanza only: the filter said where each one ends,
+        so a new parser takes over after it. Never logs the bytes themselves."""
+        if self.parser is None:
+            return
+        handled = 0  # stanzas of `data` dispatched
+        try:
+            self.parser.feed(data)
+            for event, xml in self.parser.read_events():
+                if event == "start":
+                    if self.xml_depth == 0:
+                        self.xml_root = xml
+                        self.start_stream_handler(xml)
+                    self.xml_depth += 1
+                    continue
+                self.xml_depth -= 1
+                if self.xml_depth == 0:
+                    self.disconnect_reason = "End of stream"
+                    self.abort()
+                    return
+                if self.xml_depth == 1:
+                    handled += 1
+                    self._spawn_event(xml)
+                    if self.xml_root is not None:
+                        self.xml_root.clear()
+        except (ET.ParseError, LookupError) as exc:  # LookupError: an unknown encoding
+            self._refused(exc, data, stanzas, handled)
+
+    def _refused(self, exc: Exception, data: bytes, stanzas: list[tuple[int, int]], handled: int) -> None:
+        offset = self.reflections.received - len(self.reflections.pending) - len(data)
+        if not self.reflections.active or handled >= len(stanzas) or not self._restart_parser():
+            log.warning("xmpp_stream_malformed", network="xmpp", error=type(exc).__name__,
+                        position=getattr(exc, "position", None), size=len(data))
+            self.send_raw("<stream:error><not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+                          "</stream:error></stream:stream>")
+            self.abort()
+            return
+        start, end = stanzas[handled]
+        log.warning("xmpp_stanza_malformed", network="xmpp", offset=offset + start, size=end - start,
+                    error=type(exc).__name__)
+        rest = stanzas[handled + 1:]
+        if rest:
+            cut = rest[0][0]
+            self._parse(data[cut:], [(a - cut, b - cut) for a, b in rest])
+
+    def _restart_parser(self) -> bool:
+        """A new parser inside the stream's root element, as if it had read the header."""
+        parser = ET.XMLPullParser(("start", "end"))
+        try:
+            parser.feed(self.reflections.header)
+            events = list(parser.read_events())
+        except (ET.ParseError, LookupError):
+            return False
+        if len(events) != 1:
+            return False
+        self.parser, self.xml_root, self.xml_depth = parser, events[0][1], 1
+        return True
 
     def _spawn_event(self, xml: ET.Element) -> None:
         kind = local(xml.tag)
@@ -73,10 +154,11 @@ class Component:
         self.connect_timeout = connect_timeout
         self.stream: _Stream | None = None
         self.online = False
-        self._ids = itertools.count(1)
-        self.sent_ids = SentIds()  # of the room messages we sent: their echoes are ours
-        self._pending: dict[str, asyncio.Future[ET.Element]] = {}
-        self._outgoing = Coalescer(self._write)
+        self.outgoing = Outgoing()  # the room messages we sent: the one owner of their ids
+        self.ping_target = config.jid.partition(".")[2] or config.jid  # set by the adapter
+        # Our iqs waiting for an answer: id -> (where it went, the waiting future).
+        self._pending: dict[str, tuple[str, asyncio.Future[ET.Element | None]]] = {}
+        self._writes = Coalescer(self._write)
 
     # -- sending ---------------------------------------------------------
 
@@ -84,26 +166,31 @@ class Component:
         """Queue one stanza for this loop turn's write; False (nothing sent) while offline."""
         if not self.online or self.stream is None or self.stream.transport is None:
             return False
-        self._outgoing.add(data.encode())
+        self._writes.add(data.encode())
         return True
 
     def flush(self) -> None:
-        self._outgoing.flush()
+        self._writes.flush()
 
     def _write(self, data: bytes) -> None:
         stream = self.stream
         if self.online and stream is not None and stream.transport is not None:
+            if stream.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+                log.warning("xmpp_link_dead", network="xmpp", reason="the server is not reading",
+                            buffered=stream.transport.get_write_buffer_size())
+                self.abort()
+                return
             stream.transport.write(data)
 
-    def new_id(self) -> str:
-        return f"mb{next(self._ids)}"
+    new_id = staticmethod(new_id)
 
     async def query(self, to: str, sender: str, payload: str, kind: str = "get",
                     timeout: float = 30.0) -> ET.Element | None:
-        """Send an iq and wait for its answer; None on timeout or while offline."""
+        """Send an iq and wait for its answer; None on timeout, while offline, or when
+        the stream drops meanwhile."""
         iq_id = self.new_id()
-        future: asyncio.Future[ET.Element] = asyncio.get_running_loop().create_future()
-        self._pending[iq_id] = future
+        future: asyncio.Future[ET.Element | None] = asyncio.get_running_loop().create_future()
+        self._pending[iq_id] = (to, future)
         try:
             if not self.send(f"<iq type='{kind}' id='{iq_id}' to={attr(to)} from={attr(sender)}>"
                              f"{payload}</iq>"):
@@ -116,16 +203,39 @@ class Component:
             self._pending.pop(iq_id, None)
 
     def resolve(self, xml: ET.Element) -> bool:
-        """Hand an iq result or error to the `query` waiting for it."""
-        future = self._pending.get(xml.get("id", ""))
-        if future is None or future.done():
+        """Hand an iq result or error to the `query` waiting for it (if it came from
+        where the query went: an outsider cannot answer for the server)."""
+        to, future = self._pending.get(xml.get("id", ""), ("", None))
+        if future is None or future.done() or xml.get("from") != to:
             return False
         future.set_result(xml)
         return True
 
-    def silent_for(self) -> float:
-        """Seconds since the server last sent anything."""
-        return time.monotonic() - self.stream.last_received if self.stream else 0.0
+    def _gone(self) -> None:
+        """The stream is gone: nothing more goes out on it, and every query waiting for an
+        answer gets None (its task goes on: cancelling it would end, say, housekeeping)."""
+        self.online = False
+        self._writes.clear()
+        for _, future in self._pending.values():
+            if not future.done():
+                future.set_result(None)
+        self.on_offline()
+
+    async def _watch(self, stream: _Stream) -> None:
+        """Ping a quiet link; drop one silent for `ping_timeout`."""
+        timeout = self.config.ping_timeout
+        pinged = 0.0
+        while True:
+            await asyncio.sleep(min(WATCH_TICK, timeout / 4))
+            silent = time.monotonic() - stream.last_received
+            if silent >= timeout:
+                log.warning("xmpp_link_dead", network="xmpp", reason="silent", seconds=round(silent, 1))
+                stream.abort()
+                return
+            if silent >= timeout / 2 and time.monotonic() - pinged >= timeout / 2:
+                pinged = time.monotonic()
+                self.send(f"<iq type='get' id='{self.new_id()}' to={attr(self.ping_target)} "
+                          f"from={attr(self.config.jid)}><ping xmlns='{NS_PING}'/></iq>")
 
     def abort(self) -> None:
         """Drop the stream (a dead link); `run` reconnects."""
@@ -162,7 +272,7 @@ class Component:
             if condition == "not-authorized":
                 refused.append(text or condition)
 
-        stream = self.stream = _Stream(self.config, self.on_stanza, self.sent_ids)
+        stream = self.stream = _Stream(self.config, self.on_stanza, self.outgoing)
         stream.add_event_handler("session_start", lambda _: started.set())
         stream.add_event_handler("stream_error", stream_error)
         stream.add_event_handler("disconnected", finish)
@@ -180,6 +290,7 @@ class Component:
         if not started.is_set():
             stream.cancel_connection_attempt()
             stream.abort()
+            await _retire(stream)
             if refused:
                 raise HandshakeRefused(
                     f"the XMPP server at {self.config.server}:{self.config.port} refused the "
@@ -189,17 +300,16 @@ class Component:
             return False
         log.info("xmpp_online", network="xmpp", jid=self.config.jid)
         self.online = True
+        watch = asyncio.create_task(self._watch(stream), name="xmpp link watch")
         try:
             await self.on_online()
             reason = await ended
         finally:
-            self.online = False
-            self._outgoing.clear()
+            watch.cancel()
             stream.cancel_connection_attempt()
             stream.abort()
-            for future in self._pending.values():
-                future.cancel()
-            self.on_offline()
+            self._gone()
+            await _retire(stream, watch)
         log.warning("xmpp_offline", network="xmpp", reason=reason)
         return True
 
@@ -210,3 +320,13 @@ class Component:
             self.online = False
             stream.disconnect(wait=2.0)
             await asyncio.sleep(0)
+
+
+async def _retire(stream: _Stream, *tasks: asyncio.Task) -> None:
+    """End the tasks of a stream that is gone: slixmpp's send-queue task would
+    otherwise be collected while pending, and asyncio says so on stderr."""
+    filters = stream._run_out_filters
+    if filters is not None:
+        filters.cancel()
+        tasks = (*tasks, filters)
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -3,6 +3,11 @@
 The bot hears the room; each foreign user who speaks appears as a puppet
 occupant (XEP-0045 section 7.2) with their own JID. Stanzas the server sends
 to puppets are copies of what the bot already hears, and are dropped at once.
+
+Nothing said while the bot was out is lost: a rejoin asks the room for its
+history since the last message the bot heard (7.2.14), and relays what it had
+not heard, once, as late. Messages the bridge sent and whose copy never came
+back (`Outgoing`) are sent again after the rejoin unless that history shows them.
 """
 
 from __future__ import annotations
@@ -12,11 +17,13 @@ import collections
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from xml.etree import ElementTree as ET
 
 import structlog
 
 from bridge.config_types import ComponentConfig
+from bridge.core.notices import gap_text, stale_text
 from bridge.core.ratelimit import TokenBucket
 from bridge.core.events import (
     BRIDGE, Endpoint, Event, Identity, Join, Kick, Message, MessageKind, NickChange, Part, Topic,
@@ -25,16 +32,26 @@ from bridge.store.base import Store
 from bridge.xmpp.component import Component
 from bridge.xmpp.stanza import (
     NS_DELAY, NS_MUC, NS_OCCUPANT_ID, NS_PING, NS_STANZA_ID, attr, child, child_text,
-    error_condition, muc_statuses, resource, text,
+    bare, error_condition, error_text, muc_statuses, resource, text,
 )
 
 log = structlog.get_logger(__name__)
 
-#: How long deliveries wait for the bot to be in the room.
-JOIN_TIMEOUT = 15.0
+#: A join unanswered this long is sent again (its answer may have gone to another
+#: connection of ours: ejabberd accepts two for one component).
+JOIN_TIMEOUT = 20.0
+#: Nick suffixes tried for the bot when its nick is taken, before starting over.
+BOT_NICK_TRIES = 3
 #: At the puppet limit, a puppet active this recently keeps its place and a
 #: new speaker is relayed through the bot instead (no join/leave churn).
 MIN_STAY = 60.0
+#: History asked for on a rejoin reaches back this much before the last message heard
+#: (stamps have whole seconds; what was heard already is recognised and skipped).
+HISTORY_MARGIN = 2.0
+#: Messages remembered as heard, to skip them when history replays them.
+HEARD_MEMORY = 512
+#: A replay this long that repeats nothing we heard may have been cut short by the room.
+HISTORY_FULL = 20
 
 
 @dataclass(eq=False)
@@ -70,26 +87,72 @@ class Room:
         self.puppets: collections.OrderedDict[tuple[str, str], Puppet] = collections.OrderedDict()
         self.by_jid: dict[str, Puppet] = {}
         # Nicks our puppets hold, and those they gave up whose departure the
-        # bot has not seen yet: a message from them is an echo of our own
-        # (a second check besides `component.sent_ids`, for servers that rewrite ids).
+        # bot has not seen yet: a message from them is an echo of our own (copies of
+        # ours are mostly cut before the parser already: `component.outgoing`).
         self.held: dict[str, Puppet] = {}
         self.leaving: set[str] = set()
         self.joining: dict[str, Puppet] = {}  # nicks our puppets asked for, unconfirmed
+        # Occupants that took a nick one of our puppets asked for, before the puppet's own
+        # presence (or error) says whether it was ours: not counted as ours meanwhile.
+        self.parked: dict[str, Identity] = {}
+        self.bot_nick_tries = 0
+        self.leave_first = False  # the bot left on purpose, to join again at once
+        self.max_age = 300.0  # the adapter sets delivery.max_age
+        # What the bot heard, for a rejoin's history: until when, and the recent messages
+        # (kept in the store too, so that a restarted bridge asks for what it missed).
+        saved = store.cursor(self._cursor)
+        saved = saved if isinstance(saved, dict) else {}
+        self.heard_until: float | None = saved.get("until")
+        self.heard: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict(
+            (tuple(key), None) for key in saved.get("keys", ()))
+        self._saved = {"until": self.heard_until, "keys": [list(key) for key in self.heard]}
+        self._gap_from = 0.0
+        self._replay: list[tuple[float, tuple[str, str], ET.Element]] = []
+        self._join_started = 0.0
+        self._join_timer: asyncio.TimerHandle | None = None
         # New puppets per time: a flood of new speakers comes through the bot.
         self.new_puppets = TokenBucket(config.puppet_joins.burst, config.puppet_joins.interval)
         self.log = log.bind(network="xmpp", room=jid)
 
     # -- joining ---------------------------------------------------------
 
+    @property
+    def _cursor(self) -> str:
+        return f"heard:xmpp/{self.jid}"
+
     def join(self) -> None:
-        """Join with the bot occupant, asking for no history (XEP-0045 7.2.14)."""
+        """Join with the bot occupant (XEP-0045 7.2.14): the very first time with no
+        history; after an absence, with what was said since the last message heard
+        (no further back than `max_age`: older would not be relayed anyway)."""
         self.joined.clear()
         self.subject_seen = False
         self.occupants.clear()
+        self.parked.clear()
+        self._replay.clear()
+        self._gap_from = self.heard_until or 0.0
+        if self.heard_until is None:
+            history = "<history maxstanzas='0'/>"
+        else:
+            since = max(self.heard_until - HISTORY_MARGIN, time.time() - self.max_age)
+            history = f"<history since='{_stamp(since)}'/>"
         self.component.send(
             f"<presence to={attr(self.jid + '/' + self.bot_nick)} from={attr(self.bot_jid)}>"
-            f"<x xmlns='{NS_MUC}'><history maxstanzas='0'/></x></presence>")
+            f"<x xmlns='{NS_MUC}'>{history}</x></presence>")
         self.log.info("muc_joining", nick=self.bot_nick)
+        self._join_started = time.monotonic()
+        self._retry_join(JOIN_TIMEOUT, "join_timeout")
+
+    def _retry_join(self, delay: float, why: str) -> None:
+        """Join again after `delay` unless joined by then."""
+        if self._join_timer is not None:
+            self._join_timer.cancel()
+
+        def retry() -> None:
+            self._join_timer = None
+            if not self.joined.is_set() and self.component.online:
+                self.log.warning("muc_join_retry", reason=why, nick=self.bot_nick)
+                self.join()
+        self._join_timer = asyncio.get_running_loop().call_later(delay, retry)
 
     def offline(self) -> None:
         """The stream is gone: the server has dropped all our occupants."""
@@ -97,12 +160,22 @@ class Room:
         self.held.clear()
         self.leaving.clear()
         self.joining.clear()
+        self.parked.clear()
+        if self._join_timer is not None:
+            self._join_timer.cancel()
+            self._join_timer = None
         for puppet in self.puppets.values():  # they stay listed, to come back in `online`
             puppet.joined = puppet.joining = False
 
     def online(self) -> None:
-        """Rejoin with the bot and every puppet that was in (XEP-0114 has no
-        resumption: the server dropped them all)."""
+        """A new stream: join with the bot and every puppet that was in (XEP-0114 has
+        no resumption). A server may still hold the bot of the old stream (Prosody keeps
+        a component's occupants when its link drops, or the bridge was restarted): a
+        join would then be a mere presence update, with no history, so the bot leaves
+        first."""
+        self.leave_first = True
+        self.component.send(f"<presence type='unavailable' to={attr(self.jid + '/' + self.bot_nick)} "
+                            f"from={attr(self.bot_jid)}/>")
         self.join()
         for puppet in list(self.puppets.values()):
             self._send_join(puppet)
@@ -144,7 +217,8 @@ class Room:
             return
         item = x.find(f"{{{NS_MUC}#user}}item") if x is not None else None
         if kind == "unavailable":
-            identity = self.occupants.pop(nick, None) or self._identity(xml, nick, item)
+            identity = (self.occupants.pop(nick, None) or self.parked.pop(nick, None)
+                        or self._identity(xml, nick, item))
             if not self.joined.is_set():
                 return
             if "303" in codes and item is not None and item.get("nick"):
@@ -157,11 +231,21 @@ class Room:
             else:
                 self.emit(Part(self.endpoint, identity, child_text(xml, "status") or ""))
         elif nick in self.joining and nick not in self.occupants:
-            self.held[nick] = self.joining.pop(nick)  # a new occupant with our nick: our puppet
+            identity = self._identity(xml, nick, item)
+            real = item.get("jid") if item is not None else None
+            if real and bare(real) != bare(self.joining[nick].jid):
+                self._new_occupant(nick, identity)  # someone else got there first
+            else:  # ours, unless our puppet's own answer is an error
+                self.parked[nick] = identity
+        elif nick in self.parked:
+            self.parked[nick] = self._identity(xml, nick, item)
         elif nick not in self.occupants:
-            self.occupants[nick] = self._identity(xml, nick, item)
-            if self.joined.is_set():
-                self.emit(Join(self.endpoint, self.occupants[nick]))
+            self._new_occupant(nick, self._identity(xml, nick, item))
+
+    def _new_occupant(self, nick: str, identity: Identity) -> None:
+        self.occupants[nick] = identity
+        if self.joined.is_set():
+            self.emit(Join(self.endpoint, identity))
 
     def on_message(self, xml: ET.Element, to: str) -> None:
         kind = xml.get("type")
@@ -182,23 +266,96 @@ class Room:
         subject = child_text(xml, "subject")
         body = child_text(xml, "body")
         if subject is not None and body is None:
+            self.component.outgoing.echo(xml.get("id", ""), xml.get("from", ""))
             first, self.subject_seen = not self.subject_seen, True
-            if first or not nick or self._is_echo(nick, xml):  # the first one ends the join (7.2.15)
+            if first:  # the first one ends the join (7.2.15)
+                self._joined_with_history()
+                return
+            if not nick or self.is_own_nick(nick) or _delayed(xml) is not None:
                 return
             self.emit(Topic(self.endpoint, self._sender(xml, nick), subject))
             return
-        if not body or not nick or self._is_echo(nick, xml):
+        if not body or not nick:
             return
+        stamp = _delayed(xml)
+        if stamp is not None:  # history, during a join: sorted out when the join ends
+            if not self.subject_seen and len(self._replay) < HISTORY_FULL * 50:
+                self._replay.append((stamp, self._key(xml, nick), xml))
+            return
+        self._heard(self._key(xml, nick), time.time())
+        if self.is_own_nick(nick) or self.component.outgoing.echo(xml.get("id", ""), xml.get("from", "")):
+            return  # ours (the reflection filter cuts most of these before the parser)
+        self._relay(xml, nick, body)
+
+    def _relay(self, xml: ET.Element, nick: str, body: str, when: float | None = None) -> None:
         identity = self._sender(xml, nick)
         sid = child(xml, NS_STANZA_ID, "stanza-id")
         native_id = sid.get("id") if sid is not None and sid.get("by") == self.jid else xml.get("id")
         kind_, body = (MessageKind.ACTION, body[4:]) if body.startswith("/me ") else (MessageKind.PLAIN, body)
-        self.emit(Message(self.endpoint, identity, body, kind_, native_id=native_id))
+        if when is None:
+            self.emit(Message(self.endpoint, identity, body, kind_, native_id=native_id))
+        else:
+            self.emit(Message(self.endpoint, identity, body, kind_, native_id=native_id,
+                              late=True, time=when))
 
-    def _is_echo(self, nick: str, xml: ET.Element) -> bool:
-        """Ours, or history (XEP-0203 delay): not to be relayed."""
-        return (self.is_own_nick(nick) or xml.get("id") in self.component.sent_ids
-                or child(xml, NS_DELAY, "delay") is not None)
+    def _key(self, xml: ET.Element, nick: str) -> tuple[str, str]:
+        """What tells one room message from another: the room's stanza-id, else sender and id."""
+        sid = child(xml, NS_STANZA_ID, "stanza-id")
+        if sid is not None and sid.get("by") == self.jid and sid.get("id"):
+            return ("", sid.get("id", ""))
+        return (nick, xml.get("id") or child_text(xml, "body") or "")
+
+    def _heard(self, key: tuple[str, str] | None, when: float) -> None:
+        """The bot has heard the room up to `when` (and the message `key`)."""
+        if key is not None:
+            self.heard[key] = None
+            keys = self._saved["keys"]
+            keys.append(list(key))
+            if len(self.heard) > HEARD_MEMORY:
+                self.heard.popitem(last=False)
+                del keys[0]
+        if self.heard_until is None or when > self.heard_until:
+            self.heard_until = self._saved["until"] = when
+        self.store.set_cursor(self._cursor, self._saved)  # written as it is at the next commit
+
+    def _joined_with_history(self) -> None:
+        """The join is complete: relay what the history holds that we had not heard
+        (once, as late), then send again what we sent and the room never showed."""
+        replay, self._replay = self._replay, []
+        overlap = False
+        for stamp, key, xml in replay:
+            sender = xml.get("from", "")
+            if key in self.heard:
+                overlap = True
+                continue
+            self._heard(key, stamp)
+            nick = resource(sender)
+            ours = self.component.outgoing.echo(xml.get("id", ""), sender)  # it arrived after all
+            if not ours and not self.is_own_nick(nick):
+                self._relay(xml, nick, child_text(xml, "body") or "", when=stamp)
+        if replay and not overlap and len(replay) >= HISTORY_FULL and self._gap_from:
+            self.log.warning("muc_history_short", since=round(self._gap_from), replayed=len(replay))
+            self.emit(Message(self.endpoint, BRIDGE, gap_text(str(self.endpoint), self._gap_from,
+                                                               replay[0][0]), MessageKind.NOTICE))
+        self._heard(None, time.time())  # from here on the bot hears everything live
+        self._resend_unconfirmed()
+
+    def _resend_unconfirmed(self) -> None:
+        """Messages sent before this join whose copy never came: again, same id (once:
+        a copy that comes now confirms it); too old ones are dropped with one line."""
+        stale = 0
+        for msg_id, item in self.component.outgoing.unconfirmed(self.jid):
+            if item.attempt >= self._join_started:
+                continue
+            if time.time() - item.sent > self.max_age:
+                self.component.outgoing.drop(msg_id)
+                stale += 1
+                continue
+            item.attempt = time.monotonic()
+            self.component.send(item.stanza)
+        if stale:
+            self.log.warning("muc_unconfirmed_stale", count=stale, max_age=self.max_age)
+            self._bot_say(stale_text(stale, ["the bridge"], self.max_age))
 
     def _sender(self, xml: ET.Element, nick: str) -> Identity:
         return self.occupants.get(nick) or self._identity(xml, nick, None)
@@ -215,9 +372,12 @@ class Room:
 
     def _bot_presence(self, xml: ET.Element, kind: str | None, codes: set[str]) -> None:
         if kind == "unavailable":
-            self.log.warning("muc_bot_removed", codes=sorted(codes))
             self.joined.clear()
-            asyncio.get_running_loop().call_later(5.0, self.join)
+            if self.leave_first:  # our own leave before a rejoin: the join is on its way
+                self.leave_first = False
+                return
+            self.log.warning("muc_bot_removed", codes=sorted(codes))
+            self._retry_join(5.0, "removed")
             return
         if "201" in codes:  # a new room, locked until configured: make it an instant room (10.1.2)
             self.component.send(
@@ -226,17 +386,23 @@ class Room:
                 f"<x xmlns='jabber:x:data' type='submit'/></query></iq>")
         if not self.joined.is_set():
             self.log.info("muc_joined", nick=self.bot_nick)
+            self.bot_nick_tries = 0
+        if self._join_timer is not None:
+            self._join_timer.cancel()
+            self._join_timer = None
         self.joined.set()
 
     def _bot_join_failed(self, xml: ET.Element) -> None:
         condition = error_condition(xml)
-        if condition == "conflict":
-            self.bot_nick = self.bot_nick + self.config.nick_suffix
+        if condition == "conflict" and self.bot_nick_tries < BOT_NICK_TRIES:
+            self.bot_nick_tries += 1
+            self.bot_nick = self.config.bot_nick + self.config.nick_suffix * self.bot_nick_tries
             self.log.warning("muc_bot_nick_taken", retry_nick=self.bot_nick)
             self.join()
         else:
-            self.log.error("muc_join_failed", condition=condition)
-            asyncio.get_running_loop().call_later(30.0, self.join)
+            self.log.error("muc_join_failed", condition=condition, text=error_text(xml))
+            self.bot_nick, self.bot_nick_tries = self.config.bot_nick, 0
+            self._retry_join(30.0, condition or "error")
 
     # -- puppets ---------------------------------------------------------
 
@@ -256,6 +422,8 @@ class Room:
                 return None
             self.leave(oldest, "idle")
         record = self.store.puppet(identity)
+        if record.nick != identity.nick:  # known from before, under another nick
+            record = self.store.rename_puppet(identity, identity.nick)
         jid = f"{record.localpart}@{self.config.jid}/bridge"
         puppet = Puppet(identity, jid, record.nick)
         self.puppets[identity.key] = puppet
@@ -276,7 +444,10 @@ class Room:
         kind = xml.get("type")
         if self.joining.get(puppet.nick) is puppet:
             del self.joining[puppet.nick]
+        taken = self.parked.pop(puppet.nick, None)
         if kind == "error":
+            if taken is not None:  # the occupant the bot saw with this nick is someone else
+                self._new_occupant(puppet.nick, taken)
             puppet.joining = puppet.joined = False
             if error_condition(xml) == "conflict" and puppet.attempts < 3:
                 puppet.attempts += 1
@@ -299,6 +470,7 @@ class Room:
     def _puppet_message_failed(self, puppet: Puppet, xml: ET.Element) -> None:
         """The room refused a puppet's message: it was not (or no longer) in."""
         self.log.info("puppet_message_refused", puppet=puppet.jid, condition=error_condition(xml))
+        self.component.outgoing.drop(xml.get("id", ""))  # sent again below, with a new id
         body = next((b for i, b in puppet.unconfirmed if i == xml.get("id")), None)
         if body is None:
             body = child_text(xml, "body")
@@ -309,21 +481,33 @@ class Room:
                 self._send_join(puppet)
                 self._resend(puppet)
         elif body and not puppet.joining:
-            self._send_groupchat(self.bot_jid, f"<{puppet.identity.nick}> {body}")
+            self._bot_say(f"<{puppet.identity.nick}> {body}")
 
     def _resend(self, puppet: Puppet, via_bot: bool = False) -> None:
         pending, puppet.unconfirmed = puppet.unconfirmed, []
         for _, body in pending:
             if via_bot:
-                self._send_groupchat(self.bot_jid, f"<{puppet.identity.nick}> {body}")
+                self._bot_say(f"<{puppet.identity.nick}> {body}")
             else:
                 self._puppet_say(puppet, body)
 
-    def _puppet_say(self, puppet: Puppet, body: str) -> None:
-        msg_id = self._send_groupchat(puppet.jid, body)
+    def _puppet_say(self, puppet: Puppet, body: str, when: float | None = None) -> None:
+        msg_id = self._send(puppet.jid, puppet.nick, f"<body>{text(body)}</body>", when)
         if not puppet.joined:
             puppet.unconfirmed.append((msg_id, body))
             del puppet.unconfirmed[:-20]
+
+    def _bot_say(self, body: str, when: float | None = None) -> None:
+        self._send(self.bot_jid, self.bot_nick, f"<body>{text(body)}</body>", when)
+
+    def _send(self, sender: str, nick: str, inner: str, when: float | None) -> str:
+        """A groupchat message from occupant `nick` (JID `sender`), kept until its copy comes."""
+        msg_id = self.component.new_id()
+        stanza = (f"<message type='groupchat' to={attr(self.jid)} from={attr(sender)} id='{msg_id}'>"
+                  f"{inner}</message>")
+        self.component.outgoing.add(msg_id, self.jid, f"{self.jid}/{nick}", stanza, when)
+        self.component.send(stanza)
+        return msg_id
 
     def leave(self, puppet: Puppet, status: str = "") -> None:
         self.component.send(
@@ -357,19 +541,18 @@ class Room:
     # -- delivering events from other networks ---------------------------
 
     async def deliver(self, event: Event) -> None:
-        if not self.joined.is_set():
+        """Waits while the bot is not in the room (events meanwhile wait in the router's
+        bounded queue, where age limits apply), then shows `event`."""
+        while not self.joined.is_set():
             try:
                 async with asyncio.timeout(JOIN_TIMEOUT):
                     await self.joined.wait()
             except TimeoutError:
-                self.log.warning("muc_not_joined_dropped", kind=type(event).__name__)
-                return
+                self.log.warning("muc_not_joined_waiting", kind=type(event).__name__)
         if isinstance(event, Message):
             self._deliver_message(event)
         elif isinstance(event, Topic):
-            self.component.send(
-                f"<message type='groupchat' to={attr(self.jid)} from={attr(self.bot_jid)} "
-                f"id='{self._new_id()}'><subject>{text(event.text)}</subject></message>")
+            self._send(self.bot_jid, self.bot_nick, f"<subject>{text(event.text)}</subject>", event.time)
         elif isinstance(event, Join):
             if self.options.get("puppets") == "eager":
                 self._puppet_for(event.sender)
@@ -385,39 +568,48 @@ class Room:
                 self.store.rename_puppet(renamed, renamed.nick)
             if puppet is not None:
                 self.puppets[renamed.key] = puppet
-                puppet.identity = renamed
-                if event.new_nick != event.sender.nick:  # a MUC nick change (7.6): same occupant JID
-                    puppet.attempts = 0
-                    self._release(puppet)
-                    puppet.nick = event.new_nick
-                    self._send_join(puppet)
+                self._rename(puppet, renamed)
+
+    def _rename(self, puppet: Puppet, identity: Identity) -> None:
+        """`puppet` speaks for `identity` now; a new nick is a MUC nick change (7.6):
+        the same occupant JID asks for the new nick."""
+        old, puppet.identity = puppet.identity.nick, identity
+        if identity.nick != old:
+            puppet.attempts = 0
+            self._release(puppet)
+            puppet.nick = identity.nick
+            self._send_join(puppet)
 
     def _deliver_message(self, event: Message) -> None:
         body = f"/me {event.text}" if event.kind is MessageKind.ACTION else event.text
         if event.sender == BRIDGE:
-            self._send_groupchat(self.bot_jid, body)
+            self._bot_say(body, event.time)
             return
         puppet = self._puppet_for(event.sender)
         if puppet is None:  # the room is full of active puppets, or a flood of new speakers
-            self._send_groupchat(self.bot_jid, f"<{event.sender.nick}> {body}")
+            self._bot_say(f"<{event.sender.nick}> {body}", event.time)
             return
         if puppet.identity.nick != event.sender.nick:  # renamed while we were not looking
-            puppet.identity = event.sender
-            self.store.rename_puppet(event.sender, event.sender.nick)
+            self.store.rename_puppet(event.sender, event.sender.nick)  # (a SILC user back
+            self._rename(puppet, event.sender)  # under a new nick): the MUC sees it too
         puppet.last_active = time.monotonic()
-        self._puppet_say(puppet, body)
-
-    def _send_groupchat(self, sender: str, body: str) -> str:
-        msg_id = self._new_id()
-        self.component.send(
-            f"<message type='groupchat' to={attr(self.jid)} from={attr(sender)} id='{msg_id}'>"
-            f"<body>{text(body)}</body></message>")
-        return msg_id
-
-    def _new_id(self) -> str:
-        msg_id = self.component.new_id()
-        self.component.sent_ids.add(msg_id)
-        return msg_id
+        self._puppet_say(puppet, body, event.time)
 
     def is_own_nick(self, nick: str) -> bool:
         return nick == self.bot_nick or nick in self.held or nick in self.leaving
+
+
+def _delayed(xml: ET.Element) -> float | None:
+    """The XEP-0203 stamp of a message the room replays from its history, if it is one."""
+    delay = child(xml, NS_DELAY, "delay")
+    if delay is None:
+        return None
+    try:
+        return datetime.fromisoformat(delay.get("stamp", "").replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0  # history all the same; too old to relay
+
+
+def _stamp(when: float) -> str:
+    """A Unix time as an XEP-0082 DateTime."""
+    return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -68,6 +68,16 @@ def error_condition(xml: ET.Element) -> str | None:
     return None
 
 
+def error_text(xml: ET.Element) -> str:
+    """The human-readable text of an error stanza, if the server gave one (8.3.2)."""
+    for el in xml:
+        if local(el.tag) == "error":
+            for cond in el:
+                if cond.tag == f"{{{NS_STANZAS}}}text":
+                    return (cond.text or "")[:200]
+    return ""
+
+
 def muc_statuses(xml: ET.Element) -> tuple[ET.Element | None, set[str]]:
     """The muc#user <x/> of a presence and its status codes."""
     x = child(xml, NS_MUC_USER, "x")

@@ -45,7 +45,17 @@ def test_schema_version_recorded(tmp_path):
     path = str(tmp_path / "b.db")
     SqliteStore(path).close()
     store = SqliteStore(path)  # reopening runs no migration twice
-    assert store.db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    assert store.db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+
+
+def test_cursors_survive_a_restart(tmp_path):
+    path = str(tmp_path / "b.db")
+    store = SqliteStore(path)
+    store.set_cursor("heard:xmpp/r@muc", {"until": 1700000000.5, "keys": []})
+    store.set_cursor("heard:xmpp/r@muc", {"until": 1700000001.5, "keys": [["a", "b"]]})
+    store.close()  # only the newest value matters
+    assert SqliteStore(path).cursor("heard:xmpp/r@muc") == {"until": 1700000001.5, "keys": [["a", "b"]]}
+    assert SqliteStore(path).cursor("other") is None
 
 
 def test_key_pinning(tmp_path):

@@ -8,19 +8,23 @@ from xml.sax.saxutils import escape, quoteattr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.xmpp.framing import ReflectionFilter, SentIds
+from bridge.xmpp.framing import ReflectionFilter
+from bridge.xmpp.outgoing import Outgoing
 
 HEADER = (b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
           b"xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='bridge.localhost'>")
 
-texts = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=12)
+texts = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff"),
+                max_size=12)
 QUOTES = st.sampled_from(["'", '"'])
 jids = st.sampled_from(["bridge.localhost", "alice%irc@bridge.localhost/bridge",
                         "a&b@bridge.localhost/x", "room@muc.localhost/bob"])
-OURS = SentIds()
+BOT = "r@muc.localhost/bridge"  # the occupant that sent our messages
+OURS = Outgoing()
 for msg_id in ("mb1", "mb'2"):
-    OURS.add(msg_id)
+    OURS.add(msg_id, "r@muc.localhost", BOT, "")
 ids = st.sampled_from(["mb1", "mb'2", "mb3", "x&y", ""])
+senders = st.sampled_from([BOT, "r@muc.localhost/mallory"])
 
 
 def quoted(value: str, quote: str) -> str:
@@ -37,10 +41,11 @@ def children(draw, depth=0):
     for _ in range(draw(st.integers(0, 3))):
         kind = draw(st.sampled_from(["text", "cdata", "empty", "subject", "forwarded", "nested"]
                                     if depth < 2 else ["text", "cdata", "empty"]))
-        if kind == "forwarded":  # a message inside a stanza (XEP-0297), even inside a message
-            parts.append("<forwarded xmlns='urn:xmpp:forward:0'><message type='groupchat' "
-                         f"to='b%irc@bridge.localhost/bridge'>{draw(children(depth + 1))}</message>"
-                         "<iq/></forwarded>")
+        if kind == "forwarded":  # a message inside a stanza (XEP-0297), even inside a message:
+            # in jabber:client, declared (the stream's namespace is another)
+            parts.append("<forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' "
+                         f"type='groupchat' to='b%irc@bridge.localhost/bridge'>{draw(children(depth + 1))}"
+                         "</message><iq xmlns='jabber:client'/></forwarded>")
         elif kind == "subject":
             parts.append(f"<subject>{escape(draw(texts))}</subject>")
         elif kind == "text":
@@ -65,12 +70,14 @@ def stanzas(draw):
     quote = draw(QUOTES)
     extra = f" data={quoted(draw(texts), quote)}" if draw(st.booleans()) else ""
     msg_id = draw(ids)
-    head = f"<{name}{extra} type={quoted(kind, quote)}  to = {quoted(to, quote)} id={quoted(msg_id, quote)}"
+    sender = draw(senders)
+    head = (f"<{name}{extra} type={quoted(kind, quote)}  to = {quoted(to, quote)} "
+            f"id={quoted(msg_id, quote)} from={quoted(sender, quote)}")
     inner = draw(children())
     xml = f"{head}/>" if not inner and draw(st.booleans()) else f"{head}>{inner}</{name}>"
     plain = "&" not in quoted(to, quote) + quoted(msg_id, quote)
     unused = name == "message" and kind == "groupchat" and plain and (
-        "@" in to or (msg_id in OURS and "<subject>" not in inner))
+        "@" in to or (msg_id in ("mb1", "mb'2") and sender == BOT and "<subject>" not in inner))
     return xml.encode(), unused
 
 
@@ -100,7 +107,13 @@ def test_the_parser_gets_every_stanza_but_copies_and_echoes_however_the_reads_fa
         items, points, gap):
     stream = HEADER + b"".join(gap + xml for xml, _ in items)
     reflections = ReflectionFilter(OURS)
-    passed = b"".join(reflections.feed(chunk) for chunk in cut(stream, points))
+    outputs = []
+    for chunk in cut(stream, points):
+        outputs.append(reflections.feed(chunk))
+        for a, b in reflections.stanzas:  # each span is exactly one whole stanza
+            root = ET.fromstring(b"<r xmlns='jabber:component:accept'>" + outputs[-1][a:b] + b"</r>")
+            assert len(root) == 1 and outputs[-1][a:b].endswith(b">")
+    passed = b"".join(outputs)
     # CDATA turns the filter off: then only the copies it met before are gone.
     if b"<![CDATA[" not in stream:
         assert reflections.active and reflections.dropped == sum(r for _, r in items)
@@ -134,28 +147,42 @@ def test_the_end_of_the_stream_passes():
     assert reflections.feed(HEADER + b"</stream:stream>") == HEADER + b"</stream:stream>"
 
 
-def test_the_echo_of_our_own_message_is_dropped_but_not_a_subject_nor_a_stranger():
-    ours = SentIds(size=2)
-    for msg_id in ("mb6", "mb7", "mb8"):  # mb6 is forgotten: only the newest 2 are kept
-        ours.add(msg_id)
+def room_message(msg_id, child, nick="bob"):
+    return (f"<message type='groupchat' to='bridge.localhost' from='r@muc.localhost/{nick}' "
+            f"id='{msg_id}'>{child}</message>").encode()
 
-    def room_message(msg_id, child):
-        return (f"<message type='groupchat' to='bridge.localhost' from='r@muc.localhost/bob' "
-                f"id='{msg_id}'>{child}</message>").encode()
-    echo = room_message("mb7", "<body>hi</body>")
-    subject = room_message("mb8", "<subject>our topic</subject>")  # the room's subject: it ends a join
-    stranger, forgotten = room_message("x1", "<body>hi</body>"), room_message("mb6", "<body>old</body>")
+
+def test_the_echo_of_our_own_message_is_dropped_but_not_a_subject_nor_a_stranger():
+    ours = Outgoing(memory=2)
+    for msg_id in ("mb5", "mb6", "mb7", "mb8", "mb9", "mbA"):
+        ours.add(msg_id, "r@muc.localhost", "r@muc.localhost/bob", "")
+    for msg_id in ("mb5", "mb6", "mb7"):  # confirmed long ago: mb5 is forgotten (memory 2)
+        ours.echo(msg_id, "r@muc.localhost/bob")
+    echo, late = room_message("mb8", "<body>hi</body>"), room_message("mb7", "<body>hi</body>")
+    subject = room_message("mb9", "<subject>our topic</subject>")  # the room's subject: it ends a join
+    prefixed = room_message("mbA", "<c:subject xmlns:c='jabber:component:accept'>t</c:subject>")
+    stranger, forgotten = room_message("x1", "<body>hi</body>"), room_message("mb5", "<body>old</body>")
     reflections = ReflectionFilter(ours)
-    passed = reflections.feed(HEADER + echo + subject + stranger + forgotten)
-    assert reflections.dropped == 1
-    assert parsed(passed) == parsed(HEADER + subject + stranger + forgotten)
+    passed = reflections.feed(HEADER + echo + late + subject + prefixed + stranger + forgotten)
+    assert reflections.dropped == 2
+    assert parsed(passed) == parsed(HEADER + subject + prefixed + stranger + forgotten)
+    assert "mb8" not in ours.pending and "mb9" not in ours.pending  # their copies confirm them
+
+
+def test_an_occupant_reusing_one_of_our_ids_is_not_taken_for_our_echo():
+    ours = Outgoing()
+    ours.add("k7", "r@muc.localhost", "r@muc.localhost/bridge", "")
+    reuse = room_message("k7", "<body>mallory's own words</body>", nick="mallory")
+    reflections = ReflectionFilter(ours)
+    assert parsed(reflections.feed(HEADER + reuse)) == parsed(HEADER + reuse)
+    assert "k7" in ours.pending  # still waiting for its real copy
 
 
 def test_cdata_or_a_forwarded_message_inside_a_stanza_never_cuts_it_short():
     copy = b"<message type='groupchat' to='a%irc@bridge.localhost/bridge'><body>x</body></message>"
     cdata = b"<message type='groupchat' to='a%irc@bridge.localhost/bridge'><body><![CDATA[</message>]]></body></message>"
-    forwarded = (b"<message to='bridge.localhost'><forwarded xmlns='urn:xmpp:forward:0'>" + copy
-                 + b"</forwarded></message>")
+    forwarded = (b"<message to='bridge.localhost'><forwarded xmlns='urn:xmpp:forward:0'>"
+                 + copy.replace(b"<message ", b"<message xmlns='jabber:client' ") + b"</forwarded></message>")
     reflections = ReflectionFilter()
     passed = reflections.feed(HEADER + forwarded + copy)
     assert reflections.active and reflections.dropped == 1  # the copy, not the forwarded one
@@ -163,3 +190,18 @@ def test_cdata_or_a_forwarded_message_inside_a_stanza_never_cuts_it_short():
     passed += reflections.feed(cdata + copy)  # not followed: off, and nothing lost
     assert not reflections.active and reflections.dropped == 1
     assert parsed(passed) == parsed(HEADER + forwarded + cdata + copy)
+
+
+def test_a_stanza_that_never_ends_or_bytes_that_are_none_are_cut_out_and_the_rest_kept():
+    good = b"<message type='chat' to='bridge.localhost' id='g'><body>ok</body></message>"
+    unclosed = b"<message type='chat' to='bridge.localhost' id='u'><body>never closed"
+    forwarded = (b"<message to='bridge.localhost'><forwarded xmlns='urn:xmpp:forward:0'>"
+                 b"<message xmlns='jabber:client' to='x@y'><body>in</body></message></forwarded></message>")
+    reflections = ReflectionFilter()
+    passed = reflections.feed(HEADER + good + unclosed)  # for now, it may yet end
+    assert reflections.malformed == []
+    passed += reflections.feed(forwarded + b"<<garbage>>" + good)
+    assert reflections.active
+    assert [size for _, size in reflections.malformed] == [len(unclosed), len(b"<<garbage>>")]
+    assert reflections.malformed[0][0] == len(HEADER + good)  # stream offsets, for the log
+    assert parsed(passed) == parsed(HEADER + good + forwarded + good)

@@ -1,5 +1,6 @@
 """MUC room logic against scripted stanzas: what is relayed, what is an echo."""
 
+from datetime import datetime, timezone
 from xml.etree import ElementTree as ET
 
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from bridge.config_types import ComponentConfig
 from bridge.core.events import Endpoint, Identity, Join, Kick, Message, MessageKind, NickChange, Part, Topic
 from bridge.store.sqlite import SqliteStore
-from bridge.xmpp.framing import SentIds
+from bridge.xmpp.outgoing import Outgoing
 from bridge.xmpp.room import Room
 
 ROOM = "room@muc.example.org"
@@ -18,7 +19,8 @@ class FakeComponent:
     def __init__(self):
         self.sent = []
         self.n = 0
-        self.sent_ids = SentIds()
+        self.outgoing = Outgoing()
+        self.online = True
 
     def send(self, data):
         self.sent.append(ET.fromstring(data.replace("<message ", f"<message xmlns='{NS}' ", 1)
@@ -50,7 +52,7 @@ def groupchat(nick, body, msg_id="x1", to="bridge.example.org"):
 
 
 @pytest.fixture
-def room(tmp_path):
+async def room(tmp_path):
     events = []
     config = ComponentConfig(jid="bridge.example.org", secret="x", puppet_limit=2, puppet_idle=60)
     r = Room(ROOM, {"puppets": "lazy"}, config, FakeComponent(), SqliteStore(":memory:"), events.append)
@@ -70,7 +72,7 @@ def sent_messages(room):
     return [(s.get("from"), s.findtext(f"{{{NS}}}body")) for s in room.component.sent if s.tag.endswith("message")]
 
 
-def test_join_asks_for_no_history():
+async def test_join_asks_for_no_history():
     events = []
     comp = FakeComponent()
     r = Room(ROOM, {}, ComponentConfig(jid="b.example.org", secret="x"), comp, SqliteStore(":memory:"), events.append)
@@ -79,7 +81,7 @@ def test_join_asks_for_no_history():
     assert hist.get("maxstanzas") == "0"
 
 
-def test_initial_subject_and_history_are_not_relayed(room):
+async def test_initial_subject_and_history_are_not_relayed(room):
     assert room.events == []
     delayed = stanza(f"<message from='{ROOM}/old' to='bridge.example.org' type='groupchat' id='h'>"
                      f"<body>old news</body><delay xmlns='urn:xmpp:delay' stamp='2020-01-01T00:00:00Z'/></message>")
@@ -90,7 +92,7 @@ def test_initial_subject_and_history_are_not_relayed(room):
     assert isinstance(room.events[0], Topic) and room.events[0].text == "new"
 
 
-def test_messages_from_users_become_events(room):
+async def test_messages_from_users_become_events(room):
     room.on_presence(presence("alice", item="<item jid='alice@example.org/phone' role='participant'/>"),
                      "bridge.example.org")
     room.on_message(groupchat("alice", "hello"), "bridge.example.org")
@@ -173,7 +175,7 @@ async def test_irc_nick_change_renames_occupant(room):
     assert change.get("to") == f"{ROOM}/robert" and change.get("from") == pjid
 
 
-def test_occupant_departures(room):
+async def test_occupant_departures(room):
     room.on_presence(presence("carol"), "bridge.example.org")
     room.on_presence(presence("carol", kind="unavailable", codes=("303",),
                               item="<item nick='caz' role='participant'/>"), "bridge.example.org")
@@ -295,3 +297,134 @@ async def test_a_flood_of_new_speakers_comes_through_the_bot_until_joins_are_all
                                        ("bridge.example.org", "<d> again")]
     joins = [s.get("to") for s in room.component.sent if s.tag.endswith("presence")]
     assert joins == [f"{ROOM}/a", f"{ROOM}/b", f"{ROOM}/c"]
+
+
+def subject(nick="", body="topic", to="bridge.example.org"):
+    frm = f"{ROOM}/{nick}" if nick else ROOM
+    return stanza(f"<message from='{frm}' to='{to}' type='groupchat'><subject>{body}</subject></message>")
+
+
+def delayed(nick, body, msg_id, stamp="2030-01-01T00:00:00Z"):
+    return stanza(f"<message from='{ROOM}/{nick}' to='bridge.example.org' type='groupchat' id='{msg_id}'>"
+                  f"<body>{body}</body><delay xmlns='urn:xmpp:delay' stamp='{stamp}'/></message>")
+
+
+async def rejoin(room, history=()):
+    """The stream dropped and came back: the bot joins again and the room replays `history`."""
+    room.offline()
+    room.online()
+    room.on_presence(presence("bridge", codes=("110",)), "bridge.example.org")
+    for xml in history:
+        room.on_message(xml, "bridge.example.org")
+    room.on_message(subject(), "bridge.example.org")
+
+
+async def test_message_ids_are_random_and_our_echo_comes_only_from_our_own_occupant(room):
+    from bridge.xmpp.outgoing import new_id
+    ids = {new_id() for _ in range(1000)}
+    assert len(ids) == 1000 and min(map(len, ids)) >= 16
+    await room.deliver(Message(IRC, BOB, "ours"))
+    our_id = room.component.sent[-1].get("id")
+    room.on_message(groupchat("mallory", "mallory reuses our id", our_id), "bridge.example.org")
+    assert [e.text for e in room.events] == ["mallory reuses our id"]
+
+
+async def test_a_rejoin_asks_for_history_since_the_last_message_heard_and_relays_the_missed_once(room):
+    room.on_message(groupchat("alice", "heard live", "a1"), "bridge.example.org")
+    heard_at = room.heard_until
+    room.events.clear()
+    room.offline()
+    room.online()
+    history = room.component.sent[-1].find("{http://jabber.org/protocol/muc}x/{http://jabber.org/protocol/muc}history")
+    assert history.get("since") is not None and history.get("maxstanzas") is None
+    since = datetime.fromisoformat(history.get("since").replace("Z", "+00:00")).timestamp()
+    assert heard_at - 3 <= since <= heard_at
+    room.on_presence(presence("bridge", codes=("110",)), "bridge.example.org")
+    for xml in (delayed("alice", "heard live", "a1"), delayed("alice", "missed", "a2")):
+        room.on_message(xml, "bridge.example.org")
+    assert room.events == []  # nothing before the join is complete
+    room.on_message(subject(), "bridge.example.org")
+    assert [(e.text, e.late) for e in room.events] == [("missed", True)]
+    assert room.events[0].time == datetime(2030, 1, 1, tzinfo=timezone.utc).timestamp()
+
+
+async def test_what_we_sent_and_never_saw_come_back_is_sent_again_once_after_a_rejoin(room):
+    await room.deliver(Message(IRC, Identity("libera", "b1", "b1"), "arrived"))
+    arrived = room.component.sent[-1]
+    await room.deliver(Message(IRC, Identity("libera", "b1", "b1"), "lost"))
+    lost = room.component.sent[-1]
+    before = len(room.component.sent)
+    # The link died before either copy came back; the room's history shows only the first.
+    await rejoin(room, [delayed("b1", "arrived", arrived.get("id"))])
+    again = [s for s in room.component.sent[before:] if s.tag.endswith("message")]
+    assert [(s.get("id"), s.findtext(f"{{{NS}}}body")) for s in again] == [(lost.get("id"), "lost")]
+    assert room.events == []  # our own message in the history is not relayed back
+    room.on_message(groupchat("b1", "lost", lost.get("id")), "bridge.example.org")
+    assert not room.component.outgoing.pending
+    before = len(room.component.sent)
+    await rejoin(room)
+    assert [s for s in room.component.sent[before:] if s.tag.endswith("message")] == []
+
+
+async def test_the_cursor_survives_a_restart_so_a_new_bridge_asks_for_what_it_missed(tmp_path):
+    store = SqliteStore(str(tmp_path / "b.db"))
+    config = ComponentConfig(jid="bridge.example.org", secret="x")
+    first = Room(ROOM, {}, config, FakeComponent(), store, [].append)
+    first.on_message(groupchat("alice", "x", "a1"), "bridge.example.org")
+    store.close()
+    again = Room(ROOM, {}, config, FakeComponent(), SqliteStore(str(tmp_path / "b.db")), [].append)
+    again.join()
+    history = again.component.sent[0].find(
+        "{http://jabber.org/protocol/muc}x/{http://jabber.org/protocol/muc}history")
+    assert history.get("since") is not None
+    assert ("alice", "a1") in again.heard  # replayed, it is recognised as already relayed
+
+
+async def test_an_unanswered_join_is_sent_again(room, monkeypatch):
+    import asyncio
+
+    import bridge.xmpp.room as room_module
+    monkeypatch.setattr(room_module, "JOIN_TIMEOUT", 0.05)
+    room.offline()
+    room.join()
+    await asyncio.sleep(0.2)
+    joins = [s for s in room.component.sent if s.tag.endswith("presence") and s.get("to") == f"{ROOM}/bridge"]
+    assert len(joins) >= 3  # the fixture's, this one, and at least one retry
+
+
+async def test_a_taken_bot_nick_gets_one_suffix_more_per_try_then_starts_over(room, monkeypatch):
+    conflict = stanza(f"<presence from='{ROOM}/bridge' to='bridge.example.org' type='error'>"
+                      f"<error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+                      f"</error></presence>")
+    room.offline()
+    nicks = []
+    for _ in range(5):
+        room.on_presence(conflict, "bridge.example.org")
+        nicks.append(room.bot_nick)
+    assert nicks == ["bridge[i]", "bridge[i][i]", "bridge[i][i][i]", "bridge", "bridge[i]"]
+
+
+async def test_a_real_user_who_takes_the_nick_our_puppet_asked_for_is_not_taken_for_it(room):
+    await room.deliver(Message(IRC, BOB, "from irc"))  # our puppet asks for "bob"
+    pjid = "bob%libera@bridge.example.org/bridge"
+    room.on_presence(presence("bob"), "bridge.example.org")  # a real bob got in first
+    room.on_message(groupchat("bob", "I am the real bob", "real1"), "bridge.example.org")
+    room.on_presence(stanza(f"<presence from='{ROOM}/bob' to='{pjid}' type='error'><error type='cancel'>"
+                            f"<conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>"), pjid)
+    assert [type(e).__name__ for e in room.events] == ["Message", "Join"]
+    assert room.events[0].text == "I am the real bob"
+    room.on_message(groupchat("bob", "still me", "real2"), "bridge.example.org")
+    assert room.events[-1].text == "still me"
+
+
+async def test_a_user_back_under_a_new_nick_renames_their_occupant(room):
+    """A SILC user is keyed by their key: back under a new nick, same occupant, new nick."""
+    silc = Endpoint("silcnet", "chan")
+    before = Identity("silcnet", "fp1", "carol")
+    await room.deliver(Message(silc, before, "hi"))
+    pjid = room.component.sent[-1].get("from")
+    room.on_presence(presence("carol", to=pjid, codes=("110",)), pjid)
+    await room.deliver(Message(silc, Identity("silcnet", "fp1", "caroline"), "back"))
+    change, msg = room.component.sent[-2:]
+    assert change.tag.endswith("presence") and change.get("to") == f"{ROOM}/caroline"
+    assert change.get("from") == pjid and msg.get("from") == pjid

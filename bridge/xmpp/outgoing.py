@@ -1,0 +1,83 @@
+"""The room messages the bridge sends: their ids, and whether the room has them yet.
+
+One owner for message ids. Each id is random (an occupant sees every id, so one that
+could be guessed or reused would let anyone have a message taken for our echo, or
+answer our iqs). A room reflects every message to every occupant, its sender included
+(XEP-0045 7.4), so the bot's copy of a message we sent confirms that the room has it:
+until then the message is *pending*, and after a reconnect it is sent again unless the
+room's history shows it arrived. A copy counts as ours only when it comes from the
+occupant that sent it.
+"""
+
+from __future__ import annotations
+
+import collections
+import secrets
+import time
+from dataclasses import dataclass, field
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+#: Messages waiting for their copy; beyond this the oldest are forgotten (and counted).
+PENDING_LIMIT = 4096
+#: Confirmed ids remembered, to recognise a copy that comes late or twice.
+CONFIRMED_MEMORY = 16384
+
+
+def new_id() -> str:
+    """A fresh id nobody can predict: 96 random bits."""
+    return secrets.token_urlsafe(12)
+
+
+@dataclass(slots=True)
+class Pending:
+    room: str
+    occupant: str  # room@service/nick that sends it: its copy comes from there
+    stanza: str
+    sent: float = field(default_factory=time.time)  # when the event it carries happened
+    attempt: float = field(default_factory=time.monotonic)  # when it last went out
+
+
+class Outgoing:
+    def __init__(self, limit: int = PENDING_LIMIT, memory: int = CONFIRMED_MEMORY) -> None:
+        self.limit = limit
+        self.memory = memory
+        self.pending: collections.OrderedDict[str, Pending] = collections.OrderedDict()
+        self._confirmed: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self.forgotten = 0
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def add(self, msg_id: str, room: str, occupant: str, stanza: str, when: float | None = None) -> None:
+        """`stanza` (with `msg_id`) goes to `room` from `occupant`; keep it until confirmed."""
+        self.pending[msg_id] = Pending(room, occupant, stanza, when or time.time())
+        if len(self.pending) > self.limit:
+            self.pending.popitem(last=False)
+            self.forgotten += 1
+            if self.forgotten & (self.forgotten - 1) == 0:
+                log.warning("xmpp_unconfirmed_overflow", network="xmpp", forgotten=self.forgotten,
+                            limit=self.limit)
+
+    def echo(self, msg_id: str, sender: str) -> bool:
+        """Is the message `msg_id` from occupant `sender` a copy of one of ours? Confirms it."""
+        item = self.pending.get(msg_id)
+        if item is not None:
+            if item.occupant != sender:
+                return False
+            del self.pending[msg_id]
+            self._confirmed[msg_id] = sender
+            if len(self._confirmed) > self.memory:
+                self._confirmed.popitem(last=False)
+            return True
+        return self._confirmed.get(msg_id) == sender
+
+    def unconfirmed(self, room: str) -> list[tuple[str, Pending]]:
+        """The messages for `room` whose copy has not come back, oldest first."""
+        return [(msg_id, item) for msg_id, item in self.pending.items() if item.room == room]
+
+    def drop(self, msg_id: str) -> None:
+        """Forget a pending message (it was answered with an error, or is too old to send)."""
+        self.pending.pop(msg_id, None)
