@@ -20,7 +20,9 @@ bridge's link (see FaultProxy), `inject(network, data, boundary)` toward the bri
 lines or stanzas, `kill_server(network)` (SIGKILL, started again on the same ports; its person
 comes back and talks for a second while the bridge is still refused, so every run has messages
 sent while the bridge was away; the fault ends when the bridge may connect again), and
-`kill_bridge()` (a bridge run as a subprocess).
+`kill_bridge()` (a bridge run as a subprocess). Blackholes, resets and server kills strike at the
+worst moment for delivery, not at random: just after the bridge wrote a relayed message to that
+server, which has taken it but not yet confirmed it; so a run's result does not depend on luck.
 
 What is recorded, per message: when it was sent, when its own server confirmed it (the MUC
 reflects it to alice; InspIRCd echoes it to bob; sol sees sam's), and when it arrived at each
@@ -64,7 +66,7 @@ from pathlib import Path
 import structlog
 
 from bridge.demo.servers import InspIRCd, Prosody, ServerFailed, ServerMissing, free_port
-from tests.faults.proxy import FaultProxy
+from tests.faults.proxy import TO_SERVER, FaultProxy
 from tests.faults.silc_server import REPO, SilcServerProcess
 from tests.integration.bridge_harness import config_text, running_bridge
 from tests.integration.clients import GroupMessage, IrcLine, IrcUser, XmppUser, wait_until
@@ -90,6 +92,12 @@ LINK_DOWN = re.compile(r"dead|silent|lost|offline|disconnect|timeout|closed|rese
 #: ... and like bad input noticed.
 BAD_INPUT = re.compile(r"malformed|parse|invalid|not.well|dropped|skipped|error|refused|unframeable",
                        re.I)
+#: What a chunk the bridge writes toward each server looks like when it carries a relayed
+#: message (an IRC barrier PING alone is answered at once: no moment to strike). SILC: any.
+RELAYED = {XMPP: lambda chunk: b"<message" in chunk,
+           IRC: lambda chunk: b"PRIVMSG" in chunk and b"PING" not in chunk,
+           SILC: bool}
+SERVER_TAKEN = 0.02  # the server has read and handled what it was sent after this long
 #: Event name prefixes per network, for events that do not say `network=` (stdlib records are
 #: named after their logger: `slixmpp...`, `irc.client...`).
 PREFIXES = {XMPP: ("xmpp_", "muc_", "component_", "slixmpp"), IRC: ("irc_", "irc."), SILC: ("silc_",)}
@@ -596,6 +604,14 @@ class FaultRun:
             self.ledger.arrived(IRC, line.text)
 
     # -- faults ------------------------------------------------------------------------------
+    async def _after_a_write(self, network: str) -> None:
+        """Wait for the worst moment for delivery: just after the bridge wrote a relayed
+        message to the server of `network` (`SERVER_TAKEN` later, so the server has taken it
+        and not yet confirmed it: an IRC barrier, a MUC reflection, are still on the way)."""
+        with contextlib.suppress(TimeoutError):  # a quiet link: any moment will do
+            await self.proxies[network].forwarded(TO_SERVER, RELAYED[network])
+        await asyncio.sleep(SERVER_TAKEN)
+
     def _start_fault(self, network: str) -> None:
         self.fault = (network, time.time(), None)
 
@@ -605,6 +621,7 @@ class FaultRun:
 
     async def blackhole(self, network: str, seconds: float) -> None:
         """The link of `network` becomes a dead route for `seconds` (see FaultProxy)."""
+        await self._after_a_write(network)
         self._start_fault(network)
         self.proxies[network].blackhole()
         await asyncio.sleep(seconds)
@@ -613,6 +630,7 @@ class FaultRun:
 
     async def reset(self, network: str) -> None:
         """Every connection of the link ends with an RST, at once."""
+        await self._after_a_write(network)
         self._start_fault(network)
         self.proxies[network].reset()
         self._end_fault()
@@ -637,6 +655,7 @@ class FaultRun:
         server = {XMPP: self.prosody, IRC: self.inspircd, SILC: getattr(self, "silc", None)}[network]
         proxy = self.proxies[network]
         self.paused.add(network)
+        await self._after_a_write(network)
         self._start_fault(network)
         proxy.refuse()
         await server.kill()

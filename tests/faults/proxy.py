@@ -26,6 +26,9 @@ Modes, switchable at any moment:
 - `inject(data, direction)`: bytes written into every passing connection toward the client or
   the server, optionally only at a boundary (right after forwarded bytes that end with one of
   `boundary`), so that they do not land inside a line or a stanza.
+- `await forwarded(direction, match)`: returns right after the next bytes forwarded that way (for
+  which `match(chunk)` is true), so that a fault can land at a chosen moment (e.g. just after
+  the client wrote a message).
 
 When one end closes or resets, the other end is closed the same way. Counters: bytes forwarded
 and dropped per direction, connections accepted and refused.
@@ -37,6 +40,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 TO_SERVER = "to_server"
@@ -80,6 +84,7 @@ class _Pipe:
         self.sink = sink
         self.at_boundary = True  # nothing forwarded yet, or the last bytes ended a unit
         self.waiting: list[tuple[bytes, tuple[bytes, ...], asyncio.Future]] = []
+        self.watchers: list[tuple[Callable[[bytes], bool], asyncio.Future]] = []
 
     async def run(self) -> None:
         counters = self.conn.proxy.counters
@@ -91,10 +96,23 @@ class _Pipe:
                 self.sink.write(chunk)
                 counters.forwarded[self.direction] += len(chunk)
                 self._flush_injections(chunk)
+                if self.watchers:
+                    self._tell_watchers(chunk)
                 await self.sink.drain()
             self.conn.closed_by(self, rst=False)
         except (ConnectionError, OSError):
             self.conn.closed_by(self, rst=True)
+
+    def _tell_watchers(self, chunk: bytes) -> None:
+        still = []
+        for match, watcher in self.watchers:
+            if watcher.done():
+                continue
+            if match(chunk):
+                watcher.set_result(None)
+            else:
+                still.append((match, watcher))
+        self.watchers = still
 
     def inject(self, data: bytes, boundary: tuple[bytes, ...], done: asyncio.Future) -> None:
         if not boundary or self.at_boundary:
@@ -261,6 +279,16 @@ class FaultProxy:
         async with asyncio.timeout(timeout):
             await asyncio.gather(*pending)
         return len(pending)
+
+    async def forwarded(self, direction: str, match: Callable[[bytes], bool] = bool,
+                        timeout: float = 5.0) -> None:
+        """Return right after the next bytes forwarded toward `direction`'s end (on any
+        connection) for which `match(chunk)` is true."""
+        watcher = asyncio.get_running_loop().create_future()
+        for conn in self._connections:
+            conn.pipes[direction].watchers.append((match, watcher))
+        async with asyncio.timeout(timeout):
+            await watcher
 
     @property
     def open_connections(self) -> int:

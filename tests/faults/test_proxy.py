@@ -210,3 +210,23 @@ async def test_inject_at_a_boundary_waits_for_the_end_of_a_line():
         await injected
         assert await read_exactly(reader, 9) == b"ne\r\nBAD\r\n"
         writer.close()
+
+
+async def test_forwarded_returns_after_the_next_bytes_that_way():
+    async with echo_behind_proxy() as (_, proxy):
+        reader, writer = await connect(proxy)
+        writer.write(b"a")
+        await read_exactly(reader, 1)
+        seen = asyncio.create_task(proxy.forwarded(TO_SERVER))
+        await asyncio.sleep(QUIET)
+        assert not seen.done()  # nothing was sent since
+        writer.write(b"b")
+        await asyncio.wait_for(seen, 2.0)
+        assert proxy.counters.forwarded[TO_SERVER] == 2
+        seen = asyncio.create_task(proxy.forwarded(TO_SERVER, lambda chunk: b"!" in chunk))
+        writer.write(b"c")
+        await read_exactly(reader, 2)
+        assert not seen.done()  # not what it waits for
+        writer.write(b"!")
+        await asyncio.wait_for(seen, 2.0)
+        writer.close()
