@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.harness import IRC, SHORT_TIMEOUT, SILC, XMPP, FaultRun
+from tests.faults.harness import IN_FLIGHT, IRC, SHORT_TIMEOUT, SILC, XMPP, FaultRun
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(150)]
 
@@ -19,25 +19,18 @@ async def test_component_link_blackholed_with_default_timeouts(tmp_path):
     result.check()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "IRC lines the server took but had not confirmed yet (PING barrier) are sent again "
-    "after the reconnect: duplicates (irc/outbox.py accepts them)"))
 async def test_irc_link_blackholed(tmp_path):
     async with FaultRun("irc blackhole", tmp_path) as run:
         await run.blackhole(IRC, seconds=SHORT_TIMEOUT + 4)
         result = await run.finish()
-    result.check()
+    result.check(in_flight=IN_FLIGHT)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SILC messages while the relay client was out are lost without a 'may be missing' notice;"
-    " messages toward SILC that the server took but had not confirmed are sent again "
-    "(duplicates)"))
 async def test_silc_link_blackholed(tmp_path):
     async with FaultRun("silc blackhole", tmp_path, networks=(XMPP, IRC, SILC)) as run:
         await run.blackhole(SILC, seconds=SHORT_TIMEOUT + 4)
         result = await run.finish()
-    result.check()
+    result.check(in_flight=IN_FLIGHT)
 
 
 async def test_component_link_reset(tmp_path):
@@ -47,22 +40,15 @@ async def test_component_link_reset(tmp_path):
     result.check()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "IRC lines the server took but had not confirmed yet (PING barrier) are sent again "
-    "after the reconnect: duplicates (irc/outbox.py accepts them)"))
 async def test_irc_link_reset(tmp_path):
     async with FaultRun("irc reset", tmp_path) as run:
         await run.reset(IRC)
         result = await run.finish()
-    result.check()
+    result.check(in_flight=IN_FLIGHT)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SILC messages while the relay client was out are lost without a 'may be missing' notice;"
-    " messages toward SILC that the server took but had not confirmed are sent again "
-    "(duplicates)"))
 async def test_silc_link_reset(tmp_path):
     async with FaultRun("silc reset", tmp_path, networks=(XMPP, IRC, SILC)) as run:
         await run.reset(SILC)
         result = await run.finish()
-    result.check()
+    result.check(in_flight=IN_FLIGHT)

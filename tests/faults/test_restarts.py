@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.harness import IRC, SILC, XMPP, FaultRun
+from tests.faults.harness import IN_FLIGHT, IRC, SILC, XMPP, FaultRun
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(150)]
 
@@ -17,25 +17,18 @@ async def test_prosody_killed_and_restarted(tmp_path):
     result.check()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "IRC lines the server took but had not confirmed yet (PING barrier) are sent again "
-    "after the reconnect: duplicates (irc/outbox.py accepts them)"))
 async def test_inspircd_killed_and_restarted(tmp_path):
     async with FaultRun("inspircd SIGKILL", tmp_path) as run:
         await run.kill_server(IRC)
         result = await run.finish()
-    result.check()
+    result.check(in_flight=IN_FLIGHT)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SILC messages while the relay client was out are lost without a 'may be missing' notice;"
-    " messages toward SILC that the server took but had not confirmed are sent again "
-    "(duplicates)"))
 async def test_silc_server_killed_and_restarted(tmp_path):
     async with FaultRun("silc server SIGKILL", tmp_path, networks=(XMPP, IRC, SILC)) as run:
         await run.kill_server(SILC)
         result = await run.finish()
-    result.check()
+    result.check(in_flight=IN_FLIGHT)
 
 
 @pytest.mark.xfail(strict=True, reason=(
