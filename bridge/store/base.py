@@ -50,6 +50,9 @@ class Store(Protocol):
     def set_cursor(self, name: str, value: object) -> None:
         """Move a cursor; cheap, written with the next group commit."""
 
+    def save_cursor(self, name: str, value: object) -> None:
+        """Move a cursor and have it on disk by the end of this event-loop turn."""
+
     def flush(self) -> None:
         """Commit pending writes now."""
 

@@ -7,6 +7,7 @@ Puppets are cached in memory: every lookup on the hot path is a dict hit.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -83,6 +84,7 @@ class SqliteStore:
         self._cursors: dict[str, object] = {
             name: json.loads(value) for name, value in self.db.execute("SELECT name, value FROM cursors")}
         self._dirty: set[str] = set()
+        self._flush_soon = False
         self._in_tx = False
         self.prune()
 
@@ -179,6 +181,16 @@ class SqliteStore:
         self._cursors[name] = value
         self._dirty.add(name)  # written at the next flush: a cursor moves with every message
 
+    def save_cursor(self, name: str, value: object) -> None:
+        """Move a cursor and have it on disk at the end of this turn of the event loop
+        (written as `value` is then; one commit however many moved in the turn): for
+        what a hard kill must not lose."""
+        self._cursors[name] = value
+        self._dirty.add(name)
+        if not self._flush_soon:
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
     # -- lifecycle -------------------------------------------------------
 
     def flush(self) -> None:
@@ -186,6 +198,7 @@ class SqliteStore:
             self._write("INSERT OR REPLACE INTO cursors VALUES (?, ?)",
                         (name, json.dumps(self._cursors[name])))
         self._dirty.clear()
+        self._flush_soon = False
         if self._in_tx:
             self.db.execute("COMMIT")
             self._in_tx = False

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,11 @@ MIN_STAY = 60.0
 HISTORY_MARGIN = 2.0
 #: Messages remembered as heard, to skip them when history replays them.
 HEARD_MEMORY = 512
+#: Keys of the last messages heard kept on disk per room (for the replay's overlap).
+SAVED_KEYS = 32
+#: Ids of our own messages kept on disk per room (a replay after a restart reaches back
+#: a couple of seconds before the last message heard).
+SENT_MEMORY = 128
 #: A replay this long that repeats nothing we heard may have been cut short by the room.
 HISTORY_FULL = 20
 
@@ -105,13 +111,14 @@ class Room:
         self.heard_until: float | None = saved.get("until")
         self.heard: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict(
             (tuple(key), None) for key in saved.get("keys", ()))
-        # The ids of what we sent lately, so that a restarted bridge knows its own lines
-        # when the room's history replays them.
-        ours = saved.get("ours", [])
-        for msg_id, sender in ours:
+        self._saved = {"until": self.heard_until, "keys": [list(key) for key in self.heard]}
+        del self._saved["keys"][:-SAVED_KEYS]
+        # The ids of what we sent lately, on disk before the turn ends: a restarted bridge,
+        # even one killed outright, knows its own lines when the room's history replays them.
+        ours = store.cursor(self._sent_cursor)
+        self._ours: list = ours if isinstance(ours, list) else []
+        for msg_id, sender in self._ours:
             component.outgoing.remember(msg_id, sender)
-        self._saved = {"until": self.heard_until, "keys": [list(key) for key in self.heard],
-                       "ours": ours}
         self._gap_from = 0.0
         self._replay: list[tuple[float, tuple[str, str], ET.Element]] = []
         self._join_started = 0.0
@@ -125,6 +132,10 @@ class Room:
     @property
     def _cursor(self) -> str:
         return f"heard:xmpp/{self.jid}"
+
+    @property
+    def _sent_cursor(self) -> str:
+        return f"sent:xmpp/{self.jid}"
 
     def join(self) -> None:
         """Join with the bot occupant (XEP-0045 7.2.14): the very first time with no
@@ -212,6 +223,9 @@ class Room:
         kind = xml.get("type")
         x, codes = muc_statuses(xml)
         if kind == "error":
+            if self.leave_first:  # the answer to our leave: the bot was not in (a new room)
+                self.leave_first = False
+                return
             self._bot_join_failed(xml)
             return
         if "110" in codes or (nick == self.bot_nick and not self.joined.is_set()):
@@ -309,20 +323,26 @@ class Room:
         sid = child(xml, NS_STANZA_ID, "stanza-id")
         if sid is not None and sid.get("by") == self.jid and sid.get("id"):
             return ("", sid.get("id", ""))
-        return (nick, xml.get("id") or child_text(xml, "body") or "")
+        if xml.get("id"):
+            return (nick, xml.get("id", ""))
+        body = (child_text(xml, "body") or "").encode()  # kept on disk: a digest, not the words
+        return (nick, hashlib.blake2b(body, digest_size=12).hexdigest())
 
     def _heard(self, key: tuple[str, str] | None, when: float) -> None:
         """The bot has heard the room up to `when` (and the message `key`)."""
         if key is not None:
             self.heard[key] = None
-            keys = self._saved["keys"]
-            keys.append(list(key))
             if len(self.heard) > HEARD_MEMORY:
                 self.heard.popitem(last=False)
-                del keys[0]
+            keys = self._saved["keys"]
+            keys.append(list(key))
+            if len(keys) > 2 * SAVED_KEYS:
+                del keys[:-SAVED_KEYS]
         if self.heard_until is None or when > self.heard_until:
             self.heard_until = self._saved["until"] = when
-        self.store.set_cursor(self._cursor, self._saved)  # written as it is at the next commit
+        # On disk by the end of the turn: a restart, even after a hard kill, neither misses
+        # nor repeats what the replay brings (the last keys recognise the overlap).
+        self.store.save_cursor(self._cursor, self._saved)
 
     def _joined_with_history(self) -> None:
         """The join is complete: relay what the history holds that we had not heard
@@ -514,11 +534,10 @@ class Room:
         occupant = f"{self.jid}/{nick}"
         self.component.outgoing.add(msg_id, self.jid, occupant, stanza, when)
         self.component.send(stanza)
-        ours = self._saved["ours"]
-        ours.append((msg_id, occupant))
-        if len(ours) > HEARD_MEMORY:
-            del ours[:len(ours) - HEARD_MEMORY // 2]
-        self.store.set_cursor(self._cursor, self._saved)
+        self._ours.append((msg_id, occupant))
+        if len(self._ours) > SENT_MEMORY:
+            del self._ours[:len(self._ours) - SENT_MEMORY // 2]
+        self.store.save_cursor(self._sent_cursor, self._ours)
         return msg_id
 
     def leave(self, puppet: Puppet, status: str = "") -> None:

@@ -31,10 +31,6 @@ async def test_silc_server_killed_and_restarted(tmp_path):
     result.check(in_flight=IN_FLIGHT)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "after a restart the MUC history fetched holds the bridge's own puppets' lines, relayed "
-    "back to IRC as echoes, and messages relayed just before the kill (not yet committed) are"
-    " relayed again"))
 async def test_bridge_killed_and_restarted(tmp_path):
     async with FaultRun("bridge SIGKILL", tmp_path, bridge="subprocess") as run:
         await run.kill_bridge()

@@ -1,5 +1,6 @@
 """MUC room logic against scripted stanzas: what is relayed, what is an echo."""
 
+import asyncio
 from datetime import datetime, timezone
 from xml.etree import ElementTree as ET
 
@@ -438,7 +439,8 @@ async def test_a_restarted_bridge_knows_its_own_lines_when_the_history_replays_t
     first.on_message(groupchat("alice", "x", "a1"), "bridge.example.org")
     await first.deliver(Message(IRC, BOB, "said by our puppet"))
     ours = first.component.sent[-1]
-    store.close()  # killed; a new bridge starts
+    await asyncio.sleep(0)  # the end of the turn; then killed outright (no close, no flush)
+    assert first.heard_until is not None
     events = []
     again = Room(ROOM, {}, config, FakeComponent(), SqliteStore(str(tmp_path / "b.db")), events.append)
     again.join()
@@ -447,3 +449,14 @@ async def test_a_restarted_bridge_knows_its_own_lines_when_the_history_replays_t
     again.on_message(delayed("alice", "said meanwhile", "a2"), "bridge.example.org")
     again.on_message(subject(), "bridge.example.org")
     assert [e.text for e in events] == ["said meanwhile"]  # not our puppet's line back to IRC
+
+
+async def test_the_answer_to_the_leave_before_a_join_is_not_taken_for_a_failed_join(room, capsys):
+    room.offline()
+    room.online()  # leaves first, then joins: a server without that room answers the leave with an error
+    room.on_presence(stanza(f"<presence from='{ROOM}/bridge' to='bridge.example.org' type='error'>"
+                            f"<error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+                            f"</error></presence>"), "bridge.example.org")
+    room.on_presence(presence("bridge", codes=("110", "201")), "bridge.example.org")
+    assert room.joined.is_set() and room.bot_nick == "bridge"
+    assert "muc_join_failed" not in capsys.readouterr().out
