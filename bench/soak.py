@@ -9,7 +9,8 @@ in room@muc.localhost and one IRC user in #room send numbered messages to each o
 (VmRSS) and CPU time are read from /proc/PID. At the end it prints, per direction, the
 messages sent, received, lost, duplicated and out of order and the latency p50 / p99;
 the RSS after the warm-up and at the end, and its least-squares slope (KiB per hour)
-over the samples after the warm-up; the bridge's CPU seconds per 1000 messages; and the
+over the samples after the warm-up (and over their second half, apart from a warm-up
+that lasted longer); the bridge's CPU seconds per 1000 messages; and the
 bridge's warning and error log events counted by name.
 
 The run stops by itself (every wait is bounded). The first Ctrl-C or SIGTERM ends the
@@ -120,6 +121,16 @@ class Direction:
                 "max_ms": round(lat[-1], 3) if lat else None}
 
 
+class SoakBridge(MucBridge):
+    """muc-bridge with only the link the soak streams through (room@muc.localhost <->
+    #room): bench.run's idle n-way link would only add to what is measured."""
+
+    def config(self) -> dict:
+        config = super().config()
+        del config["links"]["nway"]
+        return config
+
+
 @dataclasses.dataclass(frozen=True)
 class Sample:
     t_s: float  # seconds since the stream started
@@ -132,7 +143,7 @@ class Soak:
         self.args = args
         self.prosody = BenchProsody(workdir / "prosody", gc=args.prosody_gc)
         self.ircd = BenchInspIRCd(workdir / "inspircd")
-        self.bridge = MucBridge(workdir / "muc-bridge", self.prosody, self.ircd)
+        self.bridge = SoakBridge(workdir / "muc-bridge", self.prosody, self.ircd)
         self.clients: list[XmppClient | IrcClient] = []
         self.ways: list[Direction] = []
         self.samples: list[Sample] = []
@@ -141,7 +152,8 @@ class Soak:
         self.stream_s = 0.0
         self.sending = False
         self.interrupted = False
-        self.stopping = asyncio.Event()
+        #: Set when the stream ends: all sent, a failure, or a signal.
+        self.stop = asyncio.Event()
 
     # -- the run -------------------------------------------------------------------
 
@@ -189,21 +201,22 @@ class Soak:
                      irc_endpoint("irc", irc, CHANNEL))
 
     async def _stream(self) -> None:
-        """Both ways at once until they have sent everything, a failure or a signal
-        stops them, or the stream's length plus a grace has passed."""
+        """Both ways at once until `stop`: both have sent everything, a failure or a
+        signal; or until the stream's length plus a grace has passed."""
         self.sending = True
-        both = asyncio.gather(*(self._send(way) for way in self.ways))
-        stopped = asyncio.ensure_future(self.stopping.wait())
+        sending = asyncio.create_task(self._send_both())
         try:
-            await asyncio.wait([both, stopped], return_when=asyncio.FIRST_COMPLETED,
-                               timeout=self.args.minutes * 60 + SEND_GRACE_S)
-            if not both.done() and not stopped.done():
-                self.failures.append("the stream did not finish in time (event loop stalled?)")
+            await asyncio.wait_for(self.stop.wait(), self.args.minutes * 60 + SEND_GRACE_S)
+        except TimeoutError:
+            self.failures.append("the stream did not finish in time (event loop stalled?)")
         finally:
             self.sending = False
-            both.cancel()
-            stopped.cancel()
-            await asyncio.wait([both, stopped])
+            sending.cancel()
+            await asyncio.wait([sending])
+
+    async def _send_both(self) -> None:
+        await asyncio.gather(*(self._send(way) for way in self.ways))
+        self.stop.set()
 
     async def _send(self, way: Direction) -> None:
         try:
@@ -242,7 +255,7 @@ class Soak:
 
     def _fail(self, failure: str) -> None:
         self.failures.append(failure)
-        self.stopping.set()
+        self.stop.set()
 
     def interrupt(self) -> bool:
         """A signal: end the stream early and report (True), or, outside the stream,
@@ -250,7 +263,7 @@ class Soak:
         if not self.sending:
             return False
         self.interrupted = True
-        self.stopping.set()
+        self.stop.set()
         return True
 
     async def close(self) -> None:
@@ -281,6 +294,7 @@ class Soak:
             "rss_min_kib": min(s.rss_kib for s in after) if after else None,
             "rss_max_kib": max(s.rss_kib for s in after) if after else None,
             "rss_slope_kib_per_h": rss_slope(after),
+            "rss_slope_second_half_kib_per_h": rss_slope(after[len(after) // 2:]),
             "bridge_cpu_s": round(cpu, 2) if cpu is not None else None,
             "cpu_s_per_1k": round(cpu / (sent / 1000), 4) if cpu is not None and sent else None,
             "servers_cpu_s": self.servers_cpu,
@@ -341,12 +355,13 @@ def print_result(result: dict, header: dict) -> None:
     print("|---|" + "---:|" * len(columns))
     for way in result["ways"]:
         print(f"| {way['direction']} | " + " | ".join(fmt(way[c]) for c in columns) + " |")
-    slope = result["rss_slope_kib_per_h"]
+    slope, late = result["rss_slope_kib_per_h"], result["rss_slope_second_half_kib_per_h"]
     print(f"\nBridge RSS after the {result['warmup_s']:g} s warm-up: "
           f"{fmt(result['rss_start_kib'])} KiB; at the end: {fmt(result['rss_end_kib'])} KiB "
           f"(min {fmt(result['rss_min_kib'])}, max {fmt(result['rss_max_kib'])}); slope "
           f"{'–' if slope is None else f'{slope:+,.1f}'} KiB/h (least squares over "
-          f"{result['samples_after_warmup']} samples)  ")
+          f"{result['samples_after_warmup']} samples; over their second half "
+          f"{'–' if late is None else f'{late:+,.1f}'} KiB/h)  ")
     servers = ", ".join(f"{k} {v:g} s" for k, v in result["servers_cpu_s"].items())
     print(f"Bridge CPU: {fmt(result['bridge_cpu_s'])} s, {fmt(result['cpu_s_per_1k'])} s per "
           f"1000 messages sent (both ways); meanwhile {servers}  ")
