@@ -43,7 +43,7 @@ class Bridge:
 
     def _network_adapter(self, net: IrcNetworkConfig | SilcNetworkConfig) -> Adapter:
         if isinstance(net, IrcNetworkConfig):
-            return IrcAdapter(net, self.router.receive)
+            return IrcAdapter(net, self.router.receive, max_age=self.config.delivery.max_age)
         return SilcAdapter(net, self.router.receive, self.store)
 
     async def run(self) -> None:

@@ -9,10 +9,18 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
+from bridge.core.events import Message
+
 
 def clock(stamp: float) -> str:
     """A Unix time as people read it in a notice: `12:01:05 UTC`."""
     return time.strftime("%H:%M:%S UTC", time.gmtime(stamp))
+
+
+def late_mark(message: Message) -> str:
+    """What goes before a message relayed late (replayed from a room's history): when it
+    was said. Nothing for a message relayed as it happens."""
+    return f"[{clock(message.time)}] " if message.late else ""
 
 
 def gap_text(origin: str, since: float, until: float) -> str:

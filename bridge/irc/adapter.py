@@ -7,12 +7,17 @@ IRC -> bridge: PRIVMSG, CTCP ACTION and NOTICE in a linked channel become
 server shows on join (RPL_TOPIC) is remembered but not relayed: it is not a
 change, and relaying it on every reconnect would overwrite newer topics
 elsewhere. Other CTCP is ignored. Nothing the relay client itself caused is
-emitted.
+emitted. What is said in a channel while the relay client is out of it (link
+lost, kicked...) cannot be fetched later (InspIRCd 3 and ngIRCd have no
+CHATHISTORY): on rejoin, a notice from the bridge tells the rest of the link
+that messages between those times may be missing.
 
 Bridge -> IRC: `Message`s as `config.format` / `config.action_format` lines
 (NOTICEs stay NOTICEs; the bridge's own notices go out without a nick), split
 to fit the wire (`bridge.irc.split`); `Topic` as TOPIC. Joins, parts, nick
-changes and kicks elsewhere are not shown on IRC.
+changes and kicks elsewhere are not shown on IRC. Relayed lines are sent again
+after a reconnect until the server confirms them, and dropped with one notice
+once older than `max_age` (`bridge.irc.outbox`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from bridge.core.events import (
     BRIDGE, Endpoint, Event, Identity, Join, Kick, Message, MessageKind, NickChange, Part,
     Presence, Topic,
 )
+from bridge.core.notices import gap_text, late_mark
 from bridge.irc.client import RelayClient
 from bridge.irc.formatting import irc_to_text
 from bridge.irc.roster import Roster
@@ -57,18 +63,19 @@ _KINDS = {"pubmsg": MessageKind.PLAIN, "action": MessageKind.ACTION, "pubnotice"
 
 
 class IrcAdapter(Adapter):
-    def __init__(self, config: IrcNetworkConfig, emit: EventSink) -> None:
+    def __init__(self, config: IrcNetworkConfig, emit: EventSink, *, max_age: float = 300.0) -> None:
         super().__init__(config.name, emit)
         for fmt in (config.format, config.action_format):
             fmt.format(nick="nick", text="text")  # a broken format fails at start, not per message
         self.config = config
         self.roster = Roster()
-        self.client = RelayClient(config, on_registered=self._on_registered,
-                                  on_lost=self._on_lost, fold=self.roster.fold)
+        self.client = RelayClient(config, on_registered=self._on_registered, on_lost=self._on_lost,
+                                  notice=self._notice_lines, fold=self.roster.fold, max_age=max_age)
         self.rooms: dict[str, str] = {}  # folded channel -> channel as configured
         self.joined: set[str] = set()  # folded
         self.topics: dict[str, str] = {}  # folded channel -> current topic, as IRC has it
         self._join_due: dict[str, float] = {}  # folded channel -> when to try JOIN again
+        self._out_since: dict[str, float] = {}  # folded channel -> since when we do not hear it
         on = self.client.on
         on("featurelist", self._on_isupport)
         on("join", self._on_join)
@@ -101,12 +108,12 @@ class IrcAdapter(Adapter):
 
     async def deliver(self, room: str, event: Event) -> None:
         if isinstance(event, Message):
-            lines = self._message_lines(room, event)
-        elif isinstance(event, Topic):
-            lines = self._topic_lines(room, event)
+            lines, when = self._message_lines(room, event), event.time
+        elif isinstance(event, Topic):  # the latest topic, however late: never too old
+            lines, when = self._topic_lines(room, event), None
         else:  # joins, parts, nick changes, kicks, presence elsewhere: not shown on IRC
             return
-        done = self.client.send(lines)
+        done = self.client.send(lines, room, str(event.endpoint), when)
         # Wait only once a backlog builds (flood control, a slow server), not
         # for a reconnect: lines queued in one loop turn then go out in one write.
         if self.client.registered and len(self.client.outbox) >= self.client.outbox.size // 2:
@@ -141,9 +148,14 @@ class IrcAdapter(Adapter):
             def render(text: str) -> str:
                 return fmt.format(nick=nick, text=text)
         budget = self.client.budget(command, room)
-        lines = wire_lines(msg.text, render, budget, self.config.max_lines)
+        lines = wire_lines(late_mark(msg) + msg.text, render, budget, self.config.max_lines)
         log.debug("irc_relay", network=self.network, room=room, lines=len(lines))
         return [f"{command} {room} :{line}" for line in lines]
+
+    def _notice_lines(self, room: str, text: str) -> list[str]:
+        """`text` said in `room` by the bridge itself."""
+        notice = Message(Endpoint(self.network, room), BRIDGE, text, MessageKind.NOTICE)
+        return self._message_lines(room, notice)
 
     def _topic_lines(self, room: str, topic: Topic) -> list[str]:
         text = clean(topic.text).strip()
@@ -166,6 +178,9 @@ class IrcAdapter(Adapter):
         self.client.outbox.open()
 
     def _on_lost(self) -> None:
+        heard = self.client.last_heard
+        for folded in self.joined:
+            self._out_since.setdefault(folded, heard)
         self.joined.clear()
         self.roster.clear()
         self.topics.clear()  # learnt again on rejoin (RPL_TOPIC)
@@ -219,9 +234,13 @@ class IrcAdapter(Adapter):
         if endpoint is None:
             return  # only linked channels are tracked (a server could invent any number)
         if self.client.is_me(nick):
-            self.joined.add(self.roster.fold(channel))
+            folded = self.roster.fold(channel)
+            self.joined.add(folded)
             self.roster.reset(channel)
             log.info("irc_joined", network=self.network, room=channel)
+            since = self._out_since.pop(folded, None)
+            if since is not None:
+                self._gap(endpoint, since)
             return
         self.roster.joined(channel, nick)
         tags = _tags(event)
@@ -260,8 +279,17 @@ class IrcAdapter(Adapter):
             self.emit(Kick(endpoint, self._identity(event.source.nick, tags), target, reason,
                            time=_time(tags)))
 
+    def _gap(self, endpoint: Endpoint, since: float) -> None:
+        """Say once that what was said in `endpoint` since `since` may not have been relayed."""
+        until = time.time()
+        log.warning("irc_gap", network=self.network, room=endpoint.room, seconds=round(until - since, 1))
+        self.emit(Message(endpoint, BRIDGE, gap_text(str(endpoint), since, until), MessageKind.NOTICE))
+
     def _left(self, channel: str, how: str, **fields: Any) -> None:
-        self.joined.discard(self.roster.fold(channel))
+        folded = self.roster.fold(channel)
+        if folded in self.joined:
+            self._out_since.setdefault(folded, time.time())
+        self.joined.discard(folded)
         self.roster.drop(channel)
         log.warning("irc_left_channel", network=self.network, room=channel, how=how, **fields)
 

@@ -3,10 +3,12 @@
 One `RelayClient` owns one connection at a time (a `HardenedConnection` on the
 `irc` library's asyncio reactor) and, forever: connects (TLS verified unless
 `tls_verify: false`), registers (CAP negotiation, PASS, SASL PLAIN, alternate
-nicks on 433), keeps the link checked (our own PINGs when it is quiet; silent
-for `ping_timeout` after a PING means dead), and reconnects with exponential
-backoff and jitter. Every line it sends goes through the network's token
-bucket (see `Outbox`).
+nicks on 433), keeps the link checked (any byte received proves it alive; after
+half of `ping_timeout` of quiet we PING, and `ping_timeout` of silence means
+dead, with TCP keepalive and TCP_USER_TIMEOUT as the kernel's backstop), and
+reconnects with exponential backoff and jitter. Every line it sends goes
+through the network's token bucket, and relayed lines are kept until the server
+confirms them (see `Outbox`).
 
 Event handlers are registered with `on`; they only ever see events of the
 current connection, never late ones of a connection already replaced.
@@ -30,6 +32,7 @@ from irc.connection import AioFactory
 from bridge.config_types import IrcNetworkConfig
 from bridge.core.backoff import Backoff
 from bridge.core.ratelimit import TokenBucket
+from bridge.core.tcp import bound_silence
 from bridge.irc.connection import HardenedConnection
 from bridge.irc.outbox import Outbox
 from bridge.irc.split import WORST_HOST, text_budget
@@ -64,15 +67,19 @@ class RelayClient:
         *,
         on_registered: Callable[[], None],
         on_lost: Callable[[], None],
+        notice: Callable[[str, str], list[str]],
         fold: Callable[[str], str] = str.lower,
+        max_age: float = 300.0,
     ) -> None:
+        """`notice(room, text)` gives the lines that say `text` in `room` as the bridge;
+        relayed lines older than `max_age` seconds when their turn comes are dropped."""
         self.config = config
         self.fold = fold  # the network's case mapping, for telling our own nick
         self.network = config.name
         self.on_registered = on_registered
         self.on_lost = on_lost
         self.bucket = TokenBucket(config.flood.burst, config.flood.interval)
-        self.outbox = Outbox(self.bucket, config.queue_size, config.name)
+        self.outbox = Outbox(self.bucket, config.queue_size, config.name, notice=notice, max_age=max_age)
         self.conn: HardenedConnection | None = None
         self.nick = config.nick
         self.account: str | None = None
@@ -91,6 +98,7 @@ class RelayClient:
         self._nick_tries = 0
         for name, handler, priority in (
             ("ping", self._on_ping, -50),  # before the library's own PONG, which it stops
+            ("pong", self._on_pong, 0),
             ("error", self._on_error, 0),
             ("disconnect", self._on_disconnect, 0),
             ("cap", self._on_cap, 0),
@@ -125,14 +133,23 @@ class RelayClient:
     def control(self, line: str) -> None:
         self.outbox.control(line)
 
-    def send(self, lines: Iterable[str]) -> asyncio.Future:
-        return self.outbox.put(lines)
+    def send(self, lines: Iterable[str], room: str, origin: str, when: float | None = None) -> asyncio.Future:
+        """Relay `lines` to `room`: an event from `origin` (`network/room`) at `when`
+        (Unix time; None: never too old). Sent again after a reconnect until confirmed."""
+        return self.outbox.put(lines, room, origin, when)
 
     def budget(self, command: str, target: str) -> int:
         """Bytes of text that fit in `command target :text` as relayed by the server."""
         hostlen = getattr(self.features, "hostlen", None)
         worst = max(WORST_HOST, hostlen if isinstance(hostlen, int) else 0)
         return text_budget(command, target, self.nick, self.user, self.host or "h" * worst)
+
+    @property
+    def last_heard(self) -> float:
+        """When the current (or last) connection last received anything, as Unix time."""
+        if self.conn is None:
+            return time.time()
+        return time.time() - (time.monotonic() - self.conn.last_received)
 
     @property
     def features(self):
@@ -199,6 +216,9 @@ class RelayClient:
             log.warning("irc_connect_failed", network=self.network, error=str(exc) or type(exc).__name__)
             self.conn = None
             return None
+        sock = conn.transport.get_extra_info("socket")
+        if sock is not None:
+            bound_silence(sock, c.ping_timeout)
         # CAP LS, PASS, NICK and USER went out at once; they still count.
         self.bucket.reset()
         self.bucket.spend(3 + bool(c.password))
@@ -220,30 +240,30 @@ class RelayClient:
         return context
 
     async def _watch(self, conn: HardenedConnection) -> None:
-        """PING a quiet link; a link silent for `ping_timeout` after our PING
-        (or not registered within `ping_timeout`) is dead. Now and then, ask
-        for the configured nick back if we had to take another."""
+        """A link silent for `ping_timeout` is dead, and so is one not registered
+        within it. Any byte received proves life; after half of it quiet, a PING
+        gives a live server something to answer. Now and then, ask for the
+        configured nick back if we had to take another."""
         timeout = self.config.ping_timeout
-        quiet = timeout / 3
         started = nick_tried = time.monotonic()
-        pinged_at: float | None = None
+        pinged_after: float | None = None  # the last_received our PING followed
         while True:
-            await asyncio.sleep(min(1.0, quiet / 2))
+            await asyncio.sleep(min(1.0, timeout / 10))
             now = time.monotonic()
             if self.registered and not self.is_me(self.config.nick) and now - nick_tried >= NICK_RETRY:
                 nick_tried = now
                 self.control(f"NICK {self.config.nick}")
-            if pinged_at is not None and conn.last_received >= pinged_at:
-                pinged_at = None
+            quiet = now - conn.last_received
+            if quiet >= timeout:
+                self._drop(conn, "ping timeout")
+                return
             if not self.registered and now - started > timeout:
                 self._drop(conn, "registration timeout")
                 return
-            if pinged_at is None and now - conn.last_received >= quiet:
-                pinged_at = now
-                self.control(f"PING :{self.network}")
-            elif pinged_at is not None and now - pinged_at >= timeout:
-                self._drop(conn, "ping timeout")
-                return
+            # Modern IRC, "PING message": clients should not PING during registration.
+            if self.registered and quiet >= timeout / 2 and pinged_after != conn.last_received:
+                pinged_after = conn.last_received
+                self.outbox.ping()
 
     def _drop(self, conn: HardenedConnection, reason: str) -> None:
         log.warning("irc_link_dead", network=self.network, reason=reason)
@@ -269,6 +289,11 @@ class RelayClient:
     def _on_ping(self, event: Event) -> str:
         self.control(f"PONG :{event.target}")
         return "NO MORE"
+
+    def _on_pong(self, event: Event) -> None:  # PONG <server> :<token>
+        token = event.arguments[-1] if event.arguments else event.target
+        if token:
+            self.outbox.confirm(token)
 
     def _on_error(self, event: Event) -> None:
         log.warning("irc_server_error", network=self.network, message=event.target)

@@ -33,9 +33,10 @@ from bridge.core.coalesce import Coalescer
 
 log = structlog.get_logger(__name__)
 
-#: Longest line kept: 8191 bytes of message tags plus a 512-byte message,
-#: rounded up. Anything longer is dropped unread.
-MAX_RECEIVED_LINE = 16384
+#: Longest line kept, CR LF included: 8191 bytes of message tags (IRCv3 message-tags,
+#: "Size limit") plus a 512-byte message. Anything longer is dropped unread: no IRC
+#: server sends it, and a parser need not see it.
+MAX_RECEIVED_LINE = 8191 + 512
 
 
 class LineBuffer:
@@ -54,7 +55,7 @@ class LineBuffer:
         while True:
             end = self._data.find(b"\n")
             if end < 0:
-                if len(self._data) > self.limit:
+                if len(self._data) >= self.limit:  # longer than the limit once its LF comes
                     if not self._skipping:
                         self.overlong += 1
                     self._skipping = True
@@ -64,7 +65,7 @@ class LineBuffer:
             del self._data[:end + 1]
             if self._skipping:
                 self._skipping = False
-            elif len(raw) > self.limit:
+            elif end + 1 > self.limit:
                 self.overlong += 1
             else:
                 yield decode(raw.removesuffix(b"\r"))

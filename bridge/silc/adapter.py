@@ -21,6 +21,7 @@ import structlog
 
 from bridge.config_types import SilcNetworkConfig
 from bridge.core.adapter import Adapter, EventSink
+from bridge.core.notices import late_mark
 from bridge.core.events import (
     BRIDGE,
     Endpoint,
@@ -37,6 +38,7 @@ from bridge.core.events import (
 from bridge.silc import events as ev
 from bridge.silc.buffer import DecodeError
 from bridge.silc.client import ClientConfig, SilcClient
+from bridge.silc.keyguard import KeyGuard
 from bridge.silc.message import ChannelKey, MessageFlag, SignatureState
 from bridge.silc.pubkey import PublicKey, load_or_create_key_pair, normalize_fingerprint, pretty_fingerprint
 from bridge.silc.session import CommandError, KeyRefused, NotConnected, SessionConfig
@@ -73,6 +75,7 @@ class SilcAdapter(Adapter):
         self.log = log.bind(network=config.name)
         self._rooms: dict[str, str] = {}  # casefolded channel name -> room as configured
         self._private_keys: dict[str, ChannelKey] = {}
+        self._guards: dict[str, KeyGuard] = {}  # rooms with a private key
         self._client: SilcClient | None = None
         self._started = asyncio.Event()  # set once run() has made the client
         self._own_fingerprint: str | None = None
@@ -85,6 +88,7 @@ class SilcAdapter(Adapter):
         passphrase = options.get("passphrase")
         if passphrase:
             self._private_keys[room.casefold()] = ChannelKey.from_passphrase(passphrase)
+            self._guards[room.casefold()] = KeyGuard(self.network, room, self.log)
         if self._client is not None:
             self._client.add_channel(room, self._private_keys.get(room.casefold()))
 
@@ -101,8 +105,7 @@ class SilcAdapter(Adapter):
             port=cfg.port,
             nick=cfg.nick,
             session=session,
-            heartbeat=cfg.heartbeat,
-            **self._tuning,
+            **{"heartbeat": cfg.heartbeat, "ping_timeout": cfg.ping_timeout, **self._tuning},
         )
         self._client = SilcClient(
             self.network, client_config, keypair, self._check_server_key, self._on_event
@@ -113,23 +116,25 @@ class SilcAdapter(Adapter):
         await self._client.run()
 
     async def deliver(self, room: str, event: Event) -> None:
-        """Waits (up to DELIVER_WAIT) while the channel is not joined yet, e.g.
-        for the notice posted when a link starts, then drops."""
+        """Waits while the channel is not joined (events meanwhile wait in the router's
+        bounded queue, where age limits apply), saying so in the log now and then."""
         channel = session = None
-        if not self._started.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._started.wait(), DELIVER_WAIT)
-        if self._client is not None:
-            channel = await self._client.wait_channel(room, DELIVER_WAIT)
-            session = self._client.session
-        if channel is None or session is None:
-            self.log.warning("silc_deliver_dropped", room=room, reason="not joined", kind=type(event).__name__)
-            return
+        while channel is None or session is None:
+            if not self._started.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._started.wait(), DELIVER_WAIT)
+            if self._client is not None:
+                channel = await self._client.wait_channel(room, DELIVER_WAIT)
+                session = self._client.session
+            if channel is None or session is None:
+                self.log.warning("silc_not_joined_waiting", room=room, kind=type(event).__name__)
         try:
-            if isinstance(event, Message):
+            if isinstance(event, Message) and not channel.secured:
+                self._guards[room.casefold()].hold_back()
+            elif isinstance(event, Message):
                 flags, text = self._render(event)
                 for chunk in split_utf8(clean(text), MAX_MESSAGE_BYTES):
-                    session.send_channel_message(channel, chunk, flags)
+                    self._client.send(channel, chunk, flags)
             elif isinstance(event, Topic):
                 await session.set_topic(channel, clean(event.text).replace("\n", " "))
         except (NotConnected, CommandError, asyncio.TimeoutError, DecodeError) as exc:
@@ -158,7 +163,12 @@ class SilcAdapter(Adapter):
             ]
         for key, room in self._rooms.items():
             channel = client.channel(room) if client else None
-            if key in self._private_keys:
+            if key in self._private_keys and channel is not None and not channel.secured:
+                state = (
+                    "channel private key from a passphrase, but the channel lacks the private-key mode: "
+                    "relaying is paused"
+                )
+            elif key in self._private_keys:
                 state = "channel private key from a passphrase (the SILC servers cannot read it)"
             elif channel is None:
                 state = "not joined"
@@ -259,9 +269,21 @@ class SilcAdapter(Adapter):
                 event.channel,
                 lambda e: Kick(e, self._identity(event.kicker), self._identity(event.target), event.reason),
             )
+        if isinstance(event, ev.RelayState):
+            guard = self._guards[event.channel.casefold()]
+            text = guard.paused(event.paused) if event.paused else guard.resumed()
+            return self._on(event.channel, lambda e: self._notice(e, text))
+        if isinstance(event, ev.Unreadable):
+            told = self._guards[event.channel.casefold()].not_readable(event.server_key)
+            return self._on(event.channel, lambda e: self._notice(e, told)) if told else []
         if isinstance(event, ev.PrivateMessage):
             self.log.info("silc_private_message_not_relayed", sender=event.user.nick)
         return []
+
+    @staticmethod
+    def _notice(endpoint: Endpoint, text: str) -> Message:
+        """What the bridge itself says about `endpoint`, for the other rooms of its link."""
+        return Message(endpoint, BRIDGE, text, MessageKind.NOTICE)
 
     def _on(self, channel: str, make) -> list[Event]:
         endpoint = self._endpoint(channel)
@@ -283,10 +305,11 @@ class SilcAdapter(Adapter):
         if event.sender == BRIDGE:
             return MessageFlag.UTF8 | MessageFlag.NOTICE, event.text
         template = self.config.action_format if event.kind is MessageKind.ACTION else self.config.format
+        said = late_mark(event) + event.text
         try:
-            text = template.format(nick=event.sender.nick, text=event.text)
+            text = template.format(nick=event.sender.nick, text=said)
         except (KeyError, IndexError, ValueError):
-            text = f"<{event.sender.nick}> {event.text}"
+            text = f"<{event.sender.nick}> {said}"
         flags = {
             MessageKind.ACTION: MessageFlag.ACTION,
             MessageKind.NOTICE: MessageFlag.NOTICE,

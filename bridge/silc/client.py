@@ -1,6 +1,13 @@
 """Keeps one SILC connection up: connect, run a Session over the socket,
-keep it alive (HEARTBEAT, PING, rekey), rejoin channels, and reconnect with
-exponential backoff and jitter when it drops."""
+keep it alive (HEARTBEAT, rekey), rejoin channels, and reconnect with
+exponential backoff and jitter when it drops.
+
+A dead link is noticed within `ping_timeout`: any byte from the server proves
+it alive; after half of that in silence a PING (silc-commands 2.3) asks for
+some, and after all of it the session ends. TCP keepalive and
+TCP_USER_TIMEOUT back this up for writes into a dead route. Channel messages
+stay in the outbox until a PING after their batch confirms them; the ones a
+lost connection took unconfirmed are sent again once after the rejoin."""
 
 from __future__ import annotations
 
@@ -14,10 +21,12 @@ import structlog
 
 from bridge.core.backoff import Backoff
 from bridge.core.coalesce import Coalescer
+from bridge.core.tcp import bound_silence
 from bridge.silc import events as ev
 from bridge.silc.buffer import DecodeError
-from bridge.silc.channel import Channel
+from bridge.silc.channel import CMODE_PRIVKEY, Channel
 from bridge.silc.message import ChannelKey
+from bridge.silc.outbox import Outbox
 from bridge.silc.pubkey import KeyPair, PublicKey
 from bridge.silc.session import CommandError, NotConnected, Phase, Session, SessionConfig, SessionError
 
@@ -33,6 +42,11 @@ class ChannelSpec:
     private_key: ChannelKey | None = None
     retry_at: float = 0.0
     failures: int = 0
+    #: With a private key: why relaying is paused, as last told (None: it runs).
+    paused: str | None = None
+    mode_sets: int = 0  # tries to set the private-key mode since the last join
+    mode_retry_at: float = 0.0
+    refused: str | None = None  # why the server refused the last try
 
 
 @dataclass(frozen=True)
@@ -41,9 +55,9 @@ class ClientConfig:
     port: int
     nick: str
     session: SessionConfig
-    heartbeat: float = 300.0  # seconds between HEARTBEAT + PING
-    tick: float = 15.0  # how often to check liveness, rekey and missing channels
-    ping_timeout: float = 60.0
+    heartbeat: float = 300.0  # seconds between HEARTBEATs
+    tick: float = 15.0  # how often to check rekey and missing channels
+    ping_timeout: float = 25.0  # silence that means a dead link; a PING goes out after half of it
     rekey_interval: float = 3600.0  # silc-spec 4.8: "say, once in an hour"
     rekey_bytes: int = 1 << 30
     connect_timeout: float = 15.0
@@ -53,6 +67,8 @@ class ClientConfig:
     stable_after: float = 60.0  # a session this old resets the backoff
     rejoin_delay: float = 5.0  # after being kicked
     quit_timeout: float = 4.0  # to wait for the server to close after QUIT
+    window: int = 1000  # sent channel messages kept until the server confirms them
+    barrier_gap: float = 0.5  # at least this long between two confirming PINGs
 
 
 class SilcClient:
@@ -77,6 +93,8 @@ class SilcClient:
         self._closing = False
         self._wake = asyncio.Event()  # cuts the maintenance sleep short
         self._joins = asyncio.Condition()  # notified when a channel is joined
+        self._heard = 0.0  # loop time of the last bytes from the server
+        self.outbox = Outbox(config.window, network)
 
     def add_channel(self, name: str, private_key: ChannelKey | None = None) -> None:
         self.specs[name.casefold()] = ChannelSpec(name, private_key)
@@ -123,6 +141,8 @@ class SilcClient:
         if self.session is not None:
             with contextlib.suppress(NotConnected):
                 await self.session.quit(message, self.config.quit_timeout)
+        if len(self.outbox):
+            self.log.warning("silc_unconfirmed_at_exit", count=len(self.outbox))
 
     async def _connect_once(self) -> None:
         cfg = self.config
@@ -133,6 +153,10 @@ class SilcClient:
         if self._closing:  # closed while connecting
             writer.close()
             return
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            bound_silence(sock, cfg.ping_timeout)
+        self._heard = asyncio.get_running_loop().time()
         session: Session | None = None
         writes = Coalescer(writer.write)
 
@@ -152,13 +176,14 @@ class SilcClient:
             tasks = [
                 asyncio.create_task(self._read(reader, session)),
                 asyncio.create_task(session.dispatch()),
+                asyncio.create_task(self._watch(session)),
             ]
             session.start()
             await asyncio.wait_for(asyncio.shield(session.registered), cfg.register_timeout)
             self.log.info(
                 "silc_connected", host=cfg.host, cipher=session.ske.negotiated.cipher if session.ske else None
             )
-            tasks.append(asyncio.create_task(self._maintain(session)))
+            tasks += [asyncio.create_task(self._maintain(session)), asyncio.create_task(self._confirm(session))]
             await session.done
         finally:
             if session is not None:
@@ -167,18 +192,21 @@ class SilcClient:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.joined.clear()
+            self.outbox.connection_lost()
             writes.flush()
             writer.close()
             with contextlib.suppress(OSError, asyncio.TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), 2)
 
     async def _read(self, reader: asyncio.StreamReader, session: Session) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while session.phase is not Phase.CLOSED:
                 data = await reader.read(READ_SIZE)
                 if not data:
                     session.fail(SessionError("the server closed the connection"))
                     return
+                self._heard = loop.time()
                 session.data_received(data)
                 if session.backlog:
                     # The buffer may hold more: let the events of this read go out
@@ -187,8 +215,67 @@ class SilcClient:
         except OSError as exc:
             session.fail(SessionError(f"socket error: {exc}"))
 
+    async def _watch(self, session: Session) -> None:
+        """End the session after `ping_timeout` without a byte from the server;
+        PING it (one at a time) once it has been quiet for half of that."""
+        timeout = self.config.ping_timeout
+        loop = asyncio.get_running_loop()
+        ping: asyncio.Task | None = None
+        try:
+            while session.phase is not Phase.CLOSED:
+                quiet = loop.time() - self._heard
+                if quiet >= timeout:
+                    session.fail(SessionError(f"nothing from the server for {timeout:g} s"))
+                    return
+                idle = session.phase is Phase.CONNECTED and (ping is None or ping.done())
+                if quiet >= timeout / 2 and idle:
+                    ping = asyncio.create_task(self._ping(session))
+                await asyncio.sleep((timeout / 2 if quiet < timeout / 2 else timeout) - quiet)
+        finally:
+            if ping is not None:
+                ping.cancel()
+
+    async def _ping(self, session: Session) -> None:
+        """The reply is bytes from the server; `_watch` judges the silence."""
+        with contextlib.suppress(CommandError, NotConnected, DecodeError, asyncio.TimeoutError):
+            await session.ping(self.config.ping_timeout)
+
+    def send(self, channel: Channel, data: bytes, flags: int, tries: int = 1) -> None:
+        """Send a channel message, kept until the server has confirmed it; a
+        connection that cannot take it now sends it after the reconnect."""
+        session = self.session
+        live = session is not None and session.phase is Phase.CONNECTED
+        self.outbox.sent(channel.name, flags, data, tries, live)
+        if live:
+            with contextlib.suppress(NotConnected):
+                session.send_channel_message(channel, data, flags)
+
+    async def _confirm(self, session: Session) -> None:
+        """After each batch of channel messages, a PING: its reply confirms them all."""
+        loop = asyncio.get_running_loop()
+        while session.phase is Phase.CONNECTED:
+            await self.outbox.pending.wait()
+            self.outbox.pending.clear()
+            upto, started = self.outbox.last, loop.time()
+            try:
+                await session.ping(self.config.ping_timeout)
+            except CommandError:
+                pass  # an error reply is a reply all the same
+            except (NotConnected, DecodeError, asyncio.TimeoutError):
+                return  # unconfirmed: sent again after the reconnect
+            self.outbox.confirmed(upto)
+            await asyncio.sleep(self.config.barrier_gap - (loop.time() - started))
+
+    def _resend(self, channel: Channel) -> None:
+        """Once more on this connection, what the last one took unconfirmed."""
+        again = self.outbox.to_resend(channel.name)
+        for message in again:
+            self.send(channel, message.data, message.flags, message.tries + 1)
+        if again:
+            self.log.warning("silc_messages_resent", channel=channel.name, count=len(again))
+
     async def _maintain(self, session: Session) -> None:
-        """Liveness, rekey and channel (re)joins, every `tick` seconds."""
+        """Heartbeat, rekey and channel (re)joins, every `tick` seconds."""
         cfg = self.config
         if self._closing:
             return
@@ -201,10 +288,12 @@ class SilcClient:
             now = time.monotonic()
             if now - last_beat >= cfg.heartbeat:
                 last_beat = now
-                await self._check_alive(session)
+                with contextlib.suppress(NotConnected):
+                    session.heartbeat()
             if now - session.keys_since >= cfg.rekey_interval or session.bytes_since_rekey >= cfg.rekey_bytes:
                 session.start_rekey()
             await self._join_missing(session)
+            await self._secure_joined(session)
 
     async def _after_register(self, session: Session) -> None:
         if self.config.nick and self.config.nick != session.nick:
@@ -214,23 +303,22 @@ class SilcClient:
                 self.log.warning("silc_nick_refused", nick=self.config.nick, reason=str(exc) or "timeout")
         await self._join_missing(session)
 
-    async def _check_alive(self, session: Session) -> None:
-        try:
-            session.heartbeat()
-            await session.ping(self.config.ping_timeout)
-        except asyncio.TimeoutError:
-            session.fail(SessionError("no reply to PING"))
-        except (CommandError, NotConnected, DecodeError):
-            pass  # any reply proves the link is alive
-
     async def _join_missing(self, session: Session) -> None:
         now = time.monotonic()
         for key, spec in list(self.specs.items()):
             if key in self.joined or spec.retry_at > now or session.phase is not Phase.CONNECTED:
                 continue
             try:
-                self.joined[key] = await session.join(spec.name, spec.private_key)
-                spec.failures = 0
+                channel = await session.join(spec.name, spec.private_key)
+                spec.failures = spec.mode_sets = 0
+                spec.mode_retry_at = 0.0
+                await self._secure(session, spec, channel)
+                if channel.id.data not in session.channels:
+                    continue  # kicked meanwhile
+                self.joined[key] = channel
+                self._tell_state(spec, channel)
+                if channel.secured:
+                    self._resend(channel)
                 async with self._joins:
                     self._joins.notify_all()
             except (CommandError, asyncio.TimeoutError, DecodeError) as exc:
@@ -240,7 +328,44 @@ class SilcClient:
             except NotConnected:
                 return
 
+    async def _secure(self, session: Session, spec: ChannelSpec, channel: Channel) -> None:
+        """A channel with a private key lacks the private-key mode (a server
+        restart re-creates it without): set it if the bridge founded the channel,
+        at most once per `tick * 2**n` after the first time."""
+        now = time.monotonic()
+        if channel.secured or not channel.founded or spec.mode_retry_at > now:
+            return
+        spec.mode_sets += 1
+        spec.mode_retry_at = now + min(600.0, self.config.tick * 2**spec.mode_sets)
+        try:
+            await session.set_mode(channel, channel.mode | CMODE_PRIVKEY)
+            spec.refused = None
+            self.log.warning("silc_private_key_mode_set", channel=spec.name, times=spec.mode_sets)
+        except (CommandError, asyncio.TimeoutError, DecodeError) as exc:
+            spec.refused = str(exc) or "no reply"
+            self.log.warning("silc_private_key_mode_refused", channel=spec.name, reason=str(exc) or "timeout")
+        except NotConnected:
+            pass
+
+    async def _secure_joined(self, session: Session) -> None:
+        for key, channel in list(self.joined.items()):
+            spec = self.specs[key]
+            await self._secure(session, spec, channel)
+            self._tell_state(spec, channel)
+            if channel.secured:  # a private-key channel's orphans waited for the mode
+                self._resend(channel)
+
+    def _tell_state(self, spec: ChannelSpec, channel: Channel) -> None:
+        """Say when relaying on a channel with a private key stops or resumes."""
+        paused = None if channel.secured else _pause_reason(spec, channel)
+        if (paused is None) != (spec.paused is None):
+            spec.paused = paused
+            self._on_event(ev.RelayState(spec.name, paused))
+
     def _event(self, event: ev.SessionEvent) -> None:
+        if isinstance(event, ev.ModeChanged):
+            self._wake.set()  # _maintain sets the private-key mode again, or says why not
+            return
         if isinstance(event, ev.SelfRemoved):
             self.joined.pop(event.channel.casefold(), None)
             spec = self.specs.get(event.channel.casefold())
@@ -249,3 +374,12 @@ class SilcClient:
                 asyncio.get_running_loop().call_later(self.config.rejoin_delay, self._wake.set)
             self.log.warning("silc_removed_from_channel", channel=event.channel, reason=event.reason)
         self._on_event(event)
+
+
+def _pause_reason(spec: ChannelSpec, channel: Channel) -> str:
+    lacks = "the channel lacks the private-key mode (+k)"
+    if not channel.founded:
+        return f"{lacks}, which only its founder may set, not the bridge"
+    if spec.refused:
+        return f"{lacks}, and the server refused to let the bridge set it ({spec.refused})"
+    return f"{lacks}, and the bridge, its founder, sets it again shortly"

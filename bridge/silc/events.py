@@ -80,4 +80,42 @@ class SelfRemoved:
     reason: str = ""
 
 
-SessionEvent = ChannelMessage | PrivateMessage | Joined | Left | NickChanged | TopicSet | Kicked | SelfRemoved
+@dataclass(frozen=True, slots=True)
+class ModeChanged:
+    """The channel's mode, or the bridge's own mode on it, changed (`Channel.mode`, `.own_mode`)."""
+
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A message on a channel with a private key did not open with that key:
+    `server_key` if it was under the server's channel key instead (a client
+    that does not use the private key), else under some other key (a wrong
+    passphrase on one side). It is not relayed."""
+
+    channel: str
+    server_key: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RelayState:
+    """Relaying on a channel with a private key stopped (`paused` says why) or resumed (None)."""
+
+    channel: str
+    paused: str | None
+
+
+SessionEvent = (
+    ChannelMessage
+    | PrivateMessage
+    | Joined
+    | Left
+    | NickChanged
+    | TopicSet
+    | Kicked
+    | SelfRemoved
+    | ModeChanged
+    | Unreadable
+    | RelayState
+)

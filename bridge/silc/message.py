@@ -131,11 +131,15 @@ def encrypt_channel_message(
     return body + key.hmac.mac(body, sender_id, channel_id)
 
 
+class NoKeyMatches(DecodeError):
+    """None of the keys tried made the message's MAC."""
+
+
 def decrypt_channel_message(
     keys: Iterable[ChannelKey], payload: bytes, sender_id: bytes, channel_id: bytes
 ) -> tuple[MessagePayload, ChannelKey]:
     """Find the key whose MAC matches (silc-pp 2.3.2.6), then decrypt.
-    Raises DecodeError if no key fits or the payload is malformed."""
+    Raises NoKeyMatches if no key fits, DecodeError if the payload is malformed."""
     for key in keys:
         mac_len = key.hmac.length
         if len(payload) < 2 * BLOCK + mac_len:
@@ -143,7 +147,7 @@ def decrypt_channel_message(
         body, mac = payload[:-mac_len], payload[-mac_len:]
         if key.hmac.verify(mac, body, sender_id, channel_id) or key.hmac.verify(mac, body):
             return _open(key, body), key
-    raise DecodeError("no channel key matches the message MAC")
+    raise NoKeyMatches("no channel key matches the message MAC")
 
 
 def _open(key: ChannelKey, body: bytes) -> MessagePayload:

@@ -14,8 +14,6 @@ for writes into a blackhole), and so is one whose write buffer only grows.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from xml.etree import ElementTree as ET
@@ -26,6 +24,7 @@ from slixmpp import ComponentXMPP
 from bridge.config_types import ComponentConfig
 from bridge.core.coalesce import Coalescer
 from bridge.core.backoff import Backoff
+from bridge.core.tcp import bound_silence
 from bridge.xmpp.framing import ReflectionFilter
 from bridge.xmpp.outgoing import Outgoing, new_id
 from bridge.xmpp.stanza import NS_PING, attr, local
@@ -57,7 +56,9 @@ class _Stream(ComponentXMPP):
     def connection_made(self, transport, send_event: bool = True) -> None:
         self.reflections = ReflectionFilter(self.outgoing)  # a new stream from its first byte
         self.last_received = time.monotonic()
-        _keepalive(transport.get_extra_info("socket"), self.ping_timeout)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            bound_silence(sock, self.ping_timeout)
         super().connection_made(transport, send_event)
 
     def data_received(self, data: bytes) -> None:
@@ -329,17 +330,3 @@ async def _retire(stream: _Stream, *tasks: asyncio.Task) -> None:
         filters.cancel()
         tasks = (*tasks, filters)
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _keepalive(sock: socket.socket | None, timeout: float) -> None:
-    """TCP keepalive probes, and TCP_USER_TIMEOUT: data unacknowledged for `timeout`
-    ends the connection (Linux), so a write into a dead route fails on its own."""
-    if sock is None:
-        return
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        idle = max(1, int(timeout / 2))
-        for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", max(1, idle // 3)),
-                            ("TCP_KEEPCNT", 3), ("TCP_USER_TIMEOUT", int(timeout * 1000))):
-            if hasattr(socket, name):
-                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,13 +28,16 @@ async def test_what_is_said_on_both_sides_while_the_component_link_is_down_arriv
                                    after=presence_mark)
     await alice.presences.wait_for(lambda p: p.nick == "bridge" and p.available, timeout=15,
                                    after=presence_mark)
+    late = re.compile(r"<alice> \[\d\d:\d\d:\d\d UTC\] (while out \d)")  # replayed: said then
     for n in range(5):
-        await bob.wait_for_privmsg(CHAN, f"<alice> while out {n}", timeout=10)
+        await bob.wait_for(lambda l: l.command == "PRIVMSG" and (m := late.fullmatch(l.text))
+                           and m[1] == f"while out {n}", timeout=10)
         await alice.wait_for_message(ROOM, f"irc while out {n}", nick="bob", timeout=10)
     alice.say(ROOM, "after")
     await bob.wait_for_privmsg(CHAN, "<alice> after")
     texts = [line.text for line in bob.privmsgs(CHAN, after=line_mark)]
-    assert sorted(texts) == sorted([f"<alice> while out {n}" for n in range(5)] + ["<alice> after"])
+    assert len(texts) == 6 and texts[-1] == "<alice> after"
+    assert sorted(late.fullmatch(t)[1] for t in texts[:-1]) == [f"while out {n}" for n in range(5)]
     relayed = [m.body for m in alice.messages if m.nick == "bob" and m.body.startswith("irc while out")]
     assert sorted(relayed) == [f"irc while out {n}" for n in range(5)]
 

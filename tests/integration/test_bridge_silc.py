@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from tests.integration.bridge_harness import ROOM, bridge_ready, config_text, irc_network, running_bridge
+from tests.servers.silc.numbers import CMODE_PRIVKEY
 from tests.servers.silc.server import SilcTestServer
 from tests.servers.silc.user import ChannelMessage, TestUser
 
@@ -63,3 +64,46 @@ async def test_three_networks_each_message_once_everywhere(prosody, inspircd, xm
                 await sam.set_nick("samuel")
                 await sam.say("hackers", "renamed")
                 await alice.wait_for_message(ROOM, "renamed", nick="samuel")
+
+
+async def test_a_private_key_channel_without_its_mode_is_paused_and_the_room_told(prosody, xmpp_user,
+                                                                                  tmp_path):
+    """Nothing crosses under the SILC server's key; the MUC hears why, and
+    again when it resumes."""
+    secret = tmp_path / "hackers.key"
+    secret.write_text("open sesame\n")
+    secret.chmod(0o600)
+    async with SilcTestServer() as silc, TestUser("sam", silc.port) as sam:
+        await sam.join("hackers")  # sam founds the channel
+        await sam.set_mode("hackers", CMODE_PRIVKEY)
+        sam.set_private_key("hackers", "open sesame")
+        networks = (f"  silcnet: {{type: silc, host: 127.0.0.1, port: {silc.port}, nick: relay, "
+                    f"key_dir: {tmp_path}/silc-keys}}\n")
+        links = (f"  l:\n    - xmpp: {ROOM}\n    - silc: silcnet/hackers\n"
+                 f"      passphrase_file: {secret}\n")
+        alice = await xmpp_user("alice")
+        await alice.join(ROOM, "alice")
+        async with running_bridge(config_text(prosody, tmp_path, networks, links)):
+            await bridge_ready(alice, [], "")
+            await sam.wait_for(ChannelMessage, timeout=15, text=lambda t: "end-to-end" in t)
+            await sam.say("hackers", "under the private key")
+            await alice.wait_for_message(ROOM, "under the private key", nick="sam")
+
+            await sam.set_mode("hackers", 0)
+            sam.set_private_key("hackers", None)
+            paused = await alice.wait_for_message(ROOM, nick="bridge", timeout=10,
+                                                  after=len(alice.messages))
+            assert "SILC channel hackers on silcnet is paused" in paused.body
+            await sam.say("hackers", "under the server key")
+            alice.say(ROOM, "not for the SILC servers")
+            await asyncio.sleep(1.0)  # it would have reached SILC by now
+            assert not sam.events_of(ChannelMessage, text="<alice> not for the SILC servers")
+
+            await sam.set_mode("hackers", CMODE_PRIVKEY)
+            sam.set_private_key("hackers", "open sesame")
+            resumed = await alice.wait_for_message(ROOM, nick="bridge", timeout=10,
+                                                   after=len(alice.messages))
+            assert "has resumed" in resumed.body
+            alice.say(ROOM, "private again")
+            await sam.wait_for(ChannelMessage, text="<alice> private again")
+            assert not [m for m in alice.messages if m.body == "under the server key"]

@@ -18,6 +18,7 @@ from bridge.core.events import (
 )
 from bridge.irc.adapter import NICK_KEY, IrcAdapter
 from bridge.irc.split import MAX_LINE
+from tests.integration.clients import wait_until
 from tests.servers.scripted_ircd import Recorder, running
 
 ROOM = "#hackers"
@@ -46,6 +47,51 @@ async def relay_joined(user, after: int = 0, nick: str = "xbridge", timeout: flo
 
 def said(text: str):
     return Message(XMPP, ALICE, text)
+
+
+class Blackholing:
+    """A TCP relay on a free loopback port to `host:port`. `blackhole()` makes the
+    connections relayed so far drop every byte both ways and stay open, as a link that
+    died without a word does; later connections pass."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.port = 0
+        self._dead: list[list[bool]] = []
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> Blackholing:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def blackhole(self) -> None:
+        for dead in self._dead:
+            dead[0] = True
+
+    async def stop(self) -> None:
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        self._writers += [writer, up_writer]
+        dead = [False]
+        self._dead.append(dead)
+
+        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    if not dead[0]:
+                        sink.write(data)
+            except OSError:
+                pass
+            if not dead[0]:
+                sink.close()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
 
 
 @pytest.fixture
@@ -205,3 +251,25 @@ async def test_ngircd_smoke(ngircd, irc_user):
         await grace.wait_for_privmsg(ROOM, "<alice> QUIT :x", sender="xbridge")
         await grace.quit("bye")
         await events.wait_for(lambda e: isinstance(e, Part) and e.quit)
+
+
+async def test_lines_written_into_a_blackholed_link_arrive_once_after_the_reconnect(inspircd, bob):
+    proxy = await Blackholing(inspircd.host, inspircd.port).start()
+    try:
+        adapter, _ = make_adapter(inspircd, port=proxy.port, ping_timeout=3)
+        async with running(adapter):
+            await relay_joined(bob)
+            await adapter.deliver(ROOM, said("before"))
+            await bob.wait_for_privmsg(ROOM, "<alice> before")
+            await wait_until(lambda: adapter.client.outbox.unconfirmed == 0)  # InspIRCd has it
+            proxy.blackhole()  # InspIRCd keeps the old connection; nothing passes any more
+            for i in range(5):
+                await adapter.deliver(ROOM, said(f"into the void {i}"))
+            await bob.wait_for_privmsg(ROOM, "<alice> into the void 4", timeout=20)
+            await adapter.deliver(ROOM, said("after"))
+            await bob.wait_for_privmsg(ROOM, "<alice> after")
+            assert [line.text for line in bob.privmsgs(ROOM)] == [
+                "<alice> before", *(f"<alice> into the void {i}" for i in range(5)), "<alice> after"]
+            assert adapter.client.connections == 2
+    finally:
+        await proxy.stop()

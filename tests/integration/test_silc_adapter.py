@@ -8,6 +8,7 @@ import contextlib
 import stat
 
 import pytest
+from structlog.testing import capture_logs
 
 from bridge.config_types import SilcNetworkConfig
 from bridge.core.events import (
@@ -23,6 +24,7 @@ from bridge.core.events import (
     Topic,
 )
 from bridge.silc.adapter import SilcAdapter
+from bridge.silc.channel import CMODE_PRIVKEY
 from bridge.store.sqlite import SqliteStore
 from tests.servers.silc import user as tu
 from tests.servers.silc.user import TestUser
@@ -213,6 +215,39 @@ async def test_reconnect_and_rejoin(silc_server, running):
         assert (await bridge.emitted_of(Message)).text == "are you back?"
 
 
+async def test_a_link_gone_silent_is_replaced_within_ping_timeout(silc_server, running):
+    """The server stops answering with the TCP connection open: after
+    `ping_timeout` the bridge gives up on it, reconnects and relays again."""
+    bridge = await running(ping_timeout=1.0).joined()
+    dead = silc_server.client("xbridge")
+    silc_server.blackhole("xbridge")
+    await bridge.until(lambda: bridge.adapter._client.last_error, timeout=10)
+    assert "nothing from the server" in bridge.adapter._client.last_error
+    await silc_server.wait_until(lambda s: dead not in s.cell.clients, 5)  # it closed the dead one
+    async with TestUser("alice", silc_server.port) as alice:
+        await alice.join("hackers")
+        await bridge.until(lambda: bridge.adapter._client.channel("hackers"), timeout=10)
+        await alice.say("hackers", "still there?")
+        assert (await bridge.emitted_of(Message)).text == "still there?"
+
+
+async def test_messages_sent_into_a_dead_link_reach_silc_once_after_the_reconnect(silc_server, running):
+    bridge = await running(ping_timeout=1.0).joined()
+    async with TestUser("alice", silc_server.port) as alice:
+        await alice.join("hackers")
+        await bridge.adapter.deliver("hackers", Message(HACKERS, IRC_BOB, "before"))
+        await alice.wait_for(tu.ChannelMessage, text="<bob> before")
+        await bridge.until(lambda: len(bridge.adapter._client.outbox) == 0)  # confirmed
+        silc_server.blackhole("xbridge")
+        lost = [f"<bob> into the blackhole {n}" for n in range(3)]
+        for text in lost:
+            await bridge.adapter.deliver("hackers", Message(HACKERS, IRC_BOB, text.removeprefix("<bob> ")))
+        for text in lost:
+            await alice.wait_for(tu.ChannelMessage, timeout=15, text=text)
+        await asyncio.sleep(0.5)  # a duplicate would be here by now
+        assert [m.text for m in alice.events_of(tu.ChannelMessage, nick="xbridge")] == ["<bob> before", *lost]
+
+
 async def test_private_key_channel(silc_server, running):
     bridge = await running(options={"passphrase": "open sesame"}).joined()
     assert "channel private key from a passphrase" in bridge.adapter.security()[1]
@@ -223,6 +258,78 @@ async def test_private_key_channel(silc_server, running):
         assert (await bridge.emitted_of(Message)).text == "only for us"
         await bridge.adapter.deliver("hackers", Message(HACKERS, IRC_BOB, "relayed back"))
         assert (await alice.wait_for(tu.ChannelMessage, nick="xbridge")).text == "<bob> relayed back"
+
+
+async def test_a_private_key_channel_recreated_by_the_bridge_gets_its_mode_back(silc_server, running):
+    """Found against silcd: after a server restart the bridge rejoins first and
+    re-creates the channel without the private-key mode; the reference client
+    then refuses the private key and talks under the server's key. The bridge
+    sets the mode again before it relays anything."""
+    bridge = await running(options={"passphrase": "open sesame"}).joined()
+    assert silc_server.channel_mode("hackers") & CMODE_PRIVKEY
+    await silc_server.drop_all()  # every channel is gone, as after a restart
+    await silc_server.wait_until(lambda s: "xbridge" in s.channel_nicks("hackers"), 10)
+    await silc_server.wait_until(lambda s: (s.channel_mode("hackers") or 0) & CMODE_PRIVKEY, 5)
+    async with TestUser("alice", silc_server.port) as alice:
+        await alice.join("hackers")
+        alice.set_private_key("hackers", "open sesame")
+        await bridge.until(lambda: bridge.adapter._client.channel("hackers"))
+        await alice.say("hackers", "after the restart")
+        assert (await bridge.emitted_of(Message)).text == "after the restart"
+        await bridge.adapter.deliver("hackers", Message(HACKERS, IRC_BOB, "welcome back"))
+        assert (await alice.wait_for(tu.ChannelMessage, nick="xbridge")).text == "<bob> welcome back"
+
+
+async def test_relaying_pauses_while_the_channel_lacks_the_private_key_mode(silc_server, running):
+    """Neither direction goes under the server's key; the linked rooms are told
+    once when relaying pauses and once when it resumes."""
+    async with TestUser("alice", silc_server.port) as alice:
+        await alice.join("hackers")  # alice founds the channel: only she may set the mode
+        await alice.set_mode("hackers", CMODE_PRIVKEY)
+        alice.set_private_key("hackers", "open sesame")
+        bridge = await running(options={"passphrase": "open sesame"}).joined()
+
+        await alice.set_mode("hackers", 0)  # as a client that refuses the key without the mode
+        alice.set_private_key("hackers", None)
+        paused = await bridge.emitted_of(Message)
+        assert paused.sender == BRIDGE and paused.kind is MessageKind.NOTICE and paused.endpoint == HACKERS
+        assert "relaying with SILC channel hackers on silcnet is paused" in paused.text
+        assert "only its founder may set" in paused.text
+        assert "relaying is paused" in bridge.adapter.security()[1]
+        await alice.say("hackers", "readable by the server")
+        await bridge.adapter.deliver("hackers", Message(HACKERS, IRC_BOB, "not for the server"))
+
+        await alice.set_mode("hackers", CMODE_PRIVKEY)
+        alice.set_private_key("hackers", "open sesame")
+        resumed = await bridge.emitted_of(Message)
+        assert resumed.sender == BRIDGE and "has resumed" in resumed.text
+        assert "2 messages were not relayed meanwhile" in resumed.text
+        await bridge.adapter.deliver("hackers", Message(HACKERS, IRC_BOB, "private again"))
+        await alice.say("hackers", "private here too")
+        assert (await alice.wait_for(tu.ChannelMessage, nick="xbridge")).text == "<bob> private again"
+        assert (await bridge.emitted_of(Message)).text == "private here too"
+        await asyncio.sleep(0.2)
+        assert [m.text for m in alice.events_of(tu.ChannelMessage, nick="xbridge")] == ["<bob> private again"]
+        assert not [e for e in bridge.emitted if isinstance(e, Message)]
+
+
+async def test_a_wrong_passphrase_is_said_once_and_logged_without_content(silc_server, running):
+    async with TestUser("alice", silc_server.port) as alice:
+        await alice.join("hackers")
+        await alice.set_mode("hackers", CMODE_PRIVKEY)
+        alice.set_private_key("hackers", "the real one")
+        with capture_logs() as logs:
+            bridge = await running(options={"passphrase": "a wrong one"}).joined()
+            await alice.say("hackers", "secret one")
+            await alice.say("hackers", "secret two")
+            told = await bridge.emitted_of(Message)
+            await asyncio.sleep(0.3)
+        assert told.sender == BRIDGE and told.endpoint == HACKERS
+        assert "messages in SILC channel hackers on silcnet cannot be read with the configured" in told.text
+        assert not [e for e in bridge.emitted if isinstance(e, Message)]  # said once
+        unreadable = [e for e in logs if e["event"] == "silc_message_unreadable"]
+        assert [(e["log_level"], e["total"]) for e in unreadable] == [("warning", 1)]  # rate-limited
+        assert not [e for e in logs if "secret" in repr(e)]
 
 
 async def test_delivery_waits_for_the_join(silc_server, running):

@@ -6,7 +6,8 @@ It answers CAP (LS/REQ/END), PASS, SASL PLAIN, NICK (refusing the nicks in
 records every line it receives. A test then drives each connection through
 its `Client`: `send` writes raw bytes or lines (garbage included), `expect`
 waits for a line from the client, `silent = True` turns the link into a
-black hole (reads, never answers), `close` hangs up.
+black hole (reads, never answers), `pongs = False` leaves PINGs unanswered
+(and so the client's lines unconfirmed), `close` hangs up.
 
 Listens on 127.0.0.1 only.
 """
@@ -34,6 +35,7 @@ class Client:
         self.caps: set[str] = set()
         self.channels: set[str] = set()
         self.silent = False
+        self.pongs = True
         self.registered = asyncio.Event()
         self.closed = asyncio.Event()
         self._cap_hold = False
@@ -176,7 +178,8 @@ class Client:
             self.send(f":{self.mask} TOPIC {args[0]} :{args[1]}")
 
     def on_ping(self, args: list[str]) -> None:
-        self.send(f":{SERVER} PONG {SERVER} :{args[-1] if args else ''}")
+        if self.pongs:
+            self.send(f":{SERVER} PONG {SERVER} :{args[-1] if args else ''}")
 
     def on_quit(self, args: list[str]) -> None:
         self.close()

@@ -109,6 +109,18 @@ def test_overlong_line_is_dropped_and_the_next_one_read(conn):
     assert len(conn.buffer._data) == 0
 
 
+def test_the_longest_line_irc_allows_is_read_and_one_byte_more_is_not(conn):
+    tags = b"@a=" + b"x" * (8191 - 4) + b" "  # IRCv3 message-tags: at most 8191 bytes
+    message = b":bob!b@h PRIVMSG #c :"
+    text = b"y" * (512 - len(message) - 2)  # the message: at most 512 bytes with CR LF
+    conn.process_data(tags + message + text + b"\r\n")
+    conn.process_data(tags + message + text + b"z\r\n")
+    conn.process_data(tags + message + text + b"z")  # and arriving in pieces
+    conn.process_data(b"\r\n" + message + b"next\r\n")
+    assert [a[0][-3:] for *_, a in events(conn, "pubmsg")] == ["yyy", "ext"]
+    assert conn.dropped_lines == 2
+
+
 def test_ctcp_action_with_and_without_final_delimiter(conn):
     conn.process_data(b":bob!b@h PRIVMSG #c :\x01ACTION waves\x01\r\n:bob!b@h PRIVMSG #c :\x01ACTION nods\r\n")
     assert [a for *_, a in events(conn, "action")] == [["waves"], ["nods"]]

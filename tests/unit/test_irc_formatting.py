@@ -67,6 +67,12 @@ def test_styles_a_reader_would_misparse_are_dropped(raw, expected):
     assert irc_to_text(raw) == expected
 
 
+def test_a_line_of_nothing_but_style_toggles():
+    # 16 KB of toggles: once seconds of work (quadratic), now linear (~0.1 s here).
+    raw = f"{B}{I}{S}{M}a " * 2700
+    assert irc_to_text(raw) == "*_~`a`~_* a " * 1350
+
+
 def test_control_characters_never_survive():
     raw = "a\x00b\x01ACTION\x01c\x07d\x1be[31m\x7ff\x85g\r\nh\ti\ufffe"
     assert irc_to_text(raw) == "abACTIONcde[31mfg  h i"

@@ -8,11 +8,13 @@ Server::
         server.port, server.fingerprint, server.public_key
         await server.wait_until(lambda s: "bridge" in s.channel_nicks("hackers"))
         server.nicks(); server.channel_nicks("hackers"); server.topic("hackers")
+        server.channel_mode("hackers")                      # mode mask, e.g. CMODE_PRIVKEY
         server.client("bridge").fingerprint                 # the key it used in SKE
         await server.kick("bridge", "hackers", "comment")   # KICKED, kicker = Server ID
         await server.kill("bridge", "comment")              # KILLED, DISCONNECT, close
         await server.disconnect("bridge", "message")        # DISCONNECT, close
         await server.drop("bridge"); await server.drop_all()  # cut TCP, no word
+        server.blackhole("bridge")                          # TCP open, no answer
         server.change_key()                                 # new key from the next SKE on
 
     Options: auth="none" | "passphrase" (passphrase=...) | "publickey"

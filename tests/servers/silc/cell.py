@@ -74,6 +74,7 @@ class Client:
         self.channels: list[Channel] = []
         self.last_receive = time.monotonic()
         self.rekey: dict | None = None  # responder rekey in progress
+        self.blackholed = False  # nothing sent to it, nothing it sends acted on
 
     @property
     def public_key(self) -> SilcPublicKey | None:
@@ -97,6 +98,8 @@ class Client:
     def send(self, ptype: int, data: bytes = b"", *, flags: int = 0,
              src: tuple[int, bytes] | None = None, dst: tuple[int, bytes] | None = None) -> None:
         """Send from the server (or `src`) to this client (or `dst`)."""
+        if self.blackholed:
+            return
         src_type, src_id = src or (ID_SERVER, self.cell.server_id)
         if dst is None:
             dst = (ID_CLIENT, self.id) if self.id else (0, b"")

@@ -122,6 +122,11 @@ class SilcTestServer:
         found = self.cell.channel_by_name(channel)
         return found.topic if found else None
 
+    def channel_mode(self, channel: str) -> int | None:
+        """The channel's mode mask (silc-commands CMODE), None if there is no such channel."""
+        found = self.cell.channel_by_name(channel)
+        return found.mode if found else None
+
     def client(self, nick: str) -> Client | None:
         """The connection behind a nickname (its `.fingerprint`, `.session`, ...)."""
         return self.cell.client_by_nick(nick)
@@ -173,6 +178,12 @@ class SilcTestServer:
         client = self._require(nick)
         client.stream.writer.transport.abort()
         await self.wait_until(lambda s: client not in s.cell.clients)
+
+    def blackhole(self, nick: str) -> None:
+        """Stop answering one client without closing its connection: nothing
+        reaches it any more and what it sends is read and dropped (a dead
+        route, as the client sees it)."""
+        self._require(nick).blackholed = True
 
     async def drop_all(self) -> None:
         """Cut every connection at once (to test reconnects)."""
@@ -323,6 +334,8 @@ class SilcTestServer:
                 packet = await client.stream.receive()
             except MalformedPacket as exc:
                 log.warning("silc_packet_dropped", nick=client.nick, error=str(exc))
+                continue
+            if client.blackholed:
                 continue
             client.last_receive = time.monotonic()
             if packet.type == PacketType.DISCONNECT:

@@ -18,6 +18,7 @@ from bridge.silc.payloads import (
     ChannelKeyPayload,
     Command,
     CommandPayload,
+    Notify,
     NotifyPayload,
     PublicKeyPayload,
     Status,
@@ -46,6 +47,7 @@ class FakeServer:
         answer_auth_request: bool = True,
         fail_auth: bool = False,
         auth_method: int = 0,
+        client_founds: bool = False,
         **responder_args,
     ) -> None:
         self.keys = key_pair("server")
@@ -65,6 +67,8 @@ class FakeServer:
         self.channel_key = ChannelKey.from_server("aes-256-cbc", os.urandom(32), "hmac-sha1-96")
         self.raw_channel_key = b""
         self.members: list[SilcId] = []
+        self.channel_mode = 0
+        self.client_founds = client_founds  # the client founds the channel it joins
         self.commands: list[CommandPayload] = []
         self.silent_commands: set[int] = set()
         self.rekeys = 0
@@ -103,12 +107,14 @@ class FakeServer:
         src: SilcId | None = SERVER_ID,
         flags: int = 0,
     ) -> None:
-        self.deliver(self.writer.seal(Packet(ptype, payload, flags, src, dst or self._client_dst())))
+        if not self.muted:
+            self.deliver(self.writer.seal(Packet(ptype, payload, flags, src, dst or self._client_dst())))
 
     def _client_dst(self) -> SilcId | None:
         return self.client if self.registered else None
 
     registered = False
+    muted = False  # sends nothing at all: a link gone dead without a word
     client_hung_up: bool | None = None  # how the socket ended
     closes_on_quit = True  # as a server does (silc-commands QUIT); over a socket only
     hang_up = staticmethod(lambda: None)
@@ -201,7 +207,7 @@ class FakeServer:
                 (2, a.get(1)),
                 (3, encode_id_payload(self.channel_id)),
                 (4, encode_id_payload(self.client)),
-                (5, u32(0)),
+                (5, u32(self.channel_mode)),
                 (6, u32(1)),
                 (
                     7,
@@ -213,8 +219,15 @@ class FakeServer:
                 (11, b"hmac-sha1-96"),
                 (12, u32(len(self.members))),
                 (13, encode_id_list(self.members)),
-                (14, b"".join(u32(0) for _ in self.members)),
+                (14, b"".join(u32(int(m == self.client and self.client_founds)) for m in self.members)),
             )
+        elif cmd.command == Command.CMODE and not self.client_founds:
+            self.reply(cmd, (2, a.get(1)), status=Status.ERR_NO_CHANNEL_FOPRIV)
+        elif cmd.command == Command.CMODE:
+            self.channel_mode = int.from_bytes(a.get(2), "big")
+            self.reply(cmd, (2, a.get(1)), (3, a.get(2)))
+            mode_change = (1, encode_id_payload(self.client)), (2, a.get(2))
+            self.notify(Notify.CMODE_CHANGE, *mode_change, dst=self.channel_id)
         elif cmd.command == Command.WHOIS:
             cid = decode_id_payload(a.get(4))
             if cid.data not in self.users:

@@ -4,6 +4,7 @@ import pytest
 from bridge.silc import events as ev
 from bridge.silc.client import ClientConfig, SilcClient
 from bridge.silc.ids import encode_id_payload
+from bridge.silc.message import ChannelKey, MessageFlag, decrypt_channel_message
 from bridge.silc.packet import PacketType
 from bridge.silc.payloads import Command, Notify
 from bridge.silc.session import SessionConfig
@@ -103,6 +104,122 @@ async def test_unanswered_ping_means_reconnect():
         servers.instances[0].silent_commands.add(Command.PING)
         await servers.wait_for(lambda: len(servers.instances) == 2)
         assert servers.instances[0].packets(PacketType.HEARTBEAT)
+        await client.close()
+        await asyncio.wait_for(task, 2)
+
+
+async def test_a_server_gone_silent_is_left_within_ping_timeout():
+    async with Servers() as servers:
+        client = client_for(servers, [], ping_timeout=0.3)
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: client.channel("hackers") is not None)
+        servers.instances[0].muted = True  # the socket stays open
+        await servers.wait_for(lambda: len(servers.instances) == 2 and client.channel("hackers") is not None)
+        assert "nothing from the server" in client.last_error
+        await client.close()
+        await asyncio.wait_for(task, 2)
+
+
+async def test_a_quiet_link_is_pinged_and_kept():
+    async with Servers() as servers:
+        client = client_for(servers, [], ping_timeout=0.3)
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: client.channel("hackers") is not None)
+        fake = servers.instances[0]
+        await servers.wait_for(lambda: len(commands(fake, Command.PING)) >= 3)
+        assert len(servers.instances) == 1 and client.connected
+        await client.close()
+        await asyncio.wait_for(task, 2)
+
+
+async def test_any_bytes_from_the_server_prove_the_link_alive():
+    async with Servers() as servers:
+        client = client_for(servers, [], ping_timeout=0.3)
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: client.channel("hackers") is not None)
+        fake = servers.instances[0]
+        fake.silent_commands.add(Command.PING)
+        for _ in range(20):  # 1 s of notices, no PING answered
+            fake.notify(Notify.NONE, (1, b"still here"))
+            await asyncio.sleep(0.05)
+        assert len(servers.instances) == 1 and client.connected
+        await client.close()
+        await asyncio.wait_for(task, 2)
+
+
+async def test_the_socket_fails_on_its_own_after_ping_timeout(monkeypatch):
+    """TCP keepalive and TCP_USER_TIMEOUT: a write into a dead route fails too."""
+    import bridge.silc.client as client_module
+
+    bounded = []
+    monkeypatch.setattr(client_module, "bound_silence", lambda sock, timeout: bounded.append((sock, timeout)))
+    async with Servers() as servers:
+        client = client_for(servers, [], ping_timeout=7.0)
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: client.channel("hackers") is not None)
+        assert [t for _, t in bounded] == [7.0] and bounded[0][0].fileno() >= 0
+        await client.close()
+        await asyncio.wait_for(task, 2)
+
+
+async def test_a_private_key_channel_the_bridge_founds_gets_the_private_key_mode():
+    """After a server restart the bridge may be first to join and re-create
+    the channel, without the mode: it sets it before relaying anything."""
+    events = []
+    async with Servers(client_founds=True) as servers:
+        client = client_for(servers, events)
+        client.add_channel("hackers", ChannelKey.from_passphrase("open sesame"))
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: client.channel("hackers") is not None)
+        fake = servers.instances[0]
+        assert [c.args.get(2) for c in commands(fake, Command.CMODE)] == [b"\x00\x00\x00\x04"]
+        assert client.channel("hackers").secured
+        await asyncio.sleep(0.2)
+        assert not [e for e in events if isinstance(e, ev.RelayState)]  # nothing was paused
+        await client.close()
+        await asyncio.wait_for(task, 2)
+
+
+async def test_relaying_pauses_while_a_private_key_channel_lacks_the_mode():
+    events = []
+    async with Servers() as servers:  # someone else founded the channel, without the mode
+        client = client_for(servers, events)
+        client.add_channel("hackers", ChannelKey.from_passphrase("open sesame"))
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: [e for e in events if isinstance(e, ev.RelayState)])
+        fake = servers.instances[0]
+        assert not commands(fake, Command.CMODE)  # only the founder may set it
+        paused = [e for e in events if isinstance(e, ev.RelayState)]
+        assert paused == [ev.RelayState("hackers", paused[0].paused)] and "founder" in paused[0].paused
+        alice = fake.add_user(5, "alice")
+        fake.notify(Notify.CMODE_CHANGE, (1, encode_id_payload(alice)), (2, b"\x00\x00\x00\x04"),
+                    dst=fake.channel_id)
+        await servers.wait_for(lambda: events[-1] == ev.RelayState("hackers", None))
+        assert len([e for e in events if isinstance(e, ev.RelayState)]) == 2
+        await client.close()
+        await asyncio.wait_for(task, 2)
+
+
+async def test_sent_messages_are_confirmed_by_a_ping_and_the_unconfirmed_resent_after_a_reconnect():
+    async with Servers() as servers:
+        client = client_for(servers, [], ping_timeout=2.0, barrier_gap=0.0)
+        task = asyncio.create_task(client.run())
+        await servers.wait_for(lambda: client.channel("hackers") is not None)
+        first = servers.instances[0]
+        for text in (b"one", b"two"):
+            client.send(client.channel("hackers"), text, MessageFlag.UTF8)
+        await servers.wait_for(lambda: len(client.outbox) == 0)
+        assert len(commands(first, Command.PING)) == 1  # one barrier for the batch
+        first.muted = True  # it reads on, but confirms nothing
+        client.send(client.channel("hackers"), b"three", MessageFlag.UTF8)
+        await servers.wait_for(lambda: len(servers.instances) == 2 and client.channel("hackers") is not None)
+        second = servers.instances[1]
+        await servers.wait_for(lambda: second.packets(PacketType.CHANNEL_MESSAGE))
+        await asyncio.sleep(0.1)
+        sent = [decrypt_channel_message([second.channel_key], p.payload, p.src.data, p.dst.data)[0].data
+                for p in second.packets(PacketType.CHANNEL_MESSAGE)]
+        assert sent == [b"three"]
+        await servers.wait_for(lambda: len(client.outbox) == 0)
         await client.close()
         await asyncio.wait_for(task, 2)
 

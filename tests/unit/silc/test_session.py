@@ -379,6 +379,76 @@ async def test_hmac_change_and_channel_id_change(h):
     assert (await h.next_event(ev.ChannelMessage)).data == b"still here"
 
 
+async def test_an_unsupported_hmac_keeps_the_channel_readable(h):
+    """A CMODE_CHANGE naming an HMAC we cannot compute changes nothing: the
+    old one stays, and later channel keys still work (issue 14)."""
+    alice = h.server.add_user(5, "alice")
+    channel = await joined(h)
+    h.server.notify(
+        Notify.CMODE_CHANGE,
+        (1, encode_id_payload(alice)),
+        (2, b"\x00\x00\x00\x00"),
+        (4, b"hmac-sha512"),
+        dst=h.server.channel_id,
+    )
+    await h.settle()
+    assert channel.hmac == "hmac-sha1-96"
+    h.server.new_channel_key()
+    await h.settle()
+    h.server.channel_message(alice, "still readable")
+    assert (await h.next_event(ev.ChannelMessage)).data == b"still readable"
+
+
+async def test_a_private_key_channel_is_used_only_under_its_key(h):
+    """silc-commands CMODE PRIVKEY: the private key is the only one read, and
+    used for sending only while the channel has the private-key mode."""
+    from bridge.silc.message import ChannelKey
+    from bridge.silc.session import NotConnected
+
+    ours = ChannelKey.from_passphrase("open sesame")
+    alice = h.server.add_user(5, "alice")
+    channel = await h.session.join("hackers", ours)
+    assert not channel.secured and not channel.founded
+    with pytest.raises(NotConnected, match="private-key mode"):
+        h.session.send_channel_message(channel, b"<bob> the servers could read this")
+    h.server.channel_message(alice, "under the server's key")
+    h.server.channel_message(alice, "under another passphrase", key=ChannelKey.from_passphrase("guess"))
+    h.server.channel_message(alice, "under ours", key=ours)
+    assert await h.next_event(ev.Unreadable) == ev.Unreadable("hackers", server_key=True)
+    assert await h.next_event(ev.Unreadable) == ev.Unreadable("hackers", server_key=False)
+    assert [(await h.next_event(ev.ChannelMessage)).data] == [b"under ours"]
+
+    h.server.notify(Notify.CMODE_CHANGE, (1, encode_id_payload(alice)), (2, b"\x00\x00\x00\x04"),
+                    dst=h.server.channel_id)
+    assert await h.next_event(ev.ModeChanged) == ev.ModeChanged("hackers")
+    assert channel.secured
+    h.session.send_channel_message(channel, b"<bob> private")
+    await h.settle()
+    sent = h.server.packets(PacketType.CHANNEL_MESSAGE)[-1]
+    plain, _ = decrypt_channel_message([ours], sent.payload, sent.src.data, sent.dst.data)
+    assert plain.data == b"<bob> private"
+
+
+async def test_own_channel_user_mode_from_join_and_cumode_change(h):
+    h.server.client_founds = True
+    channel = await joined(h)
+    assert channel.founded
+    h.server.notify(Notify.CUMODE_CHANGE, (1, encode_id_payload(SERVER_ID)), (2, b"\x00\x00\x00\x00"),
+                    (3, encode_id_payload(h.server.client)), dst=h.server.channel_id)
+    assert await h.next_event(ev.ModeChanged) == ev.ModeChanged("hackers")
+    assert not channel.founded
+
+
+async def test_set_mode_keeps_the_mask_the_server_replies(h):
+    h.server.client_founds = True
+    channel = await joined(h)
+    await h.session.set_mode(channel, 0x4)
+    assert channel.mode == 0x4 and h.server.channel_mode == 0x4
+    h.server.client_founds = False
+    with pytest.raises(CommandError, match="FOPRIV"):
+        await h.session.set_mode(channel, 0)
+
+
 async def test_server_signoff_and_kill_are_quits(h):
     alice, bob = h.server.add_user(5, "alice"), h.server.add_user(6, "bob")
     h.server.members = [alice, bob]
