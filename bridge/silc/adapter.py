@@ -21,7 +21,7 @@ import structlog
 
 from bridge.config_types import SilcNetworkConfig
 from bridge.core.adapter import Adapter, EventSink
-from bridge.core.notices import late_mark
+from bridge.core.notices import gap_text, late_mark
 from bridge.core.events import (
     BRIDGE,
     Endpoint,
@@ -273,6 +273,10 @@ class SilcAdapter(Adapter):
             guard = self._guards[event.channel.casefold()]
             text = guard.paused(event.paused) if event.paused else guard.resumed()
             return self._on(event.channel, lambda e: self._notice(e, text))
+        if isinstance(event, ev.Gap):
+            self.log.warning("silc_gap", room=event.channel, seconds=round(event.until - event.since, 1))
+            return self._on(event.channel, lambda e: self._notice(
+                e, gap_text(str(e), event.since, event.until)))
         if isinstance(event, ev.Unreadable):
             told = self._guards[event.channel.casefold()].not_readable(event.server_key)
             return self._on(event.channel, lambda e: self._notice(e, told)) if told else []

@@ -68,11 +68,16 @@ class Outgoing:
             if item.occupant != sender:
                 return False
             del self.pending[msg_id]
-            self._confirmed[msg_id] = sender
-            if len(self._confirmed) > self.memory:
-                self._confirmed.popitem(last=False)
+            self.remember(msg_id, sender)
             return True
         return self._confirmed.get(msg_id) == sender
+
+    def remember(self, msg_id: str, sender: str) -> None:
+        """Count a copy of `msg_id` from `sender` as ours (sent by an earlier run of the bridge:
+        the room's history may replay it)."""
+        self._confirmed[msg_id] = sender
+        if len(self._confirmed) > self.memory:
+            self._confirmed.popitem(last=False)
 
     def unconfirmed(self, room: str) -> list[tuple[str, Pending]]:
         """The messages for `room` whose copy has not come back, oldest first."""

@@ -105,7 +105,13 @@ class Room:
         self.heard_until: float | None = saved.get("until")
         self.heard: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict(
             (tuple(key), None) for key in saved.get("keys", ()))
-        self._saved = {"until": self.heard_until, "keys": [list(key) for key in self.heard]}
+        # The ids of what we sent lately, so that a restarted bridge knows its own lines
+        # when the room's history replays them.
+        ours = saved.get("ours", [])
+        for msg_id, sender in ours:
+            component.outgoing.remember(msg_id, sender)
+        self._saved = {"until": self.heard_until, "keys": [list(key) for key in self.heard],
+                       "ours": ours}
         self._gap_from = 0.0
         self._replay: list[tuple[float, tuple[str, str], ET.Element]] = []
         self._join_started = 0.0
@@ -505,8 +511,14 @@ class Room:
         msg_id = self.component.new_id()
         stanza = (f"<message type='groupchat' to={attr(self.jid)} from={attr(sender)} id='{msg_id}'>"
                   f"{inner}</message>")
-        self.component.outgoing.add(msg_id, self.jid, f"{self.jid}/{nick}", stanza, when)
+        occupant = f"{self.jid}/{nick}"
+        self.component.outgoing.add(msg_id, self.jid, occupant, stanza, when)
         self.component.send(stanza)
+        ours = self._saved["ours"]
+        ours.append((msg_id, occupant))
+        if len(ours) > HEARD_MEMORY:
+            del ours[:len(ours) - HEARD_MEMORY // 2]
+        self.store.set_cursor(self._cursor, self._saved)
         return msg_id
 
     def leave(self, puppet: Puppet, status: str = "") -> None:

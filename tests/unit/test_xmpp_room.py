@@ -428,3 +428,22 @@ async def test_a_user_back_under_a_new_nick_renames_their_occupant(room):
     change, msg = room.component.sent[-2:]
     assert change.tag.endswith("presence") and change.get("to") == f"{ROOM}/caroline"
     assert change.get("from") == pjid and msg.get("from") == pjid
+
+
+async def test_a_restarted_bridge_knows_its_own_lines_when_the_history_replays_them(tmp_path):
+    store = SqliteStore(str(tmp_path / "b.db"))
+    config = ComponentConfig(jid="bridge.example.org", secret="x")
+    first = Room(ROOM, {}, config, FakeComponent(), store, [].append)
+    first.joined.set()
+    first.on_message(groupchat("alice", "x", "a1"), "bridge.example.org")
+    await first.deliver(Message(IRC, BOB, "said by our puppet"))
+    ours = first.component.sent[-1]
+    store.close()  # killed; a new bridge starts
+    events = []
+    again = Room(ROOM, {}, config, FakeComponent(), SqliteStore(str(tmp_path / "b.db")), events.append)
+    again.join()
+    again.on_presence(presence("bridge", codes=("110",)), "bridge.example.org")
+    again.on_message(delayed("bob", "said by our puppet", ours.get("id")), "bridge.example.org")
+    again.on_message(delayed("alice", "said meanwhile", "a2"), "bridge.example.org")
+    again.on_message(subject(), "bridge.example.org")
+    assert [e.text for e in events] == ["said meanwhile"]  # not our puppet's line back to IRC
