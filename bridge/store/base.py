@@ -37,6 +37,12 @@ class Store(Protocol):
     def find_message(self, link: str, origin_id: str, endpoint: str) -> str | None:
         """The native id of message `origin_id` of `link` on `endpoint`, if known."""
 
+    def find_origin(self, link: str, endpoint: str, native_id: str) -> str | None:
+        """Which message of `link` is called `native_id` on `endpoint`, if known."""
+
+    def prune(self, now: float | None = None, keep: int = ...) -> None:
+        """Forget message-id mappings too old, and all but the newest `keep`."""
+
     def pinned_key(self, network: str, host: str) -> str | None:
         """The pinned public-key fingerprint of a server, if any."""
 

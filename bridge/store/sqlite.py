@@ -51,11 +51,18 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    # The message-id map is read both ways: what a message is called on another endpoint,
+    # and which message a native id (a correction's or a reply's target) belongs to.
+    """
+    CREATE INDEX messages_native ON messages (link, endpoint, native_id);
+    """,
 )
 
 #: Message-id mappings older than this are pruned (corrections and replies
 #: to week-old messages are rare; the table must not grow forever).
 MESSAGE_TTL = 7 * 24 * 3600.0
+#: At most this many message-id mappings are kept (the newest); a busy week stays bounded.
+MESSAGE_LIMIT = 200_000
 
 
 def escape_localpart(text: str) -> str:
@@ -154,10 +161,22 @@ class SqliteStore:
             (link, origin_id, endpoint)).fetchone()
         return row[0] if row else None
 
-    def prune(self, now: float | None = None) -> None:
+    def find_origin(self, link: str, endpoint: str, native_id: str) -> str | None:
+        row = self.db.execute(
+            "SELECT origin_id FROM messages WHERE link = ? AND endpoint = ? AND native_id = ? "
+            "ORDER BY created DESC LIMIT 1", (link, endpoint, native_id)).fetchone()
+        return row[0] if row else None
+
+    def prune(self, now: float | None = None, keep: int = MESSAGE_LIMIT) -> None:
+        """Forget message-id mappings older than `MESSAGE_TTL`, and all but the newest `keep`."""
         cutoff = (now or time.time()) - MESSAGE_TTL
         self._write("DELETE FROM messages WHERE created < ?", (cutoff,))
+        self._write("DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages "
+                    "ORDER BY created DESC LIMIT -1 OFFSET ?)", (keep,))
         self.flush()
+
+    def message_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
 
     # -- server keys -----------------------------------------------------
 
