@@ -39,7 +39,9 @@ class MessageIds:
         self.memory = memory
         self.limit = limit
         self.prune_every = prune_every
-        self._native: collections.OrderedDict[tuple[str, str, str], str] = collections.OrderedDict()
+        # (link, origin key, endpoint) -> (first name there, newest name there)
+        self._native: collections.OrderedDict[tuple[str, str, str], tuple[str, str]] = \
+            collections.OrderedDict()
         self._origin: collections.OrderedDict[tuple[str, str, str], str] = collections.OrderedDict()
         self.writes = 0
 
@@ -52,15 +54,27 @@ class MessageIds:
         key, where = origin_key(origin, origin_id), str(endpoint)
         if key == origin_key(endpoint, native_id):
             return
-        self._keep(self._native, (link, key, where), native_id)
+        names = self._native.get((link, key, where))
+        self._keep(self._native, (link, key, where), (names[0] if names else native_id, native_id))
         self._keep(self._origin, (link, where, native_id), key)
         self.store.map_message(link, key, where, native_id)
         self.writes += 1
         if self.writes % self.prune_every == 0:
             self.store.prune(keep=self.limit)
 
-    def translate(self, link: str, endpoint: Endpoint, native_id: str, to: Endpoint) -> str | None:
-        """What the message called `native_id` on `endpoint` is called on `to`, if known."""
+    def alias(self, link: str, endpoint: Endpoint, native_id: str, other_id: str) -> None:
+        """The message called `native_id` on `endpoint` is called `other_id` there too."""
+        key = self._origin.get((link, str(endpoint), native_id)) or self.store.find_origin(
+            link, str(endpoint), native_id)
+        if key is not None:
+            origin, _, origin_id = key.partition(_SEP)
+            self.remember(link, Endpoint(*origin.split("/", 1)), origin_id, endpoint, other_id)
+
+    def translate(self, link: str, endpoint: Endpoint, native_id: str, to: Endpoint,
+                  sent: bool = False) -> str | None:
+        """What the message called `native_id` on `endpoint` is called on `to`, if known: its
+        newest name there (an XMPP room's stanza-id, which replies and reactions use), or
+        the id it was `sent` with (which corrections use, XEP-0308 section 3)."""
         where = str(endpoint)
         key = self._origin.get((link, where, native_id))
         if key is None:
@@ -68,8 +82,10 @@ class MessageIds:
         origin, _, origin_id = key.partition(_SEP)
         if origin == str(to):
             return origin_id
-        found = self._native.get((link, key, str(to)))
-        return found if found is not None else self.store.find_message(link, key, str(to))
+        names = self._native.get((link, key, str(to)))
+        if names is not None:
+            return names[0] if sent else names[1]
+        return self.store.find_message(link, key, str(to), first=sent)
 
     def _keep(self, table: collections.OrderedDict, key: tuple[str, str, str], value: str) -> None:
         table[key] = value

@@ -14,7 +14,11 @@ that messages between those times may be missing.
 
 Bridge -> IRC: `Message`s as `config.format` / `config.action_format` lines
 (NOTICEs stay NOTICEs; the bridge's own notices go out without a nick), split
-to fit the wire (`bridge.irc.split`); `Topic` as TOPIC. Joins, parts, nick
+to fit the wire (`bridge.irc.split`); `Topic` as TOPIC. Corrections, replies,
+retractions and reactions as IRCv3 tags / REDACT where the server carries them,
+else in the text forms of `bridge.core.semantics`; from IRC, `s/old/new/` after
+one's own line, `+draft/reply`, `+draft/react` / `+draft/unreact` (TAGMSG) and
+REDACT become corrections, replies, reactions and retractions. Joins, parts, nick
 changes and kicks elsewhere are not shown on IRC. Relayed lines are sent again
 after a reconnect until the server confirms them, and dropped with one notice
 once older than `max_age` (`bridge.irc.outbox`).
@@ -185,7 +189,8 @@ class IrcAdapter(Adapter):
         budget = self.client.budget(command, room) - len(tags)
         lines = wire_lines(late_mark(msg) + text, render, budget, self.config.max_lines)
         log.debug("irc_relay", network=self.network, room=room, lines=len(lines))
-        if lines and msg.native_id is not None and msg.replaces is None and "echo-message" in self.client.caps:
+        echoed = "echo-message" in self.client.caps
+        if lines and msg.native_id is not None and msg.replaces is None and echoed:
             self._echoes.append((self.roster.fold(room), lines[0], msg.endpoint, msg.native_id))
         return [f"{tags if n == 0 else ''}{command} {room} :{line}" for n, line in enumerate(lines)]
 

@@ -52,9 +52,23 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
     # The message-id map is read both ways: what a message is called on another endpoint,
-    # and which message a native id (a correction's or a reply's target) belongs to.
+    # and which message a native id (a correction's or a reply's target) belongs to; and a
+    # message may have two names on one endpoint (an XMPP message's id and the room's
+    # stanza-id), so a native id, not an origin, is what is unique per endpoint.
     """
-    CREATE INDEX messages_native ON messages (link, endpoint, native_id);
+    CREATE TABLE messages_by_native (
+        link TEXT NOT NULL,
+        origin_id TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        native_id TEXT NOT NULL,
+        created REAL NOT NULL,
+        PRIMARY KEY (link, endpoint, native_id)
+    );
+    INSERT OR IGNORE INTO messages_by_native SELECT * FROM messages;
+    DROP TABLE messages;
+    ALTER TABLE messages_by_native RENAME TO messages;
+    CREATE INDEX messages_origin ON messages (link, origin_id, endpoint);
+    CREATE INDEX messages_created ON messages (created);
     """,
 )
 
@@ -155,16 +169,17 @@ class SqliteStore:
         self._write("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?)",
                     (link, origin_id, endpoint, native_id, time.time()))
 
-    def find_message(self, link: str, origin_id: str, endpoint: str) -> str | None:
+    def find_message(self, link: str, origin_id: str, endpoint: str, first: bool = False) -> str | None:
+        order = "ASC" if first else "DESC"
         row = self.db.execute(
-            "SELECT native_id FROM messages WHERE link = ? AND origin_id = ? AND endpoint = ?",
-            (link, origin_id, endpoint)).fetchone()
+            "SELECT native_id FROM messages WHERE link = ? AND origin_id = ? AND endpoint = ? "
+            f"ORDER BY created {order}, rowid {order} LIMIT 1", (link, origin_id, endpoint)).fetchone()
         return row[0] if row else None
 
     def find_origin(self, link: str, endpoint: str, native_id: str) -> str | None:
         row = self.db.execute(
-            "SELECT origin_id FROM messages WHERE link = ? AND endpoint = ? AND native_id = ? "
-            "ORDER BY created DESC LIMIT 1", (link, endpoint, native_id)).fetchone()
+            "SELECT origin_id FROM messages WHERE link = ? AND endpoint = ? AND native_id = ?",
+            (link, endpoint, native_id)).fetchone()
         return row[0] if row else None
 
     def prune(self, now: float | None = None, keep: int = MESSAGE_LIMIT) -> None:

@@ -37,6 +37,7 @@ class XmppAdapter(Adapter):
         self.max_age = max_age
         self.rooms: dict[str, Room] = {}
         self.component = Component(config, self._on_stanza, self._online, self._offline)
+        self.component.outgoing.on_stanza_id = self._stanza_id
 
     def add_endpoint(self, room: str, options: Mapping[str, Any]) -> None:
         self.rooms[room] = Room(room, dict(options), self.config, self.component, self.store, self.emit,
@@ -94,6 +95,11 @@ class XmppAdapter(Adapter):
                 await asyncio.gather(*(room.self_ping() for room in self.rooms.values()))
             except Exception:
                 log.exception("xmpp_housekeeping_failed", network="xmpp")
+
+    def _stanza_id(self, msg_id: str, sender: str, stanza_id: str) -> None:
+        room = self.rooms.get(bare(sender))
+        if room is not None:
+            room.meaning.learned(msg_id, stanza_id)
 
     # -- incoming stanzas --------------------------------------------------
 

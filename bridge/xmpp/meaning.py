@@ -80,6 +80,13 @@ class RoomMeaning:
         if len(self.said) > RECENT:
             self.said.popitem(last=False)
 
+    def learned(self, msg_id: str, stanza_id: str) -> None:
+        """Our message `msg_id` is `stanza_id` in the room: replies and reactions name that."""
+        ep = self.room.endpoint
+        self.room.ids.alias(self.link, ep, msg_id, stanza_id)
+        if msg_id in self.said:
+            self.said[stanza_id] = self.said[msg_id]
+
     def _canonical(self, msg_id: str) -> str:
         """The id the rest of the link knows a room message by (whichever name it was given)."""
         ep = self.room.endpoint
@@ -128,17 +135,19 @@ class RoomMeaning:
 
     # -- towards the room --------------------------------------------------
 
-    def target(self, event: Message | Retraction | Reaction, origin_id: str | None) -> str | None:
-        """The room's id for message `origin_id` of `event`'s endpoint, if it was relayed here."""
+    def target(self, event: Message | Retraction | Reaction, origin_id: str | None,
+               sent: bool = False) -> str | None:
+        """The room's id for message `origin_id` of `event`'s endpoint, if it was relayed here
+        (the id it was `sent` with, else the room's stanza-id when known)."""
         if origin_id is None:
             return None
-        return self.room.ids.translate(self.link, event.endpoint, origin_id, self.room.endpoint)
+        return self.room.ids.translate(self.link, event.endpoint, origin_id, self.room.endpoint, sent)
 
     def payload(self, event: Message, body: str) -> str:
         """The inside of the stanza that says `event` here: a correction or a reply when
         its target is known, else the text (a correction marked as one)."""
         if event.replaces is not None:
-            target = self.target(event, event.replaces)
+            target = self.target(event, event.replaces, sent=True)
             if target is not None:
                 return semantics.correction_stanza(body, target)
             return f"<body>{text('* ' + body)}</body>"

@@ -290,8 +290,11 @@ class Room:
             return
         self._heard(self._key(xml, nick), time.time())
         if self.is_own_nick(nick) or self.component.outgoing.echo(xml.get("id", ""), xml.get("from", "")):
-            return  # ours (the reflection filter cuts most of these before the parser)
-        self._relay(xml, nick, body)
+            sid = child(xml, NS_STANZA_ID, "stanza-id")  # ours (the reflection filter cuts
+            if sid is not None and sid.get("by") == self.jid and sid.get("id"):  # most before
+                self.meaning.learned(xml.get("id", ""), sid.get("id", ""))  # the parser)
+            return
+        self._relay(xml, nick, body or "")
 
     def _relay(self, xml: ET.Element, nick: str, body: str, when: float | None = None) -> None:
         identity = self._sender(xml, nick)
@@ -568,7 +571,7 @@ class Room:
                      else self.meaning.reaction(event))
             puppet = self.puppets.get(event.sender.key)
             if inner is not None:  # from whoever said the message: the puppet, else the bot
-                self._send(*((puppet.jid, puppet.nick) if puppet and puppet.joined
+                self._send(*((puppet.jid, puppet.nick) if puppet is not None
                              else (self.bot_jid, self.bot_nick)), inner, event.time)
         elif isinstance(event, Topic):
             self._send(self.bot_jid, self.bot_nick, f"<subject>{text(event.text)}</subject>", event.time)

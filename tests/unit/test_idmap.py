@@ -41,3 +41,14 @@ def test_filled_past_its_bounds_memory_and_store_keep_the_newest(tmp_path):
     assert ids.translate("l", IRC, "m2999", XMPP) == "x2999"  # from memory
     assert ids.translate("l", IRC, "m2600", XMPP) == "x2600"  # from the store
     assert ids.translate("l", IRC, "m10", XMPP) is None  # pruned
+
+
+def test_two_names_on_one_endpoint_the_sent_one_and_the_rooms(tmp_path):
+    store = SqliteStore(str(tmp_path / "b.db"))
+    for ids in (MessageIds(store), MessageIds(store, memory=0)):  # from memory, from the store
+        ids.remember("l", IRC, "msgid-1", XMPP, "sent-id")
+        ids.alias("l", XMPP, "sent-id", "stanza-id")  # the room's copy told its stanza-id
+        assert ids.translate("l", IRC, "msgid-1", XMPP) == "stanza-id"
+        assert ids.translate("l", IRC, "msgid-1", XMPP, sent=True) == "sent-id"
+        assert ids.translate("l", XMPP, "stanza-id", IRC) == "msgid-1"
+        assert ids.translate("l", XMPP, "sent-id", IRC) == "msgid-1"
