@@ -100,7 +100,7 @@ class Pacer:
             self._waiting[key] = item  # the newest replaces the one waiting
             return
         last = self._last.get(key)
-        if last is None or now - last >= self.quiet:
+        if last is None or now - last >= self.quiet or len(self._waiting) >= self.limit:
             self._shown(key, now)
             self.show(item)
             return

@@ -207,12 +207,12 @@ class ReflectionFilter:
         msg_id_, sender_ = msg_id.decode("utf-8", "replace"), sender.decode("utf-8", "replace")
         if not self.ours.echo(msg_id_, sender_) or _SUBJECT.search(buf, start, end):
             return False
-        found = _STANZA_ID.search(buf, start, end)  # what replies and reactions will name
-        if found is not None:
+        for found in _STANZA_ID.finditer(buf, start, end):  # what replies and reactions name
             attrs = {name: single or double for name, single, double in _ATTRIBUTE.findall(found.group())}
             if attrs.get(b"id") and attrs.get(b"by") == sender.partition(b"/")[0] \
                     and b"&" not in attrs[b"id"]:
                 self.ours.learned(msg_id_, sender_, attrs[b"id"].decode("utf-8", "replace"))
+                break
         return True
 
     def _close(self, buf: bytes, name: bytes, pos: int) -> int:
