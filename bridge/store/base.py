@@ -34,8 +34,15 @@ class Store(Protocol):
     def map_message(self, link: str, origin_id: str, endpoint: str, native_id: str) -> None:
         """Remember that message `origin_id` of `link` is `native_id` on `endpoint`."""
 
-    def find_message(self, link: str, origin_id: str, endpoint: str) -> str | None:
-        """The native id of message `origin_id` of `link` on `endpoint`, if known."""
+    def find_message(self, link: str, origin_id: str, endpoint: str, first: bool = False) -> str | None:
+        """The native id of message `origin_id` of `link` on `endpoint`, if known: the newest
+        name it got there, or the `first` (the id it was sent with)."""
+
+    def find_origin(self, link: str, endpoint: str, native_id: str) -> str | None:
+        """Which message of `link` is called `native_id` on `endpoint`, if known."""
+
+    def prune(self, now: float | None = None, keep: int = ...) -> None:
+        """Forget message-id mappings too old, and all but the newest `keep`."""
 
     def pinned_key(self, network: str, host: str) -> str | None:
         """The pinned public-key fingerprint of a server, if any."""

@@ -49,16 +49,23 @@ KEEP, UNUSED, MALFORMED = 0, 1, 2  # what to do with a framed stanza
 _STANZA_START = re.compile(rb"<(?:message|presence|iq)(?=[\s/>])")
 _NAMES = 16  # distinct top-level element names followed (message, presence, iq, ...)
 _SUBJECT = re.compile(rb"<(?:[^\s<>/:]+:)?subject[\s/>]")  # with or without a prefix
+_STANZA_ID = re.compile(rb"<stanza-id\s[^<>]*>")
 
 
 class Echoes(Protocol):
     def echo(self, msg_id: str, sender: str) -> bool:
         """Is message `msg_id` from `sender` a copy of one the bridge sent?"""
 
+    def learned(self, msg_id: str, sender: str, stanza_id: str) -> None:
+        """The room calls our message `msg_id` (sent as `sender`) `stanza_id` (XEP-0359)."""
+
 
 class _NoEchoes:
     def echo(self, msg_id: str, sender: str) -> bool:
         return False
+
+    def learned(self, msg_id: str, sender: str, stanza_id: str) -> None:
+        pass
 
 
 class ReflectionFilter:
@@ -197,8 +204,16 @@ class ReflectionFilter:
             return False
         if b"@" in to:
             return True
-        return (self.ours.echo(msg_id.decode("utf-8", "replace"), sender.decode("utf-8", "replace"))
-                and not _SUBJECT.search(buf, start, end))
+        msg_id_, sender_ = msg_id.decode("utf-8", "replace"), sender.decode("utf-8", "replace")
+        if not self.ours.echo(msg_id_, sender_) or _SUBJECT.search(buf, start, end):
+            return False
+        for found in _STANZA_ID.finditer(buf, start, end):  # what replies and reactions name
+            attrs = {name: single or double for name, single, double in _ATTRIBUTE.findall(found.group())}
+            if attrs.get(b"id") and attrs.get(b"by") == sender.partition(b"/")[0] \
+                    and b"&" not in attrs[b"id"]:
+                self.ours.learned(msg_id_, sender_, attrs[b"id"].decode("utf-8", "replace"))
+                break
+        return True
 
     def _close(self, buf: bytes, name: bytes, pos: int) -> int:
         """End of the `</name>` that balances the `<name ...>` just before `pos`."""

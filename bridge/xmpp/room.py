@@ -27,10 +27,14 @@ from bridge.config_types import ComponentConfig
 from bridge.core.notices import gap_text, stale_text
 from bridge.core.ratelimit import TokenBucket
 from bridge.core.events import (
-    BRIDGE, Endpoint, Event, Identity, Join, Kick, Message, MessageKind, NickChange, Part, Topic,
+    BRIDGE, Endpoint, Event, Identity, Join, Kick, Message, MessageKind, NickChange, Part, Reaction,
+    Retraction, Topic,
 )
+from bridge.core.idmap import MessageIds
 from bridge.store.base import Store
+from bridge.xmpp import semantics
 from bridge.xmpp.component import Component
+from bridge.xmpp.meaning import RoomMeaning
 from bridge.xmpp.stanza import (
     NS_DELAY, NS_MUC, NS_OCCUPANT_ID, NS_PING, NS_STANZA_ID, attr, child, child_text,
     bare, error_condition, error_text, muc_statuses, resource, text,
@@ -75,13 +79,15 @@ class Puppet:
 
 class Room:
     def __init__(self, jid: str, options: dict, config: ComponentConfig, component: Component,
-                 store: Store, emit: Callable[[Event], None]) -> None:
+                 store: Store, emit: Callable[[Event], None], ids: MessageIds | None = None) -> None:
         self.jid = jid
         self.options = options
         self.config = config
         self.component = component
         self.store = store
         self.emit = emit
+        self.ids = ids or MessageIds(store)
+        self.meaning = RoomMeaning(self)  # what is more than text, both ways
         self.endpoint = Endpoint("xmpp", jid)
         self.bot_jid = config.jid
         self.bot_nick = config.bot_nick
@@ -295,7 +301,7 @@ class Room:
                 return
             self.emit(Topic(self.endpoint, self._sender(xml, nick), subject))
             return
-        if not body or not nick:
+        if not nick or not (body or semantics.special(xml, "")):  # a reaction, a retraction
             return
         stamp = _delayed(xml)
         if stamp is not None:  # history, during a join: sorted out when the join ends
@@ -304,13 +310,20 @@ class Room:
             return
         self._heard(self._key(xml, nick), time.time())
         if self.is_own_nick(nick) or self.component.outgoing.echo(xml.get("id", ""), xml.get("from", "")):
-            return  # ours (the reflection filter cuts most of these before the parser)
-        self._relay(xml, nick, body)
+            sid = child(xml, NS_STANZA_ID, "stanza-id")  # ours (the reflection filter cuts
+            if sid is not None and sid.get("by") == self.jid and sid.get("id"):  # most before
+                self.meaning.learned(xml.get("id", ""), sid.get("id", ""))  # the parser)
+            return
+        self._relay(xml, nick, body or "")
 
     def _relay(self, xml: ET.Element, nick: str, body: str, when: float | None = None) -> None:
         identity = self._sender(xml, nick)
         sid = child(xml, NS_STANZA_ID, "stanza-id")
         native_id = sid.get("id") if sid is not None and sid.get("by") == self.jid else xml.get("id")
+        if semantics.special(xml, body):
+            self.meaning.relay(xml, identity, body, native_id, when)
+            return
+        self.meaning.remember(xml.get("id"), native_id, nick, body)
         kind_, body = (MessageKind.ACTION, body[4:]) if body.startswith("/me ") else (MessageKind.PLAIN, body)
         if when is None:
             self.emit(Message(self.endpoint, identity, body, kind_, native_id=native_id))
@@ -517,11 +530,13 @@ class Room:
             else:
                 self._puppet_say(puppet, body)
 
-    def _puppet_say(self, puppet: Puppet, body: str, when: float | None = None) -> None:
-        msg_id = self._send(puppet.jid, puppet.nick, f"<body>{text(body)}</body>", when)
+    def _puppet_say(self, puppet: Puppet, body: str, when: float | None = None,
+                    inner: str | None = None) -> str:
+        msg_id = self._send(puppet.jid, puppet.nick, inner or f"<body>{text(body)}</body>", when)
         if not puppet.joined:
             puppet.unconfirmed.append((msg_id, body))
             del puppet.unconfirmed[:-20]
+        return msg_id
 
     def _bot_say(self, body: str, when: float | None = None) -> None:
         self._send(self.bot_jid, self.bot_nick, f"<body>{text(body)}</body>", when)
@@ -582,6 +597,13 @@ class Room:
                 self.log.warning("muc_not_joined_waiting", kind=type(event).__name__)
         if isinstance(event, Message):
             self._deliver_message(event)
+        elif isinstance(event, (Retraction, Reaction)):
+            inner = (self.meaning.retraction(event) if isinstance(event, Retraction)
+                     else self.meaning.reaction(event))
+            puppet = self.puppets.get(event.sender.key)
+            if inner is not None:  # from whoever said the message: the puppet, else the bot
+                self._send(*((puppet.jid, puppet.nick) if puppet is not None
+                             else (self.bot_jid, self.bot_nick)), inner, event.time)
         elif isinstance(event, Topic):
             self._send(self.bot_jid, self.bot_nick, f"<subject>{text(event.text)}</subject>", event.time)
         elif isinstance(event, Join):
@@ -618,13 +640,18 @@ class Room:
             return
         puppet = self._puppet_for(event.sender)
         if puppet is None:  # the room is full of active puppets, or a flood of new speakers
-            self._bot_say(f"<{event.sender.nick}> {body}", event.time)
-            return
-        if puppet.identity.nick != event.sender.nick:  # renamed while we were not looking
-            self.store.rename_puppet(event.sender, event.sender.nick)  # (a SILC user back
-            self._rename(puppet, event.sender)  # under a new nick): the MUC sees it too
-        puppet.last_active = time.monotonic()
-        self._puppet_say(puppet, body, event.time)
+            body = f"<{event.sender.nick}> {body}"
+            msg_id = self._send(self.bot_jid, self.bot_nick, self.meaning.payload(event, body), event.time)
+        else:
+            if puppet.identity.nick != event.sender.nick:  # renamed while we were not looking
+                self.store.rename_puppet(event.sender, event.sender.nick)  # (a SILC user back
+                self._rename(puppet, event.sender)  # under a new nick): the MUC sees it too
+            puppet.last_active = time.monotonic()
+            msg_id = self._puppet_say(puppet, body, event.time, self.meaning.payload(event, body))
+        if event.native_id is not None and event.replaces is None:
+            self.ids.remember(self.options.get("link", ""), event.endpoint, event.native_id,
+                              self.endpoint, msg_id)
+            self.meaning.remember(None, msg_id, puppet.nick if puppet else self.bot_nick, body)
 
     def is_own_nick(self, nick: str) -> bool:
         return nick == self.bot_nick or nick in self.held or nick in self.leaving
