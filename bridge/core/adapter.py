@@ -21,6 +21,9 @@ EventSink = Callable[[Event], None]
 
 
 class Adapter(abc.ABC):
+    #: What people call this network's protocol ("IRC"), in what the bridge tells them.
+    protocol = ""
+
     def __init__(self, network: str, emit: EventSink) -> None:
         self.network = network
         self.emit = emit

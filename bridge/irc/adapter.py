@@ -77,6 +77,8 @@ ECHOES = 256
 
 
 class IrcAdapter(Adapter):
+    protocol = "IRC"
+
     def __init__(self, config: IrcNetworkConfig, emit: EventSink, *, max_age: float = 300.0,
                  ids: MessageIds | None = None) -> None:
         super().__init__(config.name, emit)

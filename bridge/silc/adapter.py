@@ -61,6 +61,8 @@ SERVER = "silc-server"  # native id for changes made by a server, not a user
 
 
 class SilcAdapter(Adapter):
+    protocol = "SILC"
+
     def __init__(
         self,
         config: SilcNetworkConfig,

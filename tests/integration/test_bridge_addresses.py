@@ -1,0 +1,110 @@
+"""The bridge's addresses as an XMPP user's client sees them: who exists, what they say
+about themselves, and that nothing sent to them vanishes without an answer."""
+
+from __future__ import annotations
+
+import pytest
+from slixmpp.exceptions import IqError
+
+from tests.integration.bridge_harness import ROOM, bridge_ready, config_text, irc_network, running_bridge
+from tests.integration.clients import Inbox
+
+CHAN = "#room"
+BRIDGE = "bridge.localhost"
+BOB = f"bob%net@{BRIDGE}"
+
+
+@pytest.fixture
+async def pair(prosody, inspircd, xmpp_user, irc_user, tmp_path):
+    """alice in the MUC, bob on IRC and speaking (so his puppet exists), the bridge between."""
+    text = config_text(prosody, tmp_path, irc_network("net", inspircd),
+                       f"  l:\n    - xmpp: {ROOM}\n    - irc: net/{CHAN}\n")
+    bob = await irc_user(inspircd, "bob")
+    await bob.join(CHAN)
+    async with running_bridge(text):
+        alice = await xmpp_user("alice")
+        await alice.join(ROOM, "alice")
+        await bridge_ready(alice, [bob], CHAN)
+        bob.privmsg(CHAN, "hi")
+        await alice.wait_for_message(ROOM, "hi", nick="bob")
+        for plugin in ("xep_0030", "xep_0092"):
+            alice.client.register_plugin(plugin)
+        yield alice, bob
+
+
+def errors(alice) -> Inbox:
+    """The error messages and presences alice's client receives, as (kind, from, condition, text)."""
+    inbox: Inbox = Inbox("alice.errors")
+    for kind in ("message", "presence"):
+        alice.client.add_event_handler(
+            f"{kind}_error", lambda stanza, kind=kind: inbox.append(
+                (kind, str(stanza["from"]), stanza["error"]["condition"], stanza["error"]["text"],
+                 stanza["error"]["type"], stanza["id"])))
+    return inbox
+
+
+def chat(alice, to: str, body: str, msg_id: str) -> None:
+    msg = alice.client.make_message(mto=to, mbody=body, mtype="chat")
+    msg["id"] = msg_id
+    msg.send()
+
+
+async def test_a_made_up_address_does_not_exist_for_queries_messages_or_presence(pair):
+    alice = pair[0]
+    seen = errors(alice)
+    nobody = f"nobody%net@{BRIDGE}"
+    with pytest.raises(IqError) as refused:
+        await alice.client.plugin["xep_0030"].get_info(jid=nobody, timeout=5)
+    assert refused.value.condition == "item-not-found" and "no such user" in refused.value.text
+    with pytest.raises(IqError) as refused:
+        await alice.client.plugin["xep_0092"].get_version(nobody, timeout=5)
+    assert refused.value.condition == "item-not-found"
+    alice.client.send_message(mto=nobody, mbody="anyone there?", mtype="chat")
+    alice.client.send_presence(pto=nobody)
+    for kind in ("message", "presence"):
+        got = await seen.wait_for(lambda e, kind=kind: e[0] == kind)
+        assert got[1:5] == (nobody, "item-not-found", got[3], "cancel") and "no such user" in got[3]
+
+
+async def test_a_puppet_and_the_component_say_who_they_are(pair):
+    alice = pair[0]
+    disco, version = alice.client.plugin["xep_0030"], alice.client.plugin["xep_0092"]
+    info = (await disco.get_info(jid=BOB, timeout=5))["disco_info"]
+    assert ("client", "bot", "bob") in {(i[0], i[1], i[3]) for i in info["identities"]}  # (.., lang, name)
+    assert "jabber:iq:version" in info["features"]
+    about = (await version.get_version(BOB, timeout=5))["software_version"]
+    assert about["name"] == "muc-bridge" and about["os"] == "IRC network net"
+    about = (await version.get_version(BRIDGE, timeout=5))["software_version"]
+    assert about["name"] == "muc-bridge" and about["version"]
+    items = await disco.get_items(jid=BOB, timeout=5)
+    assert list(items["disco_items"]["items"]) == []
+    with pytest.raises(IqError) as refused:  # a namespace nobody here serves (RFC 6120 8.4)
+        iq = alice.client.make_iq_get(queryxmlns="urn:example:nothing", ito=BOB)
+        await iq.send(timeout=5)
+    assert refused.value.condition == "service-unavailable"
+
+
+async def test_private_messages_get_an_error_saying_how_to_reach_the_person(pair):
+    alice, bob = pair
+    seen = errors(alice)
+    chat(alice, BOB, "psst", "direct-1")
+    got = await seen.wait_for(lambda e: e[5] == "direct-1")
+    assert got[:3] == ("message", BOB, "feature-not-implemented")
+    assert "does not relay private messages" in got[3] and '"bob: ...' in got[3]
+    # a MUC private message to bob's occupant: the error comes back through the room, and
+    # the puppet stays in (Prosody kicks an occupant answering with some other conditions)
+    chat(alice, f"{ROOM}/bob", "psst in the room", "pm-1")
+    got = await seen.wait_for(lambda e: e[5] == "pm-1")
+    assert got[:3] == ("message", f"{ROOM}/bob", "feature-not-implemented")
+    chat(alice, f"{ROOM}/bridge", "hello bot", "pm-2")
+    got = await seen.wait_for(lambda e: e[5] == "pm-2")
+    assert got[:3] == ("message", f"{ROOM}/bridge", "feature-not-implemented")
+    chat(alice, BRIDGE, "hello gateway", "direct-2")
+    got = await seen.wait_for(lambda e: e[5] == "direct-2")
+    assert got[:3] == ("message", BRIDGE, "service-unavailable") and "rooms" in got[3]
+    assert {"bob", "bridge"} <= alice.occupants(ROOM)
+    bob.privmsg(CHAN, "still here")
+    await alice.wait_for_message(ROOM, "still here", nick="bob")
+    alice.client.send_message(mto=BOB, mtype="chat")  # a chat state alone: nothing to answer
+    await alice.client.plugin["xep_0030"].get_info(jid=BOB, timeout=5)  # answered after it
+    assert not seen.matching(lambda e: e[5] not in ("direct-1", "pm-1", "pm-2", "direct-2"))
