@@ -108,3 +108,18 @@ async def test_private_messages_get_an_error_saying_how_to_reach_the_person(pair
     alice.client.send_message(mto=BOB, mtype="chat")  # a chat state alone: nothing to answer
     await alice.client.plugin["xep_0030"].get_info(jid=BOB, timeout=5)  # answered after it
     assert not seen.matching(lambda e: e[5] not in ("direct-1", "pm-1", "pm-2", "direct-2"))
+
+
+async def test_a_private_message_to_the_relay_client_gets_a_notice_once_a_minute(pair):
+    alice, bob = pair
+    mark = bob.lines.mark()
+    bob.privmsg("relay", "hello relay")
+    notice = await bob.wait_for(lambda l: l.command == "NOTICE" and l.nick == "relay", after=mark)
+    assert notice.target == "bob" and "private messages are not relayed" in notice.text
+    assert "say it in the channel" in notice.text
+    bob.action("relay", "pokes the relay")
+    bob.privmsg("relay", "hello again")
+    bob.privmsg(CHAN, "after the private ones")
+    await alice.wait_for_message(ROOM, "after the private ones", nick="bob")
+    assert len(bob.lines.matching(lambda l: l.command == "NOTICE" and l.nick == "relay", after=mark)) == 1
+    assert not alice.messages.matching(lambda m: m.body and "hello relay" in m.body)
