@@ -33,6 +33,7 @@ import collections
 import re
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +48,7 @@ from bridge.core.events import (
 )
 from bridge.core.idmap import MessageIds
 from bridge.core.notices import gap_text, late_mark
+from bridge.core.profile import Profile
 from bridge.core.semantics import (
     Gatherer, Pacer, Recent, correction_text, reply_text, retraction_text,
 )
@@ -54,6 +56,7 @@ from bridge.irc.client import RelayClient
 from bridge.irc.formatting import irc_to_text
 from bridge.irc.roster import Roster
 from bridge.irc.split import clean, truncate, wire_lines
+from bridge.irc.whois import Whois
 
 log = structlog.get_logger(__name__)
 
@@ -111,6 +114,7 @@ class IrcAdapter(Adapter):
         self._echoes: collections.deque[tuple[str, str, Endpoint, str]] = collections.deque(maxlen=ECHOES)
         self.pacer = Pacer(self._show_correction)
         self._told: collections.OrderedDict[str, float] = collections.OrderedDict()  # folded nick
+        self.whois = Whois(self.client, self.roster.fold)
         self.reactions = Gatherer(lambda room, text: self.client.send(
             self._notice_lines(room, text), room, "reactions"))
         on = self.client.on
@@ -176,6 +180,15 @@ class IrcAdapter(Adapter):
             return False
         account = self.client.account
         return self.client.is_me(identity.nick) or (account is not None and identity.native_id == account)
+
+    async def profile(self, identity: Identity) -> Profile:
+        """What WHOIS says about the nick now (real name, account, away), when it answers."""
+        profile = Profile(identity.nick, self.network, self.protocol)
+        reply = await self.whois.ask(identity.nick)
+        if reply is None:
+            return profile
+        return replace(profile, online=reply.online, realname=reply.realname,
+                       account=reply.account, away=reply.away)
 
     def security(self) -> list[str]:
         return [self.client.security()]

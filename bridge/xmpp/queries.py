@@ -1,34 +1,46 @@
 """The control plane: what the component and its puppets answer to queries.
 
 Room traffic stays raw (`component`); queries are rare and go through slixmpp's own
-plugins on the component's stream: XEP-0030 disco, XEP-0092 software version, XEP-0199
-ping. An iq first passes the gate here: to an address that does not exist, item-not-found
+plugins on the component's stream: XEP-0030 disco, XEP-0054 vcard-temp (a puppet's card
+says what its network says about the user: IRC's WHOIS, SILC's key fingerprint),
+XEP-0092 software version (a puppet's says which network the user is on), XEP-0199 ping.
+An iq first passes the gate here: to an address that does not exist, item-not-found
 (`Addresses`); a namespace nobody here serves, or a `set` (nothing here can be changed),
 service-unavailable (RFC 6120 8.4), so slixmpp only sees what one of its plugins answers.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from xml.etree import ElementTree as ET
 
+import structlog
 from slixmpp import ComponentXMPP
 from slixmpp.exceptions import XMPPError
 from slixmpp.plugins.xep_0030.stanza import DiscoInfo, DiscoItems
+from slixmpp.plugins.xep_0054.stanza import VCardTemp
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import StanzaPath
 
 from bridge import __version__
 from bridge.core.adapter import Adapter
+from bridge.core.profile import Profile
 from bridge.xmpp.addresses import COMPONENT, Addresses
 from bridge.xmpp.stanza import NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_PING, NS_VERSION
 
+NS_VCARD = "vcard-temp"
 #: What the component says it does (XEP-0030 features).
-COMPONENT_FEATURES = (NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_PING, NS_VERSION, "jid\\20escaping")
+COMPONENT_FEATURES = (NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_PING, NS_VERSION, NS_VCARD,
+                      "jid\\20escaping")
 #: What a puppet answers.
-PUPPET_FEATURES = (NS_DISCO_INFO, NS_PING, NS_VERSION)
+PUPPET_FEATURES = (NS_DISCO_INFO, NS_PING, NS_VERSION, NS_VCARD)
 #: The namespaces handed to slixmpp's plugins (iq get only).
-SERVED = {NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_VERSION}
+SERVED = {NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_VERSION, NS_VCARD}
+#: A card waits this long at most for what the user's network says (IRC's WHOIS).
+PROFILE_TIMEOUT = 8.0
+
+log = structlog.get_logger(__name__)
 
 
 class Queries:
@@ -41,11 +53,12 @@ class Queries:
 
     def setup(self, stream: ComponentXMPP) -> None:
         """Register the plugins and our answers on a new stream."""
-        for plugin in ("xep_0030", "xep_0092", "xep_0199"):
+        for plugin in ("xep_0030", "xep_0054", "xep_0092", "xep_0199"):
             stream.register_plugin(plugin)
         disco = stream.plugin["xep_0030"]
         disco.api.register(self._info, "get_info")
         disco.api.register(self._items, "get_items")
+        stream.plugin["xep_0054"].api.register(self._vcard, "get_vcard")
         # XEP-0092's plugin gives one answer for every JID: a puppet says its network.
         stream.remove_handler("Software Version")
         stream.register_handler(Callback("bridge version", StanzaPath("iq@type=get/software_version"),
@@ -85,6 +98,28 @@ class Queries:
     def _items(self, jid, node, ifrom, data) -> DiscoItems:
         self._entity(jid)
         return DiscoItems()
+
+    async def _vcard(self, jid, node, ifrom, data) -> VCardTemp:
+        entity = self._entity(jid)
+        card = VCardTemp()
+        if entity is COMPONENT:
+            card["FN"] = "muc-bridge"
+            card["DESC"] = ("A gateway relaying chat rooms between XMPP and "
+                            + (", ".join(sorted({a.protocol for a in self.networks.values()})) or "other networks")
+                            + f" (version {__version__}).")
+            return card
+        adapter = self.networks.get(entity.network)
+        profile = Profile(entity.nick, entity.network, adapter.protocol if adapter else "")
+        if adapter is not None:
+            try:
+                async with asyncio.timeout(PROFILE_TIMEOUT):
+                    profile = await adapter.profile(entity)
+            except Exception as exc:  # the card says less; the query is answered all the same
+                log.warning("xmpp_profile_failed", network=entity.network, error=type(exc).__name__)
+        card["FN"] = profile.realname or profile.nick
+        card["NICKNAME"] = profile.nick
+        card["DESC"] = "\n".join(profile.lines())
+        return card
 
     def _version(self, iq) -> None:
         entity = self._entity(iq["to"])

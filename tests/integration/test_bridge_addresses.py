@@ -8,6 +8,8 @@ from slixmpp.exceptions import IqError
 
 from tests.integration.bridge_harness import ROOM, bridge_ready, config_text, irc_network, running_bridge
 from tests.integration.clients import Inbox
+from tests.servers.silc.server import SilcTestServer
+from tests.servers.silc.user import ChannelMessage, TestUser
 
 CHAN = "#room"
 BRIDGE = "bridge.localhost"
@@ -123,3 +125,62 @@ async def test_a_private_message_to_the_relay_client_gets_a_notice_once_a_minute
     await alice.wait_for_message(ROOM, "after the private ones", nick="bob")
     assert len(bob.lines.matching(lambda l: l.command == "NOTICE" and l.nick == "relay", after=mark)) == 1
     assert not alice.messages.matching(lambda m: m.body and "hello relay" in m.body)
+
+
+async def test_a_puppets_vcard_says_what_whois_says(pair):
+    alice, bob = pair
+    alice.client.register_plugin("xep_0054")
+    bob.send("AWAY", "gone fishing")
+    await bob.wait_for(lambda l: l.command == "306")  # RPL_NOWAWAY
+    card = (await alice.client.plugin["xep_0054"].get_vcard(BOB, timeout=10))["vcard_temp"]
+    assert card["FN"] == "test user bob"  # the real name bob's client registered with
+    assert card["NICKNAME"] == ["bob"]
+    desc = card["DESC"]
+    assert "IRC network net" in desc and "Real name: test user bob" in desc
+    assert "Away: gone fishing" in desc
+    info = (await alice.client.plugin["xep_0030"].get_info(jid=BOB, timeout=5))["disco_info"]
+    assert "vcard-temp" in info["features"]
+    card = (await alice.client.plugin["xep_0054"].get_vcard(BRIDGE, timeout=10))["vcard_temp"]
+    assert card["FN"] == "muc-bridge" and "IRC" in card["DESC"]
+
+
+async def test_the_vcard_of_someone_who_left_irc_says_so(pair, inspircd, irc_user):
+    alice = pair[0]
+    alice.client.register_plugin("xep_0054")
+    carol = await irc_user(inspircd, "carol")
+    await carol.join(CHAN)
+    carol.privmsg(CHAN, "bye all")
+    await alice.wait_for_message(ROOM, "bye all", nick="carol")
+    await carol.quit()
+    await alice.presences.wait_for(lambda p: p.nick == "carol" and not p.available)
+    card = (await alice.client.plugin["xep_0054"].get_vcard(f"carol%net@{BRIDGE}", timeout=10))
+    assert card["vcard_temp"]["FN"] == "carol"
+    assert "Not on net right now" in card["vcard_temp"]["DESC"]
+
+
+@pytest.mark.timeout(90)
+async def test_a_silc_puppets_vcard_shows_the_key_fingerprint(prosody, xmpp_user, tmp_path):
+    async with SilcTestServer() as silc:
+        networks = (f"  silcnet: {{type: silc, host: 127.0.0.1, port: {silc.port}, nick: relay, "
+                    f"key_dir: {tmp_path}/silc-keys}}\n")
+        links = f"  l:\n    - xmpp: {ROOM}\n    - silc: silcnet/hackers\n"
+        async with TestUser("sam", silc.port) as sam:
+            await sam.join("hackers")
+            alice = await xmpp_user("alice")
+            await alice.join(ROOM, "alice")
+            async with running_bridge(config_text(prosody, tmp_path, networks, links)):
+                await bridge_ready(alice, [], CHAN)
+                await sam.wait_for(ChannelMessage, timeout=15, text=lambda t: "end-to-end" in t)
+                await sam.say("hackers", "hello from silc")
+                await alice.wait_for_message(ROOM, "hello from silc", nick="sam")
+                alice.client.register_plugin("xep_0054")
+                alice.client.register_plugin("xep_0092")
+                jid = f"sam%silcnet@{BRIDGE}"
+                card = (await alice.client.plugin["xep_0054"].get_vcard(jid, timeout=10))["vcard_temp"]
+                fp = sam.fingerprint.upper()
+                shown = " ".join(fp[i:i + 4] for i in range(0, len(fp), 4))
+                assert card["FN"] == "sam"
+                assert f"Public key fingerprint: {shown}" in card["DESC"]
+                assert "SILC network silcnet" in card["DESC"]
+                about = (await alice.client.plugin["xep_0092"].get_version(jid, timeout=5))
+                assert about["software_version"]["os"] == "SILC network silcnet"
