@@ -4,15 +4,17 @@ The domain holds the component itself (`bridge.example.org`, also the bot occupa
 and one JID per puppet (`nick%network@bridge.example.org`; the store knows every one ever
 made). No other address exists: a message, presence or iq to one gets `item-not-found`
 (RFC 6120 8.3.3.7; XEP-0030 section 3.1 for disco), with a text. Puppets are public (they
-are occupants of rooms), so saying which exist reveals nothing.
+are occupants of rooms), so saying which exist reveals nothing. What a linked room sends to
+an address we do not know is left to the room logic as before: the server routes JIDs
+stringprepped, and a puppet whose stored local part prepares differently (`Straße` becomes
+`strasse`) must not answer its room with an error that gets it kicked.
 
 Private messages are not relayed (yet): a chat to a puppet, a MUC private message to a
 puppet's or the bot's occupant, a message to the component get an error with a text
 saying so and how to reach the person instead (RFC 6120 8.3), never silence. Through a
 MUC the condition is `feature-not-implemented`: Prosody kicks an occupant that answers a
 private message with `service-unavailable` or `item-not-found` (muc/util.lib.lua,
-`kickable_error_conditions`). A ghost occupant (an address no longer served, left in a
-room by a lost database) is kicked that way on its first stanza, which is right.
+`kickable_error_conditions`).
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class Addresses:
             return False
         entity = self.entity(to)
         if entity is None:
+            if from_room:
+                return False
             if kind == "presence" and kind_attr == "unavailable":
                 return True  # the end of a directed presence: nothing to tell
             self.error(kind, xml, "cancel", "item-not-found",

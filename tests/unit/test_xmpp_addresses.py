@@ -42,3 +42,10 @@ def test_a_rooms_own_message_to_the_bot_is_left_to_the_room():
     invite = stanza("<message from='room@muc' to='bridge.example'><body>join us</body></message>")
     assert not found.answer("message", invite, True)
     assert sent == []
+
+
+def test_what_a_room_sends_to_an_address_we_do_not_know_gets_no_error():
+    found, sent = addresses()  # it may be a puppet the server names stringprepped: no kick
+    presence = stanza("<presence from='room@muc/Straße' to='strasse%libera@bridge.example/bridge'/>")
+    assert not found.answer("presence", presence, True)
+    assert sent == []
