@@ -19,12 +19,13 @@ private message with `service-unavailable` or `item-not-found` (muc/util.lib.lua
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from typing import Final
 from xml.etree import ElementTree as ET
 
 import structlog
 
+from bridge.core.adapter import Adapter
 from bridge.core.events import Identity
 from bridge.store.base import Store
 from bridge.xmpp.stanza import NS_STANZAS, attr, bare, child_text, resource, text
@@ -37,9 +38,8 @@ COMPONENT: Final = Identity("bridge", "component", "muc-bridge")
 
 class Addresses:
     def __init__(self, domain: str, store: Store, send: Callable[[str], bool],
-                 networks: Iterable[str]) -> None:
-        """`networks`: the names of the networks as configured (a server may hand us the
-        JIDs it routes lower-cased)."""
+                 networks: Mapping[str, Adapter]) -> None:
+        """`networks`: the other networks' adapters, by name as configured."""
         self.domain = domain
         self.store = store
         self.send = send
@@ -53,7 +53,7 @@ class Addresses:
         if not node:
             return COMPONENT
         identity = self.store.identity_for_localpart(node)
-        if identity is None:  # `nick%Net` routed to us as `nick%net`
+        if identity is None:  # `nick%Net` routed to us as `nick%net` (servers prep JIDs)
             nick, sep, network = node.rpartition("%")
             configured = next((name for name in self.networks if name.lower() == network), None)
             if sep and configured is not None:
@@ -86,12 +86,17 @@ class Addresses:
                    "messages; talk to people in the rooms it links")
         else:
             condition = "feature-not-implemented"
-            why = (f"muc-bridge does not relay private messages yet: {entity.nick} is on "
-                   f"{entity.network}; to reach them, say it in the room where you saw them, "
+            why = (f"muc-bridge does not relay private messages yet: {entity.nick} is on the "
+                   f"{self.where(entity.network)}; to reach them, say it in the room where you saw them, "
                    f"addressed to them (\"{entity.nick}: ...\")")
         self.error(kind, xml, "cancel", condition, why)
         log.info("xmpp_private_refused", network="xmpp", to=to, via_room=from_room)
         return True
+
+    def where(self, network: str) -> str:
+        """`IRC network libera`: what a puppet's network is, as people say it."""
+        adapter = self.networks.get(network)
+        return f"{adapter.protocol if adapter is not None else ''} network {network}".strip()
 
     def error(self, kind: str, xml: ET.Element, error_type: str, condition: str, why: str) -> None:
         """An error stanza in answer to `xml` (RFC 6120 8.3.2): same id, addresses swapped,

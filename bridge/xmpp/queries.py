@@ -103,10 +103,10 @@ class Queries:
         entity = self._entity(jid)
         card = VCardTemp()
         if entity is COMPONENT:
+            others = ", ".join(sorted({a.protocol for a in self.networks.values()}))
             card["FN"] = "muc-bridge"
-            card["DESC"] = ("A gateway relaying chat rooms between XMPP and "
-                            + (", ".join(sorted({a.protocol for a in self.networks.values()})) or "other networks")
-                            + f" (version {__version__}).")
+            card["DESC"] = (f"A gateway relaying chat rooms between XMPP and {others or 'other networks'} "
+                            f"(version {__version__}).")
             return card
         adapter = self.networks.get(entity.network)
         profile = Profile(entity.nick, entity.network, adapter.protocol if adapter else "")
@@ -127,14 +127,8 @@ class Queries:
         reply["software_version"]["name"] = "muc-bridge"
         reply["software_version"]["version"] = __version__
         if entity is not COMPONENT:  # XEP-0092 `os`: where this user really is
-            reply["software_version"]["os"] = self.where(entity.network)
+            reply["software_version"]["os"] = self.addresses.where(entity.network)
         reply.send()
-
-    def where(self, network: str) -> str:
-        """`IRC network libera`: what a puppet's network is, as people say it."""
-        adapter = self.networks.get(network)
-        protocol = adapter.protocol if adapter is not None else ""
-        return f"{protocol} network {network}".strip()
 
     def _entity(self, jid):
         entity = self.addresses.entity(str(jid))

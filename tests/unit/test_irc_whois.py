@@ -37,7 +37,8 @@ async def test_the_reply_for_a_nick_gathers_its_numerics_and_is_cached():
     client.reply("away")  # an away-notify AWAY of someone else: not part of the answer
     client.reply("endofwhois", "bob", "End of /WHOIS list.")
     reply = await asked
-    assert (reply.online, reply.realname, reply.account, reply.away) == (True, "Bob *Builder*", "bobacct", "lunch")
+    assert (reply.online, reply.realname, reply.account, reply.away) == \
+        (True, "Bob *Builder*", "bobacct", "lunch")
     assert await whois.ask("BOB") is reply and client.sent == ["WHOIS Bob"]
 
 

@@ -1,5 +1,6 @@
 """Which addresses the component serves, and which stanzas to them get an answer."""
 
+from types import SimpleNamespace
 from xml.etree import ElementTree as ET
 
 from bridge.core.events import Identity
@@ -8,6 +9,7 @@ from bridge.xmpp.addresses import COMPONENT, Addresses
 
 
 def addresses(networks=("Libera",)):
+    networks = {name: SimpleNamespace(protocol="IRC") for name in networks}
     store = SqliteStore(":memory:")
     store.puppet(Identity("Libera", "nick:bob", "Bob"))
     sent: list[str] = []
