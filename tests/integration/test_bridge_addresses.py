@@ -3,11 +3,14 @@ about themselves, and that nothing sent to them vanishes without an answer."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from slixmpp.exceptions import IqError
 
 from tests.integration.bridge_harness import ROOM, bridge_ready, config_text, irc_network, running_bridge
 from tests.integration.clients import Inbox
+from tests.servers.scripted_ircd import ScriptedIrcd
 from tests.servers.silc.server import SilcTestServer
 from tests.servers.silc.user import ChannelMessage, TestUser
 
@@ -187,3 +190,31 @@ async def test_a_silc_puppets_vcard_shows_the_key_fingerprint(prosody, xmpp_user
                 assert "SILC network silcnet" in card["DESC"]
                 about = (await alice.client.plugin["xep_0092"].get_version(jid, timeout=5))
                 assert about["software_version"]["os"] == "SILC network silcnet"
+
+
+async def test_the_vcard_shows_the_account_whois_gives(prosody, xmpp_user, tmp_path):
+    """InspIRCd has no services to log in to: the scripted ircd answers WHOIS with an
+    account (RPL_WHOISACCOUNT, 330) instead."""
+    ircd = await ScriptedIrcd(caps=("account-tag",)).start()
+    text = config_text(prosody, tmp_path, irc_network("net", ircd),
+                       f"  l:\n    - xmpp: {ROOM}\n    - irc: net/{CHAN}\n")
+    try:
+        async with running_bridge(text):
+            alice = await xmpp_user("alice")
+            await alice.join(ROOM, "alice")
+            await bridge_ready(alice, [], CHAN)
+            relay = await ircd.client()
+            await relay.expect(f"JOIN {CHAN}")
+            relay.send(f"@account=bobacct :bob!b@127.0.0.1 PRIVMSG {CHAN} :hi")
+            await alice.wait_for_message(ROOM, "hi", nick="bob")
+            alice.client.register_plugin("xep_0054")
+            asked = asyncio.create_task(alice.client.plugin["xep_0054"].get_vcard(BOB, timeout=10))
+            await relay.expect("WHOIS bob")
+            relay.reply("311", "bob", "b", "127.0.0.1", "*", "Bob Builder")
+            relay.reply("330", "bob", "bobacct", "is logged in as")
+            relay.reply("318", "bob", "End of /WHOIS list.")
+            card = (await asked)["vcard_temp"]
+            assert card["FN"] == "Bob Builder" and "Account: bobacct" in card["DESC"]
+            assert "Away" not in card["DESC"]
+    finally:
+        await ircd.stop()
