@@ -38,10 +38,12 @@ class Bridge:
         self.store = SqliteStore.from_url(config.store.url)
         self.ids = MessageIds(self.store)
         self.router = Router(config.links, max_age=config.delivery.max_age)
-        self.adapters: list[Adapter] = [XmppAdapter(config.component, self.router.receive, self.store,
-                                                    config.delivery.max_age, self.ids)]
+        xmpp = XmppAdapter(config.component, self.router.receive, self.store, config.delivery.max_age,
+                           self.ids)
+        self.adapters: list[Adapter] = [xmpp]
         for net in config.networks.values():
             self.adapters.append(self._network_adapter(net))
+            xmpp.networks[net.name] = self.adapters[-1]
         for adapter in self.adapters:
             self.router.add_adapter(adapter)
 

@@ -16,11 +16,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bridge.core.events import Event, Identity
+from bridge.core.profile import Profile
 
 EventSink = Callable[[Event], None]
 
 
 class Adapter(abc.ABC):
+    #: What people call this network's protocol ("IRC"), in what the bridge tells them.
+    protocol = ""
+
     def __init__(self, network: str, emit: EventSink) -> None:
         self.network = network
         self.emit = emit
@@ -48,6 +52,11 @@ class Adapter(abc.ABC):
         """False for kinds of event this network does not show: they never enter its queue,
         where they would only push real messages out."""
         return True
+
+    async def profile(self, identity: Identity) -> Profile:
+        """What this network says about `identity` (for its XMPP contact card). Answers
+        within a few seconds, network trouble or not."""
+        return Profile(identity.nick, self.network, self.protocol)
 
     def security(self) -> list[str]:
         """One line per leg: how this network's connections are protected."""

@@ -18,7 +18,9 @@ to fit the wire (`bridge.irc.split`); `Topic` as TOPIC. Corrections, replies,
 retractions and reactions as IRCv3 tags / REDACT where the server carries them,
 else in the text forms of `bridge.core.semantics`; from IRC, `s/old/new/` after
 one's own line, `+draft/reply`, `+draft/react` / `+draft/unreact` (TAGMSG) and
-REDACT become corrections, replies, reactions and retractions. Joins, parts, nick
+REDACT become corrections, replies, reactions and retractions. Private messages to the
+relay client are not relayed (yet): the sender gets a NOTICE saying so, once a minute at
+most (never an answer to a NOTICE, RFC 2812 3.3.2). Joins, parts, nick
 changes and kicks elsewhere are not shown on IRC. Relayed lines are sent again
 after a reconnect until the server confirms them, and dropped with one notice
 once older than `max_age` (`bridge.irc.outbox`).
@@ -31,6 +33,7 @@ import collections
 import re
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +48,7 @@ from bridge.core.events import (
 )
 from bridge.core.idmap import MessageIds
 from bridge.core.notices import gap_text, late_mark
+from bridge.core.profile import Profile
 from bridge.core.semantics import (
     Gatherer, Pacer, Recent, correction_text, reply_text, retraction_text,
 )
@@ -52,6 +56,7 @@ from bridge.irc.client import RelayClient
 from bridge.irc.formatting import irc_to_text
 from bridge.irc.roster import Roster
 from bridge.irc.split import clean, truncate, wire_lines
+from bridge.irc.whois import Whois
 
 log = structlog.get_logger(__name__)
 
@@ -74,9 +79,17 @@ _KINDS = {"pubmsg": MessageKind.PLAIN, "action": MessageKind.ACTION, "pubnotice"
 _SED = re.compile(r"s/((?:[^/\\]|\\.)+)/((?:[^/\\]|\\.)*)/?(g?)")
 #: Our relayed lines whose echo (echo-message) tells their msgid, at most.
 ECHOES = 256
+#: Someone who writes to the relay client privately is told at most once in this long
+#: that private messages are not relayed; this many such people are remembered.
+PRIVATE_QUIET = 60.0
+PRIVATE_TOLD = 256
+PRIVATE_TEXT = ("muc-bridge: private messages are not relayed yet. To reach someone on the "
+                "other side, say it in the channel, addressed to them (alice: hello).")
 
 
 class IrcAdapter(Adapter):
+    protocol = "IRC"
+
     def __init__(self, config: IrcNetworkConfig, emit: EventSink, *, max_age: float = 300.0,
                  ids: MessageIds | None = None) -> None:
         super().__init__(config.name, emit)
@@ -100,6 +113,8 @@ class IrcAdapter(Adapter):
         self.last_lines = Recent()
         self._echoes: collections.deque[tuple[str, str, Endpoint, str]] = collections.deque(maxlen=ECHOES)
         self.pacer = Pacer(self._show_correction)
+        self._told: collections.OrderedDict[str, float] = collections.OrderedDict()  # folded nick
+        self.whois = Whois(self.client, self.roster.fold)
         self.reactions = Gatherer(lambda room, text: self.client.send(
             self._notice_lines(room, text), room, "reactions"))
         on = self.client.on
@@ -117,6 +132,8 @@ class IrcAdapter(Adapter):
         on("notopic", self._on_no_topic)
         on("tagmsg", self._on_tagmsg)
         on("redact", self._on_redact)
+        on("privmsg", self._on_private)
+        on("action", self._on_private)
         on("chanoprivsneeded", self._on_refused)
         on("cannotsendtochan", self._on_refused)
         for kind in _KINDS:
@@ -163,6 +180,15 @@ class IrcAdapter(Adapter):
             return False
         account = self.client.account
         return self.client.is_me(identity.nick) or (account is not None and identity.native_id == account)
+
+    async def profile(self, identity: Identity) -> Profile:
+        """What WHOIS says about the nick now (real name, account, away), when it answers."""
+        profile = Profile(identity.nick, self.network, self.protocol)
+        reply = await self.whois.ask(identity.nick)
+        if reply is None:
+            return profile
+        return replace(profile, online=reply.online, realname=reply.realname,
+                       account=reply.account, away=reply.away)
 
     def security(self) -> list[str]:
         return [self.client.security()]
@@ -534,6 +560,22 @@ class IrcAdapter(Adapter):
             return
         self.emit(Retraction(endpoint, self._identity(event.source.nick, tags), event.arguments[0],
                              time=_time(tags)))
+
+    def _on_private(self, event: IrcEvent) -> None:
+        """A PRIVMSG or /me to the relay client: tell the sender it goes nowhere."""
+        source = event.source
+        if source is None or source.userhost is None or not self.client.is_me(event.target) \
+                or self.client.is_me(source.nick):
+            return
+        who, now = self.roster.fold(source.nick), time.monotonic()
+        if now - self._told.get(who, now - PRIVATE_QUIET) < PRIVATE_QUIET:
+            return
+        self._told[who] = now
+        self._told.move_to_end(who)
+        if len(self._told) > PRIVATE_TOLD:
+            self._told.popitem(last=False)
+        log.info("irc_private_refused", network=self.network, nick=source.nick)
+        self.client.control(f"NOTICE {source.nick} :{PRIVATE_TEXT}")
 
     def _on_join_failed(self, event: IrcEvent) -> None:
         log.warning("irc_join_failed", network=self.network, room=event.arguments[0] if event.arguments else "",

@@ -22,6 +22,7 @@ import structlog
 from bridge.config_types import SilcNetworkConfig
 from bridge.core.adapter import Adapter, EventSink
 from bridge.core.notices import gap_text, late_mark
+from bridge.core.profile import Profile
 from bridge.core.semantics import Pacer, Recent, correction_text, reply_text, retraction_text
 from bridge.core.events import (
     BRIDGE,
@@ -61,6 +62,8 @@ SERVER = "silc-server"  # native id for changes made by a server, not a user
 
 
 class SilcAdapter(Adapter):
+    protocol = "SILC"
+
     def __init__(
         self,
         config: SilcNetworkConfig,
@@ -166,6 +169,12 @@ class SilcAdapter(Adapter):
             self._send(channel, event)
         except (NotConnected, DecodeError) as exc:
             self.log.warning("silc_deliver_failed", room=room, kind="correction", reason=str(exc))
+
+    async def profile(self, identity: Identity) -> Profile:
+        """A SILC user is their key: its fingerprint (the native id) is on the card."""
+        known = not identity.native_id.startswith("nick:") and identity.native_id != SERVER
+        return Profile(identity.nick, self.network, self.protocol,
+                       fingerprint=pretty_fingerprint(identity.native_id) if known else None)
 
     def is_own(self, identity: Identity) -> bool:
         return identity.network == self.network and identity.native_id == self._own_fingerprint

@@ -9,25 +9,23 @@ from xml.etree import ElementTree as ET
 
 import structlog
 
-from bridge import __version__
 from bridge.config_types import ComponentConfig
 from bridge.core.adapter import Adapter, EventSink
 from bridge.core.events import Event, Identity
 from bridge.core.idmap import MessageIds
 from bridge.store.base import Store
+from bridge.xmpp.addresses import Addresses
 from bridge.xmpp.component import Component
+from bridge.xmpp.queries import Queries
 from bridge.xmpp.room import Room
-from bridge.xmpp.stanza import (
-    NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_STANZAS, NS_VERSION, attr, bare, local,
-)
+from bridge.xmpp.stanza import bare
 
 log = structlog.get_logger(__name__)
 
-FEATURES = (NS_DISCO_INFO, NS_DISCO_ITEMS, "http://jabber.org/protocol/muc", NS_PING,
-            NS_VERSION, "jid\\20escaping")
-
 
 class XmppAdapter(Adapter):
+    protocol = "XMPP"
+
     def __init__(self, config: ComponentConfig, emit: EventSink, store: Store,
                  max_age: float = 300.0, ids: MessageIds | None = None) -> None:
         super().__init__("xmpp", emit)
@@ -36,7 +34,12 @@ class XmppAdapter(Adapter):
         self.ids = ids or MessageIds(store)
         self.max_age = max_age
         self.rooms: dict[str, Room] = {}
-        self.component = Component(config, self._on_stanza, self._online, self._offline)
+        #: The other networks, by name (the bridge fills it): what puppets are.
+        self.networks: dict[str, Adapter] = {}
+        self.component = Component(config, self._on_stanza, self._online, self._offline,
+                                   setup=lambda stream: self.queries.setup(stream))
+        self.addresses = Addresses(config.jid, store, self.component.send, self.networks)
+        self.queries = Queries(self.addresses, self.networks, self.component.dispatch)
         self.component.outgoing.on_stanza_id = self._stanza_id
 
     def add_endpoint(self, room: str, options: Mapping[str, Any]) -> None:
@@ -104,46 +107,14 @@ class XmppAdapter(Adapter):
     # -- incoming stanzas --------------------------------------------------
 
     def _on_stanza(self, kind: str, xml: ET.Element) -> None:
-        sender = xml.get("from", "")
-        to = xml.get("to", "")
-        room = self.rooms.get(bare(sender))
         if kind == "iq":
-            self._on_iq(xml, sender, to)
-        elif room is not None:
-            (room.on_presence if kind == "presence" else room.on_message)(xml, to)
-
-    def _on_iq(self, xml: ET.Element, sender: str, to: str) -> None:
-        kind = xml.get("type")
-        if kind in ("result", "error"):
-            self.component.resolve(xml)
+            if xml.get("type") in ("result", "error"):
+                self.component.resolve(xml)
+            else:
+                self.queries.handle(xml)
             return
-        query = xml[0] if len(xml) else None
-        ns = query.tag[1:].partition("}")[0] if query is not None else ""
-        iq_id = xml.get("id", "")
-        head = f"<iq type='result' id={attr(iq_id)} to={attr(sender)} from={attr(to)}>"
-        if kind == "get" and ns == NS_DISCO_INFO and local(query.tag) == "query":
-            self.component.send(f"{head}{self._disco_info(to)}</iq>")
-        elif kind == "get" and ns == NS_DISCO_ITEMS:
-            self.component.send(f"{head}<query xmlns='{NS_DISCO_ITEMS}'/></iq>")
-        elif kind == "get" and ns == NS_PING:
-            self.component.send(f"{head}</iq>")
-        elif kind == "get" and ns == NS_VERSION:
-            self.component.send(f"{head}<query xmlns='{NS_VERSION}'><name>muc-bridge</name>"
-                                f"<version>{__version__}</version></query></iq>")
-        else:
-            self.component.send(
-                f"<iq type='error' id={attr(iq_id)} to={attr(sender)} from={attr(to)}>"
-                f"<error type='cancel'><service-unavailable xmlns='{NS_STANZAS}'/></error></iq>")
-
-    def _disco_info(self, to: str) -> str:
-        """XEP-0030 identity and features of the component or of a puppet."""
-        node = bare(to).partition("@")[0] if "@" in to else ""
-        if node:
-            identity = self.store.identity_for_localpart(node)
-            name = identity.nick if identity else node
-            ident = f"<identity category='client' type='bot' name={attr(name)}/>"
-        else:
-            ident = "<identity category='gateway' type='irc' name='muc-bridge'/>" \
-                    "<identity category='component' type='generic' name='muc-bridge'/>"
-        features = "".join(f"<feature var={attr(f)}/>" for f in FEATURES)
-        return f"<query xmlns='{NS_DISCO_INFO}'>{ident}{features}</query>"
+        room = self.rooms.get(bare(xml.get("from", "")))
+        if self.addresses.answer(kind, xml, from_room=room is not None):
+            return
+        if room is not None:
+            (room.on_presence if kind == "presence" else room.on_message)(xml, xml.get("to", ""))

@@ -4,7 +4,8 @@ slixmpp's ComponentXMPP does the stream and the handshake; every message,
 presence and iq after that is handed over as a raw element, so the hot path
 builds no stanza objects and runs no handler matching or outgoing filters.
 Room messages reflected to puppets, and the echoes of our own, do not even reach the
-parser (`framing`).
+parser (`framing`). Queries (disco, version, ping) are the control plane: the adapter
+hands those back to slixmpp's own plugins (`dispatch`; `bridge.xmpp.queries`).
 
 A link that is quiet for half of `ping_timeout` gets an XEP-0199 ping; one silent
 for all of it is dead and dropped (TCP keepalive and TCP_USER_TIMEOUT back this up
@@ -32,6 +33,7 @@ from bridge.xmpp.stanza import NS_PING, attr, local
 log = structlog.get_logger(__name__)
 
 StanzaHandler = Callable[[str, ET.Element], None]
+StreamSetup = Callable[[ComponentXMPP], None]
 
 #: Bytes waiting in the kernel-side write buffer beyond which the server is not reading:
 #: the link is dropped, and what was pending is sent again after the reconnect.
@@ -130,6 +132,10 @@ class _Stream(ComponentXMPP):
         self.parser, self.xml_root, self.xml_depth = parser, events[0][1], 1
         return True
 
+    def dispatch(self, xml: ET.Element) -> None:
+        """Hand a stanza to slixmpp's own handlers and plugins (the control plane)."""
+        super()._spawn_event(xml)
+
     def _spawn_event(self, xml: ET.Element) -> None:
         kind = local(xml.tag)
         if kind in ("message", "presence", "iq") and self.sessionstarted:
@@ -146,8 +152,10 @@ class Component:
 
     def __init__(self, config: ComponentConfig, on_stanza: StanzaHandler,
                  on_online: Callable[[], Awaitable[None]], on_offline: Callable[[], None],
-                 connect_timeout: float = 30.0) -> None:
+                 connect_timeout: float = 30.0, setup: StreamSetup = lambda stream: None) -> None:
+        """`setup` registers slixmpp plugins on each new stream."""
         self.config = config
+        self.setup = setup
         self.on_stanza = on_stanza
         self.on_online = on_online
         self.on_offline = on_offline
@@ -171,6 +179,11 @@ class Component:
 
     def flush(self) -> None:
         self._writes.flush()
+
+    def dispatch(self, xml: ET.Element) -> None:
+        """Hand a received stanza to slixmpp's plugins (see `setup`)."""
+        if self.stream is not None:
+            self.stream.dispatch(xml)
 
     def _write(self, data: bytes) -> None:
         stream = self.stream
@@ -273,6 +286,7 @@ class Component:
                 refused.append(text or condition)
 
         stream = self.stream = _Stream(self.config, self.on_stanza, self.outgoing)
+        self.setup(stream)
         stream.add_event_handler("session_start", lambda _: started.set())
         stream.add_event_handler("stream_error", stream_error)
         stream.add_event_handler("disconnected", finish)

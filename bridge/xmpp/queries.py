@@ -1,0 +1,137 @@
+"""The control plane: what the component and its puppets answer to queries.
+
+Room traffic stays raw (`component`); queries are rare and go through slixmpp's own
+plugins on the component's stream: XEP-0030 disco, XEP-0054 vcard-temp (a puppet's card
+says what its network says about the user: IRC's WHOIS, SILC's key fingerprint),
+XEP-0092 software version (a puppet's says which network the user is on), XEP-0199 ping.
+An iq first passes the gate here: to an address that does not exist, item-not-found
+(`Addresses`); a namespace nobody here serves, or a `set` (nothing here can be changed),
+service-unavailable (RFC 6120 8.4), so slixmpp only sees what one of its plugins answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from xml.etree import ElementTree as ET
+
+import structlog
+from slixmpp import ComponentXMPP
+from slixmpp.exceptions import XMPPError
+from slixmpp.plugins.xep_0030.stanza import DiscoInfo, DiscoItems
+from slixmpp.plugins.xep_0054.stanza import VCardTemp
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import StanzaPath
+
+from bridge import __version__
+from bridge.core.adapter import Adapter
+from bridge.core.profile import Profile
+from bridge.xmpp.addresses import COMPONENT, Addresses
+from bridge.xmpp.stanza import NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_PING, NS_VERSION
+
+NS_VCARD = "vcard-temp"
+#: What the component says it does (XEP-0030 features).
+COMPONENT_FEATURES = (NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_PING, NS_VERSION, NS_VCARD,
+                      "jid\\20escaping")
+#: What a puppet answers.
+PUPPET_FEATURES = (NS_DISCO_INFO, NS_PING, NS_VERSION, NS_VCARD)
+#: The namespaces handed to slixmpp's plugins (iq get only).
+SERVED = {NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_VERSION, NS_VCARD}
+#: A card waits this long at most for what the user's network says (IRC's WHOIS).
+PROFILE_TIMEOUT = 8.0
+
+log = structlog.get_logger(__name__)
+
+
+class Queries:
+    def __init__(self, addresses: Addresses, networks: Mapping[str, Adapter],
+                 dispatch: Callable[[ET.Element], None]) -> None:
+        """`dispatch` hands an iq to the stream's slixmpp handlers."""
+        self.addresses = addresses
+        self.networks = networks
+        self.dispatch = dispatch
+
+    def setup(self, stream: ComponentXMPP) -> None:
+        """Register the plugins and our answers on a new stream."""
+        for plugin in ("xep_0030", "xep_0054", "xep_0092", "xep_0199"):
+            stream.register_plugin(plugin)
+        disco = stream.plugin["xep_0030"]
+        disco.api.register(self._info, "get_info")
+        disco.api.register(self._items, "get_items")
+        stream.plugin["xep_0054"].api.register(self._vcard, "get_vcard")
+        # XEP-0092's plugin gives one answer for every JID: a puppet says its network.
+        stream.remove_handler("Software Version")
+        stream.register_handler(Callback("bridge version", StanzaPath("iq@type=get/software_version"),
+                                         self._version))
+
+    def handle(self, iq: ET.Element) -> None:
+        """An iq get or set to one of our addresses."""
+        query = iq[0] if len(iq) else None
+        namespace = query.tag[1:].partition("}")[0] if query is not None else ""
+        if self.addresses.entity(iq.get("to", "")) is None:
+            self.addresses.error("iq", iq, "cancel", "item-not-found",
+                                 f"{iq.get('to', '')} does not exist: this bridge has no such user")
+        elif iq.get("type") != "get" or namespace not in SERVED:
+            self.addresses.error("iq", iq, "cancel", "service-unavailable",
+                                 "muc-bridge does not offer this here")
+        else:
+            self.dispatch(iq)
+
+    # -- answers (slixmpp API handlers: jid, node, ifrom, data) -----------
+
+    def _info(self, jid, node, ifrom, data) -> DiscoInfo:
+        entity = self._entity(jid)
+        if node:
+            raise XMPPError("item-not-found", text="no such node")
+        info = DiscoInfo()
+        if entity is COMPONENT:
+            info.add_identity("gateway", "irc", "muc-bridge")
+            info.add_identity("component", "generic", "muc-bridge")
+            features = COMPONENT_FEATURES
+        else:
+            info.add_identity("client", "bot", entity.nick)
+            features = PUPPET_FEATURES
+        for feature in features:
+            info.add_feature(feature)
+        return info
+
+    def _items(self, jid, node, ifrom, data) -> DiscoItems:
+        self._entity(jid)
+        return DiscoItems()
+
+    async def _vcard(self, jid, node, ifrom, data) -> VCardTemp:
+        entity = self._entity(jid)
+        card = VCardTemp()
+        if entity is COMPONENT:
+            others = ", ".join(sorted({a.protocol for a in self.networks.values()}))
+            card["FN"] = "muc-bridge"
+            card["DESC"] = (f"A gateway relaying chat rooms between XMPP and {others or 'other networks'} "
+                            f"(version {__version__}).")
+            return card
+        adapter = self.networks.get(entity.network)
+        profile = Profile(entity.nick, entity.network, adapter.protocol if adapter else "")
+        if adapter is not None:
+            try:
+                async with asyncio.timeout(PROFILE_TIMEOUT):
+                    profile = await adapter.profile(entity)
+            except Exception as exc:  # the card says less; the query is answered all the same
+                log.warning("xmpp_profile_failed", network=entity.network, error=type(exc).__name__)
+        card["FN"] = profile.realname or profile.nick
+        card["NICKNAME"] = profile.nick
+        card["DESC"] = "\n".join(profile.lines())
+        return card
+
+    def _version(self, iq) -> None:
+        entity = self._entity(iq["to"])
+        reply = iq.reply()
+        reply["software_version"]["name"] = "muc-bridge"
+        reply["software_version"]["version"] = __version__
+        if entity is not COMPONENT:  # XEP-0092 `os`: where this user really is
+            reply["software_version"]["os"] = self.addresses.where(entity.network)
+        reply.send()
+
+    def _entity(self, jid):
+        entity = self.addresses.entity(str(jid))
+        if entity is None:
+            raise XMPPError("item-not-found", text="no such user")
+        return entity
