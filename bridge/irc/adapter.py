@@ -19,7 +19,8 @@ retractions and reactions as IRCv3 tags / REDACT where the server carries them,
 else in the text forms of `bridge.core.semantics`; from IRC, `s/old/new/` after
 one's own line, `+draft/reply`, `+draft/react` / `+draft/unreact` (TAGMSG) and
 REDACT become corrections, replies, reactions and retractions. Joins, parts, nick
-changes and kicks elsewhere are not shown on IRC. Relayed lines are sent again
+changes and kicks elsewhere are one NOTICE line each (`bridge.core.roomevents`); joins and parts
+elsewhere are not shown on IRC. Relayed lines are sent again
 after a reconnect until the server confirms them, and dropped with one notice
 once older than `max_age` (`bridge.irc.outbox`).
 """
@@ -45,6 +46,7 @@ from bridge.core.events import (
 )
 from bridge.core.idmap import MessageIds
 from bridge.core.notices import gap_text, late_mark
+from bridge.core.roomevents import RoomEvents
 from bridge.core.semantics import (
     Gatherer, Pacer, Recent, correction_text, reply_text, retraction_text,
 )
@@ -100,6 +102,7 @@ class IrcAdapter(Adapter):
         self.last_lines = Recent()
         self._echoes: collections.deque[tuple[str, str, Endpoint, str]] = collections.deque(maxlen=ECHOES)
         self.pacer = Pacer(self._show_correction)
+        self.room_events = RoomEvents()  # kicks and nick changes elsewhere, as lines here
         self.reactions = Gatherer(lambda room, text: self.client.send(
             self._notice_lines(room, text), room, "reactions"))
         on = self.client.on
@@ -147,8 +150,11 @@ class IrcAdapter(Adapter):
             lines, when = self._reaction_lines(room, event), event.time
         elif isinstance(event, Topic):  # the latest topic, however late: never too old
             lines, when = self._topic_lines(room, event), None
-        else:  # joins, parts, nick changes, kicks, presence elsewhere: not shown on IRC
-            return
+        else:  # kicks and nick changes elsewhere, as one line from the relay
+            line = self.room_events.line(room, event)
+            if line is None:
+                return
+            lines, when = self._notice_lines(room, line), event.time
         done = self.client.send(lines, room, str(event.endpoint), when)
         # Wait only once a backlog builds (flood control, a slow server), not
         # for a reconnect: lines queued in one loop turn then go out in one write.
@@ -156,7 +162,7 @@ class IrcAdapter(Adapter):
             await done
 
     def wants(self, event: Event) -> bool:
-        return isinstance(event, (Message, Topic, Retraction, Reaction))
+        return isinstance(event, (Message, Topic, Retraction, Reaction, Kick, NickChange))
 
     def is_own(self, identity: Identity) -> bool:
         if identity.network != self.network:

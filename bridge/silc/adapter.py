@@ -22,6 +22,7 @@ import structlog
 from bridge.config_types import SilcNetworkConfig
 from bridge.core.adapter import Adapter, EventSink
 from bridge.core.notices import gap_text, late_mark
+from bridge.core.roomevents import RoomEvents
 from bridge.core.semantics import Pacer, Recent, correction_text, reply_text, retraction_text
 from bridge.core.events import (
     BRIDGE,
@@ -84,6 +85,7 @@ class SilcAdapter(Adapter):
         self._key_source = ""
         self.recent = Recent()  # texts relayed here, for corrections and retractions
         self.pacer = Pacer(self._show_correction)
+        self.room_events = RoomEvents()  # kicks and nick changes elsewhere, as lines here
 
     # --- Adapter ---
 
@@ -145,11 +147,14 @@ class SilcAdapter(Adapter):
                                             MessageKind.NOTICE, time=event.time))
             elif isinstance(event, Topic):
                 await session.set_topic(channel, clean(event.text).replace("\n", " "))
+            elif (line := self.room_events.line(room, event)) is not None:  # kicks, nick changes
+                self._send(channel, Message(event.endpoint, BRIDGE, line, MessageKind.NOTICE,
+                                            time=event.time))
         except (NotConnected, CommandError, asyncio.TimeoutError, DecodeError) as exc:
             self.log.warning("silc_deliver_failed", room=room, kind=type(event).__name__, reason=str(exc))
 
     def wants(self, event: Event) -> bool:
-        return isinstance(event, (Message, Topic, Retraction))
+        return isinstance(event, (Message, Topic, Retraction, Kick, NickChange))
 
     def _send(self, channel, event: Message) -> None:
         flags, text = self._render(event)

@@ -34,6 +34,7 @@ from bridge.core.idmap import MessageIds
 from bridge.store.base import Store
 from bridge.xmpp import semantics
 from bridge.xmpp.component import Component
+from bridge.xmpp.kicks import Kicks
 from bridge.xmpp.meaning import RoomMeaning
 from bridge.xmpp.stanza import (
     NS_DELAY, NS_MUC, NS_OCCUPANT_ID, NS_PING, NS_STANZA_ID, attr, child, child_text,
@@ -88,9 +89,11 @@ class Room:
         self.emit = emit
         self.ids = ids or MessageIds(store)
         self.meaning = RoomMeaning(self)  # what is more than text, both ways
+        self.kicks = Kicks(self)
         self.endpoint = Endpoint("xmpp", jid)
         self.bot_jid = config.jid
         self.bot_nick = config.bot_nick
+        self.bot_role = ""  # the bot's role in the room (XEP-0045 5.1)
         self.joined = asyncio.Event()
         self.subject_seen = False
         self.occupants: dict[str, Identity] = {}
@@ -253,7 +256,9 @@ class Room:
                 self.emit(NickChange(self.endpoint, identity, new))
             elif "307" in codes:
                 reason = item.findtext(f"{{{NS_MUC}#user}}reason", "") if item is not None else ""
-                self.emit(Kick(self.endpoint, BRIDGE, identity, reason))
+                actor = item.find(f"{{{NS_MUC}#user}}actor") if item is not None else None
+                by = actor.get("nick", "") if actor is not None else ""
+                self.emit(Kick(self.endpoint, self._sender(xml, by) if by else BRIDGE, identity, reason))
             else:
                 self.emit(Part(self.endpoint, identity, child_text(xml, "status") or ""))
         elif nick in self.joining and nick not in self.occupants:
@@ -418,6 +423,9 @@ class Room:
             self.log.warning("muc_bot_removed", codes=sorted(codes))
             self._retry_join(5.0, "removed")
             return
+        item = child(xml, f"{NS_MUC}#user", "x")
+        item = item.find(f"{{{NS_MUC}#user}}item") if item is not None else None
+        self.bot_role = item.get("role", "") if item is not None else self.bot_role
         if "201" in codes:  # a new room, locked until configured: make it an instant room (10.1.2)
             self.component.send(
                 f"<iq type='set' id='{self.component.new_id()}' to={attr(self.jid)} "
@@ -453,7 +461,7 @@ class Room:
         if puppet is not None:
             self.puppets.move_to_end(identity.key)
             return puppet
-        if self.new_puppets.delay() > 0:
+        if self.kicks.held_out(identity) or self.new_puppets.delay() > 0:
             return None
         if len(self.puppets) >= self.config.puppet_limit:
             oldest = next(iter(self.puppets.values()))
@@ -499,6 +507,9 @@ class Room:
                 self._resend(puppet, via_bot=True)
                 self._forget(puppet)
         elif kind == "unavailable":  # kicked, or the server dropped it
+            x, codes = muc_statuses(xml)
+            if "307" in codes:
+                self.kicks.puppet_kicked(puppet, x.find(f"{{{NS_MUC}#user}}item"))
             self._release(puppet)
             self._forget(puppet)
         else:
@@ -609,9 +620,10 @@ class Room:
         elif isinstance(event, Join):
             if self.options.get("puppets") == "eager":
                 self._puppet_for(event.sender)
-        elif isinstance(event, (Part, Kick)):
-            who = event.target if isinstance(event, Kick) else event.sender
-            puppet = self.puppets.get(who.key)
+        elif isinstance(event, Kick):
+            await self.kicks.kicked_elsewhere(event)
+        elif isinstance(event, Part):
+            puppet = self.puppets.get(event.sender.key)
             if puppet is not None:
                 self.leave(puppet, event.reason)
         elif isinstance(event, NickChange):

@@ -1,0 +1,126 @@
+"""Room events as users on real Prosody and InspIRCd see them: kicks both ways, XMPP nick
+changes, who set a topic, notices and styling.
+
+Whoever makes the MUC room owns it: when alice joins before the bridge she can kick
+(and the bot cannot); when the bridge joins first, its bot is the moderator."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.integration.bridge_harness import (
+    ROOM, bridge_ready, config_text, irc_network, running_bridge,
+)
+
+CHAN = "#room"
+NS_ADMIN = "http://jabber.org/protocol/muc#admin"
+
+
+def link(*endpoints: str) -> str:
+    return "  l:\n" + "".join(f"    - {e}\n" for e in endpoints)
+
+
+@pytest.fixture
+def linked(prosody, inspircd, tmp_path) -> str:
+    return config_text(prosody, tmp_path, irc_network("net", inspircd),
+                       link(f"xmpp: {ROOM}", f"irc: net/{CHAN}"))
+
+
+def kick(user, nick: str, reason: str) -> None:
+    """A moderator's kick (XEP-0045 8.2)."""
+    iq = user.client.make_iq_set(ito=ROOM)
+    iq.xml.append(_xml(f"<query xmlns='{NS_ADMIN}'><item nick='{nick}' role='none'>"
+                       f"<reason>{reason}</reason></item></query>"))
+    iq.send()
+
+
+def _xml(text: str):
+    import xml.etree.ElementTree as ET
+    return ET.fromstring(text)
+
+
+async def puppet_of(alice, bob, text: str = "hello") -> None:
+    """bob speaks on IRC; alice sees his puppet say it."""
+    bob.privmsg(CHAN, text)
+    await alice.wait_for_message(ROOM, text, nick=bob.nick)
+
+
+# 1. Kicks
+
+async def test_a_muc_kick_of_a_puppet_is_told_on_irc_and_keeps_it_out(
+        linked, inspircd, xmpp_user, irc_user):
+    alice = await xmpp_user("alice")
+    await alice.join(ROOM, "alice")  # before the bridge: alice owns the room
+    bob = await irc_user(inspircd, "bob")
+    await bob.join(CHAN)
+    async with running_bridge(linked):
+        await bridge_ready(alice, [bob], CHAN)
+        await puppet_of(alice, bob)
+        kick(alice, "bob", "too loud")
+        await alice.presences.wait_for(lambda p: p.nick == "bob" and not p.available and 307 in p.codes)
+        await bob.wait_for(lambda l: l.command == "NOTICE" and l.target == CHAN and l.nick == "relay"
+                           and l.text == "bob was kicked from the MUC by alice: too loud")
+        mark = alice.presences.mark()
+        bob.privmsg(CHAN, "still here")
+        await alice.wait_for_message(ROOM, "<bob> still here", nick="bridge")
+        await asyncio.sleep(0.3)
+        assert not alice.presences.matching(lambda p: p.nick == "bob" and p.available, after=mark)
+
+
+async def test_an_irc_kick_is_a_muc_kick_with_the_reason_where_the_bot_may_kick(
+        linked, inspircd, xmpp_user, irc_user):
+    op = await irc_user(inspircd, "op")
+    await op.join(CHAN)  # first in: channel operator
+    bob = await irc_user(inspircd, "bob")
+    await bob.join(CHAN)
+    async with running_bridge(linked):
+        alice = await xmpp_user("alice")
+        await bridge_ready(None, [op], CHAN)
+        await asyncio.sleep(0.5)  # the bot made the room: it is its moderator
+        await alice.join(ROOM, "alice")
+        await puppet_of(alice, bob)
+        mark = op.lines.mark()
+        op.send("KICK", CHAN, "bob", "spamming")
+        gone = await alice.presences.wait_for(lambda p: p.nick == "bob" and not p.available)
+        assert 307 in gone.codes and gone.reason == "kicked by op: spamming"
+        await asyncio.sleep(0.5)  # the bridge's own kick is not told back to IRC
+        assert not op.lines.matching(lambda l: "was kicked" in l.text, after=mark)
+
+
+async def test_an_irc_kick_without_muc_rights_is_a_leave_saying_who_kicked(
+        linked, inspircd, xmpp_user, irc_user):
+    alice = await xmpp_user("alice")
+    await alice.join(ROOM, "alice")  # alice owns the room; the bot is a participant
+    op = await irc_user(inspircd, "op")
+    await op.join(CHAN)
+    bob = await irc_user(inspircd, "bob")
+    await bob.join(CHAN)
+    async with running_bridge(linked):
+        await bridge_ready(alice, [op], CHAN)
+        await puppet_of(alice, bob)
+        op.send("KICK", CHAN, "bob", "spamming")
+        gone = await alice.presences.wait_for(lambda p: p.nick == "bob" and not p.available)
+        assert 307 not in gone.codes and gone.status == "kicked by op: spamming"
+
+
+# 2. Nick changes
+
+async def test_xmpp_nick_changes_show_on_irc_and_a_flood_of_them_does_not(
+        linked, inspircd, xmpp_user, irc_user):
+    bob = await irc_user(inspircd, "bob")
+    await bob.join(CHAN)
+    async with running_bridge(linked):
+        alice = await xmpp_user("alice")
+        await alice.join(ROOM, "alice")
+        await bridge_ready(alice, [bob], CHAN)
+        await alice.change_nick(ROOM, "alicia")
+        await bob.wait_for(lambda l: l.command == "NOTICE" and l.target == CHAN
+                           and l.text == "alice is now known as alicia")
+        for n in range(10):
+            await alice.change_nick(ROOM, f"a{n}")
+        await asyncio.sleep(1.0)  # the bridge has heard them all by now
+        told = [l.text for l in bob.lines if l.command == "NOTICE" and "known as" in l.text]
+        assert told == ["alice is now known as alicia", "alicia is now known as a0",
+                        "a0 is now known as a1"]
