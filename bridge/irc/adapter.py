@@ -14,7 +14,7 @@ that messages between those times may be missing.
 
 Bridge -> IRC: `Message`s as `config.format` / `config.action_format` lines
 (NOTICEs stay NOTICEs; the bridge's own notices go out without a nick), split
-to fit the wire (`bridge.irc.split`); `Topic` as TOPIC. Corrections, replies,
+to fit the wire (`bridge.irc.split`); `Topic` as TOPIC, after a NOTICE naming who set it. Corrections, replies,
 retractions and reactions as IRCv3 tags / REDACT where the server carries them,
 else in the text forms of `bridge.core.semantics`; from IRC, `s/old/new/` after
 one's own line, `+draft/reply`, `+draft/react` / `+draft/unreact` (TAGMSG) and
@@ -46,7 +46,7 @@ from bridge.core.events import (
 )
 from bridge.core.idmap import MessageIds
 from bridge.core.notices import gap_text, late_mark
-from bridge.core.roomevents import RoomEvents
+from bridge.core.roomevents import RoomEvents, topic_setter_text
 from bridge.core.semantics import (
     Gatherer, Pacer, Recent, correction_text, reply_text, retraction_text,
 )
@@ -267,7 +267,8 @@ class IrcAdapter(Adapter):
         if self.topics.get(folded) == text:
             return []  # already so: no TOPIC that would only echo back
         self.topics[folded] = text
-        return [f"TOPIC {room} :{text}"]
+        setter = topic_setter_text(topic)  # TOPIC names the relay: who set it comes first
+        return [*(self._notice_lines(room, setter) if setter else []), f"TOPIC {room} :{text}"]
 
     # Connection life
 

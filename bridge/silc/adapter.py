@@ -22,7 +22,7 @@ import structlog
 from bridge.config_types import SilcNetworkConfig
 from bridge.core.adapter import Adapter, EventSink
 from bridge.core.notices import gap_text, late_mark
-from bridge.core.roomevents import RoomEvents
+from bridge.core.roomevents import RoomEvents, topic_setter_text
 from bridge.core.semantics import Pacer, Recent, correction_text, reply_text, retraction_text
 from bridge.core.events import (
     BRIDGE,
@@ -146,6 +146,8 @@ class SilcAdapter(Adapter):
                 self._send(channel, Message(event.endpoint, event.sender, retraction_text(old),
                                             MessageKind.NOTICE, time=event.time))
             elif isinstance(event, Topic):
+                if (setter := topic_setter_text(event)) is not None:  # the topic names the relay
+                    self._send(channel, Message(event.endpoint, BRIDGE, setter, MessageKind.NOTICE))
                 await session.set_topic(channel, clean(event.text).replace("\n", " "))
             elif (line := self.room_events.line(room, event)) is not None:  # kicks, nick changes
                 self._send(channel, Message(event.endpoint, BRIDGE, line, MessageKind.NOTICE,

@@ -9,6 +9,7 @@ is a moderator; else the puppet leaves with a status saying who kicked it.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import time
 from typing import TYPE_CHECKING
@@ -30,6 +31,8 @@ HOLD = 300.0
 HELD_MEMORY = 1024
 NS_MUC_ADMIN = "http://jabber.org/protocol/muc#admin"
 KICK_TIMEOUT = 10.0
+#: How long a kick waits for the answer to its puppet's join, at most.
+JOIN_WAIT = 5.0
 
 
 class Kicks:
@@ -76,6 +79,7 @@ class Kicks:
         if puppet is None:
             return
         why = f"kicked by {event.sender.nick}" + (f": {event.reason}" if event.reason else "")
+        await self._settled(puppet)  # a kick names a nick: only once the puppet holds it
         if puppet.joined and room.bot_role == "moderator":
             self.ours.add(puppet.identity.key)
             reply = await room.component.query(
@@ -89,3 +93,11 @@ class Kicks:
                              answer=None if reply is None else reply.get("type"))
         if room.puppets.get(event.target.key) is puppet:
             room.leave(puppet, why)
+
+    @staticmethod
+    async def _settled(puppet: Puppet) -> None:
+        """Wait (a little) for a puppet's join in flight to be answered."""
+        for _ in range(int(JOIN_WAIT / 0.05)):
+            if not puppet.joining:
+                return
+            await asyncio.sleep(0.05)

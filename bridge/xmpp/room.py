@@ -35,6 +35,7 @@ from bridge.store.base import Store
 from bridge.xmpp import semantics
 from bridge.xmpp.component import Component
 from bridge.xmpp.kicks import Kicks
+from bridge.xmpp.subjects import Subjects
 from bridge.xmpp.meaning import RoomMeaning
 from bridge.xmpp.stanza import (
     NS_DELAY, NS_MUC, NS_OCCUPANT_ID, NS_PING, NS_STANZA_ID, attr, child, child_text,
@@ -90,6 +91,7 @@ class Room:
         self.ids = ids or MessageIds(store)
         self.meaning = RoomMeaning(self)  # what is more than text, both ways
         self.kicks = Kicks(self)
+        self.subjects = Subjects(self)  # topics from elsewhere
         self.endpoint = Endpoint("xmpp", jid)
         self.bot_jid = config.jid
         self.bot_nick = config.bot_nick
@@ -283,7 +285,7 @@ class Room:
         if to != self.bot_jid:
             if kind == "error":
                 puppet = self.by_jid.get(to)
-                if puppet is not None:
+                if puppet is not None and not self.subjects.refused(xml.get("id", ""), error_condition(xml)):
                     self._puppet_message_failed(puppet, xml)
             return
         if kind == "error":
@@ -616,7 +618,7 @@ class Room:
                 self._send(*((puppet.jid, puppet.nick) if puppet is not None
                              else (self.bot_jid, self.bot_nick)), inner, event.time)
         elif isinstance(event, Topic):
-            self._send(self.bot_jid, self.bot_nick, f"<subject>{text(event.text)}</subject>", event.time)
+            self.subjects.show(event)
         elif isinstance(event, Join):
             if self.options.get("puppets") == "eager":
                 self._puppet_for(event.sender)

@@ -13,6 +13,7 @@ import pytest
 from tests.integration.bridge_harness import (
     ROOM, bridge_ready, config_text, irc_network, running_bridge,
 )
+from tests.integration.clients import wait_until
 
 CHAN = "#room"
 NS_ADMIN = "http://jabber.org/protocol/muc#admin"
@@ -39,6 +40,12 @@ def kick(user, nick: str, reason: str) -> None:
 def _xml(text: str):
     import xml.etree.ElementTree as ET
     return ET.fromstring(text)
+
+
+async def bot_moderates(bridge) -> None:
+    """Wait until the bridge's bot made the room (before alice joins): it is its moderator."""
+    room = bridge.router.adapters["xmpp"].rooms[ROOM]
+    await wait_until(lambda: room.bot_role == "moderator", 15, "the bot to moderate the room")
 
 
 async def puppet_of(alice, bob, text: str = "hello") -> None:
@@ -75,10 +82,10 @@ async def test_an_irc_kick_is_a_muc_kick_with_the_reason_where_the_bot_may_kick(
     await op.join(CHAN)  # first in: channel operator
     bob = await irc_user(inspircd, "bob")
     await bob.join(CHAN)
-    async with running_bridge(linked):
+    async with running_bridge(linked) as bridge:
         alice = await xmpp_user("alice")
         await bridge_ready(None, [op], CHAN)
-        await asyncio.sleep(0.5)  # the bot made the room: it is its moderator
+        await bot_moderates(bridge)
         await alice.join(ROOM, "alice")
         await puppet_of(alice, bob)
         mark = op.lines.mark()
@@ -124,3 +131,65 @@ async def test_xmpp_nick_changes_show_on_irc_and_a_flood_of_them_does_not(
         told = [l.text for l in bob.lines if l.command == "NOTICE" and "known as" in l.text]
         assert told == ["alice is now known as alicia", "alicia is now known as a0",
                         "a0 is now known as a1"]
+
+
+# 3. Who set the topic
+
+async def test_an_irc_topic_comes_from_the_setters_puppet_or_the_bot_naming_them(
+        linked, inspircd, xmpp_user, irc_user):
+    bob = await irc_user(inspircd, "bob")
+    await bob.join(CHAN)
+    carol = await irc_user(inspircd, "carol")
+    await carol.join(CHAN)
+    bob.send("MODE", CHAN, "-t")  # anyone may set the topic
+    async with running_bridge(linked):
+        alice = await xmpp_user("alice")
+        await alice.join(ROOM, "alice")
+        await bridge_ready(alice, [bob], CHAN)
+        await puppet_of(alice, bob)
+        await bob.set_topic(CHAN, "bob's topic")
+        by_bob = await alice.messages.wait_for(lambda m: m.subject == "bob's topic")
+        assert by_bob.nick == "bob" and by_bob.body is None
+        mark = alice.messages.mark()
+        await carol.set_topic(CHAN, "carol's topic")  # carol never spoke: no puppet
+        by_bot = await alice.messages.wait_for(lambda m: m.subject == "carol's topic", after=mark)
+        assert by_bot.nick == "bridge"
+        said = [m.body for m in alice.messages.matching(lambda m: m.nick == "bridge", after=mark)]
+        assert said == ["carol set the topic in net/#room", None]
+
+
+@pytest.mark.parametrize("prosody", [{"muc_options": {"muc_room_default_change_subject": False}}],
+                         indirect=True)
+async def test_a_topic_the_room_refuses_from_the_puppet_comes_from_the_bot_naming_the_setter(
+        linked, inspircd, xmpp_user, irc_user):
+    bob = await irc_user(inspircd, "bob")
+    await bob.join(CHAN)
+    async with running_bridge(linked) as bridge:
+        alice = await xmpp_user("alice")
+        await bridge_ready(None, [bob], CHAN)
+        await bot_moderates(bridge)  # it may set the subject; bob's puppet may not
+        await alice.join(ROOM, "alice")
+        await puppet_of(alice, bob)
+        mark = alice.messages.mark()
+        await bob.set_topic(CHAN, "bob's topic")
+        await alice.messages.wait_for(lambda m: m.subject == "bob's topic", after=mark)
+        said = [(m.nick, m.body) for m in alice.messages.matching(lambda m: True, after=mark)]
+        assert said == [("bridge", "bob set the topic in net/#room"), ("bridge", None)]
+
+
+async def test_an_xmpp_subject_shows_on_irc_who_set_it(linked, inspircd, xmpp_user, irc_user):
+    bob = await irc_user(inspircd, "bob")
+    await bob.join(CHAN)
+    bob.send("MODE", CHAN, "-t")  # the relay may set the topic
+    async with running_bridge(linked):
+        alice = await xmpp_user("alice")
+        await alice.join(ROOM, "alice")
+        await bridge_ready(alice, [bob], CHAN)
+        mark = bob.lines.mark()
+        alice.set_subject(ROOM, "alice's subject")
+        topic = await bob.wait_for(lambda l: l.command == "TOPIC" and l.text == "alice's subject",
+                                   after=mark)
+        seen = [(l.command, l.nick, l.text) for l in bob.lines.matching(
+            lambda l: l.command in ("NOTICE", "TOPIC", "PRIVMSG"), after=mark)]
+        assert seen == [("NOTICE", "relay", "alice set the topic in the MUC"),
+                        ("TOPIC", "relay", "alice's subject")] and topic.nick == "relay"
