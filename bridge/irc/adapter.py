@@ -12,7 +12,8 @@ lost, kicked...) cannot be fetched later (InspIRCd 3 and ngIRCd have no
 CHATHISTORY): on rejoin, a notice from the bridge tells the rest of the link
 that messages between those times may be missing.
 
-Bridge -> IRC: `Message`s as `config.format` / `config.action_format` lines
+Bridge -> IRC: `Message`s as `config.format` / `config.action_format` lines, XEP-0393
+styling as formatting codes (`bridge.irc.styling`)
 (NOTICEs stay NOTICEs; the bridge's own notices go out without a nick), split
 to fit the wire (`bridge.irc.split`); `Topic` as TOPIC, after a NOTICE naming who set it. Corrections, replies,
 retractions and reactions as IRCv3 tags / REDACT where the server carries them,
@@ -54,6 +55,7 @@ from bridge.irc.client import RelayClient
 from bridge.irc.formatting import irc_to_text
 from bridge.irc.roster import Roster
 from bridge.irc.split import clean, truncate, wire_lines
+from bridge.irc.styling import text_to_irc
 
 log = structlog.get_logger(__name__)
 
@@ -180,9 +182,11 @@ class IrcAdapter(Adapter):
 
     def _message_lines(self, room: str, msg: Message) -> list[str]:
         command = "NOTICE" if msg.kind is MessageKind.NOTICE or msg.sender == BRIDGE else "PRIVMSG"
-        text, tags = msg.text, ""
+        text, tags, styled = msg.text, "", False
         if msg.sender != BRIDGE:
             text, tags = self._meaning(room, msg)
+            styled_text = text_to_irc(text)
+            text, styled = styled_text, styled_text is not text
         if msg.sender == BRIDGE:
             def render(text: str) -> str:
                 return text
@@ -193,7 +197,7 @@ class IrcAdapter(Adapter):
             def render(text: str) -> str:
                 return fmt.format(nick=nick, text=text)
         budget = self.client.budget(command, room) - len(tags)
-        lines = wire_lines(late_mark(msg) + text, render, budget, self.config.max_lines)
+        lines = wire_lines(late_mark(msg) + text, render, budget, self.config.max_lines, styled)
         log.debug("irc_relay", network=self.network, room=room, lines=len(lines))
         echoed = "echo-message" in self.client.caps
         if lines and msg.native_id is not None and msg.replaces is None and echoed:

@@ -652,9 +652,12 @@ class Room:
         if event.sender == BRIDGE:
             self._bot_say(body, event.time)
             return
+        notice = event.kind is MessageKind.NOTICE
+        if notice:  # marked as IRC clients show notices, from the puppet or the bot alike
+            body = f"-{event.sender.nick}- {body}"
         puppet = self._puppet_for(event.sender)
         if puppet is None:  # the room is full of active puppets, or a flood of new speakers
-            body = f"<{event.sender.nick}> {body}"
+            body = body if notice else f"<{event.sender.nick}> {body}"
             msg_id = self._send(self.bot_jid, self.bot_nick, self.meaning.payload(event, body), event.time)
         else:
             if puppet.identity.nick != event.sender.nick:  # renamed while we were not looking

@@ -193,3 +193,31 @@ async def test_an_xmpp_subject_shows_on_irc_who_set_it(linked, inspircd, xmpp_us
             lambda l: l.command in ("NOTICE", "TOPIC", "PRIVMSG"), after=mark)]
         assert seen == [("NOTICE", "relay", "alice set the topic in the MUC"),
                         ("TOPIC", "relay", "alice's subject")] and topic.nick == "relay"
+
+
+# 4. Notices and styling
+
+async def test_irc_notices_are_marked_in_the_muc(linked, inspircd, xmpp_user, irc_user):
+    bob = await irc_user(inspircd, "bob")
+    await bob.join(CHAN)
+    async with running_bridge(linked):
+        alice = await xmpp_user("alice")
+        await alice.join(ROOM, "alice")
+        await bridge_ready(alice, [bob], CHAN)
+        bob.notice(CHAN, "the build is green")
+        await alice.wait_for_message(ROOM, "-bob- the build is green", nick="bob")
+
+
+async def test_xmpp_styling_reaches_irc_as_formatting_codes(linked, inspircd, xmpp_user, irc_user):
+    bob = await irc_user(inspircd, "bob")
+    await bob.join(CHAN)
+    async with running_bridge(linked):
+        alice = await xmpp_user("alice")
+        await alice.join(ROOM, "alice")
+        await bridge_ready(alice, [bob], CHAN)
+        alice.say(ROOM, "*bold* _italic_ ~gone~ `x = 1` but 2 * 3 * 4 and snake_case")
+        await bob.wait_for_privmsg(
+            CHAN, "<alice> \x02bold\x02 \x1ditalic\x1d \x1egone\x1e \x11x = 1\x11 but 2 * 3 * 4 and snake_case")
+        alice.say(ROOM, "> *quoted*\n```\n*code*\n```")
+        await bob.wait_for_privmsg(CHAN, "<alice> > *quoted*")
+        await bob.wait_for_privmsg(CHAN, "<alice> *code*")
