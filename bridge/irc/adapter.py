@@ -3,7 +3,7 @@
 IRC -> bridge: PRIVMSG, CTCP ACTION and NOTICE in a linked channel become
 `Message`s (formatting codes turned into XEP-0393 styling); JOIN, PART, QUIT
 (one `Part(quit=True)` per linked channel the user was in), NICK, KICK, AWAY
-(with away-notify) and live TOPIC changes become their events. The topic the
+(with away-notify), MODE +o/+v (a `Standing`) and live TOPIC changes become their events. The topic the
 server shows on join (RPL_TOPIC) is remembered but not relayed: it is not a
 change, and relaying it on every reconnect would overwrite newer topics
 elsewhere. Other CTCP is ignored. Nothing the relay client itself caused is
@@ -38,12 +38,13 @@ from typing import Any
 
 import structlog
 from irc.client import Event as IrcEvent
+from irc.modes import parse_channel_modes
 
 from bridge.config_types import IrcNetworkConfig
 from bridge.core.adapter import Adapter, EventSink
 from bridge.core.events import (
     BRIDGE, Endpoint, Event, Identity, Join, Kick, Message, MessageKind, NickChange, Part,
-    Presence, Reaction, Retraction, Topic,
+    Presence, Reaction, Retraction, Standing, Topic,
 )
 from bridge.core.idmap import MessageIds
 from bridge.core.notices import gap_text, late_mark
@@ -117,6 +118,7 @@ class IrcAdapter(Adapter):
         on("account", self._on_account)
         on("away", self._on_away)
         on("namreply", self._on_names)
+        on("mode", self._on_mode)
         on("topic", self._on_topic)
         on("currenttopic", self._on_current_topic)
         on("notopic", self._on_no_topic)
@@ -457,6 +459,21 @@ class IrcAdapter(Adapter):
             nick = name.lstrip(prefixes).partition("!")[0]  # multi-prefix, userhost-in-names
             if nick:
                 self.roster.joined(channel, nick)
+                for symbol, mode in (("@", "o"), ("+", "v")):
+                    if symbol in name[:len(name) - len(name.lstrip(prefixes))]:
+                        self.roster.set_mode(channel, nick, mode, True)
+
+    def _on_mode(self, event: IrcEvent) -> None:  # MODE <channel> <modes> [<params>]
+        endpoint = self._endpoint(event.target)
+        if endpoint is None or not event.arguments:
+            return
+        tags = _tags(event)
+        for sign, mode, nick in parse_channel_modes(" ".join(event.arguments)):
+            if mode in ("o", "v") and nick and not self.client.is_me(nick):
+                before = self.roster.rank(event.target, nick)
+                after = self.roster.set_mode(event.target, nick, mode, sign == "+")
+                if after != before:
+                    self.emit(Standing(endpoint, self._identity(nick), after, time=_time(tags)))
 
     def _on_topic(self, event: IrcEvent) -> None:
         channel = event.target

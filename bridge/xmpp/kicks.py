@@ -79,7 +79,7 @@ class Kicks:
         if puppet is None:
             return
         why = f"kicked by {event.sender.nick}" + (f": {event.reason}" if event.reason else "")
-        await self._settled(puppet)  # a kick names a nick: only once the puppet holds it
+        await settled(puppet)  # a kick names a nick: only once the puppet holds it
         if puppet.joined and room.bot_role == "moderator":
             self.ours.add(puppet.identity.key)
             reply = await room.component.query(
@@ -94,10 +94,10 @@ class Kicks:
         if room.puppets.get(event.target.key) is puppet:
             room.leave(puppet, why)
 
-    @staticmethod
-    async def _settled(puppet: Puppet) -> None:
-        """Wait (a little) for a puppet's join in flight to be answered."""
-        for _ in range(int(JOIN_WAIT / 0.05)):
-            if not puppet.joining:
-                return
-            await asyncio.sleep(0.05)
+
+async def settled(puppet: Puppet) -> None:
+    """Wait (a little) for a puppet's join in flight to be answered."""
+    for _ in range(int(JOIN_WAIT / 0.05)):
+        if not puppet.joining:
+            return
+        await asyncio.sleep(0.05)

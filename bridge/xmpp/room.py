@@ -28,12 +28,13 @@ from bridge.core.notices import gap_text, stale_text
 from bridge.core.ratelimit import TokenBucket
 from bridge.core.events import (
     BRIDGE, Endpoint, Event, Identity, Join, Kick, Message, MessageKind, NickChange, Part, Reaction,
-    Retraction, Topic,
+    Retraction, Standing, Topic,
 )
 from bridge.core.idmap import MessageIds
 from bridge.store.base import Store
 from bridge.xmpp import semantics
 from bridge.xmpp.component import Component
+from bridge.xmpp import roles
 from bridge.xmpp.kicks import Kicks
 from bridge.xmpp.subjects import Subjects
 from bridge.xmpp.meaning import RoomMeaning
@@ -73,6 +74,7 @@ class Puppet:
     nick: str  # its nick in this room (the wanted nick, or with a suffix)
     joined: bool = False
     joining: bool = False
+    rank: str = ""  # op or voice on the network it speaks for, as the room shows it
     attempts: int = 0
     last_active: float = field(default_factory=time.monotonic)
     # Messages sent while the join was in flight, kept to resend if it fails.
@@ -95,7 +97,7 @@ class Room:
         self.endpoint = Endpoint("xmpp", jid)
         self.bot_jid = config.jid
         self.bot_nick = config.bot_nick
-        self.bot_role = ""  # the bot's role in the room (XEP-0045 5.1)
+        self.bot_role = self.bot_affiliation = ""  # the bot's, in the room (XEP-0045 5.1, 5.2)
         self.joined = asyncio.Event()
         self.subject_seen = False
         self.occupants: dict[str, Identity] = {}
@@ -427,7 +429,8 @@ class Room:
             return
         item = child(xml, f"{NS_MUC}#user", "x")
         item = item.find(f"{{{NS_MUC}#user}}item") if item is not None else None
-        self.bot_role = item.get("role", "") if item is not None else self.bot_role
+        if item is not None:
+            self.bot_role, self.bot_affiliation = item.get("role", ""), item.get("affiliation", "")
         if "201" in codes:  # a new room, locked until configured: make it an instant room (10.1.2)
             self.component.send(
                 f"<iq type='set' id='{self.component.new_id()}' to={attr(self.jid)} "
@@ -624,6 +627,8 @@ class Room:
                 self._puppet_for(event.sender)
         elif isinstance(event, Kick):
             await self.kicks.kicked_elsewhere(event)
+        elif isinstance(event, Standing):
+            await roles.show(self, event)
         elif isinstance(event, Part):
             puppet = self.puppets.get(event.sender.key)
             if puppet is not None:

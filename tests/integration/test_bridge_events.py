@@ -221,3 +221,44 @@ async def test_xmpp_styling_reaches_irc_as_formatting_codes(linked, inspircd, xm
         alice.say(ROOM, "> *quoted*\n```\n*code*\n```")
         await bob.wait_for_privmsg(CHAN, "<alice> > *quoted*")
         await bob.wait_for_privmsg(CHAN, "<alice> *code*")
+
+
+# 5. Operators and voice
+
+async def test_an_irc_op_is_a_moderator_in_the_muc_where_the_bot_may_make_one(
+        linked, inspircd, xmpp_user, irc_user):
+    op = await irc_user(inspircd, "op")
+    await op.join(CHAN)
+    bob = await irc_user(inspircd, "bob")
+    await bob.join(CHAN)
+    async with running_bridge(linked) as bridge:
+        alice = await xmpp_user("alice")
+        await bridge_ready(None, [op], CHAN)
+        await bot_moderates(bridge)  # the bot made the room: its owner
+        await alice.join(ROOM, "alice")
+        await puppet_of(alice, bob)
+        mark = alice.presences.mark()
+        op.send("MODE", CHAN, "+o", "bob")
+        await alice.presences.wait_for(lambda p: p.nick == "bob" and p.role == "moderator", after=mark)
+        op.send("MODE", CHAN, "-o", "bob")
+        await alice.presences.wait_for(lambda p: p.nick == "bob" and p.role == "participant", after=mark)
+
+
+async def test_without_the_rights_an_irc_op_shows_in_the_puppets_status(
+        linked, inspircd, xmpp_user, irc_user):
+    alice = await xmpp_user("alice")
+    await alice.join(ROOM, "alice")  # alice owns the room; the bot is a participant
+    op = await irc_user(inspircd, "op")
+    await op.join(CHAN)
+    bob = await irc_user(inspircd, "bob")
+    await bob.join(CHAN)
+    async with running_bridge(linked):
+        await bridge_ready(alice, [op], CHAN)
+        await puppet_of(alice, bob)
+        mark = alice.presences.mark()
+        op.send("MODE", CHAN, "+v", "bob")
+        shown = await alice.presences.wait_for(lambda p: p.nick == "bob" and p.status, after=mark)
+        assert shown.status == "voice in net/#room" and shown.available and shown.role == "participant"
+        op.send("MODE", CHAN, "+o", "bob")
+        await alice.presences.wait_for(lambda p: p.nick == "bob" and p.status == "op in net/#room",
+                                       after=mark)
