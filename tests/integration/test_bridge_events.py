@@ -74,6 +74,13 @@ async def test_a_muc_kick_of_a_puppet_is_told_on_irc_and_keeps_it_out(
         await alice.wait_for_message(ROOM, "<bob> still here", nick="bridge")
         await asyncio.sleep(0.3)
         assert not alice.presences.matching(lambda p: p.nick == "bob" and p.available, after=mark)
+        carol = await xmpp_user("carol")  # an XMPP user kicked: told the same way
+        await carol.join(ROOM, "carol")
+        kick(alice, "carol", "off topic")
+        await bob.wait_for(lambda l: l.command == "NOTICE" and l.target == CHAN
+                           and l.text == "carol was kicked from the MUC by alice: off topic")
+        kicks = [l for l in bob.lines if l.command == "NOTICE" and "was kicked" in l.text]
+        assert len(kicks) == 2  # once each
 
 
 async def test_an_irc_kick_is_a_muc_kick_with_the_reason_where_the_bot_may_kick(
@@ -262,3 +269,28 @@ async def test_without_the_rights_an_irc_op_shows_in_the_puppets_status(
         op.send("MODE", CHAN, "+o", "bob")
         await alice.presences.wait_for(lambda p: p.nick == "bob" and p.status == "op in net/#room",
                                        after=mark)
+
+
+# The same on SILC
+
+async def test_on_silc_nick_changes_and_topic_setters_are_told_and_notices_marked(
+        prosody, xmpp_user, tmp_path):
+    from tests.servers.silc.server import SilcTestServer
+    from tests.servers.silc.user import ChannelMessage, TestUser
+    async with SilcTestServer() as silc:
+        networks = (f"  silcnet: {{type: silc, host: 127.0.0.1, port: {silc.port}, nick: relay, "
+                    f"key_dir: {tmp_path}/silc-keys}}\n")
+        text = config_text(prosody, tmp_path, networks, link(f"xmpp: {ROOM}", "silc: silcnet/hackers"))
+        async with TestUser("sam", silc.port) as sam:
+            await sam.join("hackers")
+            alice = await xmpp_user("alice")
+            await alice.join(ROOM, "alice")
+            async with running_bridge(text):
+                await bridge_ready(alice, [], CHAN)
+                await sam.wait_for(ChannelMessage, timeout=15, text=lambda t: "end-to-end" in t)
+                await alice.change_nick(ROOM, "alicia")
+                await sam.wait_for(ChannelMessage, text="alice is now known as alicia")
+                alice.set_subject(ROOM, "new subject")
+                await sam.wait_for(ChannelMessage, text="alicia set the topic in the MUC")
+                await sam.say("hackers", "deploy at noon", notice=True)
+                await alice.wait_for_message(ROOM, "-sam- deploy at noon", nick="sam", timeout=10)
