@@ -80,12 +80,14 @@ class Bridge:
             log.info("bridge_stopped")
 
     async def _leave(self) -> None:
-        for adapter in self.adapters:
+        """Every adapter leaves at once (queued lines out, then goodbyes), within 4 s."""
+        async def leave(adapter: Adapter) -> None:
             try:
-                async with asyncio.timeout(3.0):
+                async with asyncio.timeout(4.0):
                     await adapter.close()
             except Exception as exc:
                 log.warning("adapter_close_failed", network=adapter.network, error=repr(exc))
+        await asyncio.gather(*(leave(adapter) for adapter in self.adapters))
 
     async def _supervise(self, adapter: Adapter) -> None:
         """Run one adapter for as long as the bridge runs. One that fails (a SILC key_dir

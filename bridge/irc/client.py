@@ -184,11 +184,21 @@ class RelayClient:
             log.info("irc_reconnect_wait", network=self.network, delay=round(delay, 1))
             await asyncio.sleep(delay)
 
-    async def close(self, message: str = "muc-bridge shutting down") -> None:
-        """QUIT and give the line a moment to leave."""
+    async def close(self, message: str = "muc-bridge shutting down", drain: float = 2.0) -> None:
+        """Let queued lines go out for up to `drain` seconds, QUIT, and give the QUIT a moment
+        to leave. Lines that could not go out are counted in the log, not lost in silence."""
         conn = self.conn
         if conn is None or not conn.connected:
+            if len(self.outbox):
+                log.warning("irc_unsent_at_shutdown", network=self.network, lines=len(self.outbox))
             return
+        if self.registered:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(drain):
+                    while len(self.outbox):
+                        await asyncio.sleep(0.05)
+        if len(self.outbox):
+            log.warning("irc_unsent_at_shutdown", network=self.network, lines=len(self.outbox))
         transport = conn.transport
         conn.disconnect(message)
         with contextlib.suppress(TimeoutError):

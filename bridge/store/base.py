@@ -7,8 +7,11 @@ commits (see `SqliteStore.flush`).
 
 from __future__ import annotations
 
+import collections
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from bridge.core.events import Identity
 
@@ -19,6 +22,20 @@ class PuppetRecord:
 
     localpart: str
     nick: str
+
+
+class JsonList:
+    """The newest `size` items of a list, each kept as JSON text: a cursor saved in every
+    turn of the event loop then costs a join, not a dump of the whole list."""
+
+    def __init__(self, items: Iterable[Any], size: int) -> None:
+        self._parts: collections.deque[str] = collections.deque(map(json.dumps, items), maxlen=size)
+
+    def append(self, item: Any) -> None:
+        self._parts.append(json.dumps(item))
+
+    def json(self) -> str:
+        return "[" + ",".join(self._parts) + "]"
 
 
 class Store(Protocol):
@@ -58,7 +75,8 @@ class Store(Protocol):
         """Move a cursor; cheap, written with the next group commit."""
 
     def save_cursor(self, name: str, value: object) -> None:
-        """Move a cursor and have it on disk by the end of this event-loop turn."""
+        """Move a cursor and have it on disk by the end of this event-loop turn (a value
+        with a `json()` method is written as that text)."""
 
     def flush(self) -> None:
         """Commit pending writes now."""

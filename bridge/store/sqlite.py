@@ -209,7 +209,8 @@ class SqliteStore:
     # -- cursors ---------------------------------------------------------
 
     def cursor(self, name: str) -> object | None:
-        return self._cursors.get(name)
+        value = self._cursors.get(name)
+        return json.loads(value.json()) if hasattr(value, "json") else value
 
     def set_cursor(self, name: str, value: object) -> None:
         self._cursors[name] = value
@@ -229,8 +230,9 @@ class SqliteStore:
 
     def flush(self) -> None:
         for name in self._dirty:
-            self._write("INSERT OR REPLACE INTO cursors VALUES (?, ?)",
-                        (name, json.dumps(self._cursors[name])))
+            value = self._cursors[name]
+            text = value.json() if hasattr(value, "json") else json.dumps(value)
+            self._write("INSERT OR REPLACE INTO cursors VALUES (?, ?)", (name, text))
         self._dirty.clear()
         self._flush_soon = False
         if self._in_tx:

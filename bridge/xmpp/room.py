@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from xml.etree import ElementTree as ET
@@ -31,7 +32,7 @@ from bridge.core.events import (
     Retraction, Standing, Topic,
 )
 from bridge.core.idmap import MessageIds
-from bridge.store.base import Store
+from bridge.store.base import JsonList, Store
 from bridge.xmpp import semantics
 from bridge.xmpp.component import Component
 from bridge.xmpp import roles
@@ -124,14 +125,14 @@ class Room:
         self.heard_until: float | None = saved.get("until")
         self.heard: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict(
             (tuple(key), None) for key in saved.get("keys", ()))
-        self._saved = {"until": self.heard_until, "keys": [list(key) for key in self.heard]}
-        del self._saved["keys"][:-SAVED_KEYS]
+        self._saved = _Heard(self.heard_until, self.heard)
         # The ids of what we sent lately, on disk before the turn ends: a restarted bridge,
         # even one killed outright, knows its own lines when the room's history replays them.
         ours = store.cursor(self._sent_cursor)
-        self._ours: list = ours if isinstance(ours, list) else []
-        for msg_id, sender in self._ours:
+        ours = ours if isinstance(ours, list) else []
+        for msg_id, sender in ours:
             component.outgoing.remember(msg_id, sender)
+        self._ours = JsonList(ours, SENT_MEMORY)
         self._gap_from = 0.0
         self._replay: list[tuple[float, tuple[str, str], ET.Element]] = []
         self._join_started = 0.0
@@ -356,12 +357,9 @@ class Room:
             self.heard[key] = None
             if len(self.heard) > HEARD_MEMORY:
                 self.heard.popitem(last=False)
-            keys = self._saved["keys"]
-            keys.append(list(key))
-            if len(keys) > 2 * SAVED_KEYS:
-                del keys[:-SAVED_KEYS]
+            self._saved.keys.append(key)
         if self.heard_until is None or when > self.heard_until:
-            self.heard_until = self._saved["until"] = when
+            self.heard_until = self._saved.until = when
         # On disk by the end of the turn: a restart, even after a hard kill, neither misses
         # nor repeats what the replay brings (the last keys recognise the overlap).
         self.store.save_cursor(self._cursor, self._saved)
@@ -566,8 +564,6 @@ class Room:
         self.component.outgoing.add(msg_id, self.jid, occupant, stanza, when)
         self.component.send(stanza)
         self._ours.append((msg_id, occupant))
-        if len(self._ours) > SENT_MEMORY:
-            del self._ours[:len(self._ours) - SENT_MEMORY // 2]
         self.store.save_cursor(self._sent_cursor, self._ours)
         return msg_id
 
@@ -677,6 +673,17 @@ class Room:
 
     def is_own_nick(self, nick: str) -> bool:
         return nick == self.bot_nick or nick in self.held or nick in self.leaving
+
+
+class _Heard:
+    """What the bot heard, as kept on disk: until when, and the last messages' keys."""
+
+    def __init__(self, until: float | None, keys: Iterable[tuple[str, str]]) -> None:
+        self.until = until
+        self.keys = JsonList(keys, SAVED_KEYS)
+
+    def json(self) -> str:
+        return f'{{"until": {json.dumps(self.until)}, "keys": {self.keys.json()}}}'
 
 
 def _delayed(xml: ET.Element) -> float | None:
