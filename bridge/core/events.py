@@ -127,6 +127,13 @@ class Kick(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class Standing(Event):
+    """`sender`'s standing in the room now: "op", "voice" or "" (neither)."""
+
+    rank: str
+
+
+@dataclass(frozen=True, slots=True)
 class Presence(Event):
     away: bool
     status: str = ""

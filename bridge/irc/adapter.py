@@ -3,7 +3,7 @@
 IRC -> bridge: PRIVMSG, CTCP ACTION and NOTICE in a linked channel become
 `Message`s (formatting codes turned into XEP-0393 styling); JOIN, PART, QUIT
 (one `Part(quit=True)` per linked channel the user was in), NICK, KICK, AWAY
-(with away-notify) and live TOPIC changes become their events. The topic the
+(with away-notify), MODE +o/+v (a `Standing`) and live TOPIC changes become their events. The topic the
 server shows on join (RPL_TOPIC) is remembered but not relayed: it is not a
 change, and relaying it on every reconnect would overwrite newer topics
 elsewhere. Other CTCP is ignored. Nothing the relay client itself caused is
@@ -12,16 +12,18 @@ lost, kicked...) cannot be fetched later (InspIRCd 3 and ngIRCd have no
 CHATHISTORY): on rejoin, a notice from the bridge tells the rest of the link
 that messages between those times may be missing.
 
-Bridge -> IRC: `Message`s as `config.format` / `config.action_format` lines
+Bridge -> IRC: `Message`s as `config.format` / `config.action_format` lines, XEP-0393
+styling as formatting codes (`bridge.irc.styling`)
 (NOTICEs stay NOTICEs; the bridge's own notices go out without a nick), split
-to fit the wire (`bridge.irc.split`); `Topic` as TOPIC. Corrections, replies,
+to fit the wire (`bridge.irc.split`); `Topic` as TOPIC, after a NOTICE naming who set it. Corrections, replies,
 retractions and reactions as IRCv3 tags / REDACT where the server carries them,
 else in the text forms of `bridge.core.semantics`; from IRC, `s/old/new/` after
 one's own line, `+draft/reply`, `+draft/react` / `+draft/unreact` (TAGMSG) and
 REDACT become corrections, replies, reactions and retractions. Private messages to the
 relay client are not relayed (yet): the sender gets a NOTICE saying so, once a minute at
-most (never an answer to a NOTICE, RFC 2812 3.3.2). Joins, parts, nick
-changes and kicks elsewhere are not shown on IRC. Relayed lines are sent again
+most (never an answer to a NOTICE, RFC 2812 3.3.2). Kicks and nick changes elsewhere are
+one NOTICE line each (`bridge.core.roomevents`); joins and parts elsewhere are not shown on
+IRC. Relayed lines are sent again
 after a reconnect until the server confirms them, and dropped with one notice
 once older than `max_age` (`bridge.irc.outbox`).
 """
@@ -39,16 +41,18 @@ from typing import Any
 
 import structlog
 from irc.client import Event as IrcEvent
+from irc.modes import parse_channel_modes
 
 from bridge.config_types import IrcNetworkConfig
 from bridge.core.adapter import Adapter, EventSink
 from bridge.core.events import (
     BRIDGE, Endpoint, Event, Identity, Join, Kick, Message, MessageKind, NickChange, Part,
-    Presence, Reaction, Retraction, Topic,
+    Presence, Reaction, Retraction, Standing, Topic,
 )
 from bridge.core.idmap import MessageIds
 from bridge.core.notices import gap_text, late_mark
 from bridge.core.profile import Profile
+from bridge.core.roomevents import RoomEvents, topic_setter_text
 from bridge.core.semantics import (
     Gatherer, Pacer, Recent, correction_text, reply_text, retraction_text,
 )
@@ -57,6 +61,7 @@ from bridge.irc.formatting import irc_to_text
 from bridge.irc.roster import Roster
 from bridge.irc.split import clean, truncate, wire_lines
 from bridge.irc.whois import Whois
+from bridge.irc.styling import text_to_irc
 
 log = structlog.get_logger(__name__)
 
@@ -115,6 +120,7 @@ class IrcAdapter(Adapter):
         self.pacer = Pacer(self._show_correction)
         self._told: collections.OrderedDict[str, float] = collections.OrderedDict()  # folded nick
         self.whois = Whois(self.client, self.roster.fold)
+        self.room_events = RoomEvents()  # kicks and nick changes elsewhere, as lines here
         self.reactions = Gatherer(lambda room, text: self.client.send(
             self._notice_lines(room, text), room, "reactions"))
         on = self.client.on
@@ -127,6 +133,7 @@ class IrcAdapter(Adapter):
         on("account", self._on_account)
         on("away", self._on_away)
         on("namreply", self._on_names)
+        on("mode", self._on_mode)
         on("topic", self._on_topic)
         on("currenttopic", self._on_current_topic)
         on("notopic", self._on_no_topic)
@@ -164,8 +171,11 @@ class IrcAdapter(Adapter):
             lines, when = self._reaction_lines(room, event), event.time
         elif isinstance(event, Topic):  # the latest topic, however late: never too old
             lines, when = self._topic_lines(room, event), None
-        else:  # joins, parts, nick changes, kicks, presence elsewhere: not shown on IRC
-            return
+        else:  # kicks and nick changes elsewhere, as one line from the relay
+            line = self.room_events.line(room, event)
+            if line is None:
+                return
+            lines, when = self._notice_lines(room, line), event.time
         done = self.client.send(lines, room, str(event.endpoint), when)
         # Wait only once a backlog builds (flood control, a slow server), not
         # for a reconnect: lines queued in one loop turn then go out in one write.
@@ -173,7 +183,7 @@ class IrcAdapter(Adapter):
             await done
 
     def wants(self, event: Event) -> bool:
-        return isinstance(event, (Message, Topic, Retraction, Reaction))
+        return isinstance(event, (Message, Topic, Retraction, Reaction, Kick, NickChange))
 
     def is_own(self, identity: Identity) -> bool:
         if identity.network != self.network:
@@ -200,9 +210,11 @@ class IrcAdapter(Adapter):
 
     def _message_lines(self, room: str, msg: Message) -> list[str]:
         command = "NOTICE" if msg.kind is MessageKind.NOTICE or msg.sender == BRIDGE else "PRIVMSG"
-        text, tags = msg.text, ""
+        text, tags, styled = msg.text, "", False
         if msg.sender != BRIDGE:
             text, tags = self._meaning(room, msg)
+            styled_text = text_to_irc(text)
+            text, styled = styled_text, styled_text is not text
         if msg.sender == BRIDGE:
             def render(text: str) -> str:
                 return text
@@ -213,7 +225,7 @@ class IrcAdapter(Adapter):
             def render(text: str) -> str:
                 return fmt.format(nick=nick, text=text)
         budget = self.client.budget(command, room) - len(tags)
-        lines = wire_lines(late_mark(msg) + text, render, budget, self.config.max_lines)
+        lines = wire_lines(late_mark(msg) + text, render, budget, self.config.max_lines, styled)
         log.debug("irc_relay", network=self.network, room=room, lines=len(lines))
         echoed = "echo-message" in self.client.caps
         if lines and msg.native_id is not None and msg.replaces is None and echoed:
@@ -287,7 +299,8 @@ class IrcAdapter(Adapter):
         if self.topics.get(folded) == text:
             return []  # already so: no TOPIC that would only echo back
         self.topics[folded] = text
-        return [f"TOPIC {room} :{text}"]
+        setter = topic_setter_text(topic)  # TOPIC names the relay: who set it comes first
+        return [*(self._notice_lines(room, setter) if setter else []), f"TOPIC {room} :{text}"]
 
     # Connection life
 
@@ -472,6 +485,21 @@ class IrcAdapter(Adapter):
             nick = name.lstrip(prefixes).partition("!")[0]  # multi-prefix, userhost-in-names
             if nick:
                 self.roster.joined(channel, nick)
+                for symbol, mode in (("@", "o"), ("+", "v")):
+                    if symbol in name[:len(name) - len(name.lstrip(prefixes))]:
+                        self.roster.set_mode(channel, nick, mode, True)
+
+    def _on_mode(self, event: IrcEvent) -> None:  # MODE <channel> <modes> [<params>]
+        endpoint = self._endpoint(event.target)
+        if endpoint is None or not event.arguments:
+            return
+        tags = _tags(event)
+        for sign, mode, nick in parse_channel_modes(" ".join(event.arguments)):
+            if mode in ("o", "v") and nick and not self.client.is_me(nick):
+                before = self.roster.rank(event.target, nick)
+                after = self.roster.set_mode(event.target, nick, mode, sign == "+")
+                if after != before:
+                    self.emit(Standing(endpoint, self._identity(nick), after, time=_time(tags)))
 
     def _on_topic(self, event: IrcEvent) -> None:
         channel = event.target

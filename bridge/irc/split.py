@@ -22,6 +22,9 @@ WORST_HOST = 63
 _NEWLINES = re.compile(r"\r\n|\r|\n")
 # Every C0 control but tab (CTCP's 0x01, IRC formatting, NUL), DEL, and C1.
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+#: The same but the formatting codes `bridge.irc.styling` writes (bold, monospace, italics,
+#: strikethrough), for a text it styled.
+_CONTROL_BUT_STYLE = re.compile("[\x00\x01\x03-\x08\x0a-\x10\x12-\x1c\x1f\x7f-\x9f]")
 
 
 def text_budget(command: str, target: str, nick: str, user: str, host: str) -> int:
@@ -50,18 +53,21 @@ def wire_lines(
     render: Callable[[str], str],
     budget: int,
     max_lines: int,
+    styled: bool = False,
 ) -> list[str]:
-    """Split `text` into rendered lines of at most `budget` bytes each.
+    """Split `text` into rendered lines of at most `budget` bytes each (`styled`: keeping
+    the formatting codes of `bridge.irc.styling`).
 
     `render` wraps one piece of text (e.g. "<alice> {text}"); it is applied to
     every piece. Blank lines are skipped. When more than `max_lines` lines
     result, the last kept line says how many were cut.
     """
+    controls = _CONTROL_BUT_STYLE if styled else _CONTROL
     overhead = len(clean(render("")).encode())
     room = max(budget - overhead, 4)  # always room for one character
     pieces: list[str] = []
     for line in _NEWLINES.split(text):
-        line = _CONTROL.sub("", line).strip()
+        line = controls.sub("", line).strip()
         if line:
             pieces.extend(split_bytes(line, room))
     if len(pieces) > max_lines:
@@ -70,7 +76,7 @@ def wire_lines(
         pieces = pieces[:keep] + [f"[… {cut} more line{'s' if cut != 1 else ''} cut]"]
     # `clean` again in case `render` itself brings a line break; `truncate`
     # in case it uses the text twice: the budget is a hard limit.
-    return [truncate(clean(render(piece)), budget) for piece in pieces]
+    return [truncate(controls.sub("", _NEWLINES.sub(" ", render(piece))), budget) for piece in pieces]
 
 
 def split_bytes(line: str, limit: int) -> list[str]:

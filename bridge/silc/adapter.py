@@ -23,6 +23,7 @@ from bridge.config_types import SilcNetworkConfig
 from bridge.core.adapter import Adapter, EventSink
 from bridge.core.notices import gap_text, late_mark
 from bridge.core.profile import Profile
+from bridge.core.roomevents import RoomEvents, topic_setter_text
 from bridge.core.semantics import Pacer, Recent, correction_text, reply_text, retraction_text
 from bridge.core.events import (
     BRIDGE,
@@ -87,6 +88,7 @@ class SilcAdapter(Adapter):
         self._key_source = ""
         self.recent = Recent()  # texts relayed here, for corrections and retractions
         self.pacer = Pacer(self._show_correction)
+        self.room_events = RoomEvents()  # kicks and nick changes elsewhere, as lines here
 
     # --- Adapter ---
 
@@ -147,12 +149,17 @@ class SilcAdapter(Adapter):
                 self._send(channel, Message(event.endpoint, event.sender, retraction_text(old),
                                             MessageKind.NOTICE, time=event.time))
             elif isinstance(event, Topic):
+                if (setter := topic_setter_text(event)) is not None:  # the topic names the relay
+                    self._send(channel, Message(event.endpoint, BRIDGE, setter, MessageKind.NOTICE))
                 await session.set_topic(channel, clean(event.text).replace("\n", " "))
+            elif (line := self.room_events.line(room, event)) is not None:  # kicks, nick changes
+                self._send(channel, Message(event.endpoint, BRIDGE, line, MessageKind.NOTICE,
+                                            time=event.time))
         except (NotConnected, CommandError, asyncio.TimeoutError, DecodeError) as exc:
             self.log.warning("silc_deliver_failed", room=room, kind=type(event).__name__, reason=str(exc))
 
     def wants(self, event: Event) -> bool:
-        return isinstance(event, (Message, Topic, Retraction))
+        return isinstance(event, (Message, Topic, Retraction, Kick, NickChange))
 
     def _send(self, channel, event: Message) -> None:
         flags, text = self._render(event)

@@ -29,12 +29,15 @@ from bridge.core.notices import gap_text, stale_text
 from bridge.core.ratelimit import TokenBucket
 from bridge.core.events import (
     BRIDGE, Endpoint, Event, Identity, Join, Kick, Message, MessageKind, NickChange, Part, Reaction,
-    Retraction, Topic,
+    Retraction, Standing, Topic,
 )
 from bridge.core.idmap import MessageIds
 from bridge.store.base import JsonList, Store
 from bridge.xmpp import semantics
 from bridge.xmpp.component import Component
+from bridge.xmpp import roles
+from bridge.xmpp.kicks import Kicks
+from bridge.xmpp.subjects import Subjects
 from bridge.xmpp.meaning import RoomMeaning
 from bridge.xmpp.stanza import (
     NS_DELAY, NS_MUC, NS_OCCUPANT_ID, NS_PING, NS_STANZA_ID, attr, child, child_text,
@@ -72,6 +75,7 @@ class Puppet:
     nick: str  # its nick in this room (the wanted nick, or with a suffix)
     joined: bool = False
     joining: bool = False
+    rank: str = ""  # op or voice on the network it speaks for, as the room shows it
     attempts: int = 0
     last_active: float = field(default_factory=time.monotonic)
     # Messages sent while the join was in flight, kept to resend if it fails.
@@ -89,9 +93,12 @@ class Room:
         self.emit = emit
         self.ids = ids or MessageIds(store)
         self.meaning = RoomMeaning(self)  # what is more than text, both ways
+        self.kicks = Kicks(self)
+        self.subjects = Subjects(self)  # topics from elsewhere
         self.endpoint = Endpoint("xmpp", jid)
         self.bot_jid = config.jid
         self.bot_nick = config.bot_nick
+        self.bot_role = self.bot_affiliation = ""  # the bot's, in the room (XEP-0045 5.1, 5.2)
         self.joined = asyncio.Event()
         self.subject_seen = False
         self.occupants: dict[str, Identity] = {}
@@ -254,7 +261,9 @@ class Room:
                 self.emit(NickChange(self.endpoint, identity, new))
             elif "307" in codes:
                 reason = item.findtext(f"{{{NS_MUC}#user}}reason", "") if item is not None else ""
-                self.emit(Kick(self.endpoint, BRIDGE, identity, reason))
+                actor = item.find(f"{{{NS_MUC}#user}}actor") if item is not None else None
+                by = actor.get("nick", "") if actor is not None else ""
+                self.emit(Kick(self.endpoint, self._sender(xml, by) if by else BRIDGE, identity, reason))
             else:
                 self.emit(Part(self.endpoint, identity, child_text(xml, "status") or ""))
         elif nick in self.joining and nick not in self.occupants:
@@ -279,7 +288,7 @@ class Room:
         if to != self.bot_jid:
             if kind == "error":
                 puppet = self.by_jid.get(to)
-                if puppet is not None:
+                if puppet is not None and not self.subjects.refused(xml.get("id", ""), error_condition(xml)):
                     self._puppet_message_failed(puppet, xml)
             return
         if kind == "error":
@@ -416,6 +425,10 @@ class Room:
             self.log.warning("muc_bot_removed", codes=sorted(codes))
             self._retry_join(5.0, "removed")
             return
+        item = child(xml, f"{NS_MUC}#user", "x")
+        item = item.find(f"{{{NS_MUC}#user}}item") if item is not None else None
+        if item is not None:
+            self.bot_role, self.bot_affiliation = item.get("role", ""), item.get("affiliation", "")
         if "201" in codes:  # a new room, locked until configured: make it an instant room (10.1.2)
             self.component.send(
                 f"<iq type='set' id='{self.component.new_id()}' to={attr(self.jid)} "
@@ -451,7 +464,7 @@ class Room:
         if puppet is not None:
             self.puppets.move_to_end(identity.key)
             return puppet
-        if self.new_puppets.delay() > 0:
+        if self.kicks.held_out(identity) or self.new_puppets.delay() > 0:
             return None
         if len(self.puppets) >= self.config.puppet_limit:
             oldest = next(iter(self.puppets.values()))
@@ -497,6 +510,9 @@ class Room:
                 self._resend(puppet, via_bot=True)
                 self._forget(puppet)
         elif kind == "unavailable":  # kicked, or the server dropped it
+            x, codes = muc_statuses(xml)
+            if "307" in codes:
+                self.kicks.puppet_kicked(puppet, x.find(f"{{{NS_MUC}#user}}item"))
             self._release(puppet)
             self._forget(puppet)
         else:
@@ -601,13 +617,16 @@ class Room:
                 self._send(*((puppet.jid, puppet.nick) if puppet is not None
                              else (self.bot_jid, self.bot_nick)), inner, event.time)
         elif isinstance(event, Topic):
-            self._send(self.bot_jid, self.bot_nick, f"<subject>{text(event.text)}</subject>", event.time)
+            self.subjects.show(event)
         elif isinstance(event, Join):
             if self.options.get("puppets") == "eager":
                 self._puppet_for(event.sender)
-        elif isinstance(event, (Part, Kick)):
-            who = event.target if isinstance(event, Kick) else event.sender
-            puppet = self.puppets.get(who.key)
+        elif isinstance(event, Kick):
+            await self.kicks.kicked_elsewhere(event)
+        elif isinstance(event, Standing):
+            await roles.show(self, event)
+        elif isinstance(event, Part):
+            puppet = self.puppets.get(event.sender.key)
             if puppet is not None:
                 self.leave(puppet, event.reason)
         elif isinstance(event, NickChange):
@@ -634,9 +653,12 @@ class Room:
         if event.sender == BRIDGE:
             self._bot_say(body, event.time)
             return
+        notice = event.kind is MessageKind.NOTICE
+        if notice:  # marked as IRC clients show notices, from the puppet or the bot alike
+            body = f"-{event.sender.nick}- {body}"
         puppet = self._puppet_for(event.sender)
         if puppet is None:  # the room is full of active puppets, or a flood of new speakers
-            body = f"<{event.sender.nick}> {body}"
+            body = body if notice else f"<{event.sender.nick}> {body}"
             msg_id = self._send(self.bot_jid, self.bot_nick, self.meaning.payload(event, body), event.time)
         else:
             if puppet.identity.nick != event.sender.nick:  # renamed while we were not looking

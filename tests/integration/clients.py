@@ -152,6 +152,8 @@ class RoomPresence:
     codes: frozenset[int] = field(default_factory=frozenset)  # 110 self, 303 nick change, ...
     new_nick: str | None = None  # with code 303
     status: str | None = None
+    reason: str | None = None  # a kick's or ban's reason (XEP-0045 9.1)
+    role: str | None = None  # moderator, participant, visitor, none (XEP-0045 5.1)
 
 
 class XmppUser:
@@ -340,7 +342,9 @@ class XmppUser:
             available=pres["type"] != "unavailable",
             jid=item.get("jid") if item is not None else None, codes=codes,
             new_nick=item.get("nick") if item is not None and 303 in codes else None,
-            status=status.text if status is not None else None))
+            status=status.text if status is not None else None,
+            reason=item.findtext(f"{{{NS_MUC_USER}}}reason") if item is not None else None,
+            role=item.get("role") if item is not None else None))
 
 
 # -- IRC ----------------------------------------------------------------------------------

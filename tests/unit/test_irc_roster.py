@@ -51,3 +51,21 @@ def test_we_leave_a_channel_and_forget_who_was_only_there():
     assert r.channels_of("alice") == [] and r.account("alice") is None
     r.reset("#b")
     assert r.channels_of("bob") == []
+
+
+def test_ops_and_voice_follow_mode_changes_renames_and_departures():
+    from bridge.irc.roster import Roster
+    roster = Roster()
+    roster.joined("#a", "Bob")
+    assert roster.set_mode("#a", "bob", "v", True) == "voice"
+    assert roster.set_mode("#A", "BOB", "o", True) == "op"
+    assert roster.set_mode("#a", "bob", "o", False) == "voice"  # still voiced
+    roster.rename("bob", "robert")
+    assert roster.rank("#a", "robert") == "voice" and roster.rank("#a", "bob") == ""
+    roster.left("#a", "robert")
+    roster.joined("#a", "robert")
+    assert roster.rank("#a", "robert") == ""
+    assert roster.set_mode("#a", "nobody", "o", True) == ""  # not in the channel: nothing kept
+    roster.set_mode("#a", "robert", "o", True)
+    roster.quit("robert")
+    assert roster.rank("#a", "robert") == ""

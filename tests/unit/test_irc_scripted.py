@@ -440,6 +440,7 @@ async def test_actions_notices_bridge_notices_and_topics(ircd):
             "PRIVMSG #test :* alice waves",
             "NOTICE #test :<alice> heads up",
             "NOTICE #test :link established",
+            "NOTICE #test :alice set the topic in the MUC",
             "TOPIC #test :fresh topic",
             "PRIVMSG #test :<alice> end",
         ]
