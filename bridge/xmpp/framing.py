@@ -38,8 +38,9 @@ from typing import Protocol
 
 #: Most bytes held back waiting for the end of one stanza before the filter gives up.
 MAX_PENDING = 1 << 19
-#: Most elements open inside one stanza before the filter gives up.
-MAX_DEPTH = 256
+#: Most elements declaring a namespace followed inside one stanza; beyond, a stanza name
+#: inside any of them is taken for one in that namespace.
+MAX_NAMESPACES = 64
 
 _DECLARATION = re.compile(rb"<\?xml[^<>]*\?>")
 # The common case in one match: a whole message, presence or iq (start tag as group 1)
@@ -49,7 +50,7 @@ _PLAIN = re.compile(rb"""(<(message|presence|iq)(?=[\s/>])(?:[^'"<>]++|'[^'<]*+'
 _NAME = re.compile(rb"""[^!?/'"<>\s]++""")  # of an element, right after '<' or '</'
 # What changes nothing inside a stanza, in one match: text, empty elements and elements
 # holding only text, none of them named like a stanza.
-_INERT = re.compile(rb"""(?:[^<]++|<(?!(?:message|presence|iq)[\s/>])([^!?/'"<>\s]++)"""
+_INERT = re.compile(rb"""(?:[^<]++|<(?!(?:message|presence|iq)[\s/>])([^!?/'"<>\s]++)(?=[\s/>])"""
                     rb"""(?:[^'"<>]++|'[^'<]*+'|"[^"<]*+")*+>(?:(?<=/>)|[^<]*+</\1\s*>))*+""")
 _TAG_TEXT = re.compile(rb"""[^'"<>]*+""")  # inside a tag, outside quotes
 _END_TAG = re.compile(rb"""</([^!?/'"<>\s]++)\s*>""")
@@ -93,10 +94,11 @@ class _Item:
     fresh: bool = True  # nothing scanned yet: the fast path may take it whole
     tag: _TagScan | None = None  # its start tag, or one inside it, cut by a read
     start_tag: bytes = b""  # once whole
+    name: bytes = b""  # of the stanza
+    depth: int = 0  # elements of that name open
     pos: int = 0  # inside it: where to go on (between tags)
-    opened: list[tuple[bytes, bool]] = field(default_factory=list)  # (name, declares xmlns)
-    counts: dict[bytes, int] = field(default_factory=dict)  # name -> how many of `opened`
-    namespaced: int = 0  # how many of `opened` declare a default namespace
+    # Elements inside that declare a default namespace, innermost last: [name, open of that name].
+    namespaces: list[list] = field(default_factory=list)
     garbage: bool = False  # no stanza at all: looking for where the next one begins
 
 
@@ -231,8 +233,9 @@ class ReflectionFilter:
             item.start_tag = bytes(buf[start:end])
             if buf[end - 2] == ord("/"):  # an empty element
                 return end, self._verdict(item.start_tag, buf, start, end)
-            if self._opened(item, item.start_tag) == _UNKNOWN:
-                return _UNKNOWN, KEEP
+            item.name, item.depth = _NAME.match(item.start_tag, 1)[0], 1
+            if _declares_namespace(item.start_tag):
+                item.namespaces.append([item.name, 1])
             item.pos = end
         return self._content(buf, item)
 
@@ -259,7 +262,8 @@ class ReflectionFilter:
         return item.tag.pos, KEEP
 
     def _content(self, buf: bytearray, item: _Item) -> tuple[int, int]:
-        """Inside a stanza: go from tag to tag until the one that closes it."""
+        """Inside a stanza: go from tag to tag until the `</name>` that balances the
+        `<name` tags before it."""
         while True:
             tag = item.tag
             if tag is None:
@@ -274,53 +278,34 @@ class ReflectionFilter:
                 return _INCOMPLETE, KEEP
             item.tag = None
             lt, end = tag.start, tag.pos
+            closing = buf[lt + 1] == ord("/")
+            name = _name(buf, lt + 1 + closing)
             if status == _INVALID:  # a '<' that starts no tag: text to the parser
-                closing = buf[lt + 1] == ord("/")
-                name = _NAME.match(buf, lt + 1 + closing)
-                if name and (name[0] in item.counts or name[0] in _STANZA_NAMES):
+                if name == item.name:
                     return _UNKNOWN, KEEP  # it could hide where the stanza ends
                 item.pos = lt + 1
                 continue
             item.pos = end
-            if buf[lt + 1] == ord("/"):
+            if closing:
                 closed = _END_TAG.fullmatch(buf, lt, end)
-                if closed and self._closed(item, closed[1]):
-                    return end, self._verdict(item.start_tag, buf, item.start, end)
+                if closed is None:
+                    continue  # '</a b>': text to the parser
+                _leave_namespaces(item.namespaces, closed[1])
+                if closed[1] == item.name:
+                    item.depth -= 1
+                    if not item.depth:
+                        return end, self._verdict(item.start_tag, buf, item.start, end)
                 continue
-            name = _NAME.match(buf, lt + 1)
             if name is None:
-                continue  # '<' then white space: text to the parser
-            start_tag = bytes(buf[lt:end])
-            if name[0] in _STANZA_NAMES and not item.namespaced and not _declares_namespace(start_tag):
+                continue  # '<' then white space, or a name run into a quote: text to the parser
+            declares = _declares_namespace(bytes(buf[lt:end]))
+            if name in _STANZA_NAMES and not item.namespaces and not declares:
                 return lt, MALFORMED  # a new stanza begins: this one never ends
-            if buf[end - 2] != ord("/") and self._opened(item, start_tag) == _UNKNOWN:
-                return _UNKNOWN, KEEP
-
-    @staticmethod
-    def _opened(item: _Item, start_tag: bytes) -> int:
-        if len(item.opened) >= MAX_DEPTH:
-            return _UNKNOWN
-        name = _NAME.match(start_tag, 1)[0]
-        declares = _declares_namespace(start_tag)
-        item.opened.append((name, declares))
-        item.counts[name] = item.counts.get(name, 0) + 1
-        item.namespaced += declares
-        return KEEP
-
-    @staticmethod
-    def _closed(item: _Item, name: bytes) -> bool:
-        """`</name>` closes the innermost open element of that name (and any left open
-        inside it: the parser will refuse the stanza); True once the stanza is closed."""
-        if name not in item.counts:
-            return False  # closes nothing: the parser decides
-        while True:
-            opened, declares = item.opened.pop()
-            item.namespaced -= declares
-            item.counts[opened] -= 1
-            if not item.counts[opened]:
-                del item.counts[opened]
-            if opened == name:
-                return not item.opened
+            if buf[end - 2] == ord("/"):
+                continue
+            if name == item.name:
+                item.depth += 1
+            _enter_namespaces(item.namespaces, name, declares)
 
     def _skip_to_stanza(self, buf: bytearray, item: _Item) -> tuple[int, int]:
         """Bytes that are no stanza, up to where the next one begins: a whole start tag
@@ -393,6 +378,34 @@ def _scan_tag(buf: bytearray, tag: _TagScan) -> int:
         if char == ord("<"):
             return _INVALID
         pos, quote = pos + 1, char
+
+
+def _name(buf: bytearray, pos: int) -> bytes | None:
+    """The element name at `pos` (after '<' or '</'), if white space, '/' or '>' ends it."""
+    name = _NAME.match(buf, pos)
+    if name is None or (name.end() < len(buf) and buf[name.end()] not in b" \t\r\n/>"):
+        return None
+    return name[0]
+
+
+def _enter_namespaces(namespaces: list[list], name: bytes, declares: bool) -> None:
+    """An element opens: one that declares a namespace is followed until it closes."""
+    if declares and len(namespaces) < MAX_NAMESPACES:
+        namespaces.append([name, 1])
+        return
+    for entry in reversed(namespaces):  # another of a name followed: it closes first
+        if entry[0] == name:
+            entry[1] += 1
+            return
+
+
+def _leave_namespaces(namespaces: list[list], name: bytes) -> None:
+    for i in range(len(namespaces) - 1, -1, -1):
+        if namespaces[i][0] == name:
+            namespaces[i][1] -= 1
+            if not namespaces[i][1]:
+                del namespaces[i:]
+            return
 
 
 def _declares_namespace(start_tag: bytes) -> bool:
