@@ -161,7 +161,7 @@ class IrcAdapter(Adapter):
         text = clean(topic.text).strip()
         limit = self.client.budget("TOPIC", room)
         topiclen = getattr(self.client.features, "topiclen", None)
-        if isinstance(topiclen, int) and topiclen > 0:
+        if isinstance(topiclen, int) and not isinstance(topiclen, bool) and topiclen > 0:
             limit = min(limit, topiclen)
         text = truncate(text, limit)
         folded = self.roster.fold(room)
@@ -348,7 +348,8 @@ class IrcAdapter(Adapter):
         channel, names = event.arguments[-2], event.arguments[-1]
         if self.roster.fold(channel) not in self.joined:
             return
-        prefixes = "".join(getattr(self.client.features, "prefix", {}) or "@+")
+        prefix = getattr(self.client.features, "prefix", None)  # True: PREFIX= (none)
+        prefixes = "".join(prefix) if isinstance(prefix, dict) else "" if prefix is True else "@+"
         for name in names.split():
             nick = name.lstrip(prefixes).partition("!")[0]  # multi-prefix, userhost-in-names
             if nick:
