@@ -88,7 +88,7 @@ class _Reader:
         (`!!int abc`, an unknown tag...)."""
         try:
             return self.loader.construct_object(node)
-        except (yaml.YAMLError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+        except Exception as exc:  # PyYAML's constructors raise what they like (`!!int` alone: IndexError)
             if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
                 text = exc.problem
             elif isinstance(exc, RecursionError):

@@ -113,6 +113,12 @@ def test_nesting_deeper_than_the_yaml_parser_goes_is_a_problem_not_a_crash():
     assert problems("component: " + "[" * 2000 + "]" * 2000) == [(1, "(yaml)", "nested too deeply")]
 
 
+@pytest.mark.parametrize("value", ["!!int", "!!bool maybe", "!!timestamp 0000-01-01", "!!float"])
+def test_a_value_yaml_cannot_construct_is_a_problem_not_a_crash(value):
+    found = problems(GOOD + f"log:\n  level: {value}\n")
+    assert [(path, message.split(":")[0]) for _, path, message in found] == [("log.level", "cannot read this value")]
+
+
 def test_yaml_syntax_error_has_a_line():
     found = problems("component:\n  jid: [unclosed\n")
     assert found[0][0] >= 2
