@@ -44,12 +44,11 @@ def _irc_text(rng: random.Random, size: int) -> str:
 
 
 def generate_formatting(rng: random.Random) -> bytes:
-    style = rng.randrange(10)
-    if style == 0:  # one code over and over, the whole line long
+    if rng.random() < 0.03:  # one code over and over, as long as a line may be
         unit = "".join(rng.choice(_CODES + _WORDS) for _ in range(rng.randint(1, 4)))
         text = unit * (rng.choice((100, 1000, MAX_RECEIVED_LINE)) // len(unit))
     else:
-        text = _irc_text(rng, rng.choice((4, 16, 64, 400, 2000)))
+        text = _irc_text(rng, rng.choice((4, 16, 64, 200, 400)) if rng.random() < 0.95 else 2000)
     data = text.encode("utf-8", "surrogatepass")
     if rng.random() < 0.2:
         data = mutate(rng, data)
@@ -72,8 +71,13 @@ def generate_split(rng: random.Random) -> bytes:
     max_lines = rng.choice((1, 1, 2, 5, 10, 100, 255))  # the config wants at least 1
     fmt = rng.randrange(len(_FORMATS))
     words = _WORDS + ["\n", "\r\n", "\r", "\x00", "\x01", "\x1b", "\u2028", "x" * 500, "é" * 300]
-    size = rng.choice((0, 10, 100, 1000) if budget < 50 else (0, 10, 100, 1000, 5000, 30000))
-    text = "".join(rng.choice(words) for _ in range(size // 3 + 1))
+    size = rng.choice((0, 10, 100, 300, 1000))
+    if budget >= 50 and rng.random() < 0.05:
+        size = rng.choice((5000, 30000))
+    parts: list[str] = []
+    while sum(map(len, parts)) <= size:
+        parts.append(rng.choice(words))
+    text = "".join(parts)
     data = bytes([budget >> 8, budget & 0xFF, max_lines, fmt]) + text.encode()
     if rng.random() < 0.2:
         data = data[:4] + mutate(rng, data[4:])
@@ -106,7 +110,7 @@ def check_split(data: bytes) -> None:
         wanted = _SPACE.sub("", clean(text))
         if _SPACE.sub("", "".join(lines)) != wanted:
             raise Violation("the lines lost or changed characters of the text")
-    for limit in (1, 4, budget or 1) if len(text) <= 2000 else (budget,):
+    for limit in {1 if len(text) <= 100 else 4, 4 if len(text) <= 1000 else budget, budget or 1}:
         pieces = split_bytes(text, limit)
         if limit >= 4 and any(len(p.encode()) > limit for p in pieces):
             raise Violation("split_bytes made a piece over its limit")
