@@ -157,12 +157,12 @@ def fuzz(target: Target, count: int, seconds: float | None, seed: int,
             report.biggest = max(report.biggest, len(data))
             if elapsed > report.slowest.seconds:
                 report.slowest = Slowest(elapsed, len(data), data)
-            if isinstance(error, Hang) or (error is None and elapsed > target.bound):
+            if error is None and elapsed > target.bound:  # slow, but it ended
                 report.hangs.append((elapsed, data))
                 log(f"  {target.name}: hang, {_ms(elapsed)} on {len(data):,} bytes")
                 if save and len(report.hangs) <= KEEP_PER_CRASH:
                     report.saved.append(_save(target.name, "hang", data))
-            elif error is not None:
+            elif error is not None:  # a Hang (stopped at the hard limit) is one too
                 sig = signature(error)
                 kept = report.crashes.setdefault(sig, [])
                 if not kept:
