@@ -162,7 +162,7 @@ def versions() -> dict:
             "python": platform.python_version(), "muc-bridge": rev}
 
 
-def _fmt(value) -> str:
+def fmt(value) -> str:
     if value is None:
         return "–"
     if isinstance(value, float) and value.is_integer():
@@ -194,7 +194,7 @@ def markdown(table: dict[tuple[str, str], dict], header: dict, profiles: dict[st
         lost = row.get("lost")
         if row.get("lost_max"):
             lost = f"{lost} (max {row['lost_max']})"
-        cells = [_fmt(lost if field == "lost" else row.get(field)) for field, _ in shown]
+        cells = [fmt(lost if field == "lost" else row.get(field)) for field, _ in shown]
         lines.append(f"| {gateway} | {scenario} | " + " | ".join(cells) + " |")
     rat = ratios(table)
     if rat:
@@ -207,7 +207,7 @@ def markdown(table: dict[tuple[str, str], dict], header: dict, profiles: dict[st
             grouped.setdefault((baseline, scenario), {})[name] = value
         for (baseline, scenario), values in grouped.items():
             lines.append(f"| {baseline} | {scenario} | "
-                         + " | ".join(_fmt(values.get(n)) for _, n in RATIO_FIELDS) + " |")
+                         + " | ".join(fmt(values.get(n)) for _, n in RATIO_FIELDS) + " |")
     relative = against_floor(table)
     if relative:
         lines += ["", "Against the floor of the same run (steadier than raw figures between runs):",
@@ -233,12 +233,12 @@ def print_summary(table: dict[tuple[str, str], dict]) -> None:
     print("\nMedians:")
     for (gateway, scenario), row in table.items():
         cells = [(head, row[field]) for field, head in COLUMNS if row.get(field) is not None]
-        print(f"  {gateway:15} {scenario:20} " + "  ".join(f"{h}={_fmt(v)}" for h, v in cells))
+        print(f"  {gateway:15} {scenario:20} " + "  ".join(f"{h}={fmt(v)}" for h, v in cells))
     rat = ratios(table)
     if rat:
         print("\nmuc-bridge / baseline:")
         for baseline, scenario, name, value in rat:
-            print(f"  vs {baseline:15} {scenario:20} {name:10} {_fmt(value)}")
+            print(f"  vs {baseline:15} {scenario:20} {name:10} {fmt(value)}")
     relative = against_floor(table)
     if relative:
         print("\nAgainst the floor of the same run:")

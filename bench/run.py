@@ -289,7 +289,7 @@ class Suite:
                 f.write(json.dumps(row) + "\n")
 
 
-def _quiet_logs() -> None:
+def quiet_logs() -> None:
     """The server launchers log at debug; the bench prints its own lines."""
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
@@ -310,7 +310,7 @@ def _stop_on_signals() -> None:
 
 async def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    _quiet_logs()
+    quiet_logs()
     _stop_on_signals()
     workdir = Path(tempfile.mkdtemp(prefix="muc-bridge-bench-"))
     suite = Suite(args, workdir)

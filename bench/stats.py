@@ -28,12 +28,14 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 @dataclass
 class Arrivals:
     """The messages of one tag seen by one observer: first arrival per sequence number,
-    duplicates counted."""
+    duplicates counted, and those that arrived after a later-numbered one (out of order)."""
 
     tag: str
     expected: int
     latencies_ns: dict[int, int] = field(default_factory=dict)
     duplicates: int = 0
+    out_of_order: int = 0
+    highest_seq: int = -1
     first_send_ns: int | None = None
     last_arrival_ns: int | None = None
     complete: asyncio.Event = field(default_factory=asyncio.Event)
@@ -42,6 +44,10 @@ class Arrivals:
         if seq in self.latencies_ns:
             self.duplicates += 1
             return
+        if seq < self.highest_seq:
+            self.out_of_order += 1
+        else:
+            self.highest_seq = seq
         self.latencies_ns[seq] = now_ns - sent_ns
         self.last_arrival_ns = now_ns
         if len(self.latencies_ns) >= self.expected:

@@ -13,6 +13,7 @@ from bridge.config_types import Config, IrcNetworkConfig, LinkConfig, SilcNetwor
 from bridge.core.adapter import Adapter
 from bridge.core.backoff import Backoff
 from bridge.core.events import Endpoint
+from bridge.core.idmap import MessageIds
 from bridge.core.notices import gap_text
 from bridge.core.router import Router
 from bridge.irc.adapter import IrcAdapter
@@ -25,6 +26,8 @@ log = structlog.get_logger(__name__)
 
 #: How often pending store writes are committed (the most a crash can lose).
 COMMIT_INTERVAL = 0.5
+#: How often message-id mappings older than the store keeps them are deleted.
+PRUNE_INTERVAL = 3600.0
 #: An adapter that ran this long before failing starts again without waiting long.
 STABLE_AFTER = 60.0
 
@@ -33,9 +36,10 @@ class Bridge:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.store = SqliteStore.from_url(config.store.url)
+        self.ids = MessageIds(self.store)
         self.router = Router(config.links, max_age=config.delivery.max_age)
         self.adapters: list[Adapter] = [XmppAdapter(config.component, self.router.receive, self.store,
-                                                    config.delivery.max_age)]
+                                                    config.delivery.max_age, self.ids)]
         for net in config.networks.values():
             self.adapters.append(self._network_adapter(net))
         for adapter in self.adapters:
@@ -43,7 +47,7 @@ class Bridge:
 
     def _network_adapter(self, net: IrcNetworkConfig | SilcNetworkConfig) -> Adapter:
         if isinstance(net, IrcNetworkConfig):
-            return IrcAdapter(net, self.router.receive, max_age=self.config.delivery.max_age)
+            return IrcAdapter(net, self.router.receive, max_age=self.config.delivery.max_age, ids=self.ids)
         return SilcAdapter(net, self.router.receive, self.store)
 
     async def run(self) -> None:
@@ -76,12 +80,14 @@ class Bridge:
             log.info("bridge_stopped")
 
     async def _leave(self) -> None:
-        for adapter in self.adapters:
+        """Every adapter leaves at once (queued lines out, then goodbyes), within 4 s."""
+        async def leave(adapter: Adapter) -> None:
             try:
-                async with asyncio.timeout(3.0):
+                async with asyncio.timeout(4.0):
                     await adapter.close()
             except Exception as exc:
                 log.warning("adapter_close_failed", network=adapter.network, error=repr(exc))
+        await asyncio.gather(*(leave(adapter) for adapter in self.adapters))
 
     async def _supervise(self, adapter: Adapter) -> None:
         """Run one adapter for as long as the bridge runs. One that fails (a SILC key_dir
@@ -102,10 +108,14 @@ class Bridge:
             await backoff.wait()
 
     async def _commit_loop(self) -> None:
+        pruned = time.monotonic()
         while True:
             await asyncio.sleep(COMMIT_INTERVAL)
             self.store.set_cursor("alive", time.time())
             self.store.flush()
+            if time.monotonic() - pruned > PRUNE_INTERVAL:  # old message ids go by age too
+                pruned = time.monotonic()
+                self.store.prune(keep=self.ids.limit)
 
     def _announce_downtime(self, link: LinkConfig) -> None:
         """After a restart: what IRC and SILC said while the bridge was down is gone

@@ -60,10 +60,31 @@ class Message(Event):
     text: str
     kind: MessageKind = MessageKind.PLAIN
     native_id: str | None = None  # the id the origin network gave it
+    #: A reply: the id (on the origin endpoint) of the message answered, and who said it.
     reply_to: str | None = None
+    reply_nick: str | None = None
+    #: A correction: the id (on the origin endpoint) of the message it corrects; `text` is
+    #: the whole corrected text.
     replaces: str | None = None
     #: Replayed after the bridge missed it (a room's history after a rejoin): said at `time`.
     late: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Retraction(Event):
+    """`sender` took back their message `target` (its id on the origin endpoint)."""
+
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction(Event):
+    """`sender` reacted to message `target` (its id on the origin endpoint) with `emoji`,
+    or took that reaction back (`removed`)."""
+
+    target: str
+    emoji: str
+    removed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

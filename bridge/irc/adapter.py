@@ -14,7 +14,11 @@ that messages between those times may be missing.
 
 Bridge -> IRC: `Message`s as `config.format` / `config.action_format` lines
 (NOTICEs stay NOTICEs; the bridge's own notices go out without a nick), split
-to fit the wire (`bridge.irc.split`); `Topic` as TOPIC. Joins, parts, nick
+to fit the wire (`bridge.irc.split`); `Topic` as TOPIC. Corrections, replies,
+retractions and reactions as IRCv3 tags / REDACT where the server carries them,
+else in the text forms of `bridge.core.semantics`; from IRC, `s/old/new/` after
+one's own line, `+draft/reply`, `+draft/react` / `+draft/unreact` (TAGMSG) and
+REDACT become corrections, replies, reactions and retractions. Joins, parts, nick
 changes and kicks elsewhere are not shown on IRC. Relayed lines are sent again
 after a reconnect until the server confirms them, and dropped with one notice
 once older than `max_age` (`bridge.irc.outbox`).
@@ -23,6 +27,8 @@ once older than `max_age` (`bridge.irc.outbox`).
 from __future__ import annotations
 
 import asyncio
+import collections
+import re
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -35,9 +41,13 @@ from bridge.config_types import IrcNetworkConfig
 from bridge.core.adapter import Adapter, EventSink
 from bridge.core.events import (
     BRIDGE, Endpoint, Event, Identity, Join, Kick, Message, MessageKind, NickChange, Part,
-    Presence, Topic,
+    Presence, Reaction, Retraction, Topic,
 )
+from bridge.core.idmap import MessageIds
 from bridge.core.notices import gap_text, late_mark
+from bridge.core.semantics import (
+    Gatherer, Pacer, Recent, correction_text, reply_text, retraction_text,
+)
 from bridge.irc.client import RelayClient
 from bridge.irc.formatting import irc_to_text
 from bridge.irc.roster import Roster
@@ -60,10 +70,15 @@ JOIN_FAILURES = ("nosuchchannel", "toomanychannels", "channelisfull", "inviteonl
                  "bannedfromchan", "badchannelkey", "badchanmask",
                  "nochanmodes")  # 477, which networks use for "register your nick first"
 _KINDS = {"pubmsg": MessageKind.PLAIN, "action": MessageKind.ACTION, "pubnotice": MessageKind.NOTICE}
+#: `s/old/new/` (or `s/old/new/g`): a correction of the sender's own last line.
+_SED = re.compile(r"s/((?:[^/\\]|\\.)+)/((?:[^/\\]|\\.)*)/?(g?)")
+#: Our relayed lines whose echo (echo-message) tells their msgid, at most.
+ECHOES = 256
 
 
 class IrcAdapter(Adapter):
-    def __init__(self, config: IrcNetworkConfig, emit: EventSink, *, max_age: float = 300.0) -> None:
+    def __init__(self, config: IrcNetworkConfig, emit: EventSink, *, max_age: float = 300.0,
+                 ids: MessageIds | None = None) -> None:
         super().__init__(config.name, emit)
         for fmt in (config.format, config.action_format):
             fmt.format(nick="nick", text="text")  # a broken format fails at start, not per message
@@ -76,6 +91,17 @@ class IrcAdapter(Adapter):
         self.topics: dict[str, str] = {}  # folded channel -> current topic, as IRC has it
         self._join_due: dict[str, float] = {}  # folded channel -> when to try JOIN again
         self._out_since: dict[str, float] = {}  # folded channel -> since when we do not hear it
+        # Message ids and semantics: the link of each channel, texts relayed here (for
+        # corrections and excerpts), each user's last line (for s/old/new/), our lines
+        # whose echo will tell their msgid.
+        self.ids = ids
+        self.links: dict[str, str] = {}  # folded channel -> link name
+        self.recent = Recent()
+        self.last_lines = Recent()
+        self._echoes: collections.deque[tuple[str, str, Endpoint, str]] = collections.deque(maxlen=ECHOES)
+        self.pacer = Pacer(self._show_correction)
+        self.reactions = Gatherer(lambda room, text: self.client.send(
+            self._notice_lines(room, text), room, "reactions"))
         on = self.client.on
         on("featurelist", self._on_isupport)
         on("join", self._on_join)
@@ -89,6 +115,8 @@ class IrcAdapter(Adapter):
         on("topic", self._on_topic)
         on("currenttopic", self._on_current_topic)
         on("notopic", self._on_no_topic)
+        on("tagmsg", self._on_tagmsg)
+        on("redact", self._on_redact)
         on("chanoprivsneeded", self._on_refused)
         on("cannotsendtochan", self._on_refused)
         for kind in _KINDS:
@@ -100,6 +128,7 @@ class IrcAdapter(Adapter):
 
     def add_endpoint(self, room: str, options: Mapping[str, Any]) -> None:
         self.rooms[self.roster.fold(room)] = room  # options: topic direction is the router's
+        self.links[self.roster.fold(room)] = options.get("link", "")
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -107,8 +136,15 @@ class IrcAdapter(Adapter):
             tasks.create_task(self._keep_joined(), name=f"irc {self.network} joins")
 
     async def deliver(self, room: str, event: Event) -> None:
+        if isinstance(event, Message) and event.replaces is not None and event.sender != BRIDGE:
+            self.pacer.offer((room, str(event.endpoint), event.replaces), (room, event))
+            return
         if isinstance(event, Message):
             lines, when = self._message_lines(room, event), event.time
+        elif isinstance(event, Retraction):
+            lines, when = self._retraction_lines(room, event), event.time
+        elif isinstance(event, Reaction):
+            lines, when = self._reaction_lines(room, event), event.time
         elif isinstance(event, Topic):  # the latest topic, however late: never too old
             lines, when = self._topic_lines(room, event), None
         else:  # joins, parts, nick changes, kicks, presence elsewhere: not shown on IRC
@@ -120,7 +156,7 @@ class IrcAdapter(Adapter):
             await done
 
     def wants(self, event: Event) -> bool:
-        return isinstance(event, (Message, Topic))
+        return isinstance(event, (Message, Topic, Retraction, Reaction))
 
     def is_own(self, identity: Identity) -> bool:
         if identity.network != self.network:
@@ -138,6 +174,9 @@ class IrcAdapter(Adapter):
 
     def _message_lines(self, room: str, msg: Message) -> list[str]:
         command = "NOTICE" if msg.kind is MessageKind.NOTICE or msg.sender == BRIDGE else "PRIVMSG"
+        text, tags = msg.text, ""
+        if msg.sender != BRIDGE:
+            text, tags = self._meaning(room, msg)
         if msg.sender == BRIDGE:
             def render(text: str) -> str:
                 return text
@@ -147,10 +186,64 @@ class IrcAdapter(Adapter):
 
             def render(text: str) -> str:
                 return fmt.format(nick=nick, text=text)
-        budget = self.client.budget(command, room)
-        lines = wire_lines(late_mark(msg) + msg.text, render, budget, self.config.max_lines)
+        budget = self.client.budget(command, room) - len(tags)
+        lines = wire_lines(late_mark(msg) + text, render, budget, self.config.max_lines)
         log.debug("irc_relay", network=self.network, room=room, lines=len(lines))
-        return [f"{command} {room} :{line}" for line in lines]
+        echoed = "echo-message" in self.client.caps
+        if lines and msg.native_id is not None and msg.replaces is None and echoed:
+            self._echoes.append((self.roster.fold(room), lines[0], msg.endpoint, msg.native_id))
+        return [f"{tags if n == 0 else ''}{command} {room} :{line}" for n, line in enumerate(lines)]
+
+    # Corrections, replies, retractions, reactions
+
+    def _meaning(self, room: str, msg: Message) -> tuple[str, str]:
+        """The text a message shows here (a correction marked, a reply addressed) and the
+        IRCv3 tags that go with it (`+draft/reply` where the server carries client tags)."""
+        origin = str(msg.endpoint)
+        if msg.replaces is not None:
+            text = correction_text(self.recent.get((origin, msg.replaces)), msg.text)
+            self.recent.put((origin, msg.replaces), msg.text)
+            return text, ""
+        if msg.native_id is not None:
+            self.recent.put((origin, msg.native_id), msg.text)
+        if msg.reply_to is None:
+            return msg.text, ""
+        msgid = self._msgid(room, msg.endpoint, msg.reply_to)
+        tags = f"@+draft/reply={_tag_value(msgid)} " if msgid and "message-tags" in self.client.caps else ""
+        return reply_text(msg.reply_nick, msg.text), tags
+
+    def _msgid(self, room: str, origin: Endpoint, origin_id: str) -> str | None:
+        """This channel's msgid for message `origin_id` of `origin`, if known."""
+        if self.ids is None:
+            return None
+        link = self.links.get(self.roster.fold(room), "")
+        return self.ids.translate(link, origin, origin_id, Endpoint(self.network, room))
+
+    def _show_correction(self, item: object) -> None:
+        room, msg = item
+        self.client.send(self._message_lines(room, msg), room, str(msg.endpoint), msg.time)
+
+    def _retraction_lines(self, room: str, event: Retraction) -> list[str]:
+        """REDACT where the server offers draft/message-redaction and the msgid is known,
+        else a short notice (never XEP-0424's fallback text)."""
+        msgid = self._msgid(room, event.endpoint, event.target)
+        if msgid and "draft/message-redaction" in self.client.caps:
+            return [f"REDACT {room} {msgid}"]
+        old = self.recent.get((str(event.endpoint), event.target))
+        notice = Message(event.endpoint, event.sender, retraction_text(old), MessageKind.NOTICE)
+        return self._message_lines(room, notice)
+
+    def _reaction_lines(self, room: str, event: Reaction) -> list[str]:
+        """TAGMSG with +draft/react where client tags are carried, else one gathered line."""
+        msgid = self._msgid(room, event.endpoint, event.target)
+        if msgid and "message-tags" in self.client.caps:
+            key = "+draft/unreact" if event.removed else "+draft/react"
+            return [f"@{key}={_tag_value(event.emoji)};+draft/reply={_tag_value(msgid)} TAGMSG {room}"]
+        if not event.removed:
+            nick = truncate(clean(event.sender.nick), MAX_SHOWN_NICK)
+            self.reactions.add(room, nick, clean(event.emoji)[:16],
+                               self.recent.get((str(event.endpoint), event.target)))
+        return []
 
     def _notice_lines(self, room: str, text: str) -> list[str]:
         """`text` said in `room` by the bridge itself."""
@@ -379,17 +472,69 @@ class IrcAdapter(Adapter):
     def _on_message(self, event: IrcEvent) -> None:
         source, channel = event.source, event.target
         endpoint = self._endpoint(channel)
-        if endpoint is None or source is None or source.userhost is None or self.client.is_me(source.nick):
-            return  # not a linked channel, a server notice, or ourselves
+        if endpoint is None or source is None or source.userhost is None:
+            return  # not a linked channel, or a server notice
+        tags = _tags(event)
+        if self.client.is_me(source.nick):
+            self._echoed(channel, event.arguments[0], tags.get("msgid"))
+            return
         text = irc_to_text(event.arguments[0])
         if not text.strip():
             return
-        tags = _tags(event)
+        sender, msgid = self._identity(source.nick, tags), tags.get("msgid")
+        key = (self.roster.fold(channel), sender.key)
+        replaces, fixed = self._substitution(key, text) if event.type == "pubmsg" else (None, None)
+        if replaces is None and msgid:
+            self.last_lines.put(key, (msgid, text))
         self.emit(Message(
-            endpoint, self._identity(source.nick, tags), text, _KINDS[event.type],
-            native_id=tags.get("msgid"), reply_to=tags.get("+reply") or tags.get("+draft/reply"),
-            time=_time(tags),
+            endpoint, sender, fixed or text, _KINDS[event.type], native_id=msgid, replaces=replaces,
+            reply_to=tags.get("+reply") or tags.get("+draft/reply"), time=_time(tags),
         ))
+
+    def _substitution(self, key: tuple, text: str) -> tuple[str | None, str | None]:
+        """`s/old/new/` right after the sender's own line (with a msgid): the id of that
+        line and its corrected text; else (None, None)."""
+        match = _SED.fullmatch(text.strip())
+        last = self.last_lines.get(key)
+        if match is None or last is None:
+            return None, None
+        msgid, said = last
+        old, new = (re.sub(r"\\(.)", r"\1", part) for part in match.group(1, 2))
+        if old not in said:
+            return None, None
+        fixed = said.replace(old, new) if match.group(3) else said.replace(old, new, 1)
+        self.last_lines.put(key, (msgid, fixed))
+        return msgid, fixed
+
+    def _echoed(self, channel: str, line: str, msgid: str | None) -> None:
+        """echo-message: our own line came back with the msgid the server gave it."""
+        folded = self.roster.fold(channel)
+        for n, (room, first, origin, origin_id) in enumerate(self._echoes):
+            if room == folded and first == line:
+                for _ in range(n + 1):  # those before it will not come (lost with a link)
+                    self._echoes.popleft()
+                if msgid and self.ids is not None:
+                    self.ids.remember(self.links.get(folded, ""), origin, origin_id,
+                                      Endpoint(self.network, self.rooms[folded]), msgid)
+                return
+
+    def _on_tagmsg(self, event: IrcEvent) -> None:  # +draft/react, +draft/unreact (client-tag-react)
+        endpoint, tags = self._endpoint(event.target), _tags(event)
+        target = tags.get("+reply") or tags.get("+draft/reply")
+        if endpoint is None or event.source is None or self.client.is_me(event.source.nick) or not target:
+            return
+        sender = self._identity(event.source.nick, tags)
+        for key, removed in (("+draft/react", False), ("+draft/unreact", True)):
+            if tags.get(key):
+                self.emit(Reaction(endpoint, sender, target, tags[key], removed=removed, time=_time(tags)))
+
+    def _on_redact(self, event: IrcEvent) -> None:  # REDACT <channel> <msgid> [:reason]
+        endpoint, tags = self._endpoint(event.target), _tags(event)
+        if endpoint is None or event.source is None or self.client.is_me(event.source.nick) \
+                or not event.arguments:
+            return
+        self.emit(Retraction(endpoint, self._identity(event.source.nick, tags), event.arguments[0],
+                             time=_time(tags)))
 
     def _on_join_failed(self, event: IrcEvent) -> None:
         log.warning("irc_join_failed", network=self.network, room=event.arguments[0] if event.arguments else "",
@@ -398,6 +543,12 @@ class IrcAdapter(Adapter):
     def _on_refused(self, event: IrcEvent) -> None:
         log.warning("irc_refused", network=self.network, room=event.arguments[0] if event.arguments else "",
                     reply=event.type)
+
+
+def _tag_value(value: str) -> str:
+    """IRCv3 message-tags escaping of a tag value."""
+    return (value.replace("\\", "\\\\").replace(";", "\\:").replace(" ", "\\s")
+            .replace("\r", "\\r").replace("\n", "\\n"))
 
 
 def _tags(event: IrcEvent) -> dict[str, str | None]:

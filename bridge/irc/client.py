@@ -42,10 +42,11 @@ log = structlog.get_logger(__name__)
 CONNECT_TIMEOUT = 30.0
 #: A connection that stayed registered this long resets the reconnect backoff.
 STABLE_AFTER = 60.0
-#: IRCv3 capabilities we use when the server offers them (echo-message is not
-#: wanted: we never relay our own lines back).
+#: IRCv3 capabilities we use when the server offers them. echo-message only with
+#: message-tags, for the msgid the server gives our lines (replies, reactions and REDACT
+#: name them); the echoes themselves are never relayed.
 WANTED_CAPS = ("multi-prefix", "account-tag", "account-notify", "extended-join",
-               "server-time", "message-tags", "away-notify")
+               "server-time", "message-tags", "away-notify", "draft/message-redaction")
 #: Nicks tried during one registration before giving up on the connection.
 MAX_NICK_TRIES = 20
 #: How often an alternate nick tries to get the configured one back (e.g. from our own
@@ -183,11 +184,21 @@ class RelayClient:
             log.info("irc_reconnect_wait", network=self.network, delay=round(delay, 1))
             await asyncio.sleep(delay)
 
-    async def close(self, message: str = "muc-bridge shutting down") -> None:
-        """QUIT and give the line a moment to leave."""
+    async def close(self, message: str = "muc-bridge shutting down", drain: float = 2.0) -> None:
+        """Let queued lines go out for up to `drain` seconds, QUIT, and give the QUIT a moment
+        to leave. Lines that could not go out are counted in the log, not lost in silence."""
         conn = self.conn
         if conn is None or not conn.connected:
+            if len(self.outbox):
+                log.warning("irc_unsent_at_shutdown", network=self.network, lines=len(self.outbox))
             return
+        if self.registered:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(drain):
+                    while len(self.outbox):
+                        await asyncio.sleep(0.05)
+        if len(self.outbox):
+            log.warning("irc_unsent_at_shutdown", network=self.network, lines=len(self.outbox))
         transport = conn.transport
         conn.disconnect(message)
         with contextlib.suppress(TimeoutError):
@@ -334,6 +345,8 @@ class RelayClient:
             offered = {cap.partition("=")[0] for cap in self._cap_ls.split()}
             self._cap_ls = None  # decided
             wanted = [cap for cap in WANTED_CAPS if cap in offered]
+            if "message-tags" in offered and "echo-message" in offered:
+                wanted.append("echo-message")
             if self.config.sasl is not None:
                 if "sasl" in offered:
                     wanted.append("sasl")

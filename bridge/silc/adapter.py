@@ -21,7 +21,8 @@ import structlog
 
 from bridge.config_types import SilcNetworkConfig
 from bridge.core.adapter import Adapter, EventSink
-from bridge.core.notices import late_mark
+from bridge.core.notices import gap_text, late_mark
+from bridge.core.semantics import Pacer, Recent, correction_text, reply_text, retraction_text
 from bridge.core.events import (
     BRIDGE,
     Endpoint,
@@ -33,6 +34,7 @@ from bridge.core.events import (
     MessageKind,
     NickChange,
     Part,
+    Retraction,
     Topic,
 )
 from bridge.silc import events as ev
@@ -80,6 +82,8 @@ class SilcAdapter(Adapter):
         self._started = asyncio.Event()  # set once run() has made the client
         self._own_fingerprint: str | None = None
         self._key_source = ""
+        self.recent = Recent()  # texts relayed here, for corrections and retractions
+        self.pacer = Pacer(self._show_correction)
 
     # --- Adapter ---
 
@@ -129,19 +133,39 @@ class SilcAdapter(Adapter):
             if channel is None or session is None:
                 self.log.warning("silc_not_joined_waiting", room=room, kind=type(event).__name__)
         try:
-            if isinstance(event, Message) and not channel.secured:
+            if isinstance(event, (Message, Retraction)) and not channel.secured:
                 self._guards[room.casefold()].hold_back()
+            elif isinstance(event, Message) and event.replaces is not None and event.sender != BRIDGE:
+                self.pacer.offer((room, str(event.endpoint), event.replaces), (room, event))
             elif isinstance(event, Message):
-                flags, text = self._render(event)
-                for chunk in split_utf8(clean(text), MAX_MESSAGE_BYTES):
-                    self._client.send(channel, chunk, flags)
+                self._send(channel, event)
+            elif isinstance(event, Retraction):
+                old = self.recent.get((str(event.endpoint), event.target))
+                self._send(channel, Message(event.endpoint, event.sender, retraction_text(old),
+                                            MessageKind.NOTICE, time=event.time))
             elif isinstance(event, Topic):
                 await session.set_topic(channel, clean(event.text).replace("\n", " "))
         except (NotConnected, CommandError, asyncio.TimeoutError, DecodeError) as exc:
             self.log.warning("silc_deliver_failed", room=room, kind=type(event).__name__, reason=str(exc))
 
     def wants(self, event: Event) -> bool:
-        return isinstance(event, (Message, Topic))
+        return isinstance(event, (Message, Topic, Retraction))
+
+    def _send(self, channel, event: Message) -> None:
+        flags, text = self._render(event)
+        for chunk in split_utf8(clean(text), MAX_MESSAGE_BYTES):
+            self._client.send(channel, chunk, flags)
+
+    def _show_correction(self, item: object) -> None:
+        """The newest of a burst of corrections, when its turn comes (`Pacer`)."""
+        room, event = item
+        channel = self._client.channel(room) if self._client is not None else None
+        if channel is None or not channel.secured:
+            return
+        try:
+            self._send(channel, event)
+        except (NotConnected, DecodeError) as exc:
+            self.log.warning("silc_deliver_failed", room=room, kind="correction", reason=str(exc))
 
     def is_own(self, identity: Identity) -> bool:
         return identity.network == self.network and identity.native_id == self._own_fingerprint
@@ -273,6 +297,10 @@ class SilcAdapter(Adapter):
             guard = self._guards[event.channel.casefold()]
             text = guard.paused(event.paused) if event.paused else guard.resumed()
             return self._on(event.channel, lambda e: self._notice(e, text))
+        if isinstance(event, ev.Gap):
+            self.log.warning("silc_gap", room=event.channel, seconds=round(event.until - event.since, 1))
+            return self._on(event.channel, lambda e: self._notice(
+                e, gap_text(str(e), event.since, event.until)))
         if isinstance(event, ev.Unreadable):
             told = self._guards[event.channel.casefold()].not_readable(event.server_key)
             return self._on(event.channel, lambda e: self._notice(e, told)) if told else []
@@ -305,7 +333,15 @@ class SilcAdapter(Adapter):
         if event.sender == BRIDGE:
             return MessageFlag.UTF8 | MessageFlag.NOTICE, event.text
         template = self.config.action_format if event.kind is MessageKind.ACTION else self.config.format
-        said = late_mark(event) + event.text
+        origin, text = str(event.endpoint), event.text
+        if event.replaces is not None:
+            text = correction_text(self.recent.get((origin, event.replaces)), event.text)
+            self.recent.put((origin, event.replaces), event.text)
+        elif event.native_id is not None:
+            self.recent.put((origin, event.native_id), event.text)
+        if event.reply_to is not None:
+            text = reply_text(event.reply_nick, text)
+        said = late_mark(event) + text
         try:
             text = template.format(nick=event.sender.nick, text=said)
         except (KeyError, IndexError, ValueError):

@@ -42,6 +42,7 @@ class ChannelSpec:
     private_key: ChannelKey | None = None
     retry_at: float = 0.0
     failures: int = 0
+    out_since: float | None = None  # out of the channel since (Unix time), after being in
     #: With a private key: why relaying is paused, as last told (None: it runs).
     paused: str | None = None
     mode_sets: int = 0  # tries to set the private-key mode since the last join
@@ -111,6 +112,11 @@ class SilcClient:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._joins.wait_for(lambda: key in self.joined), timeout)
         return self.joined.get(key)
+
+    @property
+    def last_heard(self) -> float:
+        """When the server last sent anything, as Unix time."""
+        return time.time() - (asyncio.get_running_loop().time() - self._heard)
 
     @property
     def connected(self) -> bool:
@@ -191,6 +197,9 @@ class SilcClient:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for key in self.joined:
+                if key in self.specs and self.specs[key].out_since is None:
+                    self.specs[key].out_since = self.last_heard
             self.joined.clear()
             self.outbox.connection_lost()
             writes.flush()
@@ -316,6 +325,9 @@ class SilcClient:
                 if channel.id.data not in session.channels:
                     continue  # kicked meanwhile
                 self.joined[key] = channel
+                if spec.out_since is not None:
+                    self._on_event(ev.Gap(spec.name, spec.out_since, time.time()))
+                    spec.out_since = None
                 self._tell_state(spec, channel)
                 if channel.secured:
                     self._resend(channel)
@@ -370,6 +382,7 @@ class SilcClient:
             self.joined.pop(event.channel.casefold(), None)
             spec = self.specs.get(event.channel.casefold())
             if spec is not None:
+                spec.out_since = spec.out_since or time.time()
                 spec.retry_at = time.monotonic() + self.config.rejoin_delay
                 asyncio.get_running_loop().call_later(self.config.rejoin_delay, self._wake.set)
             self.log.warning("silc_removed_from_channel", channel=event.channel, reason=event.reason)

@@ -106,6 +106,16 @@ class RelayState:
     paused: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """The relay client was out of `channel` from `since` to `until` (Unix times): what was
+    said there meanwhile never reached the bridge."""
+
+    channel: str
+    since: float
+    until: float
+
+
 SessionEvent = (
     ChannelMessage
     | PrivateMessage
@@ -118,4 +128,5 @@ SessionEvent = (
     | ModeChanged
     | Unreadable
     | RelayState
+    | Gap
 )

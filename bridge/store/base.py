@@ -7,8 +7,11 @@ commits (see `SqliteStore.flush`).
 
 from __future__ import annotations
 
+import collections
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from bridge.core.events import Identity
 
@@ -19,6 +22,20 @@ class PuppetRecord:
 
     localpart: str
     nick: str
+
+
+class JsonList:
+    """The newest `size` items of a list, each kept as JSON text: a cursor saved in every
+    turn of the event loop then costs a join, not a dump of the whole list."""
+
+    def __init__(self, items: Iterable[Any], size: int) -> None:
+        self._parts: collections.deque[str] = collections.deque(map(json.dumps, items), maxlen=size)
+
+    def append(self, item: Any) -> None:
+        self._parts.append(json.dumps(item))
+
+    def json(self) -> str:
+        return "[" + ",".join(self._parts) + "]"
 
 
 class Store(Protocol):
@@ -34,8 +51,15 @@ class Store(Protocol):
     def map_message(self, link: str, origin_id: str, endpoint: str, native_id: str) -> None:
         """Remember that message `origin_id` of `link` is `native_id` on `endpoint`."""
 
-    def find_message(self, link: str, origin_id: str, endpoint: str) -> str | None:
-        """The native id of message `origin_id` of `link` on `endpoint`, if known."""
+    def find_message(self, link: str, origin_id: str, endpoint: str, first: bool = False) -> str | None:
+        """The native id of message `origin_id` of `link` on `endpoint`, if known: the newest
+        name it got there, or the `first` (the id it was sent with)."""
+
+    def find_origin(self, link: str, endpoint: str, native_id: str) -> str | None:
+        """Which message of `link` is called `native_id` on `endpoint`, if known."""
+
+    def prune(self, now: float | None = None, keep: int = ...) -> None:
+        """Forget message-id mappings too old, and all but the newest `keep`."""
 
     def pinned_key(self, network: str, host: str) -> str | None:
         """The pinned public-key fingerprint of a server, if any."""
@@ -49,6 +73,10 @@ class Store(Protocol):
 
     def set_cursor(self, name: str, value: object) -> None:
         """Move a cursor; cheap, written with the next group commit."""
+
+    def save_cursor(self, name: str, value: object) -> None:
+        """Move a cursor and have it on disk by the end of this event-loop turn (a value
+        with a `json()` method is written as that text)."""
 
     def flush(self) -> None:
         """Commit pending writes now."""

@@ -7,6 +7,7 @@ Puppets are cached in memory: every lookup on the hot path is a dict hit.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -51,11 +52,32 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    # The message-id map is read both ways: what a message is called on another endpoint,
+    # and which message a native id (a correction's or a reply's target) belongs to; and a
+    # message may have two names on one endpoint (an XMPP message's id and the room's
+    # stanza-id), so a native id, not an origin, is what is unique per endpoint.
+    """
+    CREATE TABLE messages_by_native (
+        link TEXT NOT NULL,
+        origin_id TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        native_id TEXT NOT NULL,
+        created REAL NOT NULL,
+        PRIMARY KEY (link, endpoint, native_id)
+    );
+    INSERT OR IGNORE INTO messages_by_native SELECT * FROM messages;
+    DROP TABLE messages;
+    ALTER TABLE messages_by_native RENAME TO messages;
+    CREATE INDEX messages_origin ON messages (link, origin_id, endpoint);
+    CREATE INDEX messages_created ON messages (created);
+    """,
 )
 
 #: Message-id mappings older than this are pruned (corrections and replies
 #: to week-old messages are rare; the table must not grow forever).
 MESSAGE_TTL = 7 * 24 * 3600.0
+#: At most this many message-id mappings are kept (the newest); a busy week stays bounded.
+MESSAGE_LIMIT = 200_000
 
 
 def escape_localpart(text: str) -> str:
@@ -83,6 +105,7 @@ class SqliteStore:
         self._cursors: dict[str, object] = {
             name: json.loads(value) for name, value in self.db.execute("SELECT name, value FROM cursors")}
         self._dirty: set[str] = set()
+        self._flush_soon = False
         self._in_tx = False
         self.prune()
 
@@ -148,16 +171,29 @@ class SqliteStore:
         self._write("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?)",
                     (link, origin_id, endpoint, native_id, time.time()))
 
-    def find_message(self, link: str, origin_id: str, endpoint: str) -> str | None:
+    def find_message(self, link: str, origin_id: str, endpoint: str, first: bool = False) -> str | None:
+        order = "ASC" if first else "DESC"
         row = self.db.execute(
-            "SELECT native_id FROM messages WHERE link = ? AND origin_id = ? AND endpoint = ?",
-            (link, origin_id, endpoint)).fetchone()
+            "SELECT native_id FROM messages WHERE link = ? AND origin_id = ? AND endpoint = ? "
+            f"ORDER BY created {order}, rowid {order} LIMIT 1", (link, origin_id, endpoint)).fetchone()
         return row[0] if row else None
 
-    def prune(self, now: float | None = None) -> None:
+    def find_origin(self, link: str, endpoint: str, native_id: str) -> str | None:
+        row = self.db.execute(
+            "SELECT origin_id FROM messages WHERE link = ? AND endpoint = ? AND native_id = ?",
+            (link, endpoint, native_id)).fetchone()
+        return row[0] if row else None
+
+    def prune(self, now: float | None = None, keep: int = MESSAGE_LIMIT) -> None:
+        """Forget message-id mappings older than `MESSAGE_TTL`, and all but the newest `keep`."""
         cutoff = (now or time.time()) - MESSAGE_TTL
         self._write("DELETE FROM messages WHERE created < ?", (cutoff,))
+        self._write("DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages "
+                    "ORDER BY created DESC LIMIT -1 OFFSET ?)", (keep,))
         self.flush()
+
+    def message_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
 
     # -- server keys -----------------------------------------------------
 
@@ -173,19 +209,32 @@ class SqliteStore:
     # -- cursors ---------------------------------------------------------
 
     def cursor(self, name: str) -> object | None:
-        return self._cursors.get(name)
+        value = self._cursors.get(name)
+        return json.loads(value.json()) if hasattr(value, "json") else value
 
     def set_cursor(self, name: str, value: object) -> None:
         self._cursors[name] = value
         self._dirty.add(name)  # written at the next flush: a cursor moves with every message
 
+    def save_cursor(self, name: str, value: object) -> None:
+        """Move a cursor and have it on disk at the end of this turn of the event loop
+        (written as `value` is then; one commit however many moved in the turn): for
+        what a hard kill must not lose."""
+        self._cursors[name] = value
+        self._dirty.add(name)
+        if not self._flush_soon:
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
     # -- lifecycle -------------------------------------------------------
 
     def flush(self) -> None:
         for name in self._dirty:
-            self._write("INSERT OR REPLACE INTO cursors VALUES (?, ?)",
-                        (name, json.dumps(self._cursors[name])))
+            value = self._cursors[name]
+            text = value.json() if hasattr(value, "json") else json.dumps(value)
+            self._write("INSERT OR REPLACE INTO cursors VALUES (?, ?)", (name, text))
         self._dirty.clear()
+        self._flush_soon = False
         if self._in_tx:
             self.db.execute("COMMIT")
             self._in_tx = False

@@ -13,6 +13,7 @@ from bridge import __version__
 from bridge.config_types import ComponentConfig
 from bridge.core.adapter import Adapter, EventSink
 from bridge.core.events import Event, Identity
+from bridge.core.idmap import MessageIds
 from bridge.store.base import Store
 from bridge.xmpp.component import Component
 from bridge.xmpp.room import Room
@@ -28,16 +29,19 @@ FEATURES = (NS_DISCO_INFO, NS_DISCO_ITEMS, "http://jabber.org/protocol/muc", NS_
 
 class XmppAdapter(Adapter):
     def __init__(self, config: ComponentConfig, emit: EventSink, store: Store,
-                 max_age: float = 300.0) -> None:
+                 max_age: float = 300.0, ids: MessageIds | None = None) -> None:
         super().__init__("xmpp", emit)
         self.config = config
         self.store = store
+        self.ids = ids or MessageIds(store)
         self.max_age = max_age
         self.rooms: dict[str, Room] = {}
         self.component = Component(config, self._on_stanza, self._online, self._offline)
+        self.component.outgoing.on_stanza_id = self._stanza_id
 
     def add_endpoint(self, room: str, options: Mapping[str, Any]) -> None:
-        self.rooms[room] = Room(room, dict(options), self.config, self.component, self.store, self.emit)
+        self.rooms[room] = Room(room, dict(options), self.config, self.component, self.store, self.emit,
+                                self.ids)
         self.rooms[room].max_age = self.max_age
         self.component.ping_target = room.partition("@")[2]  # the MUC service answers pings
 
@@ -91,6 +95,11 @@ class XmppAdapter(Adapter):
                 await asyncio.gather(*(room.self_ping() for room in self.rooms.values()))
             except Exception:
                 log.exception("xmpp_housekeeping_failed", network="xmpp")
+
+    def _stanza_id(self, msg_id: str, sender: str, stanza_id: str) -> None:
+        room = self.rooms.get(bare(sender))
+        if room is not None:
+            room.meaning.learned(msg_id, stanza_id)
 
     # -- incoming stanzas --------------------------------------------------
 

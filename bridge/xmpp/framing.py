@@ -61,6 +61,7 @@ _STANZA_START = re.compile(rb"<(?:message|presence|iq)(?=[\s/>])")
 _STANZA_NAMES = (b"message", b"presence", b"iq")
 _LONGEST_START = len(b"<presence ")  # a _STANZA_START cut by a read is shorter
 _SUBJECT = re.compile(rb"<(?:[^\s<>/:]+:)?subject[\s/>]")  # with or without a prefix
+_STANZA_ID = re.compile(rb"<stanza-id\s[^<>]*>")
 
 _INCOMPLETE, _UNKNOWN = -1, -2
 KEEP, UNUSED, MALFORMED = 0, 1, 2  # what to do with a framed stanza
@@ -71,10 +72,16 @@ class Echoes(Protocol):
     def echo(self, msg_id: str, sender: str) -> bool:
         """Is message `msg_id` from `sender` a copy of one the bridge sent?"""
 
+    def learned(self, msg_id: str, sender: str, stanza_id: str) -> None:
+        """The room calls our message `msg_id` (sent as `sender`) `stanza_id` (XEP-0359)."""
+
 
 class _NoEchoes:
     def echo(self, msg_id: str, sender: str) -> bool:
         return False
+
+    def learned(self, msg_id: str, sender: str, stanza_id: str) -> None:
+        pass
 
 
 @dataclass(slots=True)
@@ -349,8 +356,16 @@ class ReflectionFilter:
             return False
         if b"@" in to:
             return True
-        return (self.ours.echo(msg_id.decode("utf-8", "replace"), sender.decode("utf-8", "replace"))
-                and not _SUBJECT.search(buf, start, end))
+        msg_id_, sender_ = msg_id.decode("utf-8", "replace"), sender.decode("utf-8", "replace")
+        if not self.ours.echo(msg_id_, sender_) or _SUBJECT.search(buf, start, end):
+            return False
+        for found in _STANZA_ID.finditer(buf, start, end):  # what replies and reactions name
+            attrs = {name: single or double for name, single, double in _ATTRIBUTE.findall(found.group())}
+            if attrs.get(b"id") and attrs.get(b"by") == sender.partition(b"/")[0] \
+                    and b"&" not in attrs[b"id"]:
+                self.ours.learned(msg_id_, sender_, attrs[b"id"].decode("utf-8", "replace"))
+                break
+        return True
 
 
 def _scan_tag(buf: bytearray, tag: _TagScan) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -47,6 +48,8 @@ class Outgoing:
         self.pending: collections.OrderedDict[str, Pending] = collections.OrderedDict()
         self._confirmed: collections.OrderedDict[str, str] = collections.OrderedDict()
         self.forgotten = 0
+        #: Told the room's stanza-id of each message of ours whose copy shows one.
+        self.on_stanza_id: Callable[[str, str, str], None] = lambda msg_id, sender, stanza_id: None
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -68,11 +71,20 @@ class Outgoing:
             if item.occupant != sender:
                 return False
             del self.pending[msg_id]
-            self._confirmed[msg_id] = sender
-            if len(self._confirmed) > self.memory:
-                self._confirmed.popitem(last=False)
+            self.remember(msg_id, sender)
             return True
         return self._confirmed.get(msg_id) == sender
+
+    def remember(self, msg_id: str, sender: str) -> None:
+        """Count a copy of `msg_id` from `sender` as ours (sent by an earlier run of the bridge:
+        the room's history may replay it)."""
+        self._confirmed[msg_id] = sender
+        if len(self._confirmed) > self.memory:
+            self._confirmed.popitem(last=False)
+
+    def learned(self, msg_id: str, sender: str, stanza_id: str) -> None:
+        """The room calls our message `msg_id` (from occupant `sender`) `stanza_id`."""
+        self.on_stanza_id(msg_id, sender, stanza_id)
 
     def unconfirmed(self, room: str) -> list[tuple[str, Pending]]:
         """The messages for `room` whose copy has not come back, oldest first."""

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from xml.etree import ElementTree as ET
@@ -26,10 +28,14 @@ from bridge.config_types import ComponentConfig
 from bridge.core.notices import gap_text, stale_text
 from bridge.core.ratelimit import TokenBucket
 from bridge.core.events import (
-    BRIDGE, Endpoint, Event, Identity, Join, Kick, Message, MessageKind, NickChange, Part, Topic,
+    BRIDGE, Endpoint, Event, Identity, Join, Kick, Message, MessageKind, NickChange, Part, Reaction,
+    Retraction, Topic,
 )
-from bridge.store.base import Store
+from bridge.core.idmap import MessageIds
+from bridge.store.base import JsonList, Store
+from bridge.xmpp import semantics
 from bridge.xmpp.component import Component
+from bridge.xmpp.meaning import RoomMeaning
 from bridge.xmpp.stanza import (
     NS_DELAY, NS_MUC, NS_OCCUPANT_ID, NS_PING, NS_STANZA_ID, attr, child, child_text,
     bare, error_condition, error_text, muc_statuses, resource, text,
@@ -50,6 +56,11 @@ MIN_STAY = 60.0
 HISTORY_MARGIN = 2.0
 #: Messages remembered as heard, to skip them when history replays them.
 HEARD_MEMORY = 512
+#: Keys of the last messages heard kept on disk per room (for the replay's overlap).
+SAVED_KEYS = 32
+#: Ids of our own messages kept on disk per room (a replay after a restart reaches back
+#: a couple of seconds before the last message heard).
+SENT_MEMORY = 128
 #: A replay this long that repeats nothing we heard may have been cut short by the room.
 HISTORY_FULL = 20
 
@@ -69,13 +80,15 @@ class Puppet:
 
 class Room:
     def __init__(self, jid: str, options: dict, config: ComponentConfig, component: Component,
-                 store: Store, emit: Callable[[Event], None]) -> None:
+                 store: Store, emit: Callable[[Event], None], ids: MessageIds | None = None) -> None:
         self.jid = jid
         self.options = options
         self.config = config
         self.component = component
         self.store = store
         self.emit = emit
+        self.ids = ids or MessageIds(store)
+        self.meaning = RoomMeaning(self)  # what is more than text, both ways
         self.endpoint = Endpoint("xmpp", jid)
         self.bot_jid = config.jid
         self.bot_nick = config.bot_nick
@@ -105,7 +118,14 @@ class Room:
         self.heard_until: float | None = saved.get("until")
         self.heard: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict(
             (tuple(key), None) for key in saved.get("keys", ()))
-        self._saved = {"until": self.heard_until, "keys": [list(key) for key in self.heard]}
+        self._saved = _Heard(self.heard_until, self.heard)
+        # The ids of what we sent lately, on disk before the turn ends: a restarted bridge,
+        # even one killed outright, knows its own lines when the room's history replays them.
+        ours = store.cursor(self._sent_cursor)
+        ours = ours if isinstance(ours, list) else []
+        for msg_id, sender in ours:
+            component.outgoing.remember(msg_id, sender)
+        self._ours = JsonList(ours, SENT_MEMORY)
         self._gap_from = 0.0
         self._replay: list[tuple[float, tuple[str, str], ET.Element]] = []
         self._join_started = 0.0
@@ -119,6 +139,10 @@ class Room:
     @property
     def _cursor(self) -> str:
         return f"heard:xmpp/{self.jid}"
+
+    @property
+    def _sent_cursor(self) -> str:
+        return f"sent:xmpp/{self.jid}"
 
     def join(self) -> None:
         """Join with the bot occupant (XEP-0045 7.2.14): the very first time with no
@@ -206,6 +230,9 @@ class Room:
         kind = xml.get("type")
         x, codes = muc_statuses(xml)
         if kind == "error":
+            if self.leave_first:  # the answer to our leave: the bot was not in (a new room)
+                self.leave_first = False
+                return
             self._bot_join_failed(xml)
             return
         if "110" in codes or (nick == self.bot_nick and not self.joined.is_set()):
@@ -275,7 +302,7 @@ class Room:
                 return
             self.emit(Topic(self.endpoint, self._sender(xml, nick), subject))
             return
-        if not body or not nick:
+        if not nick or not (body or semantics.special(xml, "")):  # a reaction, a retraction
             return
         stamp = _delayed(xml)
         if stamp is not None:  # history, during a join: sorted out when the join ends
@@ -284,13 +311,20 @@ class Room:
             return
         self._heard(self._key(xml, nick), time.time())
         if self.is_own_nick(nick) or self.component.outgoing.echo(xml.get("id", ""), xml.get("from", "")):
-            return  # ours (the reflection filter cuts most of these before the parser)
-        self._relay(xml, nick, body)
+            sid = child(xml, NS_STANZA_ID, "stanza-id")  # ours (the reflection filter cuts
+            if sid is not None and sid.get("by") == self.jid and sid.get("id"):  # most before
+                self.meaning.learned(xml.get("id", ""), sid.get("id", ""))  # the parser)
+            return
+        self._relay(xml, nick, body or "")
 
     def _relay(self, xml: ET.Element, nick: str, body: str, when: float | None = None) -> None:
         identity = self._sender(xml, nick)
         sid = child(xml, NS_STANZA_ID, "stanza-id")
         native_id = sid.get("id") if sid is not None and sid.get("by") == self.jid else xml.get("id")
+        if semantics.special(xml, body):
+            self.meaning.relay(xml, identity, body, native_id, when)
+            return
+        self.meaning.remember(xml.get("id"), native_id, nick, body)
         kind_, body = (MessageKind.ACTION, body[4:]) if body.startswith("/me ") else (MessageKind.PLAIN, body)
         if when is None:
             self.emit(Message(self.endpoint, identity, body, kind_, native_id=native_id))
@@ -303,20 +337,23 @@ class Room:
         sid = child(xml, NS_STANZA_ID, "stanza-id")
         if sid is not None and sid.get("by") == self.jid and sid.get("id"):
             return ("", sid.get("id", ""))
-        return (nick, xml.get("id") or child_text(xml, "body") or "")
+        if xml.get("id"):
+            return (nick, xml.get("id", ""))
+        body = (child_text(xml, "body") or "").encode()  # kept on disk: a digest, not the words
+        return (nick, hashlib.blake2b(body, digest_size=12).hexdigest())
 
     def _heard(self, key: tuple[str, str] | None, when: float) -> None:
         """The bot has heard the room up to `when` (and the message `key`)."""
         if key is not None:
             self.heard[key] = None
-            keys = self._saved["keys"]
-            keys.append(list(key))
             if len(self.heard) > HEARD_MEMORY:
                 self.heard.popitem(last=False)
-                del keys[0]
+            self._saved.keys.append(key)
         if self.heard_until is None or when > self.heard_until:
-            self.heard_until = self._saved["until"] = when
-        self.store.set_cursor(self._cursor, self._saved)  # written as it is at the next commit
+            self.heard_until = self._saved.until = when
+        # On disk by the end of the turn: a restart, even after a hard kill, neither misses
+        # nor repeats what the replay brings (the last keys recognise the overlap).
+        self.store.save_cursor(self._cursor, self._saved)
 
     def _joined_with_history(self) -> None:
         """The join is complete: relay what the history holds that we had not heard
@@ -491,11 +528,13 @@ class Room:
             else:
                 self._puppet_say(puppet, body)
 
-    def _puppet_say(self, puppet: Puppet, body: str, when: float | None = None) -> None:
-        msg_id = self._send(puppet.jid, puppet.nick, f"<body>{text(body)}</body>", when)
+    def _puppet_say(self, puppet: Puppet, body: str, when: float | None = None,
+                    inner: str | None = None) -> str:
+        msg_id = self._send(puppet.jid, puppet.nick, inner or f"<body>{text(body)}</body>", when)
         if not puppet.joined:
             puppet.unconfirmed.append((msg_id, body))
             del puppet.unconfirmed[:-20]
+        return msg_id
 
     def _bot_say(self, body: str, when: float | None = None) -> None:
         self._send(self.bot_jid, self.bot_nick, f"<body>{text(body)}</body>", when)
@@ -505,8 +544,11 @@ class Room:
         msg_id = self.component.new_id()
         stanza = (f"<message type='groupchat' to={attr(self.jid)} from={attr(sender)} id='{msg_id}'>"
                   f"{inner}</message>")
-        self.component.outgoing.add(msg_id, self.jid, f"{self.jid}/{nick}", stanza, when)
+        occupant = f"{self.jid}/{nick}"
+        self.component.outgoing.add(msg_id, self.jid, occupant, stanza, when)
         self.component.send(stanza)
+        self._ours.append((msg_id, occupant))
+        self.store.save_cursor(self._sent_cursor, self._ours)
         return msg_id
 
     def leave(self, puppet: Puppet, status: str = "") -> None:
@@ -551,6 +593,13 @@ class Room:
                 self.log.warning("muc_not_joined_waiting", kind=type(event).__name__)
         if isinstance(event, Message):
             self._deliver_message(event)
+        elif isinstance(event, (Retraction, Reaction)):
+            inner = (self.meaning.retraction(event) if isinstance(event, Retraction)
+                     else self.meaning.reaction(event))
+            puppet = self.puppets.get(event.sender.key)
+            if inner is not None:  # from whoever said the message: the puppet, else the bot
+                self._send(*((puppet.jid, puppet.nick) if puppet is not None
+                             else (self.bot_jid, self.bot_nick)), inner, event.time)
         elif isinstance(event, Topic):
             self._send(self.bot_jid, self.bot_nick, f"<subject>{text(event.text)}</subject>", event.time)
         elif isinstance(event, Join):
@@ -587,16 +636,32 @@ class Room:
             return
         puppet = self._puppet_for(event.sender)
         if puppet is None:  # the room is full of active puppets, or a flood of new speakers
-            self._bot_say(f"<{event.sender.nick}> {body}", event.time)
-            return
-        if puppet.identity.nick != event.sender.nick:  # renamed while we were not looking
-            self.store.rename_puppet(event.sender, event.sender.nick)  # (a SILC user back
-            self._rename(puppet, event.sender)  # under a new nick): the MUC sees it too
-        puppet.last_active = time.monotonic()
-        self._puppet_say(puppet, body, event.time)
+            body = f"<{event.sender.nick}> {body}"
+            msg_id = self._send(self.bot_jid, self.bot_nick, self.meaning.payload(event, body), event.time)
+        else:
+            if puppet.identity.nick != event.sender.nick:  # renamed while we were not looking
+                self.store.rename_puppet(event.sender, event.sender.nick)  # (a SILC user back
+                self._rename(puppet, event.sender)  # under a new nick): the MUC sees it too
+            puppet.last_active = time.monotonic()
+            msg_id = self._puppet_say(puppet, body, event.time, self.meaning.payload(event, body))
+        if event.native_id is not None and event.replaces is None:
+            self.ids.remember(self.options.get("link", ""), event.endpoint, event.native_id,
+                              self.endpoint, msg_id)
+            self.meaning.remember(None, msg_id, puppet.nick if puppet else self.bot_nick, body)
 
     def is_own_nick(self, nick: str) -> bool:
         return nick == self.bot_nick or nick in self.held or nick in self.leaving
+
+
+class _Heard:
+    """What the bot heard, as kept on disk: until when, and the last messages' keys."""
+
+    def __init__(self, until: float | None, keys: Iterable[tuple[str, str]]) -> None:
+        self.until = until
+        self.keys = JsonList(keys, SAVED_KEYS)
+
+    def json(self) -> str:
+        return f'{{"until": {json.dumps(self.until)}, "keys": {self.keys.json()}}}'
 
 
 def _delayed(xml: ET.Element) -> float | None:

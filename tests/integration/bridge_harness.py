@@ -12,12 +12,14 @@ from bridge.config import parse_config
 ROOM = "room@muc.localhost"
 
 
-def config_text(prosody, tmp_path: Path, networks: str, links: str, component: str = "") -> str:
+def config_text(prosody, tmp_path: Path, networks: str, links: str, component: str = "",
+                port: int | None = None) -> str:
+    """`port`: the component port to use instead of Prosody's (e.g. a proxy's)."""
     return f"""
 component:
   jid: {prosody.component_jid}
   server: {prosody.host}
-  port: {prosody.component_port}
+  port: {port or prosody.component_port}
   secret: "{prosody.component_secret}"
 {component}
 store: {{url: "sqlite://{tmp_path}/bridge.db"}}

@@ -125,10 +125,20 @@ class GroupMessage:
     subject: str | None
     id: str | None
     delayed: bool  # history sent on join (carries a XEP-0203 delay)
+    xml: ET.Element | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_action(self) -> bool:
         return self.body is not None and self.body.startswith("/me ")
+
+    @property
+    def stanza_id(self) -> str | None:
+        """The room's XEP-0359 id for it."""
+        sid = self.xml.find("{urn:xmpp:sid:0}stanza-id") if self.xml is not None else None
+        return sid.get("id") if sid is not None and sid.get("by") == self.room else None
+
+    def child(self, ns: str, name: str) -> ET.Element | None:
+        return self.xml.find(f"{{{ns}}}{name}") if self.xml is not None else None
 
 
 @dataclass(frozen=True)
@@ -154,6 +164,7 @@ class XmppUser:
         self.jid = f"{user}@{prosody.domain}/{resource}"
         self.messages: Inbox[GroupMessage] = Inbox(f"{user}.messages")
         self.presences: Inbox[RoomPresence] = Inbox(f"{user}.presences")
+        self.chats: Inbox[GroupMessage] = Inbox(f"{user}.chats")  # one-to-one and MUC PMs
         self.rooms: dict[str, str] = {}  # room JID -> our nick
         self.client = slixmpp.ClientXMPP(self.jid, password)
         # Loopback test server without certificates: plain stream, SCRAM over it.
@@ -169,6 +180,8 @@ class XmppUser:
             "test muc presence",
             MatchXMLMask(f"<presence xmlns='jabber:client'><x xmlns='{NS_MUC_USER}'/></presence>"),
             self._on_presence))
+        self.client.register_handler(Callback(
+            "test chat", MatchXMLMask("<message xmlns='jabber:client' type='chat'/>"), self._on_chat))
         self.client.add_event_handler("disconnected", self._on_disconnected)
 
     @classmethod
@@ -249,6 +262,16 @@ class XmppUser:
     def say(self, room: str, text: str) -> None:
         self.client.send_message(mto=self.room_jid(room), mbody=text, mtype="groupchat")
 
+    def send(self, room: str, body: str | None, *payloads: str) -> str:
+        """A groupchat message with extra payloads (XML strings); returns its id."""
+        msg = self.client.make_message(mto=self.room_jid(room), mbody=body, mtype="groupchat")
+        for payload in payloads:
+            msg.xml.append(ET.fromstring(payload))
+        msg_id = msg["id"] or self.client.new_id()
+        msg["id"] = msg_id
+        msg.send()
+        return msg_id
+
     def me(self, room: str, text: str) -> None:
         """A /me action: by convention (XEP-0245) a body that starts with "/me "."""
         self.say(room, f"/me {text}")
@@ -299,7 +322,13 @@ class XmppUser:
             room=msg["from"].bare, nick=msg["from"].resource,
             body=None if body is None else (body.text or ""),
             subject=None if subject is None else (subject.text or ""),
-            id=xml.get("id"), delayed=xml.find(f"{{{NS_DELAY}}}delay") is not None))
+            id=xml.get("id"), delayed=xml.find(f"{{{NS_DELAY}}}delay") is not None, xml=xml))
+
+    def _on_chat(self, msg: slixmpp.Message) -> None:
+        body = msg.xml.find("{jabber:client}body")
+        self.chats.append(GroupMessage(
+            room=msg["from"].bare, nick=msg["from"].resource, body=None if body is None else body.text,
+            subject=None, id=msg.xml.get("id"), delayed=False, xml=msg.xml))
 
     def _on_presence(self, pres: slixmpp.Presence) -> None:
         x = pres.xml.find(f"{{{NS_MUC_USER}}}x")

@@ -2,7 +2,8 @@
 let it join channels, and the means to misbehave on cue.
 
 It answers CAP (LS/REQ/END), PASS, SASL PLAIN, NICK (refusing the nicks in
-`taken` with 433), USER, JOIN (echo, NAMES), TOPIC (echo) and PING, and
+`taken` with 433), USER, JOIN (echo, NAMES), TOPIC (echo), PING, and PRIVMSG with
+echo-message (the echo carrying a `msgid` tag with message-tags), and
 records every line it receives. A test then drives each connection through
 its `Client`: `send` writes raw bytes or lines (garbage included), `expect`
 waits for a line from the client, `silent = True` turns the link into a
@@ -88,6 +89,8 @@ class Client:
             self.writer.close()
 
     def handle(self, line: str) -> None:
+        if line.startswith("@"):  # message tags: recorded, not used
+            line = line.partition(" ")[2]
         head, sep, trailing = line.partition(" :")
         words = head.split()
         if not words:
@@ -177,6 +180,12 @@ class Client:
         if len(args) >= 2:
             self.send(f":{self.mask} TOPIC {args[0]} :{args[1]}")
 
+    def on_privmsg(self, args: list[str]) -> None:
+        if "echo-message" in self.caps and len(args) >= 2:
+            self.ircd.msgids += 1
+            tags = f"@msgid=scripted{self.ircd.msgids} " if "message-tags" in self.caps else ""
+            self.send(f"{tags}:{self.mask} PRIVMSG {args[0]} :{args[1]}")
+
     def on_ping(self, args: list[str]) -> None:
         if self.pongs:
             self.send(f":{SERVER} PONG {SERVER} :{args[-1] if args else ''}")
@@ -202,7 +211,9 @@ class ScriptedIrcd:
         self.password = password
         self.taken = set(taken)
         self.clients: list[Client] = []
+        self.host = HOST
         self.port = 0
+        self.msgids = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
         self._connected = asyncio.Condition()

@@ -190,3 +190,21 @@ async def test_a_lost_link_leaves_a_gap_from_the_last_byte_heard_in_each_channel
     assert sorted(g.endpoint.room for g in found) == sorted([CHAN, "#other"])
     assert all(says_gap(g, g.endpoint.room, silent, rejoined) for g in found)
     assert rejoined - silent >= 2.0  # the notice starts at the silence, not at the reconnect
+
+
+# Shutdown
+
+
+async def test_lines_queued_behind_flood_control_go_out_before_the_quit(ircd):
+    adapter, _ = make_adapter(ircd.port, flood=FloodConfig(burst=1, interval=0.2))
+    task = asyncio.create_task(adapter.run())
+    client = await joined(ircd)
+    for n in range(4):
+        await adapter.deliver(CHAN, xmpp_msg(f"queued {n}"))
+    await adapter.close()
+    await asyncio.wait_for(client.closed.wait(), 5)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    said = [line for line in client.received if line.startswith("PRIVMSG")]
+    assert [line.rpartition("queued ")[2] for line in said] == ["0", "1", "2", "3"]
+    assert client.received[-1].startswith("QUIT")

@@ -205,6 +205,17 @@ async def test_only_offered_capabilities_are_requested_and_never_echo_message():
         await ircd.stop()
 
 
+async def test_echo_message_only_with_message_tags_for_the_msgids_of_our_lines():
+    ircd = await ScriptedIrcd(caps=("message-tags", "echo-message", "draft/message-redaction")).start()
+    try:
+        adapter, _ = make_adapter(ircd.port)
+        async with running(adapter):
+            client = await joined(ircd)
+            assert client.lines("CAP REQ") == ["CAP REQ :message-tags draft/message-redaction echo-message"]
+    finally:
+        await ircd.stop()
+
+
 async def test_capabilities_listed_over_several_lines():
     ircd = await ScriptedIrcd(caps=("batch", "multi-prefix", "server-time"), cap_ls_lines=True).start()
     try:

@@ -45,7 +45,7 @@ def test_schema_version_recorded(tmp_path):
     path = str(tmp_path / "b.db")
     SqliteStore(path).close()
     store = SqliteStore(path)  # reopening runs no migration twice
-    assert store.db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    assert store.db.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
 
 
 def test_cursors_survive_a_restart(tmp_path):

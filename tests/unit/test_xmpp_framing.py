@@ -207,6 +207,20 @@ def test_a_stanza_that_never_ends_or_bytes_that_are_none_are_cut_out_and_the_res
     assert parsed(passed) == parsed(HEADER + good + forwarded + good)
 
 
+def test_the_cut_copy_of_our_message_tells_the_rooms_stanza_id():
+    ours, learned = Outgoing(), []
+    ours.on_stanza_id = lambda *args: learned.append(args)
+    ours.add("k8", "r@muc.localhost", "r@muc.localhost/bob", "")
+    ours.add("k9", "r@muc.localhost", "r@muc.localhost/bob", "")
+    sid = "<stanza-id xmlns='urn:xmpp:sid:0' by='r@muc.localhost' id='room-id-1'/>"
+    forged = "<stanza-id xmlns='urn:xmpp:sid:0' by='elsewhere' id='forged'/>"
+    reflections = ReflectionFilter(ours)
+    reflections.feed(HEADER + room_message("k8", "<body>hi</body>" + forged + sid)
+                     + room_message("k9", "<body>hi</body>" + forged))
+    assert reflections.dropped == 2
+    assert learned == [("k8", "r@muc.localhost/bob", "room-id-1")]
+
+
 def fed(stream: bytes, size: int) -> tuple[ReflectionFilter, bytes]:
     reflections = ReflectionFilter(OURS)
     return reflections, b"".join(reflections.feed(stream[i:i + size]) for i in range(0, len(stream), size))

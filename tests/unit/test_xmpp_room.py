@@ -1,5 +1,6 @@
 """MUC room logic against scripted stanzas: what is relayed, what is an echo."""
 
+import asyncio
 from datetime import datetime, timezone
 from xml.etree import ElementTree as ET
 
@@ -428,3 +429,34 @@ async def test_a_user_back_under_a_new_nick_renames_their_occupant(room):
     change, msg = room.component.sent[-2:]
     assert change.tag.endswith("presence") and change.get("to") == f"{ROOM}/caroline"
     assert change.get("from") == pjid and msg.get("from") == pjid
+
+
+async def test_a_restarted_bridge_knows_its_own_lines_when_the_history_replays_them(tmp_path):
+    store = SqliteStore(str(tmp_path / "b.db"))
+    config = ComponentConfig(jid="bridge.example.org", secret="x")
+    first = Room(ROOM, {}, config, FakeComponent(), store, [].append)
+    first.joined.set()
+    first.on_message(groupchat("alice", "x", "a1"), "bridge.example.org")
+    await first.deliver(Message(IRC, BOB, "said by our puppet"))
+    ours = first.component.sent[-1]
+    await asyncio.sleep(0)  # the end of the turn; then killed outright (no close, no flush)
+    assert first.heard_until is not None
+    events = []
+    again = Room(ROOM, {}, config, FakeComponent(), SqliteStore(str(tmp_path / "b.db")), events.append)
+    again.join()
+    again.on_presence(presence("bridge", codes=("110",)), "bridge.example.org")
+    again.on_message(delayed("bob", "said by our puppet", ours.get("id")), "bridge.example.org")
+    again.on_message(delayed("alice", "said meanwhile", "a2"), "bridge.example.org")
+    again.on_message(subject(), "bridge.example.org")
+    assert [e.text for e in events] == ["said meanwhile"]  # not our puppet's line back to IRC
+
+
+async def test_the_answer_to_the_leave_before_a_join_is_not_taken_for_a_failed_join(room, capsys):
+    room.offline()
+    room.online()  # leaves first, then joins: a server without that room answers the leave with an error
+    room.on_presence(stanza(f"<presence from='{ROOM}/bridge' to='bridge.example.org' type='error'>"
+                            f"<error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+                            f"</error></presence>"), "bridge.example.org")
+    room.on_presence(presence("bridge", codes=("110", "201")), "bridge.example.org")
+    assert room.joined.is_set() and room.bot_nick == "bridge"
+    assert "muc_join_failed" not in capsys.readouterr().out

@@ -135,3 +135,12 @@ def test_text_helpers():
     chunks = split_utf8("é" * 5, 4)
     assert chunks == ["éé".encode()] * 2 + ["é".encode()]
     assert split_utf8("", 10) == []
+
+
+def test_corrections_and_replies_read_as_text_on_silc():
+    a, _ = adapter()
+    alice = Identity("xmpp", "alice@x", "alice")
+    xmpp = Endpoint("xmpp", "r@muc")
+    a._render(Message(xmpp, alice, "hello wrld", native_id="m1"))
+    assert a._render(Message(xmpp, alice, "hello world", replaces="m1"))[1] == "<alice> * hello world"
+    assert a._render(Message(xmpp, alice, "yes", reply_to="m0", reply_nick="bob"))[1] == "<alice> bob: yes"
