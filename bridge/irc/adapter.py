@@ -49,6 +49,7 @@ from bridge.core.semantics import (
     Gatherer, Pacer, Recent, correction_text, reply_text, retraction_text,
 )
 from bridge.irc.client import RelayClient
+from bridge.irc.connection import MAX_RECEIVED_LINE
 from bridge.irc.formatting import irc_to_text
 from bridge.irc.roster import Roster
 from bridge.irc.split import clean, truncate, wire_lines
@@ -72,6 +73,9 @@ JOIN_FAILURES = ("nosuchchannel", "toomanychannels", "channelisfull", "inviteonl
 _KINDS = {"pubmsg": MessageKind.PLAIN, "action": MessageKind.ACTION, "pubnotice": MessageKind.NOTICE}
 #: `s/old/new/` (or `s/old/new/g`): a correction of the sender's own last line.
 _SED = re.compile(r"s/((?:[^/\\]|\\.)+)/((?:[^/\\]|\\.)*)/?(g?)")
+#: Longest corrected line, in characters: what one received line can hold. Corrections of
+#: corrections would otherwise grow it without bound (s/a/aaaa/g three times: gigabytes).
+MAX_CORRECTED = MAX_RECEIVED_LINE
 #: Our relayed lines whose echo (echo-message) tells their msgid, at most.
 ECHOES = 256
 
@@ -500,9 +504,10 @@ class IrcAdapter(Adapter):
             return None, None
         msgid, said = last
         old, new = (re.sub(r"\\(.)", r"\1", part) for part in match.group(1, 2))
-        if old not in said:
-            return None, None
-        fixed = said.replace(old, new) if match.group(3) else said.replace(old, new, 1)
+        count = said.count(old) if match.group(3) else min(said.count(old), 1)
+        if not count or len(said) + count * (len(new) - len(old)) > MAX_CORRECTED:
+            return None, None  # no such text, or a line no IRC line could hold: said as it is
+        fixed = said.replace(old, new, count)
         self.last_lines.put(key, (msgid, fixed))
         return msgid, fixed
 

@@ -371,6 +371,20 @@ async def test_empty_isupport_values_and_a_quit_without_reason(ircd):
         await client.expect("TOPIC #test :whole")
 
 
+async def test_a_correction_that_would_outgrow_any_line_is_said_as_it_is(ircd):
+    adapter, events = make_adapter(ircd.port)
+    async with running(adapter):
+        client = await joined(ircd)
+        grow = "s/x/" + "x" * 100 + "/g"
+        client.send("@msgid=m1 :bob!b@h PRIVMSG #test :" + "x" * 100)
+        client.send(":bob!b@h PRIVMSG #test :s/x/y/")  # a correction: x...x -> yx...x
+        client.send(":bob!b@h PRIVMSG #test :" + grow)  # 10,000 characters: no line holds that
+        client.send(":bob!b@h PRIVMSG #test :marker")
+        await events.wait_for(lambda e: isinstance(e, Message) and e.text == "marker")
+        said = [(m.text, m.replaces) for m in events.of(Message)]
+        assert said == [("x" * 100, None), ("y" + "x" * 99, "m1"), (grow, None), ("marker", None)]
+
+
 async def test_topic_shown_on_join_is_not_relayed_and_own_actions_are_silent(ircd):
     adapter, events = make_adapter(ircd.port)
     async with running(adapter):
