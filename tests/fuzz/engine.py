@@ -24,6 +24,8 @@ from pathlib import Path
 REGRESSIONS = Path(__file__).parent / "regressions"
 #: Every this many inputs, one is run under tracemalloc for its peak memory.
 MEMORY_SAMPLE = 509
+#: Address space a fuzzing process may use: past it an input fails with MemoryError.
+MEMORY_LIMIT = 4 << 30
 #: Crashing inputs kept per kind of crash in one run.
 KEEP_PER_CRASH = 3
 
@@ -138,6 +140,9 @@ def fuzz(target: Target, count: int, seconds: float | None, seed: int,
     rng = random.Random(f"{seed}:{target.name}")
     report = Report(target.name)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    soft, hard_as = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY or soft > MEMORY_LIMIT:  # a runaway input: MemoryError, not the OOM killer
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, hard_as))
     hard = max(10 * target.bound, 2.0)
     started = time.perf_counter()
     deadline = started + seconds if seconds else None
@@ -176,6 +181,7 @@ def fuzz(target: Target, count: int, seconds: float | None, seed: int,
             run_one(target, report.slowest.data, hard)
             report.traced_peak = max(report.traced_peak, tracemalloc.get_traced_memory()[1])
             tracemalloc.stop()
+    resource.setrlimit(resource.RLIMIT_AS, (soft, hard_as))
     report.rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
     return report
 

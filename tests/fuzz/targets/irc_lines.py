@@ -10,7 +10,8 @@ the whole cut into reads as its seed says. What must hold:
 - nothing escapes `process_data` (asyncio would close the connection);
 - a line that follows the grammar of modern IRC, with the parameters its command
   requires, is never dropped: dropping is for lines that cannot be understood;
-- what the adapter emits carries text with no control character (XML cannot carry them).
+- what the adapter emits carries text with no control character (XML cannot carry them),
+  and no message is longer than a line (a correction, `s/a/aaaa/g`, can make one longer).
 """
 
 from __future__ import annotations
@@ -63,15 +64,15 @@ _MIDDLE = re.compile(r"[^\x00\r\n :][^\x00\r\n ]*")
 _CHANNEL = re.compile(r"[#&][^\x00\x07\r\n ,:]*")
 _NICK = re.compile(r"[^\x00\r\n #&:][^\x00\r\n ]*")
 #: Parameters each command needs at least, and what must be a channel or nick.
-_NEEDS = {"PRIVMSG": 2, "NOTICE": 2, "JOIN": 1, "PART": 1, "KICK": 2, "QUIT": 0, "NICK": 1,
+_NEEDS = {"PRIVMSG": 2, "NOTICE": 2, "TAGMSG": 1, "REDACT": 2, "JOIN": 1, "PART": 1, "KICK": 2, "QUIT": 0, "NICK": 1,
           "TOPIC": 2, "ACCOUNT": 1, "AWAY": 0, "PING": 1, "PONG": 1, "ERROR": 1, "CAP": 2,
           "AUTHENTICATE": 1, "MODE": 1, "INVITE": 2,
           "001": 2, "002": 2, "005": 2, "332": 3, "331": 2, "333": 3, "353": 4, "366": 3,
           "372": 2, "376": 2, "396": 2, "403": 2, "404": 2, "405": 2, "432": 2, "433": 3,
           "436": 2, "437": 2, "471": 2, "473": 2, "474": 2, "475": 2, "477": 2, "482": 2,
           "900": 3, "901": 2, "902": 2, "903": 2, "904": 2, "905": 2, "906": 2, "907": 2}
-_FROM_USERS = {"PRIVMSG", "NOTICE", "JOIN", "PART", "KICK", "QUIT", "NICK", "TOPIC", "ACCOUNT",
-               "AWAY", "INVITE"}
+_FROM_USERS = {"PRIVMSG", "NOTICE", "TAGMSG", "REDACT", "JOIN", "PART", "KICK", "QUIT", "NICK", "TOPIC",
+               "ACCOUNT", "AWAY", "INVITE"}
 # ISUPPORT tokens as the spec writes them (modern IRC, "Feature Advertisement").
 _ISUPPORT = re.compile(r"-[A-Z0-9]+|[A-Z0-9]+(?:=(?:"
                        r"(?<=PREFIX=)(?:\([A-Za-z]*\)\S*)?|"
@@ -113,7 +114,8 @@ def well_formed(line: str) -> bool:
         return False
     if command in _FROM_USERS and (source is None or not _USER_SOURCE.fullmatch(source)):
         return False
-    if command in ("PRIVMSG", "NOTICE", "TOPIC", "PART", "KICK") and not _CHANNEL.fullmatch(params[0]) \
+    if command in ("PRIVMSG", "NOTICE", "TAGMSG", "REDACT", "TOPIC", "PART", "KICK") \
+            and not _CHANNEL.fullmatch(params[0]) \
             and not _NICK.fullmatch(params[0]):
         return False
     if command == "JOIN" and not all(_CHANNEL.fullmatch(c) for c in params[0].split(",")):
@@ -134,7 +136,11 @@ _WORDS = ["hi", "there", "\x02bold\x02", "\x0304red", "\x1ditalic", "\x01ACTION 
 _TAG_VALUES = ["2026-11-25T10:00:00.000Z", "2026-11-25T10:00:00Z", "0001-01-01T00:00:00.000Z",
                "9999-12-31T23:59:59.999Z", "2026-13-45T99:99:99Z", "yesterday", "", "a\\sb\\:c\\\\",
                "abc123", "\\", "+0000"]
-_TAG_KEYS = ["time", "account", "msgid", "+reply", "+draft/reply", "batch", "example.com/x", "label"]
+_TAG_KEYS = ["time", "account", "msgid", "msgid", "+reply", "+draft/reply", "+draft/react", "+draft/unreact",
+             "batch", "example.com/x", "label"]
+#: Corrections of one's own last line (bridge.irc.adapter: s/old/new/ after a line with a msgid).
+_SEDS = ["s/hi/hello/", "s/hi/hihi/g", "s/x/xx/g", "s/x/" + "x" * 40 + "/g", "s/x/" + "x" * 400 + "/g",
+         "s/there/\\/there/", "s/ //g", "s/\\//\\\\/", "s/é/😀/g", "s/h/", "s//x/"]
 _ISUPPORT_TOKENS = ["CASEMAPPING=rfc1459", "CASEMAPPING=ascii", "CASEMAPPING=strict-rfc1459",
                     "CASEMAPPING=rfc7613", "PREFIX=(ov)@+", "PREFIX=(qaohv)~&@%+", "PREFIX=",
                     "PREFIX=(o)", "CHANMODES=b,k,l,imnpst", "CHANTYPES=#&", "NICKLEN=30",
@@ -154,10 +160,15 @@ def _text(rng: random.Random) -> str:
 
 
 def _line(rng: random.Random) -> str:
-    who, room = _mask(rng), rng.choice(ROOMS + ("#unlinked", ME))
+    who = _mask(rng) if rng.random() < 0.5 else "alice!u@h.test"
+    room = rng.choice(ROOMS + ("#unlinked", ME)) if rng.random() < 0.7 else ROOMS[0]
     kind = rng.randrange(24)
     if kind < 6:
-        line = f":{who} {rng.choice(['PRIVMSG', 'PRIVMSG', 'NOTICE'])} {room} :{_text(rng)}"
+        own = who.startswith("alice!") and room == ROOMS[0]  # alice corrects her own lines
+        text = rng.choice(_SEDS) if rng.random() < (0.4 if own else 0.05) else _text(rng)
+        line = f":{who} {rng.choice(['PRIVMSG', 'PRIVMSG', 'NOTICE'])} {room} :{text}"
+        if rng.random() < 0.5:
+            line = f"@msgid={rng.choice(['m1', 'm2', 'm' + str(rng.randrange(100))])} {line}"
     elif kind == 6:
         extended = f" {rng.choice(['acct', '*'])} :Real Name" if rng.random() < 0.5 else ""
         line = f":{who} JOIN {room}{extended}"
@@ -201,7 +212,11 @@ def _line(rng: random.Random) -> str:
     elif kind == 21:
         line = f":{SERVER} 001 {rng.choice([ME, 'xb_'])} :Welcome {_mask(rng, ME)}"
     elif kind == 22:
-        line = f":{_mask(rng, ME)} {rng.choice(['JOIN', 'PART', 'NICK'])} {room}"
+        line = rng.choice([f":{_mask(rng, ME)} {rng.choice(['JOIN', 'PART', 'NICK'])} {room}",
+                           f"@+draft/react=👍;+draft/reply=m1 :{who} TAGMSG {room}",
+                           f"@+draft/unreact=x :{who} TAGMSG {room}", f":{who} TAGMSG {room}",
+                           f":{who} REDACT {room} m{rng.randrange(3)}" + rng.choice(["", " :oops"]),
+                           f":{_mask(rng, ME)} PRIVMSG {room} :{_text(rng)}"])
     else:
         line = f":{SERVER} {rng.randint(1, 999):03d} {ME} {room} :{_text(rng)}"
     if rng.random() < 0.3:
@@ -305,6 +320,8 @@ def check(data: bytes) -> None:
         if well_formed(line):
             raise Violation(f"a well-formed line was dropped: {type(exc).__name__}: {exc}") from exc
     for event in emitted:
+        if isinstance(event, Message) and len(event.text) > MAX_RECEIVED_LINE:
+            raise Violation(f"a message of {len(event.text):,} characters from lines of at most {MAX_RECEIVED_LINE}")
         texts = {Message: ("text",), Topic: ("text",), Part: ("reason",), Kick: ("reason",),
                  Presence: ("status",)}.get(type(event), ())
         for name in texts:
