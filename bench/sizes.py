@@ -52,7 +52,8 @@ def _splitting(unit: str) -> Callable[[int], tuple[int, Callable[[], object]]]:
 def _filter(child: bytes) -> Callable[[int], tuple[int, Callable[[], object]]]:
     def case(size: int):
         body = child * (size // len(child))
-        stanza = b"<message type='chat' to='bridge.localhost' from='r@muc.localhost/bob'><body>" + body + b"</body></message>"
+        stanza = (b"<message type='chat' to='bridge.localhost' from='r@muc.localhost/bob'><body>"
+                  + body + b"</body></message>")
         reads = [stanza[i:i + READ] for i in range(0, len(stanza), READ)]
 
         def run():
@@ -67,7 +68,8 @@ def _filter(child: bytes) -> Callable[[int], tuple[int, Callable[[], object]]]:
 #: (what, input, base size in characters or bytes, case)
 CASES = [
     ("IRC formatting", "plain words and a few codes", 1024, _formatting("word \x02bold\x02 \x0304red\x03 ")),
-    ("IRC formatting", "style toggles only (\\x02\\x1d\\x1e\\x11a )", 1024, _formatting("\x02\x1d\x1e\x11a ")),
+    ("IRC formatting", "style toggles only (\\x02\\x1d\\x1e\\x11a )", 1024,
+     _formatting("\x02\x1d\x1e\x11a ")),
     ("IRC formatting", "colour codes (\\x0312,4a)", 1024, _formatting("\x0312,4a")),
     ("IRC splitting", "words", 4096, _splitting("word ")),
     ("IRC splitting", "CJK, no spaces", 4096, _splitting("\u4e00")),
@@ -95,7 +97,8 @@ def measure(case, size: int, repeat: int) -> tuple[int, float]:
 
 def table(repeat: int) -> list[str]:
     head = " | ".join(f"{s}x ns/B" for s in SCALES)
-    lines = [f"| code | input | 1x size | {head} | 16x / 1x |", "|---|---|---:|" + "---:|" * (len(SCALES) + 1)]
+    lines = [f"| code | input | 1x size | {head} | 16x / 1x |",
+             "|---|---|---:|" + "---:|" * (len(SCALES) + 1)]
     for what, label, base, case in CASES:
         per_byte = []
         size_1x = 0

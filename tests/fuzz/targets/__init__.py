@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from tests.fuzz.engine import Target
-from tests.fuzz.targets import config, irc_lines, irc_text, silc_packets, silc_payloads, silc_session, silc_ske, xmpp_framing
+from tests.fuzz.targets import (
+    config, irc_lines, irc_text, silc_packets, silc_payloads, silc_session, silc_ske, xmpp_framing,
+)
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
     silc_packets.TARGET,

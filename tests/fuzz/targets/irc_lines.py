@@ -64,7 +64,8 @@ _MIDDLE = re.compile(r"[^\x00\r\n :][^\x00\r\n ]*")
 _CHANNEL = re.compile(r"[#&][^\x00\x07\r\n ,:]*")
 _NICK = re.compile(r"[^\x00\r\n #&:][^\x00\r\n ]*")
 #: Parameters each command needs at least, and what must be a channel or nick.
-_NEEDS = {"PRIVMSG": 2, "NOTICE": 2, "TAGMSG": 1, "REDACT": 2, "JOIN": 1, "PART": 1, "KICK": 2, "QUIT": 0, "NICK": 1,
+_NEEDS = {"PRIVMSG": 2, "NOTICE": 2, "TAGMSG": 1, "REDACT": 2, "JOIN": 1, "PART": 1, "KICK": 2, "QUIT": 0,
+          "NICK": 1,
           "TOPIC": 2, "ACCOUNT": 1, "AWAY": 0, "PING": 1, "PONG": 1, "ERROR": 1, "CAP": 2,
           "AUTHENTICATE": 1, "MODE": 1, "INVITE": 2,
           "001": 2, "002": 2, "005": 2, "332": 3, "331": 2, "333": 3, "353": 4, "366": 3,
@@ -147,7 +148,8 @@ _ISUPPORT_TOKENS = ["CASEMAPPING=rfc1459", "CASEMAPPING=ascii", "CASEMAPPING=str
                     "TOPICLEN=390", "TOPICLEN=", "TOPICLEN=0", "HOSTLEN=64", "HOSTLEN=x",
                     "CHANLIMIT=#:20", "MAXLIST=b:60", "TARGMAX=PRIVMSG:4,NOTICE:", "-SAFELIST",
                     "NETWORK=Test", "SAFELIST", "EXCEPTS", "STATUSMSG=@+"]
-_CAPS = "multi-prefix account-tag account-notify extended-join server-time message-tags away-notify sasl=PLAIN,EXTERNAL"
+_CAPS = ("multi-prefix account-tag account-notify extended-join server-time message-tags away-notify "
+         "sasl=PLAIN,EXTERNAL")
 
 
 def _mask(rng: random.Random, nick: str | None = None) -> str:
@@ -220,7 +222,8 @@ def _line(rng: random.Random) -> str:
     else:
         line = f":{SERVER} {rng.randint(1, 999):03d} {ME} {room} :{_text(rng)}"
     if rng.random() < 0.3:
-        tags = ";".join(f"{rng.choice(_TAG_KEYS)}={rng.choice(_TAG_VALUES)}" for _ in range(rng.randint(1, 3)))
+        tags = ";".join(f"{rng.choice(_TAG_KEYS)}={rng.choice(_TAG_VALUES)}"
+                        for _ in range(rng.randint(1, 3)))
         line = f"@{tags} {line}"
     return line
 
@@ -321,7 +324,8 @@ def check(data: bytes) -> None:
             raise Violation(f"a well-formed line was dropped: {type(exc).__name__}: {exc}") from exc
     for event in emitted:
         if isinstance(event, Message) and len(event.text) > MAX_RECEIVED_LINE:
-            raise Violation(f"a message of {len(event.text):,} characters from lines of at most {MAX_RECEIVED_LINE}")
+            raise Violation(f"a message of {len(event.text):,} characters, from lines of at most "
+                            f"{MAX_RECEIVED_LINE}")
         texts = {Message: ("text",), Topic: ("text",), Part: ("reason",), Kick: ("reason",),
                  Presence: ("status",)}.get(type(event), ())
         for name in texts:

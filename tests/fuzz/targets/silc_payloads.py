@@ -22,7 +22,7 @@ from bridge.silc.message import (
     MessageFlag, check_signature, decode_plain, decrypt_channel_message, encode_plain,
     encrypt_channel_message,
 )
-from bridge.silc.packet import Header, Packet, decode_fixed_header, decode_packet, encode_header
+from bridge.silc.packet import Packet, decode_fixed_header, decode_packet, encode_header
 from bridge.silc.payloads import (
     Arguments, ChannelKeyPayload, CommandPayload, DisconnectPayload, NewClientPayload, NotifyPayload,
     PublicKeyPayload, decode_id_list, decode_protocol_status, decode_status, decode_u32,
@@ -181,9 +181,7 @@ def _decode_signed(msg):
 
 
 def _decode_header(data):
-    header = decode_fixed_header(data)
-    packet = decode_packet(data, header)
-    return Header, packet
+    return decode_packet(data, decode_fixed_header(data))
 
 
 DECODERS = [

@@ -43,6 +43,7 @@ from tests.fuzz.targets.silc_payloads import signed_trailer
 
 SERVER = SilcId(IdType.SERVER, bytes.fromhex("7f000001029a0001"))
 ME = SilcId(IdType.CLIENT, bytes([127, 0, 0, 1, 1]) + bytes(11))
+_CIPHERS = ["aes-256-cbc", "aes-128-cbc", "aes-256-ctr", "x"]
 _LOOP: asyncio.AbstractEventLoop | None = None
 _DOCUMENTED = (CommandError, NotConnected, asyncio.TimeoutError, DecodeError, SessionError)
 
@@ -99,10 +100,10 @@ def _reply_args(rng: random.Random, command: int) -> list:
     by = {
         Command.JOIN: [(2, b"#chan"), (3, encode_id_payload(ch)), (4, encode_id_payload(ME)),
                        (5, u32(rng.choice((0, 4)))), (6, u32(1)),
-                       (7, ChannelKeyPayload(ch.data, rng.choice(["aes-256-cbc", "aes-128-cbc", "aes-256-ctr", "x"]),
-                                             raw_key).encode()),
+                       (7, ChannelKeyPayload(ch.data, rng.choice(_CIPHERS), raw_key).encode()),
                        (10, _text(rng)), (11, _text(rng)), (12, u32(len(members))),
-                       (13, encode_id_list(members)), (14, b"".join(u32(rng.choice((0, 1))) for _ in members))],
+                       (13, encode_id_list(members)),
+                       (14, b"".join(u32(rng.choice((0, 1))) for _ in members))],
         Command.WHOIS: [(2, encode_id_payload(cl)), (3, _text(rng)), (4, b"u@h"), (5, b"Real"),
                         (9, rng.choice([rng.randbytes(20), b"", rng.randbytes(19)]))],
         Command.GETKEY: [(2, encode_id_payload(cl)),
@@ -146,7 +147,8 @@ def _message(rng: random.Random, channels: list[dict]) -> list:
     payload = encrypt_channel_message(key, flags & ~MessageFlag.SIGNED, data, sender.data,
                                       _channel_id(ch["id"]).data, rng.randbytes)
     if flags & MessageFlag.SIGNED:
-        payload = encrypt_channel_message(key, flags, data, sender.data, _channel_id(ch["id"]).data, rng.randbytes)
+        payload = encrypt_channel_message(key, flags, data, sender.data, _channel_id(ch["id"]).data,
+                                          rng.randbytes)
     src = _text_id(sender) if rng.random() < 0.95 else rng.choice(["", _text_id(SERVER)])
     return [PacketType.CHANNEL_MESSAGE, 0, src, _text_id(_channel_id(ch["id"])), payload.hex()]
 
@@ -197,13 +199,13 @@ def generate(rng: random.Random) -> bytes:
             steps.append(["pkt", *_private(rng)])
         elif kind == 9:
             ch = rng.randrange(1, 5)
-            key = ChannelKeyPayload(_channel_id(ch).data, rng.choice(["aes-256-cbc", "aes-128-cbc", "aes-256-ctr", "des"]),
+            key = ChannelKeyPayload(_channel_id(ch).data, rng.choice(_CIPHERS[:3] + ["des"]),
                                     rng.choice(CHANNEL_KEYS).key[:rng.choice((32, 16, 5))]).encode()
             steps.append(["pkt", PacketType.CHANNEL_KEY, 0, _text_id(SERVER), _text_id(ME), key.hex()])
         elif kind == 10:
             ptype = rng.choice([PacketType.REKEY, PacketType.REKEY_DONE, PacketType.KEY_EXCHANGE_1,
-                                PacketType.KEY_EXCHANGE_2, PacketType.NEW_ID, PacketType.ERROR, PacketType.HEARTBEAT,
-                                PacketType.DISCONNECT, PacketType.COMMAND_REPLY, 200])
+                                PacketType.KEY_EXCHANGE_2, PacketType.NEW_ID, PacketType.ERROR,
+                                PacketType.HEARTBEAT, PacketType.DISCONNECT, PacketType.COMMAND_REPLY, 200])
             steps.append(["pkt", ptype, 0, _text_id(SERVER), _text_id(rng.choice([ME, _client(3)])),
                           _id_arg(rng).hex()])
         else:
@@ -283,7 +285,8 @@ async def _call(session: Session, name: str, rng: random.Random) -> None:
     channel = next(iter(session.channels.values()), None)
     cid = _client(rng.randrange(2, 6)).data
     calls = {
-        "join": lambda: session.join(rng.choice(["#c1", "#new"]), CHANNEL_KEYS[2] if rng.random() < 0.2 else None),
+        "join": lambda: session.join(rng.choice(["#c1", "#new"]),
+                                     CHANNEL_KEYS[2] if rng.random() < 0.2 else None),
         "whois": lambda: session.whois(cid), "getkey": lambda: session.public_key(cid),
         "users": lambda: session.users(channel), "nick": lambda: session.set_nick("newnick"),
         "mode": lambda: session.set_mode(channel, 4), "topic": lambda: session.set_topic(channel, "t"),
@@ -332,9 +335,11 @@ async def _run(script: dict) -> tuple[Recorder, list, list]:
                 _, k, replies, matched = step
                 waiting = [c for c in wire.commands if c.ident not in wire.answered]
                 sent = waiting[k % len(waiting)] if waiting else None
-                payload = bytes.fromhex(replies.get(str(sent.command) if sent else "", next(iter(replies.values()))))
+                fallback = next(iter(replies.values()))
+                payload = bytes.fromhex(replies.get(str(sent.command) if sent else "", fallback))
                 if matched and sent is not None and len(payload) >= 6:  # its command and identifier
-                    payload = payload[:2] + bytes([sent.command]) + payload[3:4] + sent.ident.to_bytes(2, "big") + payload[6:]
+                    payload = (payload[:2] + bytes([sent.command]) + payload[3:4]
+                               + sent.ident.to_bytes(2, "big") + payload[6:])
                     wire.answered.add(sent.ident)
                 data = wire.seal(PacketType.COMMAND_REPLY, 0, _text_id(SERVER), _text_id(ME), payload)
             else:

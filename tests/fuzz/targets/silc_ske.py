@@ -29,7 +29,7 @@ from bridge.silc.buffer import lp16, lp32, u16, u32
 from bridge.silc.ids import IdType, SilcId, encode_id_payload
 from bridge.silc.packet import Packet, PacketReader, PacketType, PacketWriter
 from bridge.silc.payloads import DisconnectPayload
-from bridge.silc.pubkey import identifier_for
+from bridge.silc.pubkey import PublicKey, identifier_for
 from bridge.silc.session import KeyRefused, Phase, Session, SessionConfig, SessionError
 from bridge.silc.ske import KePayload, Proposal, StartPayload
 from tests.fuzz.engine import Target, Violation
@@ -80,7 +80,8 @@ def generate(rng: random.Random) -> bytes:
         },
         "ke2": {
             "key": rng.randrange(len(SERVER_KEYS)),
-            "identifier": _maybe(rng, p, lambda: rng.choice(["", "V=2", "é" * 100, "UN=a\\, HN=b, V=3"]), None),
+            "identifier": _maybe(rng, p, lambda: rng.choice(["", "V=2", "é" * 100, "UN=a\\, HN=b, V=3"]),
+                                 None),
             "algorithm": _maybe(rng, p, lambda: rng.choice(["dsa", "RSA", ""]), "rsa"),
             "pk_type": _maybe(rng, p, lambda: rng.choice((0, 2, 3)), 1),
             "zeros": _maybe(rng, p, lambda: rng.choice((1, 2)), 0),  # leading zeros in e and n
@@ -91,13 +92,13 @@ def generate(rng: random.Random) -> bytes:
         },
         "after": [],
     }
-    steps = [("success", True), ("auth_request", False), ("auth_result", False), ("new_id", False)]
+    steps = ["success", "auth_request", "auth_result", "new_id"]  # SUCCESS in clear, then keyed
     if not clean and rng.random() < 0.3:
         rng.shuffle(steps)
-    for name, clear in steps:
+    for name in steps:
         if not clean and rng.random() < 0.1:
             continue
-        step = {"kind": name, "clear": clear,
+        step = {"kind": name,
                 "method": rng.choice([AuthMethod.NONE, AuthMethod.PUBLIC_KEY]
                                      + ([AuthMethod.PASSPHRASE] if recipe["password"] or not clean else [])
                                      + ([7] if not clean else [])),
@@ -107,12 +108,11 @@ def generate(rng: random.Random) -> bytes:
                 "list": rng.random() < 0.2}
         recipe["after"].append(step)
         if not clean and rng.random() < 0.08:
-            recipe["after"].append({"kind": "raw", "clear": rng.random() < 0.3,
-                                    "type": rng.choice(list(PacketType)).value, "payload": _hex(rng, rng.randrange(40)),
-                                    "mutate": None, "wire": None})
+            recipe["after"].append({"kind": "raw", "type": rng.choice(list(PacketType)).value,
+                                    "payload": _hex(rng, rng.randrange(40)), "mutate": None, "wire": None})
     if not clean and rng.random() < 0.05:
         recipe["after"].insert(rng.randrange(len(recipe["after"]) + 1), {
-            "kind": "disconnect", "clear": True, "mutate": None, "wire": None})
+            "kind": "disconnect", "mutate": None, "wire": None})
     return json.dumps(recipe).encode()
 
 
@@ -144,7 +144,8 @@ class _Server:
         if step.get("mutate") is not None:
             payload = mutate(random.Random(step["mutate"]), payload)
         registered = self.session.client_id is not None
-        wire = self.writer.seal(Packet(ptype, payload, flags, src, dst or (CLIENT_ID if registered else None)))
+        dst = dst or (CLIENT_ID if registered else None)
+        wire = self.writer.seal(Packet(ptype, payload, flags, src, dst))
         if step.get("wire") is not None:
             wire = mutate(random.Random(step["wire"]), wire)
         cut = self.rng.randrange(len(wire) + 1) if self.rng.random() < 0.3 else len(wire)
@@ -176,7 +177,8 @@ class _Server:
         pair = key_pair(name, bits, identifier)
         numbers = pair.private.public_key().public_numbers()
         zeros = bytes(k["zeros"])
-        body = (lp16(k["algorithm"].encode()) + lp16((k["identifier"] or identifier or identifier_for(name, "fuzz.example")).encode())
+        identifier = k["identifier"] or identifier or identifier_for(name, "fuzz.example")
+        body = (lp16(k["algorithm"].encode()) + lp16(identifier.encode())
                 + lp32(zeros + crypto.mp_encode(numbers.e)) + lp32(zeros + crypto.mp_encode(numbers.n)))
         server_key = u32(len(body)) + body
         prime = crypto.DH_GROUPS.get(c["group"], crypto.DH_GROUPS["diffie-hellman-group1"])
@@ -188,7 +190,7 @@ class _Server:
         hash_name = c["hash"] if c["hash"] in crypto.HASHES else "sha1"
         self.ske_hash = crypto.digest(hash_name, self.client_start + server_key + ke1.public_key
                                       + ke1.public_data + f_bytes + key)
-        signature = self.sign(pair, k["sign"], identifier)
+        signature = self.sign(pair, k["sign"], identifier)  # as the identifier sent says: past the check
         payload = KePayload(k["pk_type"], server_key, f_bytes, signature).encode() + bytes.fromhex(k["extra"])
         try:
             key_len = crypto.cipher_spec(c["cipher"]).key_len
@@ -197,8 +199,8 @@ class _Server:
             self.material = None  # the client refuses that cipher anyway
         self.send(PacketType.KEY_EXCHANGE_2, payload, k)
 
-    def sign(self, pair, how: str, identifier: str | None) -> bytes:
-        version = 2 if identifier and "V=2" in identifier else 1
+    def sign(self, pair, how: str, identifier: str) -> bytes:
+        version = PublicKey(b"", "rsa", identifier, None).version
         if how == "other":
             pair = key_pair("stranger", 1024)
         if how == "empty":
@@ -219,7 +221,8 @@ class _Server:
         if self.material is None or c["hmac"] not in crypto.HMACS:
             return
         view = self.material
-        prefix = crypto.ctr_prefix(c["hash"] if c["hash"] in crypto.HASHES else "sha1", self.ske_hash, view.send_iv)
+        hash_name = c["hash"] if c["hash"] in crypto.HASHES else "sha1"
+        prefix = crypto.ctr_prefix(hash_name, self.ske_hash, view.send_iv)
         try:
             cipher = crypto.packet_cipher(c["cipher"], view.send_key, view.send_iv, prefix, True)
         except crypto.CryptoError:
@@ -234,7 +237,8 @@ class _Server:
         elif kind == "auth_request":
             self.send(PacketType.CONNECTION_AUTH_REQUEST, u16(1) + u16(step["method"]), step)
         elif kind == "auth_result":
-            self.send(PacketType.FAILURE if step["fail"] else PacketType.SUCCESS, u32(1 if step["fail"] else 0), step)
+            failed = step["fail"]
+            self.send(PacketType.FAILURE if failed else PacketType.SUCCESS, u32(int(failed)), step)
         elif kind == "new_id":
             ids = encode_id_payload(CLIENT_ID)
             if step.get("list"):
@@ -263,7 +267,8 @@ async def _run(recipe: dict) -> tuple[Session, Recorder, list]:
     escaped = []
     try:
         session.start()
-        for act in [server.start_reply, server.ke2] + [lambda s=s: server.step(s) for s in recipe["after"]]:
+        steps = [lambda s=s: server.step(s) for s in recipe["after"]]
+        for act in [server.start_reply, server.ke2, *steps]:
             if session.phase is Phase.CLOSED:
                 break
             act()

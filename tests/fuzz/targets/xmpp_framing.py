@@ -132,7 +132,8 @@ def _broken(rng: random.Random) -> str:
     return rng.choice([
         "<message type='chat' to='bridge.localhost'><body>never closed",
         "<<garbage>>", "< message>", "<message a='<'>", "</message>", "<message",
-        "<presence to='x' <iq/>", "text at the top", "<message type='groupchat' to='a@b'><body>&bogus;</body></message>",
+        "<presence to='x' <iq/>", "text at the top",
+        "<message type='groupchat' to='a@b'><body>&bogus;</body></message>",
         "<message type='groupchat' to='a@b/c'><x></message>", "<iq><iq/></iq>",
     ])
 
@@ -148,7 +149,8 @@ def generate(rng: random.Random) -> bytes:
     if rng.random() < 0.25:
         stream = stream[:len(HEADER)] + mutate(rng, stream[len(HEADER):])
     if rng.random() < 0.01:  # one large stanza: how it is framed across many reads
-        big = "<message to='bridge.localhost'><body>" + "<b>y</b>" * rng.choice((500, 5000)) + "</body></message>"
+        body = "<b>y</b>" * rng.choice((500, 5000))
+        big = f"<message to='bridge.localhost'><body>{body}</body></message>"
         stream += big.encode()
     return with_reads(rng, stream)
 
