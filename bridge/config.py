@@ -88,9 +88,11 @@ class _Reader:
         (`!!int abc`, an unknown tag...)."""
         try:
             return self.loader.construct_object(node)
-        except (yaml.YAMLError, ValueError, TypeError, AttributeError) as exc:
+        except Exception as exc:  # PyYAML's constructors raise what they like (`!!int` alone: IndexError)
             if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
                 text = exc.problem
+            elif isinstance(exc, RecursionError):
+                text = "nested too deeply"
             else:
                 text = f"not a valid {node.tag.rpartition(':')[2]}"
             self.error(path or "(top)", node, f"cannot read this value: {text}")
@@ -124,6 +126,9 @@ class _Reader:
     def secret_file(self, path: str, node: yaml.Node) -> str | None:
         name = self.scalar(path, node, str)
         if name is None:
+            return None
+        if "\0" in name:  # the OS cannot even look it up
+            self.error(path, node, "cannot read secret file: its name holds a NUL character")
             return None
         try:
             st = os.stat(name)
@@ -230,6 +235,8 @@ def parse_config(text: str, source: str = "<config>") -> Config:
             loader.dispose()
     except yaml.YAMLError as exc:
         raise ConfigError(source, [_syntax_problem(exc, text)]) from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ConfigError(source, [Problem("(yaml)", 1, "nested too deeply")]) from None
     if root is None:
         raise ConfigError(source, [Problem("(top)", 1, "the config is empty")])
     r = _Reader(loader)

@@ -57,6 +57,7 @@ from bridge.core.semantics import (
     Gatherer, Pacer, Recent, correction_text, reply_text, retraction_text,
 )
 from bridge.irc.client import RelayClient
+from bridge.irc.connection import MAX_RECEIVED_LINE
 from bridge.irc.formatting import irc_to_text
 from bridge.irc.roster import Roster
 from bridge.irc.split import clean, truncate, wire_lines
@@ -82,6 +83,9 @@ JOIN_FAILURES = ("nosuchchannel", "toomanychannels", "channelisfull", "inviteonl
 _KINDS = {"pubmsg": MessageKind.PLAIN, "action": MessageKind.ACTION, "pubnotice": MessageKind.NOTICE}
 #: `s/old/new/` (or `s/old/new/g`): a correction of the sender's own last line.
 _SED = re.compile(r"s/((?:[^/\\]|\\.)+)/((?:[^/\\]|\\.)*)/?(g?)")
+#: Longest corrected line, in characters: what one received line can hold. Corrections of
+#: corrections would otherwise grow it without bound (s/a/aaaa/g three times: gigabytes).
+MAX_CORRECTED = MAX_RECEIVED_LINE
 #: Our relayed lines whose echo (echo-message) tells their msgid, at most.
 ECHOES = 256
 #: Someone who writes to the relay client privately is told at most once in this long
@@ -292,7 +296,7 @@ class IrcAdapter(Adapter):
         text = clean(topic.text).strip()
         limit = self.client.budget("TOPIC", room)
         topiclen = getattr(self.client.features, "topiclen", None)
-        if isinstance(topiclen, int) and topiclen > 0:
+        if isinstance(topiclen, int) and not isinstance(topiclen, bool) and topiclen > 0:
             limit = min(limit, topiclen)
         text = truncate(text, limit)
         folded = self.roster.fold(room)
@@ -480,7 +484,8 @@ class IrcAdapter(Adapter):
         channel, names = event.arguments[-2], event.arguments[-1]
         if self.roster.fold(channel) not in self.joined:
             return
-        prefixes = "".join(getattr(self.client.features, "prefix", {}) or "@+")
+        prefix = getattr(self.client.features, "prefix", None)  # True: PREFIX= (none)
+        prefixes = "".join(prefix) if isinstance(prefix, dict) else "" if prefix is True else "@+"
         for name in names.split():
             nick = name.lstrip(prefixes).partition("!")[0]  # multi-prefix, userhost-in-names
             if nick:
@@ -553,9 +558,10 @@ class IrcAdapter(Adapter):
             return None, None
         msgid, said = last
         old, new = (re.sub(r"\\(.)", r"\1", part) for part in match.group(1, 2))
-        if old not in said:
-            return None, None
-        fixed = said.replace(old, new) if match.group(3) else said.replace(old, new, 1)
+        count = said.count(old) if match.group(3) else min(said.count(old), 1)
+        if not count or len(said) + count * (len(new) - len(old)) > MAX_CORRECTED:
+            return None, None  # no such text, or a line no IRC line could hold: said as it is
+        fixed = said.replace(old, new, count)
         self.last_lines.put(key, (msgid, fixed))
         return msgid, fixed
 

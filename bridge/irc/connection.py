@@ -12,6 +12,8 @@ connection (and the rest of that read). This subclass overrides the minimum:
 - `process_data`: each line is parsed and dispatched on its own; a line that
   fails is logged as `irc_line_dropped` and skipped. A user's PRIVMSG, most of
   what a busy channel sends, takes a short parser of its own.
+- `_handle_other`: a QUIT without a reason (it is optional: modern IRC, "QUIT
+  message") is a QUIT all the same; the library drops it.
 - `_handle_message`: CTCP as the modern spec has it (specs/irc/ctcp.md): only
   a text that starts with 0x01 is CTCP, the final 0x01 is optional, and no
   obsolete low-level dequoting (which turns "\\x10n" into a newline).
@@ -130,6 +132,11 @@ class HardenedConnection(AioConnection):
             return False
         self._handle_message([target, text], "privmsg", NickMask(prefix), Tag.from_group(tags))
         return True
+
+    def _handle_other(self, arguments, command, source, tags) -> None:
+        if command == "quit" and not arguments:
+            arguments = [""]
+        super()._handle_other(arguments, command, source, tags)
 
     def _handle_message(self, arguments, command, source, tags) -> None:
         target, text = arguments[0], arguments[1]

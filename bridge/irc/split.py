@@ -82,37 +82,44 @@ def wire_lines(
 def split_bytes(line: str, limit: int) -> list[str]:
     """Split one line into pieces of at most `limit` UTF-8 bytes, preferring
     to break at whitespace and never inside a character or before a
-    combining mark."""
+    combining mark (unless one letter's marks alone are over the limit).
+    Linear in the line: each piece is measured from where the last one ended."""
     pieces = []
-    while len(line.encode()) > limit:
-        cut = _fit(line, limit)
-        space = line.rfind(" ", 0, cut + 1)
-        if space > 0:
-            head, line = line[:space], line[space + 1:]
+    start, left = 0, len(line.encode())  # `left`: the bytes of line[start:]
+    while left > limit:
+        cut = _fit(line, start, limit)
+        space = line.rfind(" ", start, cut + 1)
+        if space > start:
+            head, rest = line[start:space], space + 1
         else:
-            head, line = line[:cut], line[cut:]
-        head, line = head.rstrip(), line.lstrip()
+            head, rest = line[start:cut], cut
+        while rest < len(line) and line[rest].isspace():
+            rest += 1
+        left -= len(line[start:rest].encode())
+        start = rest
+        head = head.rstrip()
         if head:
             pieces.append(head)
-    if line:
-        pieces.append(line)
+    if start < len(line):
+        pieces.append(line[start:])
     return pieces
 
 
-def _fit(line: str, limit: int) -> int:
-    """How many characters of `line` fit in `limit` bytes (at least one),
-    moved back so that no combining mark starts the next piece."""
-    size = 0
-    cut = 0
-    for ch in line:
-        size += len(ch.encode())
-        if size > limit:
-            break
-        cut += 1
+def _fit(line: str, start: int, limit: int) -> int:
+    """Where the piece from `start` ends: as many characters as fit in `limit`
+    bytes (at least one), moved back so that no combining mark starts the next
+    piece, unless that would leave only the marks' own letter."""
+    fits = len(line[start:start + limit].encode()[:limit].decode(errors="ignore"))
+    cut = start + max(fits, 1)
     end = cut
-    while end > 1 and (_joins_previous(line[end]) or line[end - 1] == "\u200d"):
+    while end > start + 1 and _joins_at(line, end):
         end -= 1
-    return max(end, 1)
+    return cut if end == start + 1 and _joins_at(line, end) else end
+
+
+def _joins_at(line: str, i: int) -> bool:
+    """Does line[i] belong to the character before it?"""
+    return i < len(line) and (_joins_previous(line[i]) or line[i - 1] == "\u200d")
 
 
 def _joins_previous(ch: str) -> bool:

@@ -104,6 +104,21 @@ def test_secret_file(tmp_path):
     assert "world-readable" in warnings_for(config)[0].message
 
 
+def test_a_secret_file_name_with_a_nul_is_a_problem_not_a_crash():
+    found = problems(GOOD.replace("secret: ${TEST_BRIDGE_SECRET}", 'secret_file: "a\\0b"'))
+    assert found == [(3, "component.secret_file", "cannot read secret file: its name holds a NUL character")]
+
+
+def test_nesting_deeper_than_the_yaml_parser_goes_is_a_problem_not_a_crash():
+    assert problems("component: " + "[" * 2000 + "]" * 2000) == [(1, "(yaml)", "nested too deeply")]
+
+
+@pytest.mark.parametrize("value", ["!!int", "!!bool maybe", "!!timestamp 0000-01-01", "!!float"])
+def test_a_value_yaml_cannot_construct_is_a_problem_not_a_crash(value):
+    found = problems(GOOD + f"log:\n  level: {value}\n")
+    assert [(path, message.split(":")[0]) for _, path, message in found] == [("log.level", "cannot read this value")]
+
+
 def test_yaml_syntax_error_has_a_line():
     found = problems("component:\n  jid: [unclosed\n")
     assert found[0][0] >= 2

@@ -89,6 +89,12 @@ def test_the_privmsg_fast_path_gives_what_the_library_gives(conn, line):
     assert fast == slow and fast
 
 
+def test_a_quit_without_a_reason_is_a_quit(conn):
+    conn.process_data(b":bob!b@h QUIT\r\n:eve!e@h QUIT :gone\r\n")
+    assert events(conn, "quit") == [("quit", "bob!b@h", None, [""]), ("quit", "eve!e@h", None, ["gone"])]
+    assert conn.dropped_lines == 0
+
+
 def test_invalid_utf8_falls_back_to_latin1_per_line(conn):
     conn.process_data(b":bob!b@h PRIVMSG #c :caf\xe9\r\n:bob!b@h PRIVMSG #c :caf\xc3\xa9\r\n")
     assert [a for *_, a in events(conn, "pubmsg")] == [["café"], ["café"]]

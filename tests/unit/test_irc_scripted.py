@@ -356,6 +356,35 @@ async def test_quit_reaches_only_the_channels_the_user_was_in(ircd):
         assert [(p.endpoint.room, p.quit) for p in events.of(Part)] == [("#other", True)]
 
 
+async def test_empty_isupport_values_and_a_quit_without_reason(ircd):
+    """PREFIX= means no prefixes, TOPICLEN= no known limit (modern IRC, RPL_ISUPPORT), and
+    QUIT's reason is optional: NAMES still fills the roster, and the quit reaches the room."""
+    adapter, events = make_adapter(ircd.port, rooms=(CHAN, "#other"))
+    async with running(adapter):
+        client = await joined(ircd, 0, (CHAN, "#other"))
+        client.send(":scripted.test 005 xbridge PREFIX= TOPICLEN= :are supported")
+        client.send(":scripted.test 353 xbridge = #other :xbridge dave")
+        client.send(":dave!d@h QUIT")
+        await events.wait_for(lambda e: isinstance(e, Part))
+        assert [(p.endpoint.room, p.quit, p.reason) for p in events.of(Part)] == [("#other", True, "")]
+        await adapter.deliver(CHAN, Topic(Endpoint("xmpp", "room@muc"), Identity("xmpp", "a", "alice"), "whole"))
+        await client.expect("TOPIC #test :whole")
+
+
+async def test_a_correction_that_would_outgrow_any_line_is_said_as_it_is(ircd):
+    adapter, events = make_adapter(ircd.port)
+    async with running(adapter):
+        client = await joined(ircd)
+        grow = "s/x/" + "x" * 100 + "/g"
+        client.send("@msgid=m1 :bob!b@h PRIVMSG #test :" + "x" * 100)
+        client.send(":bob!b@h PRIVMSG #test :s/x/y/")  # a correction: x...x -> yx...x
+        client.send(":bob!b@h PRIVMSG #test :" + grow)  # 10,000 characters: no line holds that
+        client.send(":bob!b@h PRIVMSG #test :marker")
+        await events.wait_for(lambda e: isinstance(e, Message) and e.text == "marker")
+        said = [(m.text, m.replaces) for m in events.of(Message)]
+        assert said == [("x" * 100, None), ("y" + "x" * 99, "m1"), (grow, None), ("marker", None)]
+
+
 async def test_topic_shown_on_join_is_not_relayed_and_own_actions_are_silent(ircd):
     adapter, events = make_adapter(ircd.port)
     async with running(adapter):

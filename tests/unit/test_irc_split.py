@@ -50,6 +50,13 @@ def test_combining_marks_stay_with_their_letter():
     assert "".join(pieces) == text
 
 
+def test_marks_longer_than_a_line_fill_lines_rather_than_one_line_each():
+    text = "a" + "\u0301" * 1000  # one letter, 2000 bytes of marks: it must be cut somewhere
+    pieces = split_bytes(text, 101)
+    assert "".join(pieces) == text
+    assert all(len(p.encode()) <= 101 for p in pieces) and len(pieces) <= 21
+
+
 def test_cr_lf_nul_cannot_reach_the_socket():
     lines = wire_lines("hi\r\nQUIT :x\x00\rNICK evil\nPRIVMSG #x :y", relay, BUDGET, 10)
     assert lines == ["<alice> hi", "<alice> QUIT :x", "<alice> NICK evil", "<alice> PRIVMSG #x :y"]

@@ -219,3 +219,30 @@ def test_the_cut_copy_of_our_message_tells_the_rooms_stanza_id():
                      + room_message("k9", "<body>hi</body>" + forged))
     assert reflections.dropped == 2
     assert learned == [("k8", "r@muc.localhost/bob", "room-id-1")]
+
+
+def fed(stream: bytes, size: int) -> tuple[ReflectionFilter, bytes]:
+    reflections = ReflectionFilter(OURS)
+    return reflections, b"".join(reflections.feed(stream[i:i + size]) for i in range(0, len(stream), size))
+
+
+def test_a_stanza_name_in_another_namespace_is_no_new_stanza_however_the_reads_fall():
+    payload = (b"<message type='chat' to='bridge.localhost'><event xmlns='urn:x'><items><iq/>"
+               + b"<b>y</b>" * 300 + b"<presence a='1'>x</presence></items></event></message>")
+    for size in (len(payload), 7, 64):
+        reflections, passed = fed(HEADER + payload, size)
+        assert reflections.active and reflections.malformed == [] and passed == HEADER + payload
+
+
+def test_a_stanza_in_the_stream_namespace_inside_another_is_cut_the_same_in_one_read_or_many():
+    broken = b"<message type='chat' to='bridge.localhost'><body>cut short"
+    good = b"<message type='chat' to='bridge.localhost'><body>ok</body></message>"
+    results = {(tuple(r.malformed), passed) for r, passed in (fed(HEADER + broken + good, n) for n in (1000, 5, 17))}
+    assert results == {(((len(HEADER), len(broken)),), HEADER + good)}
+
+
+def test_a_large_stanza_in_small_reads_passes_whole_once_it_ends():
+    stanza = b"<message to='bridge.localhost'><body>" + b"<a x='>'/>" * 20000 + b"</body></message>"
+    reflections, passed = fed(HEADER + stanza, 512)
+    assert passed == HEADER + stanza and reflections.active
+    assert reflections.stanzas == [(0, len(stanza))]  # of the last read's output: the whole stanza
