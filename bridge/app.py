@@ -35,6 +35,7 @@ STABLE_AFTER = 60.0
 class Bridge:
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.stopping = False
         self.store = SqliteStore.from_url(config.store.url)
         self.ids = MessageIds(self.store)
         self.router = Router(config.links, max_age=config.delivery.max_age)
@@ -74,6 +75,7 @@ class Bridge:
                     log.error("bridge_task_failed", task=task.get_name(), error=repr(task.exception()))
                 task.result()  # a fatal error (a refused component secret) ends the bridge
         finally:
+            self.stopping = True  # an adapter that ends now is not started again
             await self._leave()  # while still connected, so the goodbyes go out
             for task in tasks:
                 task.cancel()
@@ -100,10 +102,14 @@ class Bridge:
             started = time.monotonic()
             try:
                 await adapter.run()
+                if self.stopping:
+                    return
                 log.error("adapter_stopped", network=adapter.network)
             except Exception as exc:
                 if _refused(exc):
                     raise
+                if self.stopping:
+                    return
                 log.error("adapter_failed", network=adapter.network, error=_describe(exc))
             if time.monotonic() - started >= STABLE_AFTER:
                 backoff.reset()
