@@ -55,7 +55,7 @@ def with_reads(rng: random.Random, stream: bytes) -> bytes:
 
 def reads(data: bytes) -> list[bytes]:
     """The reads of a `with_reads` input, as its seed says: all at once, a few bytes at a
-    time (short streams), a few hundred at a time, or cut at a few random places."""
+    time, a few hundred at a time, or cut at a few random places."""
     seed, stream = data[:4], data[4:]
     rng = random.Random(seed)
     style = rng.randrange(4)
@@ -64,7 +64,9 @@ def reads(data: bytes) -> list[bytes]:
     if style == 3:
         cuts = sorted({rng.randrange(1, len(stream)) for _ in range(rng.randint(1, 16))})
         return [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)])]
-    size = rng.randint(1, 8) if style == 1 and len(stream) <= 4096 else rng.randint(1, 600)
+    # A few bytes, or a few hundred, at a time; a long stream in reads as a socket gives them.
+    small = len(stream) <= (4096 if style == 1 else 16384)
+    size = rng.randint(*{(1, True): (1, 8), (2, True): (1, 600)}.get((style, small), (512, 8192)))
     return [stream[i:i + size] for i in range(0, len(stream), size)]
 
 
