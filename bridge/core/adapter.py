@@ -6,7 +6,9 @@ delivers events from other endpoints through `deliver`. It never emits events
 caused by the bridge's own clients or puppets, and `is_own` lets the router
 check that again. What the bridge has to say about an endpoint (a gap, a paused
 link) an adapter emits as a NOTICE `Message` from `BRIDGE`: it is shown on the
-other endpoints of the link.
+other endpoints of the link. A `Private` (one person writing to one person elsewhere)
+is delivered with room "" to the recipient's adapter, which raises `Undeliverable` when
+it cannot; the sender's adapter then `refuse`s it: it tells the sender why.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import abc
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bridge.core.events import Event, Identity
+from bridge.core.events import Event, Identity, Private
 from bridge.core.profile import Profile
 
 EventSink = Callable[[Event], None]
@@ -42,6 +44,8 @@ class Adapter(abc.ABC):
         """Show `event`, which happened on another endpoint of a link, in `room`.
 
         May wait (flood control); must not raise for network trouble: log and drop.
+        A `Private` comes with room "" and its `to_address` filled in; one this network
+        cannot deliver raises `bridge.core.private.Undeliverable`.
         """
 
     @abc.abstractmethod
@@ -52,6 +56,15 @@ class Adapter(abc.ABC):
         """False for kinds of event this network does not show: they never enter its queue,
         where they would only push real messages out."""
         return True
+
+    def reach(self, room: str, nick: str) -> str | None:
+        """The address of whoever is called `nick` in `room` (in any room of this network's
+        when ""), for a private message to them; None: nobody is."""
+        return None
+
+    def refuse(self, event: Private, why: str) -> None:
+        """Tell the sender of `event` (someone on this network) that it was not delivered,
+        and `why`."""
 
     async def profile(self, identity: Identity) -> Profile:
         """What this network says about `identity` (for its XMPP contact card). Answers

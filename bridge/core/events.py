@@ -134,6 +134,28 @@ class Standing(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class Private(Event):
+    """`sender` wrote `text` to one person only, someone on another network.
+
+    `endpoint` is where it was written: the room it came through on the sender's network,
+    or room "" for a direct chat. The recipient is `to_nick`; `to_network` and `to_address`
+    (their address on that network: an XMPP occupant or full JID, an IRC or SILC nick) when
+    the sender's adapter knows them (a puppet, an earlier conversation), else the router
+    looks for `to_nick` in the rooms linked to `endpoint` and to `rooms` (other rooms of the
+    sender's on their network). `reply` is the sender's own address on their network.
+    """
+
+    text: str
+    to_nick: str
+    to_network: str = ""
+    to_address: str = ""
+    reply: str = ""
+    rooms: tuple[str, ...] = ()
+    kind: MessageKind = MessageKind.PLAIN
+    native_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Presence(Event):
     away: bool
     status: str = ""

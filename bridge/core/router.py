@@ -4,7 +4,9 @@ Every endpoint gets one bounded queue and one worker task that delivers to
 its adapter in order. A full queue drops its oldest event (logged with a
 count): a stuck network must not grow memory or stall the others. An event
 older than `max_age` when its turn comes is dropped too, and the room gets one
-line saying how many, instead of a late flood.
+line saying how many, instead of a late flood. Private messages go through one queue per
+recipient network (`bridge.core.private`); one that cannot be delivered, or is too old,
+goes back to its sender's adapter to be refused.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Callable
 
 import structlog
 
 from bridge.config_types import EndpointConfig, LinkConfig
 from bridge.core.adapter import Adapter
-from bridge.core.events import BRIDGE, Endpoint, Event, Message, MessageKind, Topic
+from bridge.core.events import BRIDGE, Endpoint, Event, Message, MessageKind, Private, Topic
 from bridge.core.notices import stale_text
+from bridge.core.private import PrivateRoutes, Undeliverable
 
 log = structlog.get_logger(__name__)
 
@@ -26,9 +30,11 @@ log = structlog.get_logger(__name__)
 class EndpointQueue:
     """Bounded FIFO feeding one endpoint's adapter, oldest dropped when full."""
 
-    def __init__(self, endpoint: Endpoint, adapter: Adapter, size: int, max_age: float = 0.0) -> None:
+    def __init__(self, endpoint: Endpoint, adapter: Adapter, size: int, max_age: float = 0.0,
+                 refuse: Callable[[Private, str], None] | None = None) -> None:
         self.endpoint = endpoint
         self.adapter = adapter
+        self.refuse = refuse or (lambda event, why: None)
         self.max_age = max_age
         self.items: collections.deque[Event] = collections.deque(maxlen=size)
         self.ready = asyncio.Event()
@@ -51,7 +57,9 @@ class EndpointQueue:
             while self.items:
                 event = self.items.popleft()
                 if self.max_age and time.time() - event.time > self.max_age:
-                    if isinstance(event, Message):
+                    if isinstance(event, Private):
+                        self.refuse(event, f"not delivered within {self.max_age:g} s")
+                    elif isinstance(event, Message):
                         stale.append(str(event.endpoint))
                     continue
                 if stale:
@@ -73,6 +81,8 @@ class EndpointQueue:
     async def _deliver(self, event: Event) -> None:
         try:
             await self.adapter.deliver(self.endpoint.room, event)
+        except Undeliverable as why:
+            self.refuse(event, str(why))
         except Exception:  # an adapter bug must not stop the relay
             log.exception("deliver_failed", network=self.endpoint.network,
                           room=self.endpoint.room, kind=type(event).__name__)
@@ -97,6 +107,8 @@ class Router:
                     to = Endpoint(target.network, target.room)
                     if target is not origin and all(to != r[0] for r in routes):
                         routes.append((to, target, origin))
+        self.privates = PrivateRoutes(self.adapters, self.routes,
+                                      lambda to, event: self._queue(to).put(event))
 
     def add_adapter(self, adapter: Adapter) -> None:
         self.adapters[adapter.network] = adapter
@@ -111,6 +123,9 @@ class Router:
         adapter's own notices about its endpoint, for the rest of the link."""
         origin = self.adapters.get(event.endpoint.network)
         if origin is None or (event.sender != BRIDGE and origin.is_own(event.sender)):
+            return
+        if isinstance(event, Private):
+            self.privates.route(event)
             return
         for to, target, source in self.routes.get(event.endpoint, ()):
             if isinstance(event, Topic) and not (source.topic in ("both", "out")
@@ -128,14 +143,14 @@ class Router:
         queue = self.queues.get(endpoint)
         if queue is None:
             queue = EndpointQueue(endpoint, self.adapters[endpoint.network], self.queue_size,
-                                  self.max_age)
+                                  self.max_age, self.privates.refuse)
             self.queues[endpoint] = queue
         return queue
 
     async def run(self) -> None:
         """Deliver queued events until cancelled."""
-        for endpoint in self.routes:
-            self._queue(endpoint)
+        for endpoint in [*self.routes, *(Endpoint(network, "") for network in self.adapters)]:
+            self._queue(endpoint)  # room "": the network's private messages
         async with asyncio.TaskGroup() as tasks:
             for queue in self.queues.values():
                 tasks.create_task(queue.work(), name=f"deliver {queue.endpoint}")

@@ -20,8 +20,7 @@ retractions and reactions as IRCv3 tags / REDACT where the server carries them,
 else in the text forms of `bridge.core.semantics`; from IRC, `s/old/new/` after
 one's own line, `+draft/reply`, `+draft/react` / `+draft/unreact` (TAGMSG) and
 REDACT become corrections, replies, reactions and retractions. Private messages to the
-relay client are not relayed (yet): the sender gets a NOTICE saying so, once a minute at
-most (never an answer to a NOTICE, RFC 2812 3.3.2). Kicks and nick changes elsewhere are
+relay client (`alice: text`) and from people elsewhere: `bridge.irc.private`. Kicks and nick changes elsewhere are
 one NOTICE line each (`bridge.core.roomevents`); joins and parts elsewhere are not shown on
 IRC. Relayed lines are sent again
 after a reconnect until the server confirms them, and dropped with one notice
@@ -47,7 +46,7 @@ from bridge.config_types import IrcNetworkConfig
 from bridge.core.adapter import Adapter, EventSink
 from bridge.core.events import (
     BRIDGE, Endpoint, Event, Identity, Join, Kick, Message, MessageKind, NickChange, Part,
-    Presence, Reaction, Retraction, Standing, Topic,
+    Presence, Private, Reaction, Retraction, Standing, Topic,
 )
 from bridge.core.idmap import MessageIds
 from bridge.core.notices import gap_text, late_mark
@@ -59,6 +58,7 @@ from bridge.core.semantics import (
 from bridge.irc.client import RelayClient
 from bridge.irc.connection import MAX_RECEIVED_LINE
 from bridge.irc.formatting import irc_to_text
+from bridge.irc.private import IrcPrivates
 from bridge.irc.roster import Roster
 from bridge.irc.split import clean, truncate, wire_lines
 from bridge.irc.whois import Whois
@@ -88,12 +88,6 @@ _SED = re.compile(r"s/((?:[^/\\]|\\.)+)/((?:[^/\\]|\\.)*)/?(g?)")
 MAX_CORRECTED = MAX_RECEIVED_LINE
 #: Our relayed lines whose echo (echo-message) tells their msgid, at most.
 ECHOES = 256
-#: Someone who writes to the relay client privately is told at most once in this long
-#: that private messages are not relayed; this many such people are remembered.
-PRIVATE_QUIET = 60.0
-PRIVATE_TOLD = 256
-PRIVATE_TEXT = ("muc-bridge: private messages are not relayed yet. To reach someone on the "
-                "other side, say it in the channel, addressed to them (alice: hello).")
 
 
 class IrcAdapter(Adapter):
@@ -122,7 +116,7 @@ class IrcAdapter(Adapter):
         self.last_lines = Recent()
         self._echoes: collections.deque[tuple[str, str, Endpoint, str]] = collections.deque(maxlen=ECHOES)
         self.pacer = Pacer(self._show_correction)
-        self._told: collections.OrderedDict[str, float] = collections.OrderedDict()  # folded nick
+        self.privates = IrcPrivates(self)
         self.whois = Whois(self.client, self.roster.fold)
         self.room_events = RoomEvents()  # kicks and nick changes elsewhere, as lines here
         self.reactions = Gatherer(lambda room, text: self.client.send(
@@ -143,8 +137,8 @@ class IrcAdapter(Adapter):
         on("notopic", self._on_no_topic)
         on("tagmsg", self._on_tagmsg)
         on("redact", self._on_redact)
-        on("privmsg", self._on_private)
-        on("action", self._on_private)
+        on("privmsg", self.privates.received)
+        on("action", self.privates.received)
         on("chanoprivsneeded", self._on_refused)
         on("cannotsendtochan", self._on_refused)
         for kind in _KINDS:
@@ -164,6 +158,9 @@ class IrcAdapter(Adapter):
             tasks.create_task(self._keep_joined(), name=f"irc {self.network} joins")
 
     async def deliver(self, room: str, event: Event) -> None:
+        if isinstance(event, Private):
+            await self.privates.deliver(event)
+            return
         if isinstance(event, Message) and event.replaces is not None and event.sender != BRIDGE:
             self.pacer.offer((room, str(event.endpoint), event.replaces), (room, event))
             return
@@ -188,6 +185,12 @@ class IrcAdapter(Adapter):
 
     def wants(self, event: Event) -> bool:
         return isinstance(event, (Message, Topic, Retraction, Reaction, Kick, NickChange))
+
+    def reach(self, room: str, nick: str) -> str | None:
+        return self.privates.reach(room, nick)
+
+    def refuse(self, event: Private, why: str) -> None:
+        self.privates.refuse(event, why)
 
     def is_own(self, identity: Identity) -> bool:
         if identity.network != self.network:
@@ -448,6 +451,7 @@ class IrcAdapter(Adapter):
         tags = _tags(event)
         sender = self._identity(old, tags)
         channels = self.roster.rename(old, new)
+        self.privates.partners.renamed(old, new)
         self._rekeyed(channels, sender, self._identity(new, tags), tags)
 
     def _on_account(self, event: IrcEvent) -> None:  # account-notify: ACCOUNT <name or *>
@@ -594,22 +598,6 @@ class IrcAdapter(Adapter):
             return
         self.emit(Retraction(endpoint, self._identity(event.source.nick, tags), event.arguments[0],
                              time=_time(tags)))
-
-    def _on_private(self, event: IrcEvent) -> None:
-        """A PRIVMSG or /me to the relay client: tell the sender it goes nowhere."""
-        source = event.source
-        if source is None or source.userhost is None or not self.client.is_me(event.target) \
-                or self.client.is_me(source.nick):
-            return
-        who, now = self.roster.fold(source.nick), time.monotonic()
-        if now - self._told.get(who, now - PRIVATE_QUIET) < PRIVATE_QUIET:
-            return
-        self._told[who] = now
-        self._told.move_to_end(who)
-        if len(self._told) > PRIVATE_TOLD:
-            self._told.popitem(last=False)
-        log.info("irc_private_refused", network=self.network, nick=source.nick)
-        self.client.control(f"NOTICE {source.nick} :{PRIVATE_TEXT}")
 
     def _on_join_failed(self, event: IrcEvent) -> None:
         log.warning("irc_join_failed", network=self.network, room=event.arguments[0] if event.arguments else "",

@@ -11,11 +11,12 @@ import structlog
 
 from bridge.config_types import ComponentConfig
 from bridge.core.adapter import Adapter, EventSink
-from bridge.core.events import Event, Identity
+from bridge.core.events import Event, Identity, Private
 from bridge.core.idmap import MessageIds
 from bridge.store.base import Store
 from bridge.xmpp.addresses import Addresses
 from bridge.xmpp.component import Component
+from bridge.xmpp.private import Privates
 from bridge.xmpp.queries import Queries
 from bridge.xmpp.room import Room
 from bridge.xmpp.stanza import bare
@@ -38,7 +39,9 @@ class XmppAdapter(Adapter):
         self.networks: dict[str, Adapter] = {}
         self.component = Component(config, self._on_stanza, self._online, self._offline,
                                    setup=lambda stream: self.queries.setup(stream))
-        self.addresses = Addresses(config.jid, store, self.component.send, self.networks)
+        self.privates = Privates(self)
+        self.addresses = Addresses(config.jid, store, self.component.send, self.networks,
+                                   self.privates.received_message)
         self.queries = Queries(self.addresses, self.networks, self.component.dispatch)
         self.component.outgoing.on_stanza_id = self._stanza_id
 
@@ -54,7 +57,16 @@ class XmppAdapter(Adapter):
             tasks.create_task(self._housekeeping())
 
     async def deliver(self, room: str, event: Event) -> None:
-        await self.rooms[room].deliver(event)
+        if isinstance(event, Private):
+            await self.privates.deliver(event)
+        else:
+            await self.rooms[room].deliver(event)
+
+    def reach(self, room: str, nick: str) -> str | None:
+        return self.privates.reach(room, nick)
+
+    def refuse(self, event: Private, why: str) -> None:
+        self.privates.refuse(event, why)
 
     def is_own(self, identity: Identity) -> bool:
         if identity.network != "xmpp":

@@ -9,12 +9,12 @@ an address we do not know is left to the room logic as before: the server routes
 stringprepped, and a puppet whose stored local part prepares differently (`Straße` becomes
 `strasse`) must not answer its room with an error that gets it kicked.
 
-Private messages are not relayed (yet): a chat to a puppet, a MUC private message to a
-puppet's or the bot's occupant, a message to the component get an error with a text
-saying so and how to reach the person instead (RFC 6120 8.3), never silence. Through a
-MUC the condition is `feature-not-implemented`: Prosody kicks an occupant that answers a
-private message with `service-unavailable` or `item-not-found` (muc/util.lib.lua,
-`kickable_error_conditions`).
+A private message to a puppet (a chat to its JID, or a MUC private message to its
+occupant) goes to `on_private` (`bridge.xmpp.private`). One to the component itself, or to
+the bot's occupant, gets an error with a text saying whom to write to instead (RFC 6120
+8.3), never silence. Through a MUC the condition is `feature-not-implemented`: Prosody
+kicks an occupant that answers a private message with `service-unavailable` or
+`item-not-found` (muc/util.lib.lua, `kickable_error_conditions`).
 """
 
 from __future__ import annotations
@@ -38,12 +38,15 @@ COMPONENT: Final = Identity("bridge", "component", "muc-bridge")
 
 class Addresses:
     def __init__(self, domain: str, store: Store, send: Callable[[str], bool],
-                 networks: Mapping[str, Adapter]) -> None:
-        """`networks`: the other networks' adapters, by name as configured."""
+                 networks: Mapping[str, Adapter],
+                 on_private: Callable[[ET.Element, Identity], None]) -> None:
+        """`networks`: the other networks' adapters, by name as configured; `on_private`
+        takes a private message to the puppet of an identity."""
         self.domain = domain
         self.store = store
         self.send = send
         self.networks = networks
+        self.on_private = on_private
 
     def entity(self, jid: str) -> Identity | None:
         """COMPONENT, the foreign identity behind a puppet JID, or None: not served here."""
@@ -78,18 +81,15 @@ class Addresses:
             return True
         if kind != "message" or not _private(xml, from_room):
             return False
-        if entity is COMPONENT:
-            condition = "feature-not-implemented" if from_room else "service-unavailable"
-            why = ("muc-bridge does not relay private messages yet; say it in the room"
-                   if from_room else
-                   "muc-bridge is a gateway between chat rooms and does not take private "
-                   "messages; talk to people in the rooms it links")
-        else:
-            condition = "feature-not-implemented"
-            why = (f"muc-bridge does not relay private messages yet: {entity.nick} is on the "
-                   f"{self.where(entity.network)}; to reach them, say it in the room where you saw them, "
-                   f"addressed to them (\"{entity.nick}: ...\")")
-        self.error(kind, xml, "cancel", condition, why)
+        if entity is not COMPONENT:
+            self.on_private(xml, entity)
+            return True
+        condition = "feature-not-implemented" if from_room else "service-unavailable"
+        self.error(kind, xml, "cancel", condition,
+                   "this is muc-bridge's bot, not a person: to write privately to someone on "
+                   "another network, write to them (their nick in the room)" if from_room else
+                   "muc-bridge is a gateway between chat rooms: write to the people in the rooms "
+                   "it links (their addresses are nick%network@" + self.domain + ")")
         log.info("xmpp_private_refused", network="xmpp", to=to, via_room=from_room)
         return True
 

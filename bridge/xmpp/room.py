@@ -73,13 +73,24 @@ class Puppet:
     identity: Identity
     jid: str
     nick: str  # its nick in this room (the wanted nick, or with a suffix)
-    joined: bool = False
     joining: bool = False
     rank: str = ""  # op or voice on the network it speaks for, as the room shows it
     attempts: int = 0
     last_active: float = field(default_factory=time.monotonic)
     # Messages sent while the join was in flight, kept to resend if it fails.
     unconfirmed: list[tuple[str, str]] = field(default_factory=list)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # set while joined
+
+    @property
+    def joined(self) -> bool:
+        return self.ready.is_set()
+
+    @joined.setter
+    def joined(self, value: bool) -> None:
+        if value:
+            self.ready.set()
+        else:
+            self.ready.clear()
 
 
 class Room:
@@ -456,7 +467,7 @@ class Room:
 
     # -- puppets ---------------------------------------------------------
 
-    def _puppet_for(self, identity: Identity) -> Puppet | None:
+    def puppet_for(self, identity: Identity) -> Puppet | None:
         """The puppet that speaks for `identity`, joining it if needed; None
         when the room is at `puppet_limit` with puppets all active recently,
         or new puppets came faster than `puppet_joins` allows."""
@@ -620,7 +631,7 @@ class Room:
             self.subjects.show(event)
         elif isinstance(event, Join):
             if self.options.get("puppets") == "eager":
-                self._puppet_for(event.sender)
+                self.puppet_for(event.sender)
         elif isinstance(event, Kick):
             await self.kicks.kicked_elsewhere(event)
         elif isinstance(event, Standing):
@@ -656,7 +667,7 @@ class Room:
         notice = event.kind is MessageKind.NOTICE
         if notice:  # marked as IRC clients show notices, from the puppet or the bot alike
             body = f"-{event.sender.nick}- {body}"
-        puppet = self._puppet_for(event.sender)
+        puppet = self.puppet_for(event.sender)
         if puppet is None:  # the room is full of active puppets, or a flood of new speakers
             body = body if notice else f"<{event.sender.nick}> {body}"
             msg_id = self._send(self.bot_jid, self.bot_nick, self.meaning.payload(event, body), event.time)

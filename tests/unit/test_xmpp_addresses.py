@@ -13,7 +13,8 @@ def addresses(networks=("Libera",)):
     store = SqliteStore(":memory:")
     store.puppet(Identity("Libera", "nick:bob", "Bob"))
     sent: list[str] = []
-    return Addresses("bridge.example", store, lambda s: sent.append(s) or True, networks), sent
+    return Addresses("bridge.example", store, lambda s: sent.append(s) or True, networks,
+                     lambda xml, to: sent.append(f"private to {to.nick}")), sent
 
 
 def stanza(text: str) -> ET.Element:
@@ -51,3 +52,18 @@ def test_what_a_room_sends_to_an_address_we_do_not_know_gets_no_error():
     presence = stanza("<presence from='room@muc/Straße' to='strasse%libera@bridge.example/bridge'/>")
     assert not found.answer("presence", presence, True)
     assert sent == []
+
+
+def test_a_private_message_to_a_puppet_is_taken_and_one_to_the_bot_answered():
+    found, sent = addresses()
+    assert found.answer("message", stanza(
+        "<message type='chat' from='room@muc/alice' to='bob%libera@bridge.example/bridge'>"
+        "<body>psst</body></message>"), True)
+    assert found.answer("message", stanza(
+        "<message type='chat' from='room@muc/alice' to='bridge.example' id='p2'><body>hi</body></message>"),
+        True)
+    assert sent[0] == "private to Bob"
+    assert "feature-not-implemented" in sent[1] and "not a person" in sent[1] and "id='p2'" in sent[1]
+    assert not found.answer("message", stanza(  # a chat state alone: nothing to take or answer
+        "<message type='chat' from='room@muc/alice' to='bob%libera@bridge.example/bridge'/>"), True)
+    assert len(sent) == 2
