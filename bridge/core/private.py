@@ -14,6 +14,8 @@ SILC message).
 from __future__ import annotations
 
 import collections
+import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -33,6 +35,9 @@ SENDERS = 4096
 #: Conversations remembered per person (whom they last wrote to or heard from) and people.
 PARTNERS = 8
 PEOPLE = 1024
+
+#: `name: text`, the name without colons, up to 64 characters.
+_ADDRESSED = re.compile(r"([^:]{1,64}?):\s+(\S.*)", re.DOTALL)
 
 Routes = Mapping[Endpoint, Sequence[tuple[Endpoint, object, object]]]
 
@@ -109,7 +114,12 @@ class Partner:
 
 class Partners:
     """Whom each person (on a network without addresses for the other side's people: IRC,
-    SILC) last talked to privately, so `alice: text` and a bare line find them again."""
+    SILC) last talked to privately, so `alice: text` and a bare line find them again.
+
+    What a person writes to the relay client: `name: text` is for `name`, someone they
+    talked to before, else whoever has that nick in the linked rooms (a one-word name; a
+    longer one only for someone talked to before, so `so I think: yes` is no address). A
+    line without a name goes to whoever they talked to last."""
 
     def __init__(self, fold: Callable[[str], str] = str.casefold) -> None:
         self.fold = fold
@@ -128,6 +138,18 @@ class Partners:
         if len(self._people) > PEOPLE:
             self._people.popitem(last=False)
 
+    def addressed(self, person: str, text: str) -> tuple[Partner | None, str]:
+        """Whom `person` writes `text` to, and what to send them; None: nobody."""
+        match = _ADDRESSED.fullmatch(text)
+        partner = self.find(person, match[1]) if match else None
+        if partner is not None:
+            return partner, match[2]
+        if match and " " not in match[1]:
+            partner = Partner(match[1], "", "")  # to be found by nick
+            self.talked(person, partner)
+            return partner, match[2]
+        return self.find(person, None), text
+
     def find(self, person: str, nick: str | None) -> Partner | None:
         """Whom `person` means by `nick`, among those they talked to (None: the last one)."""
         partners = self._people.get(self.fold(person))
@@ -142,3 +164,37 @@ class Partners:
         partners = self._people.pop(self.fold(old), None)
         if partners is not None:
             self._people[self.fold(new)] = partners
+
+
+class Due:
+    """When each key was last due; due again after `quiet` seconds (bounded memory)."""
+
+    def __init__(self, quiet: float) -> None:
+        self.quiet = quiet
+        self._last: collections.OrderedDict[object, float] = collections.OrderedDict()
+
+    def due(self, key: object) -> bool:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.quiet:
+            return False
+        self._last[key] = now
+        self._last.move_to_end(key)
+        if len(self._last) > PEOPLE:
+            self._last.popitem(last=False)
+        return True
+
+
+def hint_text(sender: str, network: str, room: str, relay: str) -> str:
+    """The line that comes before the first private message of `sender` to someone."""
+    where = f", room {room}" if room else ""
+    return (f"{sender} ({network}{where}) writes to you privately through muc-bridge. To answer: "
+            f"/msg {relay} {sender}: your text (a line without a name goes to whoever you talked "
+            "to last).")
+
+
+def help_text(relay: str) -> str:
+    """What someone who writes to the relay client with nobody to write to is told."""
+    return (f"muc-bridge relays private messages: /msg {relay} alice: your text, to write to alice "
+            "in a room linked to a channel you are in; a line without a name goes to whoever you "
+            "talked to last.")

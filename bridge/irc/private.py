@@ -1,12 +1,9 @@
 """Private messages between IRC users and people on other networks (`bridge.core.private`).
 
-In: a PRIVMSG or /me to the relay client. `name: text` is for `name`: someone the sender
-talked to privately before, else whoever has that nick in the rooms linked to the linked
-channels the sender is in (a one-word name; a longer one only for someone talked to
-before, so `so I think: yes` is not taken for an address). A line without a name goes to
-whoever the sender talked to privately last. With nobody to send it to, the sender gets a
-NOTICE saying how to write (at most once a minute; a NOTICE is never answered, RFC 2812
-3.3.2), and one the bridge could not deliver gets a NOTICE saying why.
+In: a PRIVMSG or /me to the relay client, addressed as `Partners.addressed` says
+(`alice: text`). With nobody to send it to, the sender gets a NOTICE saying how to write
+(at most once a minute; a NOTICE is never answered, RFC 2812 3.3.2), and one the bridge
+could not deliver gets a NOTICE saying why.
 
 Out: a `Private` for an IRC user is a PRIVMSG from the relay client in the configured
 formats (`<alice> text`), the first of each pair in an hour after a NOTICE naming the
@@ -16,16 +13,13 @@ are written to: a stranger's nick may belong to anyone.
 
 from __future__ import annotations
 
-import collections
-import re
-import time
 from typing import TYPE_CHECKING
 
 import structlog
 from irc.client import Event as IrcEvent
 
 from bridge.core.events import Endpoint, Message, MessageKind, Private
-from bridge.core.private import Partner, Partners, Undeliverable
+from bridge.core.private import Due, Partner, Partners, Undeliverable, help_text, hint_text
 from bridge.irc.formatting import irc_to_text
 
 if TYPE_CHECKING:
@@ -33,21 +27,18 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-#: `name: text`, the name without colons, up to 64 characters.
-_ADDRESSED = re.compile(r"([^:]{1,64}?):\s+(\S.*)", re.DOTALL)
 #: Someone who writes with nobody to write to is told how at most once in this long; the
-#: NOTICE naming who writes is sent once per pair in HINT_QUIET. This many are remembered.
+#: NOTICE naming who writes is sent once per pair in HINT_QUIET.
 HELP_QUIET = 60.0
 HINT_QUIET = 3600.0
-REMEMBERED = 1024
 
 
 class IrcPrivates:
     def __init__(self, adapter: IrcAdapter) -> None:
         self.adapter = adapter
         self.partners = Partners(adapter.roster.fold)
-        self._helped = _Times(HELP_QUIET)
-        self._hinted = _Times(HINT_QUIET)
+        self._helped = Due(HELP_QUIET)
+        self._hinted = Due(HINT_QUIET)
 
     def received(self, event: IrcEvent) -> None:
         """A PRIVMSG or /me to the relay client."""
@@ -59,15 +50,7 @@ class IrcPrivates:
         if not text:
             return
         me = source.nick
-        match = _ADDRESSED.fullmatch(text)
-        partner = self.partners.find(me, match[1]) if match else None
-        if partner is not None:
-            text = match[2]
-        elif match and " " not in match[1]:
-            partner, text = Partner(match[1], "", ""), match[2]
-            self.partners.talked(me, partner)
-        else:
-            partner = self.partners.find(me, None)
+        partner, text = self.partners.addressed(me, text)
         if partner is None:
             self._help(me)
             return
@@ -94,39 +77,15 @@ class IrcPrivates:
                                 f"{adapter.network}")
         self.partners.talked(to, Partner(event.sender.nick, event.endpoint.network, event.reply))
         if self._hinted.due((adapter.roster.fold(to), event.sender.key)):
-            where = f", room {event.endpoint.room}" if event.endpoint.room else ""
-            self._notice(to, f"{event.sender.nick} ({event.endpoint.network}{where}) writes to you "
-                             f"privately through muc-bridge. To answer: /msg {adapter.client.nick} "
-                             f"{event.sender.nick}: your text (a line without a name goes to whoever "
-                             "you talked to last).")
+            self._notice(to, hint_text(event.sender.nick, event.endpoint.network, event.endpoint.room,
+                                       adapter.client.nick))
         message = Message(event.endpoint, event.sender, event.text, event.kind)
         adapter.client.send(adapter._message_lines(to, message), to, str(event.endpoint), event.time)
 
     def _help(self, nick: str) -> None:
         if self._helped.due(self.adapter.roster.fold(nick)):
             log.info("irc_private_nobody", network=self.adapter.network, nick=nick)
-            self._notice(nick, f"muc-bridge relays private messages: /msg {self.adapter.client.nick} "
-                               "alice: your text, to write to alice in a room linked to a channel you "
-                               "are in; a line without a name goes to whoever you talked to last.")
+            self._notice(nick, help_text(self.adapter.client.nick))
 
     def _notice(self, nick: str, text: str) -> None:
         self.adapter.client.send(self.adapter._notice_lines(nick, text), nick, "private")
-
-
-class _Times:
-    """When each key was last due; due again after `quiet` seconds (bounded memory)."""
-
-    def __init__(self, quiet: float) -> None:
-        self.quiet = quiet
-        self._last: collections.OrderedDict[object, float] = collections.OrderedDict()
-
-    def due(self, key: object) -> bool:
-        now = time.monotonic()
-        last = self._last.get(key)
-        if last is not None and now - last < self.quiet:
-            return False
-        self._last[key] = now
-        self._last.move_to_end(key)
-        if len(self._last) > REMEMBERED:
-            self._last.popitem(last=False)
-        return True
