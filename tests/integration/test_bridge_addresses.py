@@ -89,50 +89,6 @@ async def test_a_puppet_and_the_component_say_who_they_are(pair):
     assert refused.value.condition == "service-unavailable"
 
 
-async def test_private_messages_get_an_error_saying_how_to_reach_the_person(pair):
-    alice, bob = pair
-    seen = errors(alice)
-    mark = alice.presences.mark()
-    chat(alice, BOB, "psst", "direct-1")
-    got = await seen.wait_for(lambda e: e[5] == "direct-1")
-    assert got[:3] == ("message", BOB, "feature-not-implemented")
-    assert "does not relay private messages" in got[3] and "IRC network net" in got[3]
-    assert '"bob: ...' in got[3]
-    # a MUC private message to bob's occupant: the error comes back through the room, and
-    # the puppet stays in (Prosody kicks an occupant answering with some other conditions)
-    chat(alice, f"{ROOM}/bob", "psst in the room", "pm-1")
-    got = await seen.wait_for(lambda e: e[5] == "pm-1")
-    assert got[:3] == ("message", f"{ROOM}/bob", "feature-not-implemented")
-    chat(alice, f"{ROOM}/bridge", "hello bot", "pm-2")
-    got = await seen.wait_for(lambda e: e[5] == "pm-2")
-    assert got[:3] == ("message", f"{ROOM}/bridge", "feature-not-implemented")
-    chat(alice, BRIDGE, "hello gateway", "direct-2")
-    got = await seen.wait_for(lambda e: e[5] == "direct-2")
-    assert got[:3] == ("message", BRIDGE, "service-unavailable") and "rooms" in got[3]
-    bob.privmsg(CHAN, "still here")
-    await alice.wait_for_message(ROOM, "still here", nick="bob")
-    assert not alice.presences.matching(lambda p: p.nick in ("bob", "bridge") and not p.available,
-                                        after=mark)
-    alice.client.send_message(mto=BOB, mtype="chat")  # a chat state alone: nothing to answer
-    await alice.client.plugin["xep_0030"].get_info(jid=BOB, timeout=5)  # answered after it
-    assert not seen.matching(lambda e: e[5] not in ("direct-1", "pm-1", "pm-2", "direct-2"))
-
-
-async def test_a_private_message_to_the_relay_client_gets_a_notice_once_a_minute(pair):
-    alice, bob = pair
-    mark = bob.lines.mark()
-    bob.privmsg("relay", "hello relay")
-    notice = await bob.wait_for(lambda l: l.command == "NOTICE" and l.nick == "relay", after=mark)
-    assert notice.target == "bob" and "private messages are not relayed" in notice.text
-    assert "say it in the channel" in notice.text
-    bob.action("relay", "pokes the relay")
-    bob.privmsg("relay", "hello again")
-    bob.privmsg(CHAN, "after the private ones")
-    await alice.wait_for_message(ROOM, "after the private ones", nick="bob")
-    assert len(bob.lines.matching(lambda l: l.command == "NOTICE" and l.nick == "relay", after=mark)) == 1
-    assert not alice.messages.matching(lambda m: m.body and "hello relay" in m.body)
-
-
 async def test_a_puppets_vcard_says_what_whois_says(pair):
     alice, bob = pair
     alice.client.register_plugin("xep_0054")
