@@ -12,6 +12,8 @@ connection (and the rest of that read). This subclass overrides the minimum:
 - `process_data`: each line is parsed and dispatched on its own; a line that
   fails is logged as `irc_line_dropped` and skipped. A user's PRIVMSG, most of
   what a busy channel sends, takes a short parser of its own.
+- `features`: an ISUPPORT token whose value the library cannot parse (`PREFIX=(ov)@+)x`)
+  is skipped alone, logged; the rest of its 005 line still counts.
 - `_handle_other`: a QUIT without a reason (it is optional: modern IRC, "QUIT
   message") is a QUIT all the same; the library drops it.
 - `_handle_message`: CTCP as the modern spec has it (specs/irc/ctcp.md): only
@@ -29,6 +31,7 @@ import time
 import structlog
 from irc.client import Event, NickMask, ServerNotConnectedError, is_channel
 from irc.client_aio import AioConnection
+from irc.features import FeatureSet
 from irc.message import Tag
 
 from bridge.core.coalesce import Coalescer
@@ -81,12 +84,28 @@ def decode(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
+class Features(FeatureSet):
+    """ISUPPORT tokens, each on its own: one the library cannot parse is skipped."""
+
+    def __init__(self, network: str) -> None:
+        super().__init__()
+        self.network = network
+
+    def load_feature(self, feature: str) -> None:
+        try:
+            super().load_feature(feature)
+        except (ValueError, TypeError, IndexError, AttributeError) as exc:
+            log.warning("irc_isupport_token_skipped", network=self.network,
+                        token=feature.partition("=")[0][:32], error=type(exc).__name__)
+
+
 class HardenedConnection(AioConnection):
     buffer_class = LineBuffer
 
     def __init__(self, reactor, network: str) -> None:
         super().__init__(reactor)
         self.network = network
+        self.features = Features(network)
         self.last_received = time.monotonic()
         self.dropped_lines = 0
         self._writes = Coalescer(self._write)

@@ -89,6 +89,13 @@ def test_the_privmsg_fast_path_gives_what_the_library_gives(conn, line):
     assert fast == slow and fast
 
 
+def test_an_isupport_token_the_library_cannot_parse_costs_only_itself(conn):
+    conn.process_data(b":scripted.test 005 me PREFIX=(ov)@+PREFIX=(o) CASEMAPPING=ascii "
+                      b"TARGMAX=PRIVMSG:4:2 NICKLEN=30 :are supported\r\n")
+    assert (conn.features.casemapping, conn.features.nicklen) == ("ascii", 30)
+    assert conn.features.prefix == {"@": "o", "+": "v"}  # the default stays
+
+
 def test_a_quit_without_a_reason_is_a_quit(conn):
     conn.process_data(b":bob!b@h QUIT\r\n:eve!e@h QUIT :gone\r\n")
     assert events(conn, "quit") == [("quit", "bob!b@h", None, [""]), ("quit", "eve!e@h", None, ["gone"])]
