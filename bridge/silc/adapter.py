@@ -5,6 +5,11 @@ their puppets stay the same across nick changes and reconnects. Others appear
 in SILC through the relay client (`<alice> hello`). The server's key is
 pinned on first use (or given in the config); a changed key is refused.
 
+SILC messages carry no ids: each one relayed gets one minted here, so the message map ties
+its copies on the other networks together (a reply or reaction there finds them). Reactions
+from elsewhere are gathered into one line per channel every few seconds (`Gatherer`), as on
+IRC without message tags.
+
 Bridging ends SILC's end-to-end protection: the bridge holds the channel keys
 and decrypts every message it relays. `security()` and `e2e_notice()` say so.
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -24,7 +30,7 @@ from bridge.core.adapter import Adapter, EventSink
 from bridge.core.notices import gap_text, late_mark
 from bridge.core.profile import Profile
 from bridge.core.roomevents import RoomEvents, topic_setter_text
-from bridge.core.semantics import Pacer, Recent, correction_text, reply_text, retraction_text
+from bridge.core.semantics import Gatherer, Pacer, Recent, correction_text, reply_text, retraction_text
 from bridge.core.events import (
     BRIDGE,
     Endpoint,
@@ -36,6 +42,7 @@ from bridge.core.events import (
     MessageKind,
     NickChange,
     Part,
+    Reaction,
     Retraction,
     Topic,
 )
@@ -88,6 +95,7 @@ class SilcAdapter(Adapter):
         self._key_source = ""
         self.recent = Recent()  # texts relayed here, for corrections and retractions
         self.pacer = Pacer(self._show_correction)
+        self.reactions = Gatherer(self._show_reactions)
         self.room_events = RoomEvents()  # kicks and nick changes elsewhere, as lines here
 
     # --- Adapter ---
@@ -148,6 +156,10 @@ class SilcAdapter(Adapter):
                 old = self.recent.get((str(event.endpoint), event.target))
                 self._send(channel, Message(event.endpoint, event.sender, retraction_text(old),
                                             MessageKind.NOTICE, time=event.time))
+            elif isinstance(event, Reaction):
+                if not event.removed:
+                    self.reactions.add(room, clean(event.sender.nick), clean(event.emoji)[:16],
+                                       self.recent.get((str(event.endpoint), event.target)))
             elif isinstance(event, Topic):
                 if (setter := topic_setter_text(event)) is not None:  # the topic names the relay
                     self._send(channel, Message(event.endpoint, BRIDGE, setter, MessageKind.NOTICE))
@@ -159,7 +171,7 @@ class SilcAdapter(Adapter):
             self.log.warning("silc_deliver_failed", room=room, kind=type(event).__name__, reason=str(exc))
 
     def wants(self, event: Event) -> bool:
-        return isinstance(event, (Message, Topic, Retraction, Kick, NickChange))
+        return isinstance(event, (Message, Topic, Retraction, Reaction, Kick, NickChange))
 
     def _send(self, channel, event: Message) -> None:
         flags, text = self._render(event)
@@ -169,13 +181,22 @@ class SilcAdapter(Adapter):
     def _show_correction(self, item: object) -> None:
         """The newest of a burst of corrections, when its turn comes (`Pacer`)."""
         room, event = item
+        self._send_later(room, event, "correction")
+
+    def _show_reactions(self, room: str, line: str) -> None:
+        """The reactions of the last few seconds in `room`, in one line (`Gatherer`)."""
+        self._send_later(room, Message(Endpoint(self.network, room), BRIDGE, line, MessageKind.NOTICE),
+                         "reactions")
+
+    def _send_later(self, room: str, event: Message, kind: str) -> None:
+        """Send what was held back, if the channel can still take it."""
         channel = self._client.channel(room) if self._client is not None else None
         if channel is None or not channel.secured:
             return
         try:
             self._send(channel, event)
         except (NotConnected, DecodeError) as exc:
-            self.log.warning("silc_deliver_failed", room=room, kind="correction", reason=str(exc))
+            self.log.warning("silc_deliver_failed", room=room, kind=kind, reason=str(exc))
 
     async def profile(self, identity: Identity) -> Profile:
         """A SILC user is their key: its fingerprint (the native id) is on the card."""
@@ -292,7 +313,8 @@ class SilcAdapter(Adapter):
                 else MessageKind.NOTICE if event.flags & MessageFlag.NOTICE else MessageKind.PLAIN
             )
             text = SIGNATURE_MARKS[event.signature] + decode_text(event.data, event.flags)
-            return [Message(endpoint, self._identity(event.user), text, kind)]
+            return [Message(endpoint, self._identity(event.user), text, kind,
+                            native_id=f"silc-{secrets.token_hex(8)}")]
         if isinstance(event, ev.Joined):
             return self._on(event.channel, lambda e: Join(e, self._identity(event.user)))
         if isinstance(event, ev.Left):

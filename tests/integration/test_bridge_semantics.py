@@ -313,3 +313,51 @@ async def test_reactions_without_message_tags_share_one_line(prosody, ngircd, xm
                                         'dan 🍕 to "lunch at noon?"'])
         await asyncio.sleep(0.5)
         assert len([l for l in cat.lines if l.command == "NOTICE" and "reactions" in l.text]) == 1
+
+
+# 7. The same on SILC, which has lines of text only; and on a link of all three networks
+
+async def test_on_silc_corrections_retractions_replies_and_reactions_read_as_text(
+        prosody, inspircd, xmpp_user, irc_user, tmp_path):
+    from tests.servers.silc.server import SilcTestServer
+    from tests.servers.silc.user import ChannelMessage, TestUser
+    async with SilcTestServer() as silc:
+        networks = irc_network("net", inspircd) + (
+            f"  silcnet: {{type: silc, host: 127.0.0.1, port: {silc.port}, nick: relay, "
+            f"key_dir: {tmp_path}/silc-keys}}\n")
+        text = config_text(prosody, tmp_path, networks,
+                           link(f"xmpp: {ROOM}", f"irc: net/{CHAN}", "silc: silcnet/hackers"))
+        bob = await irc_user(inspircd, "bob", caps=TAGS)
+        await bob.join(CHAN)
+        async with TestUser("sam", silc.port) as sam:
+            await sam.join("hackers")
+            async with running_bridge(text):
+                alice = await xmpp_user("alice")
+                await alice.join(ROOM, "alice")
+                await bridge_ready(alice, [bob], CHAN)
+                await sam.wait_for(ChannelMessage, timeout=15, text=lambda t: "end-to-end" in t)
+
+                def sam_sees(line: str):
+                    return sam.wait_for(ChannelMessage, timeout=10, text=line)
+
+                mine, _ = await said(alice, bob, "the build is gren")
+                await sam_sees("<alice> the build is gren")
+                alice.send(ROOM, "the build is green", f"<replace xmlns='{NS_CORRECT}' id='{mine.id}'/>")
+                await sam_sees("<alice> * the build is green")
+                await asyncio.sleep(0.3)
+                alice.send(ROOM, None, reactions(mine.stanza_id, "👍"))
+                await sam_sees('reactions: alice 👍 to "the build is green"')
+                alice.send(ROOM, *retraction(mine.stanza_id))
+                await sam_sees('<alice> (retracted "the build is green")')
+                # sam's line has no id on SILC: the bridge gives it one, so a reply to it from
+                # XMPP finds its copy on IRC
+                await sam.say("hackers", "who broke it?")
+                asked = await alice.wait_for_message(ROOM, "who broke it?", nick="sam")
+                echo = await bob.wait_for_privmsg(CHAN, "<sam> who broke it?", sender="relay")
+                await asyncio.sleep(0.3)
+                alice.send(ROOM, "not me", f"<reply xmlns='{NS_REPLY}' to='{ROOM}/sam' id='{asked.stanza_id}'/>")
+                await sam_sees("<alice> sam: not me")
+                line = await bob.wait_for_privmsg(CHAN, "<alice> sam: not me", sender="relay")
+                assert line.tags.get("+draft/reply") == echo.tags["msgid"]
+                assert not [m for m in sam.events if isinstance(m, ChannelMessage)
+                            and "attempted to retract" in m.text]
