@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import stringprep
 import time
+import unicodedata
 from pathlib import Path
 
 import structlog
@@ -81,10 +83,18 @@ MESSAGE_LIMIT = 200_000
 
 
 def escape_localpart(text: str) -> str:
-    """XEP-0106 JID escaping of a node part (section 4.2), plus lower-casing."""
+    """XEP-0106 JID escaping of a node part (section 4.2), folded as servers fold it."""
     table = {" ": r"\20", '"': r"\22", "&": r"\26", "'": r"\27", "/": r"\2f",
              ":": r"\3a", "<": r"\3c", ">": r"\3e", "@": r"\40", "\\": r"\5c"}
-    return "".join(table.get(ch, ch) for ch in text.lower())
+    return fold_localpart("".join(table.get(ch, ch) for ch in text))
+
+
+def fold_localpart(node: str) -> str:
+    """A local part as the server routes it: Nodeprep's mapping (RFC 3920 appendix A,
+    RFC 3454 tables B.1 and B.2, then NFKC), so `Straße` is `strasse`: a stanza for a
+    puppet reaches us under that name, whatever the store first wrote."""
+    mapped = "".join(stringprep.map_table_b2(ch) for ch in node if not stringprep.in_table_b1(ch))
+    return unicodedata.normalize("NFKC", mapped)
 
 
 class SqliteStore:
@@ -101,7 +111,7 @@ class SqliteStore:
             "SELECT network, native_id, localpart, nick FROM puppets"
         ):
             self._puppets[(network, native_id)] = PuppetRecord(localpart, nick)
-            self._by_localpart[localpart] = Identity(network, native_id, nick)
+            self._by_localpart[fold_localpart(localpart)] = Identity(network, native_id, nick)
         self._cursors: dict[str, object] = {
             name: json.loads(value) for name, value in self.db.execute("SELECT name, value FROM cursors")}
         self._dirty: set[str] = set()
@@ -141,12 +151,12 @@ class SqliteStore:
             return record
         base = f"{escape_localpart(identity.nick)}%{identity.network}"
         localpart, n = base, 1
-        while localpart in self._by_localpart:
+        while fold_localpart(localpart) in self._by_localpart:
             n += 1
             localpart = f"{escape_localpart(identity.nick)}{n}%{identity.network}"
         record = PuppetRecord(localpart, identity.nick)
         self._puppets[identity.key] = record
-        self._by_localpart[localpart] = identity
+        self._by_localpart[fold_localpart(localpart)] = identity
         self._write("INSERT INTO puppets VALUES (?, ?, ?, ?)",
                     (identity.network, identity.native_id, localpart, identity.nick))
         return record
@@ -157,13 +167,13 @@ class SqliteStore:
             return record
         record = PuppetRecord(record.localpart, nick)
         self._puppets[identity.key] = record
-        self._by_localpart[record.localpart] = Identity(identity.network, identity.native_id, nick)
+        self._by_localpart[fold_localpart(record.localpart)] = Identity(identity.network, identity.native_id, nick)
         self._write("UPDATE puppets SET nick = ? WHERE network = ? AND native_id = ?",
                     (nick, identity.network, identity.native_id))
         return record
 
     def identity_for_localpart(self, localpart: str) -> Identity | None:
-        return self._by_localpart.get(localpart)
+        return self._by_localpart.get(fold_localpart(localpart))
 
     # -- message ids -----------------------------------------------------
 

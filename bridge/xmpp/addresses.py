@@ -5,9 +5,8 @@ and one JID per puppet (`nick%network@bridge.example.org`; the store knows every
 made). No other address exists: a message, presence or iq to one gets `item-not-found`
 (RFC 6120 8.3.3.7; XEP-0030 section 3.1 for disco), with a text. Puppets are public (they
 are occupants of rooms), so saying which exist reveals nothing. What a linked room sends to
-an address we do not know is left to the room logic as before: the server routes JIDs
-stringprepped, and a puppet whose stored local part prepares differently (`Straße` becomes
-`strasse`) must not answer its room with an error that gets it kicked.
+an address we do not know is left to the room logic: an error from an occupant's JID can
+get it kicked.
 
 A private message to a puppet (a chat to its JID, or a MUC private message to its
 occupant) goes to `on_private` (`bridge.xmpp.private`). One to the component itself, or to
@@ -55,13 +54,7 @@ class Addresses:
             return None
         if not node:
             return COMPONENT
-        identity = self.store.identity_for_localpart(node)
-        if identity is None:  # `nick%Net` routed to us as `nick%net` (servers prep JIDs)
-            nick, sep, network = node.rpartition("%")
-            configured = next((name for name in self.networks if name.lower() == network), None)
-            if sep and configured is not None:
-                identity = self.store.identity_for_localpart(f"{nick}%{configured}")
-        return identity
+        return self.store.identity_for_localpart(node)  # folded as the server routes it
 
     def answer(self, kind: str, xml: ET.Element, from_room: bool) -> bool:
         """Answer a message or presence that has no receiver here; True if it had none

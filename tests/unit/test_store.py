@@ -27,6 +27,19 @@ def test_two_identities_with_one_nick_get_distinct_jids(tmp_path):
     assert a.localpart != b.localpart
 
 
+def test_local_parts_are_found_as_the_server_folds_them(tmp_path):
+    path = str(tmp_path / "b.db")
+    store = SqliteStore(path)
+    street = Identity("Libera", "acct3", "Straße")
+    assert store.puppet(street).localpart == "strasse%Libera"
+    for routed in ("strasse%libera", "STRASSE%Libera", "straße%libera"):
+        assert store.identity_for_localpart(routed) == street
+    # one written by an older bridge, lower-cased only, is found under the folded name too
+    store.db.execute("UPDATE puppets SET localpart = 'ﬁxß%Libera' WHERE native_id = 'acct3'")
+    store.close()
+    assert SqliteStore(path).identity_for_localpart("fixss%libera") == street
+
+
 def test_localpart_escaping_xep0106():
     assert escape_localpart("d'artagnan") == r"d\27artagnan"
     assert escape_localpart("a b@c/d") == r"a\20b\40c\2fd"

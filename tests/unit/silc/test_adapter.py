@@ -45,7 +45,11 @@ END = Endpoint("silcnet", "Hackers")
 def test_channel_messages_become_messages_from_key_identities(flags, kind):
     a, out = adapter()
     a._on_event(ev.ChannelMessage("hackers", ALICE, flags, b"hi"))
-    assert out == [Message(END, Identity("silcnet", "AB" * 20, "alice"), "hi", kind)]
+    a._on_event(ev.ChannelMessage("hackers", ALICE, flags, b"hi"))
+    assert out == [Message(END, Identity("silcnet", "AB" * 20, "alice"), "hi", kind,
+                           native_id=m.native_id) for m in out]
+    ids = [m.native_id for m in out]  # SILC has no ids: each gets one of its own
+    assert len(set(ids)) == 2 and all(i.startswith("silc-") for i in ids)
 
 
 def test_signed_messages_say_so_and_data_messages_are_skipped():
