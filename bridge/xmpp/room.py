@@ -122,6 +122,9 @@ class Room:
         # ours are mostly cut before the parser already: `component.outgoing`).
         self.held: dict[str, Puppet] = {}
         self.leaving: set[str] = set()
+        # Nicks of puppets still held whose departure the bot saw before the puppet's own
+        # copy of it came (a kick): not to be waited for in `leaving` then.
+        self.departed: set[str] = set()
         self.joining: dict[str, Puppet] = {}  # nicks our puppets asked for, unconfirmed
         # Occupants that took a nick one of our puppets asked for, before the puppet's own
         # presence (or error) says whether it was ours: not counted as ours meanwhile.
@@ -201,6 +204,7 @@ class Room:
         self.joined.clear()
         self.held.clear()
         self.leaving.clear()
+        self.departed.clear()
         self.joining.clear()
         self.parked.clear()
         if self._join_timer is not None:
@@ -257,8 +261,11 @@ class Room:
             self._bot_presence(xml, kind, codes)
             return
         if self.is_own_nick(nick):
-            if kind == "unavailable" and nick not in self.held:
-                self.leaving.discard(nick)
+            if kind == "unavailable":
+                if nick in self.held:
+                    self.departed.add(nick)
+                else:
+                    self.leaving.discard(nick)
             return
         item = x.find(f"{{{NS_MUC}#user}}item") if x is not None else None
         if kind == "unavailable":
@@ -530,6 +537,7 @@ class Room:
             puppet.joined, puppet.joining, puppet.attempts = True, False, 0
             puppet.unconfirmed.clear()
             self.held[puppet.nick] = puppet
+            self.departed.discard(puppet.nick)
 
     def _puppet_message_failed(self, puppet: Puppet, xml: ET.Element) -> None:
         """The room refused a puppet's message: it was not (or no longer) in."""
@@ -588,7 +596,10 @@ class Room:
     def _release(self, puppet: Puppet) -> None:
         if self.held.get(puppet.nick) is puppet:
             del self.held[puppet.nick]
-            self.leaving.add(puppet.nick)
+            if puppet.nick in self.departed:
+                self.departed.discard(puppet.nick)
+            else:
+                self.leaving.add(puppet.nick)
 
     def _forget(self, puppet: Puppet) -> None:
         puppet.joined = puppet.joining = False

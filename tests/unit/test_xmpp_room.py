@@ -460,3 +460,22 @@ async def test_the_answer_to_the_leave_before_a_join_is_not_taken_for_a_failed_j
     room.on_presence(presence("bridge", codes=("110", "201")), "bridge.example.org")
     assert room.joined.is_set() and room.bot_nick == "bridge"
     assert "muc_join_failed" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bot_first", [True, False])
+async def test_after_a_puppet_is_kicked_a_real_user_with_its_nick_is_heard(room, bot_first):
+    """Whichever copy of the kick comes first (the bot's or the puppet's own), the nick is
+    not ours any more: a real user who takes it later is relayed, not taken for an echo."""
+    await room.deliver(Message(IRC, BOB, "hi"))
+    puppet_jid = "bob%libera@bridge.example.org/bridge"
+    room.on_presence(presence("bob"), "bridge.example.org")
+    room.on_presence(presence("bob", to=puppet_jid, codes=("110",)), puppet_jid)
+    kicked = dict(kind="unavailable", codes=("307",), item="<item role='none'/>")
+    copies = [(presence("bob", **kicked), "bridge.example.org"),
+              (presence("bob", to=puppet_jid, **kicked), puppet_jid)]
+    for xml, to in copies if bot_first else reversed(copies):
+        room.on_presence(xml, to)
+    room.on_presence(presence("bob", item="<item jid='bob@example.org/x' role='participant'/>"),
+                     "bridge.example.org")
+    room.on_message(groupchat("bob", "I am the real bob", "r1"), "bridge.example.org")
+    assert [e.text for e in room.events if isinstance(e, Message)] == ["I am the real bob"]
