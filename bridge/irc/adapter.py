@@ -40,7 +40,6 @@ from typing import Any
 
 import structlog
 from irc.client import Event as IrcEvent
-from irc.modes import parse_channel_modes
 
 from bridge.config_types import IrcNetworkConfig
 from bridge.core.adapter import Adapter, EventSink
@@ -56,6 +55,7 @@ from bridge.core.semantics import (
     Gatherer, Pacer, Recent, correction_text, reply_text, retraction_text,
 )
 from bridge.irc.client import RelayClient
+from bridge.irc import modes
 from bridge.irc.connection import MAX_RECEIVED_LINE
 from bridge.irc.formatting import irc_to_text
 from bridge.irc.private import IrcPrivates
@@ -502,8 +502,12 @@ class IrcAdapter(Adapter):
         endpoint = self._endpoint(event.target)
         if endpoint is None or not event.arguments:
             return
-        tags = _tags(event)
-        for sign, mode, nick in parse_channel_modes(" ".join(event.arguments)):
+        tags, features = _tags(event), self.client.features
+        prefix = getattr(features, "prefix", None)  # True: PREFIX= (no prefix modes)
+        prefix_modes = "".join(prefix.values()) if isinstance(prefix, dict) else \
+            "" if prefix is True else modes.DEFAULT_PREFIX
+        for sign, mode, nick in modes.parse(event.arguments, getattr(features, "chanmodes", None),
+                                            prefix_modes):
             if mode in ("o", "v") and nick and not self.client.is_me(nick):
                 before = self.roster.rank(event.target, nick)
                 after = self.roster.set_mode(event.target, nick, mode, sign == "+")
