@@ -36,8 +36,11 @@ class Bridge:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.stopping = False
-        self.store = SqliteStore.from_url(config.store.url)
-        self.ids = MessageIds(self.store)
+        days = 24 * 3600.0
+        self.store = SqliteStore.from_url(config.store.url, puppet_ttl=config.store.puppet_days * days,
+                                          message_ttl=config.store.message_days * days,
+                                          message_limit=config.store.message_limit)
+        self.ids = MessageIds(self.store, limit=config.store.message_limit)
         self.router = Router(config.links, max_age=config.delivery.max_age)
         xmpp = XmppAdapter(config.component, self.router.receive, self.store, config.delivery.max_age,
                            self.ids)

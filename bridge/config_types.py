@@ -37,6 +37,10 @@ def seconds(value: float) -> str | None:
     return None if math.isfinite(value) and value > 0 else "must be a number of seconds above 0"
 
 
+def positive(value: float) -> str | None:
+    return None if math.isfinite(value) and value > 0 else "must be a number above 0"
+
+
 def seconds_or_off(value: float) -> str | None:
     return None if math.isfinite(value) and value >= 0 else "must be 0 (off) or a number of seconds"
 
@@ -132,6 +136,11 @@ class StoreConfig:
     #: `sqlite://bridge.db` is relative to the working directory (in the Docker image,
     #: /data); `sqlite:///var/lib/muc-bridge/bridge.db` is absolute.
     url: str = "sqlite://muc-bridge.db"
+    #: A puppet unseen this many days is forgotten; message ids are kept this many days,
+    #: and at most `message_limit` of them.
+    puppet_days: float = checked(positive, 365.0)
+    message_days: float = checked(positive, 7.0)
+    message_limit: int = checked(at_least(1000), 200_000)
 
 
 @dataclass(frozen=True)

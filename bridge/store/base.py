@@ -58,8 +58,9 @@ class Store(Protocol):
     def find_origin(self, link: str, endpoint: str, native_id: str) -> str | None:
         """Which message of `link` is called `native_id` on `endpoint`, if known."""
 
-    def prune(self, now: float | None = None, keep: int = ...) -> None:
-        """Forget message-id mappings too old, and all but the newest `keep`."""
+    def prune(self, now: float | None = None, keep: int | None = None) -> None:
+        """Forget message-id mappings too old and all but the newest `keep`, and puppets
+        unseen for long."""
 
     def pinned_key(self, network: str, host: str) -> str | None:
         """The pinned public-key fingerprint of a server, if any."""

@@ -8,6 +8,8 @@ Puppets are cached in memory: every lookup on the hot path is a dict hit.
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import json
 import sqlite3
 import stringprep
@@ -73,6 +75,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX messages_origin ON messages (link, origin_id, endpoint);
     CREATE INDEX messages_created ON messages (created);
     """,
+    # Puppets are looked up when needed, not loaded whole at start: by key, or by the local
+    # part as the server folds it; and pruned once unseen for `puppet_ttl`.
+    """
+    ALTER TABLE puppets ADD COLUMN folded TEXT NOT NULL DEFAULT '';
+    ALTER TABLE puppets ADD COLUMN seen REAL NOT NULL DEFAULT 0;
+    UPDATE puppets SET folded = fold_localpart(localpart),
+                       seen = CAST(strftime('%s', 'now') AS REAL);
+    CREATE INDEX puppets_folded ON puppets (folded);
+    CREATE INDEX puppets_seen ON puppets (seen);
+    """,
 )
 
 #: Message-id mappings older than this are pruned (corrections and replies
@@ -80,6 +92,12 @@ MIGRATIONS: tuple[str, ...] = (
 MESSAGE_TTL = 7 * 24 * 3600.0
 #: At most this many message-id mappings are kept (the newest); a busy week stays bounded.
 MESSAGE_LIMIT = 200_000
+#: A puppet unseen this long is forgotten (its JID may go to someone else later).
+PUPPET_TTL = 365 * 24 * 3600.0
+#: Puppets (and local parts) kept in memory, the most recently used.
+PUPPET_CACHE = 10_000
+#: How stale a puppet's `seen` may get before it is written again.
+SEEN_EVERY = 24 * 3600.0
 
 
 def escape_localpart(text: str) -> str:
@@ -89,6 +107,7 @@ def escape_localpart(text: str) -> str:
     return fold_localpart("".join(table.get(ch, ch) for ch in text))
 
 
+@functools.lru_cache(maxsize=4096)
 def fold_localpart(node: str) -> str:
     """A local part as the server routes it: Nodeprep's mapping (RFC 3920 appendix A,
     RFC 3454 tables B.1 and B.2, then NFKC), so `Straße` is `strasse`: a stanza for a
@@ -98,20 +117,21 @@ def fold_localpart(node: str) -> str:
 
 
 class SqliteStore:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, puppet_ttl: float = PUPPET_TTL, message_ttl: float = MESSAGE_TTL,
+                 message_limit: int = MESSAGE_LIMIT) -> None:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.create_function("fold_localpart", 1, fold_localpart, deterministic=True)
         self._migrate()
-        self._puppets: dict[tuple[str, str], PuppetRecord] = {}
-        self._by_localpart: dict[str, Identity] = {}
-        for network, native_id, localpart, nick in self.db.execute(
-            "SELECT network, native_id, localpart, nick FROM puppets"
-        ):
-            self._puppets[(network, native_id)] = PuppetRecord(localpart, nick)
-            self._by_localpart[fold_localpart(localpart)] = Identity(network, native_id, nick)
+        self.puppet_ttl, self.message_ttl, self.message_limit = puppet_ttl, message_ttl, message_limit
+        # The puppets in use: key -> (record, when last written as seen); folded local part
+        # -> identity. Both least recently used first, bounded; the rest is on disk.
+        self._puppets: collections.OrderedDict[tuple[str, str], tuple[PuppetRecord, float]] = \
+            collections.OrderedDict()
+        self._by_localpart: collections.OrderedDict[str, Identity] = collections.OrderedDict()
         self._cursors: dict[str, object] = {
             name: json.loads(value) for name, value in self.db.execute("SELECT name, value FROM cursors")}
         self._dirty: set[str] = set()
@@ -120,11 +140,11 @@ class SqliteStore:
         self.prune()
 
     @classmethod
-    def from_url(cls, url: str) -> SqliteStore:
+    def from_url(cls, url: str, **limits: float) -> SqliteStore:
         """`sqlite:///var/lib/x.db` is /var/lib/x.db; `sqlite://x.db` is relative."""
         if not url.startswith("sqlite://"):
             raise ValueError(f"unsupported store url {url!r} (use sqlite:///path/to/file.db)")
-        return cls(url.removeprefix("sqlite://"))
+        return cls(url.removeprefix("sqlite://"), **limits)
 
     def _migrate(self) -> None:
         self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -146,19 +166,33 @@ class SqliteStore:
     # -- puppets ---------------------------------------------------------
 
     def puppet(self, identity: Identity) -> PuppetRecord:
-        record = self._puppets.get(identity.key)
-        if record is not None:
-            return record
-        base = f"{escape_localpart(identity.nick)}%{identity.network}"
-        localpart, n = base, 1
-        while fold_localpart(localpart) in self._by_localpart:
+        now = time.time()
+        cached = self._puppets.get(identity.key)
+        if cached is None:
+            row = self.db.execute("SELECT localpart, nick, seen FROM puppets WHERE network = ? "
+                                  "AND native_id = ?", identity.key).fetchone()
+            cached = (PuppetRecord(row[0], row[1]), row[2]) if row else None
+        if cached is None:
+            return self._new_puppet(identity, now)
+        record, seen = cached
+        if now - seen > SEEN_EVERY:
+            seen = now
+            self._write("UPDATE puppets SET seen = ? WHERE network = ? AND native_id = ?",
+                        (now, *identity.key))
+        self._keep(identity.key, record, seen)
+        return record
+
+    def _new_puppet(self, identity: Identity, now: float) -> PuppetRecord:
+        escaped = escape_localpart(identity.nick)
+        localpart, n = f"{escaped}%{identity.network}", 1
+        while self.identity_for_localpart(localpart) is not None:
             n += 1
-            localpart = f"{escape_localpart(identity.nick)}{n}%{identity.network}"
+            localpart = f"{escaped}{n}%{identity.network}"
         record = PuppetRecord(localpart, identity.nick)
-        self._puppets[identity.key] = record
-        self._by_localpart[fold_localpart(localpart)] = identity
-        self._write("INSERT INTO puppets VALUES (?, ?, ?, ?)",
-                    (identity.network, identity.native_id, localpart, identity.nick))
+        self._write("INSERT INTO puppets (network, native_id, localpart, nick, folded, seen) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (*identity.key, localpart, identity.nick, fold_localpart(localpart), now))
+        self._keep(identity.key, record, now)
         return record
 
     def rename_puppet(self, identity: Identity, nick: str) -> PuppetRecord:
@@ -166,14 +200,36 @@ class SqliteStore:
         if record.nick == nick:
             return record
         record = PuppetRecord(record.localpart, nick)
-        self._puppets[identity.key] = record
-        self._by_localpart[fold_localpart(record.localpart)] = Identity(identity.network, identity.native_id, nick)
+        self._keep(identity.key, record, self._puppets[identity.key][1])
+        self._by_localpart.pop(fold_localpart(record.localpart), None)
         self._write("UPDATE puppets SET nick = ? WHERE network = ? AND native_id = ?",
-                    (nick, identity.network, identity.native_id))
+                    (nick, *identity.key))
         return record
 
     def identity_for_localpart(self, localpart: str) -> Identity | None:
-        return self._by_localpart.get(fold_localpart(localpart))
+        folded = fold_localpart(localpart)
+        identity = self._by_localpart.get(folded)
+        if identity is None:
+            row = self.db.execute("SELECT network, native_id, nick FROM puppets WHERE folded = ? "
+                                  "ORDER BY rowid DESC LIMIT 1", (folded,)).fetchone()
+            if row is None:
+                return None
+            identity = Identity(*row)
+        self._by_localpart[folded] = identity
+        self._by_localpart.move_to_end(folded)
+        if len(self._by_localpart) > PUPPET_CACHE:
+            self._by_localpart.popitem(last=False)
+        return identity
+
+    def _keep(self, key: tuple[str, str], record: PuppetRecord, seen: float) -> None:
+        """`record` is in use: kept in memory, the least recently used beyond the bound not."""
+        self._puppets[key] = (record, seen)
+        self._puppets.move_to_end(key)
+        if len(self._puppets) > PUPPET_CACHE:
+            self._puppets.popitem(last=False)
+
+    def puppet_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM puppets").fetchone()[0]
 
     # -- message ids -----------------------------------------------------
 
@@ -194,12 +250,17 @@ class SqliteStore:
             (link, endpoint, native_id)).fetchone()
         return row[0] if row else None
 
-    def prune(self, now: float | None = None, keep: int = MESSAGE_LIMIT) -> None:
-        """Forget message-id mappings older than `MESSAGE_TTL`, and all but the newest `keep`."""
-        cutoff = (now or time.time()) - MESSAGE_TTL
-        self._write("DELETE FROM messages WHERE created < ?", (cutoff,))
+    def prune(self, now: float | None = None, keep: int | None = None) -> None:
+        """Forget message-id mappings older than `message_ttl` and all but the newest `keep`
+        (default `message_limit`), and puppets unseen for `puppet_ttl`."""
+        now = now or time.time()
+        self._write("DELETE FROM messages WHERE created < ?", (now - self.message_ttl,))
         self._write("DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages "
-                    "ORDER BY created DESC LIMIT -1 OFFSET ?)", (keep,))
+                    "ORDER BY created DESC LIMIT -1 OFFSET ?)",
+                    (self.message_limit if keep is None else keep,))
+        self._write("DELETE FROM puppets WHERE seen < ?", (now - self.puppet_ttl,))
+        self._puppets.clear()
+        self._by_localpart.clear()
         self.flush()
 
     def message_count(self) -> int:
