@@ -6,7 +6,7 @@ resolved. Part of `Session` (machine.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from bridge.silc import events as ev
@@ -78,6 +78,17 @@ class Users:
         if user is not None:
             self._remember(user)
         return user
+
+    def user_called(self, nick: str, among: Iterable[bytes] | None = None) -> ev.User | None:
+        """The user called `nick` (case-insensitively) among the Client IDs `among` (among all
+        users resolved so far when None), if resolved already; never the bridge's own client."""
+        folded = nick.casefold()
+        ids = reversed(self._users) if among is None else among  # the most recently seen first
+        for client_id in ids:
+            user = self._users.get(client_id)
+            if user is not None and user.nick.casefold() == folded and not self._is_own(client_id):
+                return user
+        return None
 
     @property
     def backlog(self) -> int:

@@ -7,7 +7,7 @@ from bridge.silc import events as ev
 from bridge.silc.auth import AuthMethod
 from bridge.silc.ids import IdType, encode_id_payload
 from bridge.silc.message import MessageFlag, SignatureState, decrypt_channel_message, encode_plain
-from bridge.silc.packet import PacketType
+from bridge.silc.packet import PacketFlag, PacketType
 from bridge.silc.payloads import Command, Notify, Status
 from bridge.silc.session import CommandError, KeyRefused, Session, SessionConfig, SessionError
 from bridge.silc.ske import Proposal
@@ -247,9 +247,13 @@ async def test_leave_notify_and_self_kick(h):
 async def test_private_messages(h):
     alice = h.server.add_user(5, "alice")
     h.server.send(PacketType.PRIVATE_MESSAGE, encode_plain(MessageFlag.PACKET, b"\x0d ske"), src=alice)
+    h.server.send(PacketType.PRIVATE_MESSAGE, b"\x00" * 32, src=alice, flags=PacketFlag.PRIVMSG_KEY)
     h.server.send(PacketType.PRIVATE_MESSAGE, encode_plain(MessageFlag.UTF8, b"psst"), src=alice)
+    keyed = await h.next_event()  # under a private message key: unread, but its sender known
+    assert isinstance(keyed, ev.PrivateMessage) and (keyed.keyed, keyed.data, keyed.user.nick) == \
+        (True, b"", "alice")
     pm = await h.next_event()
-    assert isinstance(pm, ev.PrivateMessage) and pm.data == b"psst"
+    assert isinstance(pm, ev.PrivateMessage) and (pm.data, pm.keyed) == (b"psst", False)
     h.session.send_private_message(alice.data, b"I am a relay")
     await h.settle()
     sent = h.server.packets(PacketType.PRIVATE_MESSAGE)[-1]
