@@ -1,0 +1,70 @@
+"""Private messages between an XMPP user and SILC users, through the whole bridge, as each
+of them sees it: the SILC user hears from the relay client, after a hint on how to answer;
+what cannot be delivered is answered on either side."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.bridge_harness import ROOM, bridge_ready, config_text, running_bridge
+from tests.integration.test_bridge_addresses import chat, errors
+from tests.servers.silc.server import SilcTestServer
+from tests.servers.silc.user import ChannelMessage, PrivateMessage, TestUser
+
+pytestmark = pytest.mark.timeout(90)
+BRIDGE = "bridge.localhost"
+HINT = f"alice (xmpp, room {ROOM}) writes to you privately through muc-bridge"
+
+
+async def test_private_messages_between_xmpp_and_silc_both_ways(prosody, xmpp_user, tmp_path):
+    async with SilcTestServer() as silc:
+        networks = (f"  silcnet: {{type: silc, host: 127.0.0.1, port: {silc.port}, nick: relay, "
+                    f"key_dir: {tmp_path}/silc-keys}}\n")
+        links = f"  l:\n    - xmpp: {ROOM}\n    - silc: silcnet/hackers\n"
+        async with TestUser("sam", silc.port) as sam, TestUser("tess", silc.port) as tess:
+            await sam.join("hackers")
+            await tess.join("hackers")
+            alice = await xmpp_user("alice")
+            await alice.join(ROOM, "alice")
+            async with running_bridge(config_text(prosody, tmp_path, networks, links)):
+                await bridge_ready(alice, [], "")
+                await sam.wait_for(ChannelMessage, timeout=15, text=lambda t: "end-to-end" in t)
+                await sam.say("hackers", "hello from silc")
+                await alice.wait_for_message(ROOM, "hello from silc", nick="sam")
+                refused = errors(alice)
+
+                # (a) a MUC private message to sam's occupant: a hint first, then the message
+                chat(alice, f"{ROOM}/sam", "psst", "pm-1")
+                hint = await sam.wait_for(PrivateMessage, timeout=10, nick="relay",
+                                          text=lambda t: t.startswith(HINT))
+                assert "/msg relay alice: your text" in hint.text
+                await sam.wait_for(PrivateMessage, nick="relay", text="<alice> psst")
+                chat(alice, f"{ROOM}/sam", "again", "pm-2")
+                await sam.wait_for(PrivateMessage, nick="relay", text="<alice> again")
+                assert len(sam.events_of(PrivateMessage, text=lambda t: t.startswith(HINT))) == 1
+                # sam's bare answer comes back from his occupant, as a MUC private message
+                await sam.msg("relay", "hi alice")
+                answer = await alice.chats.wait_for(lambda m: m.body == "hi alice")
+                assert (answer.room, answer.nick) == (ROOM, "sam")
+                assert sam.events_of(ChannelMessage, text=lambda t: "psst" in t) == []
+                assert not alice.messages.matching(lambda m: m.body in ("hi alice", "psst"))
+
+                # (b) tess, who never wrote privately before, names alice
+                await tess.msg("relay", "alice: hello from tess")
+                fresh = await alice.chats.wait_for(lambda m: m.body == "hello from tess")
+                assert (fresh.room, fresh.nick) == (ROOM, "tess")
+
+                # (c) nobody called so: sam is told why, in a private message from the relay
+                await sam.msg("relay", "nobody: anyone?")
+                why = await sam.wait_for(PrivateMessage, timeout=10, nick="relay",
+                                         text=lambda t: "not delivered" in t)
+                assert why.text == ("muc-bridge: your message to nobody was not delivered: nobody called "
+                                    "nobody is in the rooms linked to hackers")
+                # tess has left SILC: a chat to her puppet gets an error saying so
+                await tess.quit("bye")
+                await alice.presences.wait_for(lambda p: p.nick == "tess" and not p.available)
+                chat(alice, f"tess%silcnet@{BRIDGE}", "are you there?", "direct-1")
+                got = await refused.wait_for(lambda e: e[5] == "direct-1")
+                assert got[:3] == ("message", f"tess%silcnet@{BRIDGE}", "recipient-unavailable")
+                assert "nobody called tess" in got[3]
+                assert not refused.matching(lambda e: e[5] in ("pm-1", "pm-2"))
