@@ -333,6 +333,7 @@ class SilcClient:
                     self._resend(channel)
                 async with self._joins:
                     self._joins.notify_all()
+                await session.resolve_members(channel)  # to be found by nick (private messages)
             except (CommandError, asyncio.TimeoutError, DecodeError) as exc:
                 spec.failures += 1
                 spec.retry_at = now + min(600.0, self.config.tick * 2**spec.failures)

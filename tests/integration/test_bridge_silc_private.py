@@ -9,7 +9,7 @@ import pytest
 from tests.integration.bridge_harness import ROOM, bridge_ready, config_text, running_bridge
 from tests.integration.test_bridge_addresses import chat, errors
 from tests.servers.silc.server import SilcTestServer
-from tests.servers.silc.user import ChannelMessage, PrivateMessage, TestUser
+from tests.servers.silc.user import ChannelMessage, Joined, PrivateMessage, TestUser
 
 pytestmark = pytest.mark.timeout(90)
 BRIDGE = "bridge.localhost"
@@ -68,3 +68,27 @@ async def test_private_messages_between_xmpp_and_silc_both_ways(prosody, xmpp_us
                 assert got[:3] == ("message", f"tess%silcnet@{BRIDGE}", "recipient-unavailable")
                 assert "nobody called tess" in got[3]
                 assert not refused.matching(lambda e: e[5] in ("pm-1", "pm-2"))
+
+
+async def test_a_silc_user_silent_since_the_relay_client_reconnected_is_still_reachable(
+        prosody, xmpp_user, tmp_path):
+    """The relay client's new session knows the channel's members only by Client ID: it asks
+    who they are when it joins, not only when they speak."""
+    async with SilcTestServer() as silc:
+        networks = (f"  silcnet: {{type: silc, host: 127.0.0.1, port: {silc.port}, nick: relay, "
+                    f"key_dir: {tmp_path}/silc-keys}}\n")
+        links = f"  l:\n    - xmpp: {ROOM}\n    - silc: silcnet/hackers\n"
+        async with TestUser("sam", silc.port) as sam:
+            await sam.join("hackers")
+            alice = await xmpp_user("alice")
+            await alice.join(ROOM, "alice")
+            async with running_bridge(config_text(prosody, tmp_path, networks, links)):
+                await bridge_ready(alice, [], "")
+                await sam.wait_for(ChannelMessage, timeout=15, text=lambda t: "end-to-end" in t)
+                await sam.say("hackers", "hello from silc")
+                await alice.wait_for_message(ROOM, "hello from silc", nick="sam")
+                await sam.wait_for(Joined, nick="relay")
+                await silc.drop("relay")
+                await sam.wait_for(Joined, timeout=20, nick="relay")  # the new session's
+                chat(alice, f"{ROOM}/sam", "still there?", "pm-1")
+                await sam.wait_for(PrivateMessage, timeout=10, nick="relay", text="<alice> still there?")
