@@ -322,6 +322,7 @@ class SilcClient:
                 spec.failures = spec.mode_sets = 0
                 spec.mode_retry_at = 0.0
                 await self._secure(session, spec, channel)
+                await session.resolve_members(channel)  # to be found by nick (private messages)
                 if channel.id.data not in session.channels:
                     continue  # kicked meanwhile
                 self.joined[key] = channel
@@ -333,7 +334,6 @@ class SilcClient:
                     self._resend(channel)
                 async with self._joins:
                     self._joins.notify_all()
-                await session.resolve_members(channel)  # to be found by nick (private messages)
             except (CommandError, asyncio.TimeoutError, DecodeError) as exc:
                 spec.failures += 1
                 spec.retry_at = now + min(600.0, self.config.tick * 2**spec.failures)
