@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.bridge_harness import ROOM, bridge_ready, config_text, running_bridge
+from tests.integration.bridge_harness import ROOM, bridge_ready, config_text, irc_network, running_bridge
 from tests.integration.test_bridge_addresses import chat, errors
 from tests.servers.silc.numbers import PacketFlag, PacketType
 from tests.servers.silc.server import SilcTestServer
@@ -15,6 +15,7 @@ from tests.servers.silc.wire import ID_CLIENT
 
 pytestmark = pytest.mark.timeout(90)
 BRIDGE = "bridge.localhost"
+CHAN = "#room"
 HINT = f"alice (xmpp, room {ROOM}) writes to you privately through muc-bridge"
 
 
@@ -98,7 +99,31 @@ async def test_a_silc_user_silent_since_the_relay_client_reconnected_is_still_re
                 await alice.wait_for_message(ROOM, "hello from silc", nick="sam")
                 await silc.drop("relay")
                 # back in the channel: the room is told what it may have missed
-                await alice.messages.wait_for(lambda m: m.nick == "bridge" and "may be missing" in (m.body or ""),
-                                              timeout=20)
+                await alice.messages.wait_for(
+                    lambda m: m.nick == "bridge" and "may be missing" in (m.body or ""), timeout=20)
                 chat(alice, f"{ROOM}/sam", "still there?", "pm-1")
                 await sam.wait_for(PrivateMessage, timeout=10, nick="relay", text="<alice> still there?")
+
+
+async def test_private_messages_between_irc_and_silc(prosody, inspircd, xmpp_user, irc_user, tmp_path):
+    async with SilcTestServer() as silc:
+        networks = irc_network("irc", inspircd) + (
+            f"  silcnet: {{type: silc, host: 127.0.0.1, port: {silc.port}, nick: relay, "
+            f"key_dir: {tmp_path}/silc-keys}}\n")
+        links = f"  l:\n    - xmpp: {ROOM}\n    - irc: irc/{CHAN}\n    - silc: silcnet/hackers\n"
+        bob = await irc_user(inspircd, "bob")
+        await bob.join(CHAN)
+        async with TestUser("sam", silc.port) as sam:
+            await sam.join("hackers")
+            alice = await xmpp_user("alice")
+            await alice.join(ROOM, "alice")
+            async with running_bridge(config_text(prosody, tmp_path, networks, links)):
+                await bridge_ready(alice, [bob], CHAN)
+                await sam.wait_for(ChannelMessage, timeout=15, text=lambda t: "end-to-end" in t)
+                bob.privmsg("relay", "sam: hello from irc")
+                hint = await sam.wait_for(PrivateMessage, timeout=10, nick="relay",
+                                          text=lambda t: "writes to you privately" in t)
+                assert hint.text.startswith(f"bob (irc, room {CHAN})")
+                await sam.wait_for(PrivateMessage, nick="relay", text="<bob> hello from irc")
+                await sam.msg("relay", "hi bob", action=True)
+                await bob.wait_for_privmsg("bob", "* sam hi bob", sender="relay")
