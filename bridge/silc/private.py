@@ -74,7 +74,7 @@ class SilcPrivates:
             self._help(event, help_text(self._relay()))
             return []
         rooms = tuple(adapter._rooms[key] for key, channel in self._joined().items()
-                      if user.client_id in channel.members and key in adapter._rooms)
+                      if user.client_id in channel.members)
         kind = (MessageKind.ACTION if event.flags & MessageFlag.ACTION
                 else MessageKind.NOTICE if event.flags & MessageFlag.NOTICE else MessageKind.PLAIN)
         return [Private(Endpoint(adapter.network, rooms[0] if rooms else ""), me,
@@ -120,9 +120,7 @@ class SilcPrivates:
         session = self._session()
         if session is None:
             return None
-        joined = self._joined()
-        channels = list(joined.values()) if not room else [joined[room.casefold()]] \
-            if room.casefold() in joined else []
+        channels = [c for key, c in self._joined().items() if not room or key == room.casefold()]
         return session.user_called(nick, (i for channel in channels for i in channel.members))
 
     async def _identify(self, session: Session, nick: str) -> ev.User | None:

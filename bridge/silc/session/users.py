@@ -15,8 +15,10 @@ from bridge.silc.channel import Channel
 from bridge.silc.session.errors import CommandError, NotConnected
 
 MAX_USERS = 10_000
-#: Client IDs asked about in one WHOIS (a command has at most 255 arguments).
+#: Client IDs asked about in one WHOIS (a command has at most 255 arguments), and the most
+#: members of a channel asked about when it is joined (the others: once they speak).
 WHOIS_BATCH = 200
+MEMBERS_ASKED = 1000
 
 
 class Users:
@@ -87,7 +89,7 @@ class Users:
         unknown ones, so that they can be found by nick before they say anything (the JOIN
         reply names them by Client ID only)."""
         unknown = [i for i in channel.members if i not in self._users and not self._is_own(i)]
-        for start in range(0, min(len(unknown), MAX_USERS // 2), WHOIS_BATCH):
+        for start in range(0, min(len(unknown), MEMBERS_ASKED), WHOIS_BATCH):
             try:
                 users = await self.whois_many(unknown[start:start + WHOIS_BATCH])
             except (CommandError, NotConnected, asyncio.TimeoutError, DecodeError) as exc:
