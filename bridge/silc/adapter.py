@@ -2,8 +2,9 @@
 
 SILC users are identified by the SHA-1 fingerprint of their public key, so
 their puppets stay the same across nick changes and reconnects. Others appear
-in SILC through the relay client (`<alice> hello`). The server's key is
-pinned on first use (or given in the config); a changed key is refused.
+in SILC through the relay client (`<alice> hello`). Private messages to and
+from the relay client: `bridge.silc.private`. The server's key is pinned on
+first use (or given in the config); a changed key is refused.
 
 SILC messages carry no ids: each one relayed gets one minted here, so the message map ties
 its copies on the other networks together (a reply or reaction there finds them). Reactions
@@ -19,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -42,6 +42,7 @@ from bridge.core.events import (
     MessageKind,
     NickChange,
     Part,
+    Private,
     Reaction,
     Retraction,
     Topic,
@@ -50,22 +51,18 @@ from bridge.silc import events as ev
 from bridge.silc.buffer import DecodeError
 from bridge.silc.client import ClientConfig, SilcClient
 from bridge.silc.keyguard import KeyGuard
-from bridge.silc.message import ChannelKey, MessageFlag, SignatureState
+from bridge.silc.message import ChannelKey, MessageFlag
+from bridge.silc.private import SilcPrivates
 from bridge.silc.pubkey import PublicKey, load_or_create_key_pair, normalize_fingerprint, pretty_fingerprint
 from bridge.silc.session import CommandError, KeyRefused, NotConnected, SessionConfig
 from bridge.silc.ske import Proposal
+from bridge.silc.text import SIGNATURE_MARKS, clean, decode_text, split_utf8
 from bridge.store.base import Store
 
 log = structlog.get_logger(__name__)
 
 MAX_MESSAGE_BYTES = 4000  # well inside a 64 KiB SILC packet, and readable
 DELIVER_WAIT = 30.0  # how long a delivery waits for the channel to be joined
-SIGNATURE_MARKS = {
-    SignatureState.VALID: "[signed] ",
-    SignatureState.INVALID: "[BAD SIGNATURE] ",
-    SignatureState.UNCHECKED: "[signed, unverified] ",
-    SignatureState.NONE: "",
-}
 SERVER = "silc-server"  # native id for changes made by a server, not a user
 
 
@@ -97,6 +94,7 @@ class SilcAdapter(Adapter):
         self.pacer = Pacer(self._show_correction)
         self.reactions = Gatherer(self._show_reactions)
         self.room_events = RoomEvents()  # kicks and nick changes elsewhere, as lines here
+        self.privates = SilcPrivates(self)
 
     # --- Adapter ---
 
@@ -135,6 +133,9 @@ class SilcAdapter(Adapter):
     async def deliver(self, room: str, event: Event) -> None:
         """Waits while the channel is not joined (events meanwhile wait in the router's
         bounded queue, where age limits apply), saying so in the log now and then."""
+        if isinstance(event, Private):
+            await self.privates.deliver(event)
+            return
         channel = session = None
         while channel is None or session is None:
             if not self._started.is_set():
@@ -173,10 +174,21 @@ class SilcAdapter(Adapter):
     def wants(self, event: Event) -> bool:
         return isinstance(event, (Message, Topic, Retraction, Reaction, Kick, NickChange))
 
+    def reach(self, room: str, nick: str) -> str | None:
+        return self.privates.reach(room, nick)
+
+    def refuse(self, event: Private, why: str) -> None:
+        self.privates.refuse(event, why)
+
     def _send(self, channel, event: Message) -> None:
-        flags, text = self._render(event)
-        for chunk in split_utf8(clean(text), MAX_MESSAGE_BYTES):
+        flags, chunks = self._chunks(event)
+        for chunk in chunks:
             self._client.send(channel, chunk, flags)
+
+    def _chunks(self, event: Message) -> tuple[int, list[bytes]]:
+        """`event` as SILC shows it (`_render`), in message-sized pieces."""
+        flags, text = self._render(event)
+        return flags, split_utf8(clean(text), MAX_MESSAGE_BYTES)
 
     def _show_correction(self, item: object) -> None:
         """The newest of a burst of corrections, when its turn comes (`Pacer`)."""
@@ -343,7 +355,7 @@ class SilcAdapter(Adapter):
             told = self._guards[event.channel.casefold()].not_readable(event.server_key)
             return self._on(event.channel, lambda e: self._notice(e, told)) if told else []
         if isinstance(event, ev.PrivateMessage):
-            self.log.info("silc_private_message_not_relayed", sender=event.user.nick)
+            return self.privates.received(event)
         return []
 
     @staticmethod
@@ -390,29 +402,3 @@ class SilcAdapter(Adapter):
             MessageKind.PLAIN: MessageFlag.NONE,
         }[event.kind]
         return MessageFlag.UTF8 | flags, text
-
-
-def decode_text(data: bytes, flags: int) -> str:
-    """UTF-8 when flagged or valid; otherwise Latin-1 (old clients)."""
-    try:
-        return clean(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        return clean(data.decode("utf-8" if flags & MessageFlag.UTF8 else "latin-1", errors="replace"))
-
-
-def clean(text: str) -> str:
-    """Drop control characters other than newline and tab."""
-    return "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
-
-
-def split_utf8(text: str, limit: int) -> list[bytes]:
-    """UTF-8 chunks of at most `limit` bytes, never splitting a character."""
-    data = text.encode("utf-8")
-    chunks = []
-    while len(data) > limit:
-        cut = limit
-        while cut > 0 and (data[cut] & 0xC0) == 0x80:
-            cut -= 1
-        chunks.append(data[:cut])
-        data = data[cut:]
-    return [*chunks, data] if data else chunks

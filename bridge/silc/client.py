@@ -322,6 +322,7 @@ class SilcClient:
                 spec.failures = spec.mode_sets = 0
                 spec.mode_retry_at = 0.0
                 await self._secure(session, spec, channel)
+                await session.resolve_members(channel)  # to be found by nick (private messages)
                 if channel.id.data not in session.channels:
                     continue  # kicked meanwhile
                 self.joined[key] = channel

@@ -34,6 +34,8 @@ class PrivateMessage:
     flags: int
     data: bytes
     signature: SignatureState = SignatureState.NONE
+    #: Under a private message key the bridge does not have (silc-spec 4.6): `data` is b"".
+    keyed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

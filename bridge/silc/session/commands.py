@@ -6,7 +6,7 @@ bridge uses. Part of `Session` (machine.py), which sends and holds the state.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bridge.silc import events as ev
 from bridge.silc.buffer import text
@@ -171,13 +171,24 @@ class Commands:
         reply = next((r for r in replies if r.error == Status.OK), None)
         if reply is None:
             return None
-        nick = text(reply.args.get(3) or b"").split("@", 1)[0]
-        username = text(reply.args.get(4) or b"")
-        fp_raw = reply.args.get(9)
-        if fp_raw and len(fp_raw) == 20:
-            return ev.User(client_id, nick, fp_raw.hex().upper(), username)
+        user = _whois_user(reply, client_id)
+        if user.fingerprint is not None:
+            return user
         key = await self.public_key(client_id)
-        return ev.User(client_id, nick, key.fingerprint if key else None, username, key)
+        return replace(user, fingerprint=key.fingerprint if key else None, public_key=key)
+
+    async def whois_many(self, client_ids: list[bytes]) -> list[ev.User]:
+        """Several clients in one WHOIS, their Client IDs as arguments 4, 5, ... (silc-commands
+        WHOIS); those the server gives no key fingerprint for are left out."""
+        ids = [(4 + n, encode_id_payload(SilcId(IdType.CLIENT, i))) for n, i in enumerate(client_ids)]
+        asked, users = set(client_ids), []
+        for reply in await self.command(Command.WHOIS, *ids, timeout=self.config.resolve_timeout):
+            client_id = decode_id_payload(reply.args.get(2) or b"") if reply.error == Status.OK else None
+            if client_id is not None and client_id.type is IdType.CLIENT and client_id.data in asked:
+                user = _whois_user(reply, client_id.data)
+                if user.fingerprint is not None:
+                    users.append(user)
+        return users
 
     async def public_key(self, client_id: bytes) -> PublicKey | None:
         """A client's public key as the server has it (silc-commands GETKEY)."""
@@ -218,6 +229,14 @@ class Commands:
             self._send(PacketType.COMMAND, CommandPayload(Command.QUIT, self._new_ident(), args).encode())
             await asyncio.wait([self.done], timeout=max(0.0, deadline - loop.time()))
         self.close()
+
+
+def _whois_user(reply: CommandPayload, client_id: bytes) -> ev.User:
+    """Nick, username and key fingerprint (if given) from a WHOIS reply."""
+    fingerprint = reply.args.get(9)
+    return ev.User(client_id, text(reply.args.get(3) or b"").split("@", 1)[0],
+                   fingerprint.hex().upper() if fingerprint and len(fingerprint) == 20 else None,
+                   text(reply.args.get(4) or b""))
 
 
 def _u32_list(data: bytes) -> list[int]:

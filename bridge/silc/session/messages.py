@@ -71,8 +71,11 @@ class Messages:
         self._queue_event((sender,), build, _needs_sender_key(msg))
 
     def _on_private_message(self, p: Packet) -> None:
-        if p.src is None or p.src.type is not IdType.CLIENT or p.flags & PacketFlag.PRIVMSG_KEY:
-            self.log.info("silc_private_message_ignored", reason="private message key not supported")
+        if p.src is None or p.src.type is not IdType.CLIENT:
+            self.log.info("silc_private_message_ignored", src=str(p.src))
+            return
+        if p.flags & PacketFlag.PRIVMSG_KEY:  # the bridge has no private message keys: unread
+            self._queue_event((p.src.data,), lambda u: u and ev.PrivateMessage(u, 0, b"", keyed=True))
             return
         msg = decode_plain(p.payload)
         if msg.flags & MessageFlag.PACKET:

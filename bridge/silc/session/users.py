@@ -6,14 +6,19 @@ resolved. Part of `Session` (machine.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from bridge.silc import events as ev
 from bridge.silc.buffer import DecodeError
+from bridge.silc.channel import Channel
 from bridge.silc.session.errors import CommandError, NotConnected
 
 MAX_USERS = 10_000
+#: Client IDs asked about in one WHOIS (a command has at most 255 arguments), and the most
+#: members of a channel asked about when it is joined (the others: once they speak).
+WHOIS_BATCH = 200
+MEMBERS_ASKED = 1000
 
 
 class Users:
@@ -78,6 +83,33 @@ class Users:
         if user is not None:
             self._remember(user)
         return user
+
+    async def resolve_members(self, channel: Channel) -> None:
+        """Learn who the members of a channel just joined are, in one WHOIS per WHOIS_BATCH
+        unknown ones, so that they can be found by nick before they say anything (the JOIN
+        reply names them by Client ID only)."""
+        unknown = [i for i in channel.members if i not in self._users and not self._is_own(i)]
+        for start in range(0, min(len(unknown), MEMBERS_ASKED), WHOIS_BATCH):
+            try:
+                users = await self.whois_many(unknown[start:start + WHOIS_BATCH])
+            except (CommandError, NotConnected, asyncio.TimeoutError, DecodeError) as exc:
+                self.log.info("silc_members_unresolved", channel=channel.name,
+                              reason=str(exc) or type(exc).__name__)
+                return
+            for user in users:
+                if user.client_id not in self._users:
+                    self._remember(user)
+
+    def user_called(self, nick: str, among: Iterable[bytes] | None = None) -> ev.User | None:
+        """The user called `nick` (case-insensitively) among the Client IDs `among` (among all
+        users resolved so far when None), if resolved already; never the bridge's own client."""
+        folded = nick.casefold()
+        ids = reversed(self._users) if among is None else among  # the most recently seen first
+        for client_id in ids:
+            user = self._users.get(client_id)
+            if user is not None and user.nick.casefold() == folded and not self._is_own(client_id):
+                return user
+        return None
 
     @property
     def backlog(self) -> int:

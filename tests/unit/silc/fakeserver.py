@@ -228,20 +228,28 @@ class FakeServer:
             self.reply(cmd, (2, a.get(1)), (3, a.get(2)))
             mode_change = (1, encode_id_payload(self.client)), (2, a.get(2))
             self.notify(Notify.CMODE_CHANGE, *mode_change, dst=self.channel_id)
-        elif cmd.command == Command.WHOIS:
-            cid = decode_id_payload(a.get(4))
-            if cid.data not in self.users:
-                self.reply(cmd, (2, a.get(4)), status=Status.ERR_NO_SUCH_CLIENT_ID)
-                return
-            nick, fp = self.users[cid.data]
-            self.reply(
-                cmd,
-                (2, a.get(4)),
-                (3, nick.encode()),
-                (4, b"u@h"),
-                (5, b"Real"),
-                (9, bytes.fromhex(fp) if fp else None),
-            )
+        elif cmd.command == Command.WHOIS:  # by Client IDs (arguments 4, 5, ...): a list reply
+            ids = [data for t, data in a.items if t >= 4]
+            for n, raw in enumerate(ids):
+                status = Status.OK if len(ids) == 1 else Status.LIST_START if n == 0 else \
+                    Status.LIST_END if n == len(ids) - 1 else Status.LIST_ITEM
+                cid = decode_id_payload(raw)
+                if cid.data not in self.users:
+                    missing = Status.ERR_NO_SUCH_CLIENT_ID
+                    if len(ids) == 1:
+                        status, missing = missing, 0
+                    self.reply(cmd, (2, raw), status=status, error=missing)
+                    continue
+                nick, fp = self.users[cid.data]
+                self.reply(
+                    cmd,
+                    (2, raw),
+                    (3, nick.encode()),
+                    (4, b"u@h"),
+                    (5, b"Real"),
+                    (9, bytes.fromhex(fp) if fp else None),
+                    status=status,
+                )
         elif cmd.command == Command.GETKEY:
             cid = decode_id_payload(a.get(1))
             key = self.public_keys.get(cid.data)

@@ -14,7 +14,8 @@ from bridge.core.events import (
     Topic,
 )
 from bridge.silc import events as ev
-from bridge.silc.adapter import SilcAdapter, clean, decode_text, split_utf8
+from bridge.silc.adapter import SilcAdapter
+from bridge.silc.text import clean, decode_text, split_utf8
 from bridge.silc.message import MessageFlag, SignatureState
 from bridge.silc.session import KeyRefused
 from bridge.store.sqlite import SqliteStore

@@ -7,12 +7,12 @@ from bridge.silc import events as ev
 from bridge.silc.auth import AuthMethod
 from bridge.silc.ids import IdType, encode_id_payload
 from bridge.silc.message import MessageFlag, SignatureState, decrypt_channel_message, encode_plain
-from bridge.silc.packet import PacketType
+from bridge.silc.packet import PacketFlag, PacketType
 from bridge.silc.payloads import Command, Notify, Status
 from bridge.silc.session import CommandError, KeyRefused, Session, SessionConfig, SessionError
 from bridge.silc.ske import Proposal
 
-from .fakeserver import SERVER_ID, FakeServer
+from .fakeserver import SERVER_ID, FakeServer, client_id
 from .keys import key_pair
 
 
@@ -230,6 +230,23 @@ async def test_notifies_become_events(h):
     assert left.user.fingerprint == "05" * 20  # same key, same identity through the nick change
 
 
+async def test_the_members_of_a_joined_channel_are_learnt_in_one_whois(h):
+    """The JOIN reply names members by Client ID only: one WHOIS with them all
+    (silc-commands WHOIS, several Client IDs) makes them findable by nick."""
+    alice, bob = h.server.add_user(5, "alice"), h.server.add_user(6, "bob")
+    gone = client_id(7)  # signed off meanwhile: the server knows no such client
+    h.server.members = [alice, bob, gone]
+    channel = await joined(h)
+    assert h.session.user_called("bob", channel.members) is None
+    await h.session.resolve_members(channel)
+    assert h.session.user_called("BOB", channel.members).fingerprint == "06" * 20
+    assert h.session.user_called("alice").client_id == alice.data
+    whois = [c for c in h.server.commands if c.command == Command.WHOIS]
+    assert len(whois) == 1 and len(whois[0].args) == 3
+    await h.session.resolve_members(channel)  # known now, but for the one gone
+    assert len([c for c in h.server.commands if c.command == Command.WHOIS]) == 2
+
+
 async def test_leave_notify_and_self_kick(h):
     alice = h.server.add_user(5, "alice")
     h.server.members = [alice]
@@ -247,9 +264,13 @@ async def test_leave_notify_and_self_kick(h):
 async def test_private_messages(h):
     alice = h.server.add_user(5, "alice")
     h.server.send(PacketType.PRIVATE_MESSAGE, encode_plain(MessageFlag.PACKET, b"\x0d ske"), src=alice)
+    h.server.send(PacketType.PRIVATE_MESSAGE, b"\x00" * 32, src=alice, flags=PacketFlag.PRIVMSG_KEY)
     h.server.send(PacketType.PRIVATE_MESSAGE, encode_plain(MessageFlag.UTF8, b"psst"), src=alice)
+    keyed = await h.next_event()  # under a private message key: unread, but its sender known
+    assert isinstance(keyed, ev.PrivateMessage) and (keyed.keyed, keyed.data, keyed.user.nick) == \
+        (True, b"", "alice")
     pm = await h.next_event()
-    assert isinstance(pm, ev.PrivateMessage) and pm.data == b"psst"
+    assert isinstance(pm, ev.PrivateMessage) and (pm.data, pm.keyed) == (b"psst", False)
     h.session.send_private_message(alice.data, b"I am a relay")
     await h.settle()
     sent = h.server.packets(PacketType.PRIVATE_MESSAGE)[-1]
