@@ -17,6 +17,8 @@ from bridge.core.idmap import MessageIds
 from bridge.core.notices import gap_text
 from bridge.core.router import Router
 from bridge.irc.adapter import IrcAdapter
+from bridge.ops.control import Control
+from bridge.ops.watch import Watch
 from bridge.silc.adapter import SilcAdapter
 from bridge.store.sqlite import SqliteStore
 from bridge.xmpp.adapter import XmppAdapter
@@ -47,6 +49,9 @@ class Bridge:
             xmpp.networks[net.name] = self.adapters[-1]
         for adapter in self.adapters:
             self.router.add_adapter(adapter)
+        self.watch = Watch({adapter.network: adapter for adapter in self.adapters})
+        self.control = Control(config, self.router, self.adapters, xmpp, self.watch)
+        xmpp.operate(self.control)
 
     def _network_adapter(self, net: IrcNetworkConfig | SilcNetworkConfig) -> Adapter:
         if isinstance(net, IrcNetworkConfig):
@@ -65,7 +70,8 @@ class Bridge:
             self._announce_silc(link)
             self._announce_downtime(link)
         tasks = [asyncio.create_task(self.router.run(), name="router"),
-                 asyncio.create_task(self._commit_loop(), name="store commits")]
+                 asyncio.create_task(self._commit_loop(), name="store commits"),
+                 asyncio.create_task(self.watch.run(), name="network watch")]
         tasks += [asyncio.create_task(self._supervise(adapter), name=f"adapter {adapter.network}")
                   for adapter in self.adapters]
         try:
