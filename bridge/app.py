@@ -18,6 +18,8 @@ from bridge.core.notices import gap_text
 from bridge.core.router import Router
 from bridge.irc.adapter import IrcAdapter
 from bridge.ops.control import Control
+from bridge.ops.http import StatusServer
+from bridge.ops.metrics import Metrics
 from bridge.ops.watch import Watch
 from bridge.silc.adapter import SilcAdapter
 from bridge.store.sqlite import SqliteStore
@@ -52,6 +54,9 @@ class Bridge:
         self.watch = Watch({adapter.network: adapter for adapter in self.adapters})
         self.control = Control(config, self.router, self.adapters, xmpp, self.watch)
         xmpp.operate(self.control)
+        self.metrics = Metrics(self.control) if config.metrics is not None else None
+        if self.metrics is not None:
+            self.router.stats = self.metrics  # before the first event: every one is counted
 
     def _network_adapter(self, net: IrcNetworkConfig | SilcNetworkConfig) -> Adapter:
         if isinstance(net, IrcNetworkConfig):
@@ -74,6 +79,9 @@ class Bridge:
                  asyncio.create_task(self.watch.run(), name="network watch")]
         tasks += [asyncio.create_task(self._supervise(adapter), name=f"adapter {adapter.network}")
                   for adapter in self.adapters]
+        if self.metrics is not None:
+            pages = StatusServer(self.config.metrics.listen, self.metrics, self.control)
+            tasks.append(asyncio.create_task(pages.run(), name="metrics and health"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:

@@ -119,6 +119,14 @@ class Control:
             lines += [f"    {line}" for line in self.link_status(link)]
         return lines
 
+    def unready(self) -> list[str]:
+        """What keeps the bridge from being ready: networks not connected, rooms not joined."""
+        self.watch.sample()
+        problems = [f"{name} not connected" for name, a in self.adapters.items() if not a.connected()]
+        problems += [f"{ep.network}/{ep.room} not joined" for link in self.config.links
+                     for ep in link.endpoints if not self.adapters[ep.network].in_room(ep.room)]
+        return problems
+
     # -- security ----------------------------------------------------------
 
     def security(self, link: LinkConfig) -> list[str]:

@@ -3,9 +3,13 @@ Prosody and InspIRCd: the ad-hoc commands (XEP-0050) and the chat with the compo
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from slixmpp.exceptions import IqError
 
+from bridge.demo.servers import free_port
 from tests.integration.bridge_harness import ROOM, bridge_ready, config_text, irc_network, running_bridge
 
 CHAN = "#room"
@@ -135,3 +139,91 @@ async def test_the_component_answers_help_and_security_in_a_chat(ops):
     status = await ask(alice, "status")
     assert f"net/{CHAN}: joined" in status and "net (IRC): connected since" in status
     assert (await ask(dave, "frobnicate")).startswith("Unknown command 'frobnicate'.")
+
+
+# -- metrics and health ------------------------------------------------------------
+
+
+@pytest.fixture
+async def watched(prosody, inspircd, xmpp_user, irc_user, tmp_path):
+    """The bridge with its metrics page, alice in the MUC, bob on IRC."""
+    port = free_port()
+    text = config_text(prosody, tmp_path, irc_network("net", inspircd),
+                       f"  l:\n    - xmpp: {ROOM}\n    - irc: net/{CHAN}\n") + \
+        f"metrics: {{listen: '127.0.0.1:{port}'}}\n"
+    bob = await irc_user(inspircd, "bob")
+    await bob.join(CHAN)
+    async with running_bridge(text):
+        alice = await xmpp_user("alice")
+        await alice.join(ROOM, "alice")
+        await bridge_ready(alice, [bob], CHAN)
+        yield port, alice, bob
+
+
+async def get(port: int, path: str) -> tuple[int, str]:
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    head, _, body = answer.decode().partition("\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+async def sample(port: int, name: str, **labels) -> float | None:
+    _, page = await get(port, "/metrics")
+    for family in text_string_to_metric_families(page):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return None
+
+
+async def until(check, timeout: float = 30.0):
+    """Poll `check()` (async) until it returns something true; that value."""
+    async with asyncio.timeout(timeout):
+        while not (value := await check()):
+            await asyncio.sleep(0.2)
+    return value
+
+
+async def test_the_metrics_page_counts_the_messages_relayed(watched):
+    port, alice, bob = watched
+    for i in range(3):
+        alice.say(ROOM, f"to irc {i}")
+    for i in range(2):
+        bob.privmsg(CHAN, f"to xmpp {i}")
+    await bob.wait_for_privmsg(CHAN, "<alice> to irc 2")
+    await alice.wait_for_message(ROOM, "to xmpp 1", nick="bob")
+    relayed = "muc_bridge_messages_relayed_total"
+    assert await until(lambda: _equals(port, 3, relayed, link="l", source="xmpp", target="net"))
+    assert await until(lambda: _equals(port, 2, relayed, link="l", source="net", target="xmpp"))
+    assert await sample(port, "muc_bridge_relay_latency_seconds_count", target="net") == 3
+    assert await sample(port, "muc_bridge_connected", network="net") == 1
+    assert await sample(port, "muc_bridge_room_joined", network="xmpp", room=ROOM) == 1
+    assert await sample(port, "muc_bridge_puppets", room=ROOM) == 1  # bob's
+    assert await sample(port, "muc_bridge_queue_depth", network="net", room=CHAN) == 0
+    assert (await get(port, "/nothing"))[0] == 404
+
+
+async def _equals(port: int, value: float, name: str, **labels) -> bool:
+    return await sample(port, name, **labels) == value
+
+
+async def test_health_is_unready_while_the_irc_server_is_down(watched, inspircd):
+    port = watched[0]
+    assert await get(port, "/health") == (200, "ready\n")
+    await inspircd.stop()
+    status, body = await until(lambda: _unready(port))
+    assert status == 503 and "net not connected" in body and f"net/{CHAN} not joined" in body
+    await inspircd.start()
+    assert await until(lambda: _ready(port), timeout=60)
+    assert await sample(port, "muc_bridge_reconnects_total", network="net") == 1
+
+
+async def _unready(port: int):
+    answer = await get(port, "/health")
+    return answer if answer[0] == 503 else None
+
+
+async def _ready(port: int) -> bool:
+    return await get(port, "/health") == (200, "ready\n")

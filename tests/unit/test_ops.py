@@ -3,12 +3,16 @@ bridge that has not connected anywhere yet."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.core.events import Identity
-from bridge.ops import chat
+from bridge.demo.servers import free_port
+from bridge.ops import chat, http
+from bridge.ops.metrics import Metrics
 from bridge.ops.control import Admins
 
 CONFIG = """\
@@ -83,3 +87,31 @@ def test_the_chat_tells_the_report_to_occupants_and_status_to_admins_only(bridge
     assert "status" in chat.answer(control, "ops@example.org", "help")
     assert "status" not in chat.answer(control, "dave@example.org", "help")
     assert "nick%network@bridge.example.org" in chat.answer(control, "dave@example.org", "")
+
+
+async def test_the_status_pages_answer_get_only_and_drop_a_silent_client(bridge, monkeypatch):
+    monkeypatch.setattr(http, "READ_TIMEOUT", 0.3)
+    port = free_port()
+    server = http.StatusServer(f"127.0.0.1:{port}", Metrics(bridge.control), bridge.control)
+    task = asyncio.create_task(server.run())
+    try:
+        async def ask(request: bytes) -> bytes:
+            for _ in range(50):  # until it listens
+                try:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    break
+                except OSError:
+                    await asyncio.sleep(0.05)
+            writer.write(request)
+            answer = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            return answer
+
+        health = await ask(b"GET /health HTTP/1.1\r\n\r\n")
+        assert health.startswith(b"HTTP/1.0 503 ") and b"not ready: xmpp not connected; libera not " \
+            b"connected; silcnet not connected; xmpp/hackers@conference.example.org not joined" in health
+        assert (await ask(b"POST /health HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.0 405 ")
+        assert b"muc_bridge_connected{network=\"libera\"} 0.0" in await ask(b"GET /metrics HTTP/1.0\r\n\r\n")
+        assert await ask(b"GET /health") == b""  # never finished: closed after READ_TIMEOUT
+    finally:
+        task.cancel()
