@@ -87,14 +87,11 @@ class Control:
     # -- status ----------------------------------------------------------
 
     def network_status(self, name: str) -> str:
-        adapter = self.adapters[name]
         self.watch.sample()  # up to date, not up to a second old
-        state = self.watch.states.get(name)
-        up = adapter.connected()
-        since = f" since {_when(state.since)}" if state is not None and state.up == up else ""
-        again = f", reconnected {state.reconnects} times" if state and state.reconnects else ""
-        transport = "; ".join(adapter.security()[:1])
-        return f"{'connected' if up else 'NOT connected'}{since}{again}. {transport}"
+        state = self.watch.states[name]
+        again = f", reconnected {state.reconnects} times" if state.reconnects else ""
+        transport = "; ".join(self.adapters[name].security()[:1])
+        return f"{'connected' if state.up else 'NOT connected'} since {_when(state.since)}{again}. {transport}"
 
     def endpoint_status(self, network: str, room: str) -> str:
         adapter = self.adapters[network]

@@ -80,13 +80,17 @@ class Commands:
         return items
 
     def info(self, node: str) -> DiscoInfo | None:
-        """disco#info of a command node (XEP-0050 section 2.3), None if `node` is none."""
-        if node not in COMMANDS:
-            return None
+        """disco#info of the command list or of a command (XEP-0050 sections 2.2, 2.3);
+        None for any other node."""
         info = DiscoInfo()
-        info.add_identity("automation", "command-node", COMMANDS[node])
-        info.add_feature(NS_COMMANDS)
-        info.add_feature(NS_DATA)
+        if node == NS_COMMANDS:
+            info.add_identity("automation", "command-list", "Ad-hoc commands")
+        elif node in COMMANDS:
+            info.add_identity("automation", "command-node", COMMANDS[node])
+            info.add_feature(NS_COMMANDS)
+            info.add_feature(NS_DATA)
+        else:
+            return None
         return info
 
     # -- the chat ----------------------------------------------------------

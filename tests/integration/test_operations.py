@@ -62,6 +62,9 @@ async def test_an_admin_lists_the_commands_and_sees_the_status(ops):
     assert sorted(i[1] for i in items["disco_items"]["items"]) == ["puppets", "reconnect", "security", "status"]
     info = await alice.client.plugin["xep_0030"].get_info(jid=BRIDGE, timeout=5)
     assert NS_COMMANDS in info["disco_info"]["features"]
+    info = await alice.client.plugin["xep_0030"].get_info(jid=BRIDGE, node="status", timeout=5)
+    assert ("automation", "command-node") in {i[:2] for i in info["disco_info"]["identities"]}
+    assert "jabber:x:data" in info["disco_info"]["features"]
     answer, _ = await command(alice, "status")
     assert answer["command"]["status"] == "completed"
     got = fields(answer)
