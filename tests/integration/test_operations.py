@@ -11,6 +11,8 @@ from slixmpp.exceptions import IqError
 
 from bridge.demo.servers import free_port
 from tests.integration.bridge_harness import ROOM, bridge_ready, config_text, irc_network, running_bridge
+from tests.servers.silc.server import SilcTestServer
+from tests.servers.silc.user import TestUser
 
 CHAN = "#room"
 BRIDGE = "bridge.localhost"
@@ -230,3 +232,28 @@ async def _unready(port: int):
 
 async def _ready(port: int) -> bool:
     return await get(port, "/health") == (200, "ready\n")
+
+
+async def test_the_security_report_of_a_link_with_silc_names_its_session_and_channel_key(
+        prosody, xmpp_user, tmp_path):
+    async with SilcTestServer() as silc, TestUser("sam", silc.port) as sam:
+        await sam.join("hackers")
+        networks = (f"  silcnet: {{type: silc, host: 127.0.0.1, port: {silc.port}, nick: relay, "
+                    f"key_dir: {tmp_path}/silc-keys}}\n")
+        links = f"  l:\n    - xmpp: {ROOM}\n    - silc: silcnet/hackers\n"
+        async with running_bridge(config_text(prosody, tmp_path, networks, links)):
+            alice = await xmpp_user("alice")
+            await alice.join(ROOM, "alice")  # after the bot, who created the room: it sees her JID
+            await bridge_ready(alice, [], CHAN)
+
+            async def joined() -> str | None:
+                report = await ask(alice, f"security {ROOM}")
+                return report if "silcnet/hackers: server-distributed" in report else None
+            report = await until(joined)
+    hops = report.splitlines()
+    session = next(h for h in hops if h.startswith(f"- SILC silcnet (127.0.0.1:{silc.port}): session "))
+    assert "hmac-sha" in session and "perfect forward secrecy on" in session
+    assert "- SILC silcnet/hackers: server-distributed channel key (" in report
+    assert "SILC servers can read it" in report
+    assert "so SILC's end-to-end encryption ends at the bridge" in report
+    assert "- SILC users to their servers: always encrypted (SILC has no plain connection)" in hops
