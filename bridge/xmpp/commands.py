@@ -21,6 +21,7 @@ from slixmpp import ComponentXMPP
 from slixmpp.exceptions import XMPPError
 from slixmpp.plugins.xep_0030.stanza import DiscoInfo, DiscoItems
 
+from bridge.core.ratelimit import TokenBucket
 from bridge.ops import chat
 from bridge.ops.control import Control
 from bridge.xmpp.stanza import attr, child_text, text
@@ -40,6 +41,9 @@ COMMANDS = {
 SESSIONS = 64
 #: A reconnect of the component's own link waits this long, so its answer goes out first.
 SELF_RECONNECT_DELAY = 1.0
+#: Chat answers, all senders together: 20 at once, then one a second; chats beyond that
+#: (a flood from anywhere in the federation) get none, and the log says how many.
+CHAT_BURST, CHAT_INTERVAL = 20, 1.0
 
 
 class Sessions(collections.OrderedDict):
@@ -58,6 +62,8 @@ class Commands:
         self.jid = jid
         self.send = send
         self.forms = None  # slixmpp's xep_0004, once a stream is set up
+        self.answers = TokenBucket(CHAT_BURST, CHAT_INTERVAL)
+        self.unanswered = 0
 
     def setup(self, stream: ComponentXMPP) -> None:
         stream.register_plugin("xep_0004")
@@ -98,6 +104,13 @@ class Commands:
     def chat(self, xml: ET.Element) -> None:
         """Answer a chat message to the component."""
         sender = xml.get("from", "")
+        if self.answers.delay() > 0:
+            self.unanswered += 1
+            if self.unanswered & (self.unanswered - 1) == 0:  # at 1, 2, 4, 8, ...
+                log.warning("chat_flood_unanswered", network="xmpp", sender=sender.partition("/")[0],
+                            unanswered=self.unanswered)
+            return
+        self.answers.spend()
         reply = chat.answer(self.control, sender, child_text(xml, "body") or "")
         log.info("operator_chat", network="xmpp", sender=sender.partition("/")[0])
         self.send(f"<message type='chat' to={attr(sender)} from={attr(self.jid)}>"

@@ -4,6 +4,7 @@ bridge that has not connected anywhere yet."""
 from __future__ import annotations
 
 import asyncio
+from xml.etree import ElementTree as ET
 
 import pytest
 
@@ -13,6 +14,7 @@ from bridge.core.events import Identity
 from bridge.demo.servers import free_port
 from bridge.ops import chat, http
 from bridge.ops.metrics import Metrics
+from bridge.xmpp.commands import CHAT_BURST, Commands
 from bridge.ops.control import Admins
 
 CONFIG = """\
@@ -115,3 +117,14 @@ async def test_the_status_pages_answer_get_only_and_drop_a_silent_client(bridge,
         assert await ask(b"GET /health") == b""  # never finished: closed after READ_TIMEOUT
     finally:
         task.cancel()
+
+
+def test_a_flood_of_chats_gets_a_bounded_number_of_answers(bridge):
+    sent: list[str] = []
+    commands = Commands(bridge.control, "bridge.example.org", lambda s: sent.append(s) or True)
+    chat_ = ET.fromstring("<message xmlns='jabber:component:accept' type='chat' from='x@e.example/r' "
+                          "to='bridge.example.org'><body>help</body></message>")
+    for _ in range(CHAT_BURST * 5):
+        commands.chat(chat_)
+    assert len(sent) == CHAT_BURST and commands.unanswered == CHAT_BURST * 4
+    assert sent[0].startswith("<message type='chat' to='x@e.example/r' from='bridge.example.org'><body>")
