@@ -17,6 +17,10 @@ from bridge.core.idmap import MessageIds
 from bridge.core.notices import gap_text
 from bridge.core.router import Router
 from bridge.irc.adapter import IrcAdapter
+from bridge.ops.control import Control
+from bridge.ops.http import StatusServer
+from bridge.ops.metrics import Metrics
+from bridge.ops.watch import Watch
 from bridge.silc.adapter import SilcAdapter
 from bridge.store.sqlite import SqliteStore
 from bridge.xmpp.adapter import XmppAdapter
@@ -50,6 +54,12 @@ class Bridge:
             xmpp.networks[net.name] = self.adapters[-1]
         for adapter in self.adapters:
             self.router.add_adapter(adapter)
+        self.watch = Watch({adapter.network: adapter for adapter in self.adapters})
+        self.control = Control(config, self.router, self.adapters, xmpp, self.watch)
+        xmpp.operate(self.control)
+        self.metrics = Metrics(self.control) if config.metrics is not None else None
+        if self.metrics is not None:
+            self.router.stats = self.metrics  # before the first event: every one is counted
 
     def _network_adapter(self, net: IrcNetworkConfig | SilcNetworkConfig) -> Adapter:
         if isinstance(net, IrcNetworkConfig):
@@ -68,9 +78,13 @@ class Bridge:
             self._announce_silc(link)
             self._announce_downtime(link)
         tasks = [asyncio.create_task(self.router.run(), name="router"),
-                 asyncio.create_task(self._commit_loop(), name="store commits")]
+                 asyncio.create_task(self._commit_loop(), name="store commits"),
+                 asyncio.create_task(self.watch.run(), name="network watch")]
         tasks += [asyncio.create_task(self._supervise(adapter), name=f"adapter {adapter.network}")
                   for adapter in self.adapters]
+        if self.metrics is not None:
+            pages = StatusServer(self.config.metrics.listen, self.metrics, self.control)
+            tasks.append(asyncio.create_task(pages.run(), name="metrics and health"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:

@@ -26,9 +26,11 @@ from bridge.config_types import (
     IrcNetworkConfig,
     LinkConfig,
     LogConfig,
+    MetricsConfig,
     SaslConfig,
     SilcNetworkConfig,
     StoreConfig,
+    admin_jids,
 )
 from bridge.silc.pubkey import PRIVATE_FILE
 
@@ -241,7 +243,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         raise ConfigError(source, [Problem("(top)", 1, "the config is empty")])
     r = _Reader(loader)
     top = r.mapping("", root) or {}
-    known = {"component", "store", "log", "delivery", "networks", "links"}
+    known = {"component", "store", "log", "delivery", "networks", "links", "admins", "metrics"}
     for key, (key_node, _) in top.items():
         if key not in known:
             r.error(key, key_node, f"unknown key {key!r}")
@@ -259,13 +261,15 @@ def parse_config(text: str, source: str = "<config>") -> Config:
                 if "delivery" in top else DeliveryConfig())
     networks = _networks(r, top["networks"][1]) if "networks" in top else {}
     links = _links(r, top["links"][1], networks) if "links" in top else ()
+    admins = _admins(r, top["admins"][1]) if "admins" in top else ()
+    metrics = r.section("metrics", top["metrics"][1], MetricsConfig) if "metrics" in top else None
     _check_places(r, root, store, networks)
 
     errors = [p for p in r.problems if not p.warning]
-    if errors or None in (component, store, log, delivery):
+    if errors or None in (component, store, log, delivery, admins) or ("metrics" in top and not metrics):
         raise ConfigError(source, sorted(r.problems, key=lambda p: p.line))
     return Config(component, store, log, delivery, networks, links,
-                  tuple(p for p in r.problems if p.warning))
+                  tuple(p for p in r.problems if p.warning), admins=admins, metrics=metrics)
 
 
 def _syntax_problem(exc: yaml.YAMLError, text: str) -> Problem:
@@ -332,6 +336,18 @@ def _networks(r: _Reader, node: yaml.Node) -> dict[str, Any]:
         elif kind is not None:
             r.error(f"{path}.type", kind_node, f"unknown network type {kind!r} (irc or silc)")
     return out  # a network that failed validation maps to None: no cascade of errors
+
+
+def _admins(r: _Reader, node: yaml.Node) -> tuple[str, ...] | None:
+    """Admin JIDs, compared case-insensitively (as servers fold them, near enough)."""
+    values = r.str_list("admins", node)
+    if values is None:
+        return None
+    problems = [(i, item, problem) for i, (value, item) in enumerate(zip(values, node.value))
+                if (problem := admin_jids((value,)))]
+    for i, item, problem in problems:
+        r.error(f"admins[{i}]", item, problem)
+    return None if problems else tuple(v.lower() for v in values)
 
 
 def _links(r: _Reader, node: yaml.Node, networks: dict[str, Any]) -> tuple[LinkConfig, ...]:

@@ -98,6 +98,25 @@ def fingerprint(value: str) -> str | None:
     return "must be 40 hex digits (a SHA-1 fingerprint; spaces and colons are ignored)"
 
 
+def admin_jids(values: tuple[str, ...]) -> str | None:
+    """Bare JIDs (alice@example.org) or every user of a domain (*@example.org)."""
+    for value in values:
+        node, at, host = value.partition("@")
+        if not at or not node or not host or "/" in value or "@" in host or word(value) \
+                or ("*" in node and node != "*"):
+            return f"{value!r} is not a bare JID (alice@example.org) or *@domain"
+    return None
+
+
+def listen_address(value: str) -> str | None:
+    """host:port, an IPv6 host in brackets ([::1]:9102)."""
+    host, colon, number = value.rpartition(":")
+    if not colon or not host.strip("[]") or word(host) or not number.isdigit() \
+            or port(int(number)) or (":" in host and not (host[0] == "[" and host[-1] == "]")):
+        return "must be host:port, such as 127.0.0.1:9102 or [::1]:9102"
+    return None
+
+
 def domain(value: str) -> str | None:
     if any(c in value for c in "@/") or "." not in value.strip(".") or word(value):
         return "must be a domain like bridge.example.org"
@@ -205,6 +224,13 @@ class SilcNetworkConfig:
     ping_timeout: float = checked(seconds, 25.0)
 
 
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Where Prometheus metrics (/metrics) and the health check (/health) are served."""
+
+    listen: str = checked(listen_address)
+
+
 NetworkConfig = IrcNetworkConfig | SilcNetworkConfig
 
 
@@ -235,3 +261,6 @@ class Config:
     networks: dict[str, NetworkConfig]
     links: tuple[LinkConfig, ...]
     warnings: tuple = ()  # bridge.config.Problem entries that did not stop loading
+    #: Who may run the operator commands: bare JIDs and `*@domain` patterns.
+    admins: tuple[str, ...] = ()
+    metrics: MetricsConfig | None = None  # None: no metrics, no health endpoint

@@ -71,9 +71,21 @@ class Adapter(abc.ABC):
         within a few seconds, network trouble or not."""
         return Profile(identity.nick, self.network, self.protocol)
 
-    def security(self) -> list[str]:
-        """One line per leg: how this network's connections are protected."""
+    def security(self, room: str | None = None) -> list[str]:
+        """One line per leg: how this network's connections are protected (for `room`
+        only, where rooms differ; all of them when None)."""
         return []
+
+    def connected(self) -> bool:
+        """True while the network's connection is up and usable (registered, in session)."""
+        return False
+
+    def in_room(self, room: str) -> bool:
+        """True while the bridge is in `room`."""
+        return False
+
+    def reconnect(self) -> None:
+        """Drop the connection now (an operator asked); `run` connects again."""
 
     async def close(self) -> None:
         """Leave politely (QUIT, unavailable presence); called once on shutdown."""

@@ -27,13 +27,27 @@ from bridge.core.private import PrivateRoutes, Undeliverable
 log = structlog.get_logger(__name__)
 
 
+class RelayStats:
+    """What the router counts, once per delivery (never per stanza parsed): nothing here;
+    `bridge.ops.metrics` counts for real."""
+
+    def relayed(self, origin: Endpoint, target: Endpoint, latency: float | None) -> None:
+        """A message from `origin` was handed to `target`'s adapter, `latency` seconds after
+        it arrived (None: a late replay, whose time is when it was said)."""
+
+    def dropped(self, target: Endpoint, reason: str, count: int = 1) -> None:
+        """Events for `target` that were not delivered, and why."""
+
+
 class EndpointQueue:
     """Bounded FIFO feeding one endpoint's adapter, oldest dropped when full."""
 
     def __init__(self, endpoint: Endpoint, adapter: Adapter, size: int, max_age: float = 0.0,
-                 refuse: Callable[[Private, str], None] | None = None) -> None:
+                 refuse: Callable[[Private, str], None] | None = None,
+                 stats: RelayStats | None = None) -> None:
         self.endpoint = endpoint
         self.adapter = adapter
+        self.stats = stats or RelayStats()
         self.refuse = refuse or (lambda event, why: None)
         self.max_age = max_age
         self.items: collections.deque[Event] = collections.deque(maxlen=size)
@@ -44,6 +58,7 @@ class EndpointQueue:
     def put(self, event: Event) -> None:
         if len(self.items) == self.items.maxlen:
             self.dropped += 1
+            self.stats.dropped(self.endpoint, "queue full")
             if self.dropped & (self.dropped - 1) == 0:  # log at 1, 2, 4, 8, ... drops
                 log.warning("relay_queue_overflow", network=self.endpoint.network,
                             room=self.endpoint.room, dropped=self.dropped)
@@ -57,6 +72,7 @@ class EndpointQueue:
             while self.items:
                 event = self.items.popleft()
                 if self.max_age and time.time() - event.time > self.max_age:
+                    self.stats.dropped(self.endpoint, "too old")
                     if isinstance(event, Private):
                         self.refuse(event, f"not delivered within {self.max_age:g} s")
                     elif isinstance(event, Message):
@@ -82,10 +98,16 @@ class EndpointQueue:
         try:
             await self.adapter.deliver(self.endpoint.room, event)
         except Undeliverable as why:
+            self.stats.dropped(self.endpoint, "undeliverable")
             self.refuse(event, str(why))
         except Exception:  # an adapter bug must not stop the relay
+            self.stats.dropped(self.endpoint, "failed")
             log.exception("deliver_failed", network=self.endpoint.network,
                           room=self.endpoint.room, kind=type(event).__name__)
+        else:
+            if isinstance(event, Message) and event.sender != BRIDGE:
+                self.stats.relayed(event.endpoint, self.endpoint,
+                                   None if event.late else time.time() - event.time)
 
 
 class Router:
@@ -98,6 +120,7 @@ class Router:
         self.max_age = max_age
         self.adapters: dict[str, Adapter] = {}
         self.queues: dict[Endpoint, EndpointQueue] = {}
+        self.stats = RelayStats()  # set before the first event to count them all
         # For each endpoint: (other endpoint, its config, origin's config), deduplicated.
         self.routes: dict[Endpoint, list[tuple[Endpoint, EndpointConfig, EndpointConfig]]] = {}
         for link in links:
@@ -143,7 +166,7 @@ class Router:
         queue = self.queues.get(endpoint)
         if queue is None:
             queue = EndpointQueue(endpoint, self.adapters[endpoint.network], self.queue_size,
-                                  self.max_age, self.privates.refuse)
+                                  self.max_age, self.privates.refuse, self.stats)
             self.queues[endpoint] = queue
         return queue
 

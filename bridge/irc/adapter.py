@@ -207,8 +207,17 @@ class IrcAdapter(Adapter):
         return replace(profile, online=reply.online, realname=reply.realname,
                        account=reply.account, away=reply.away)
 
-    def security(self) -> list[str]:
+    def security(self, room: str | None = None) -> list[str]:
         return [self.client.security()]
+
+    def connected(self) -> bool:
+        return self.client.registered
+
+    def in_room(self, room: str) -> bool:
+        return self.roster.fold(room) in self.joined
+
+    def reconnect(self) -> None:
+        self.client.reconnect("reconnect asked by an operator")
 
     async def close(self) -> None:
         await self.client.close()

@@ -158,12 +158,16 @@ class RelayClient:
 
     def security(self) -> str:
         c = self.config
+        conn = self.conn
+        live = conn is not None and conn.connected and conn.transport is not None
+        tls = conn.transport.get_extra_info("ssl_object") if live else None
+        session = f" {tls.version()} ({tls.cipher()[0]})" if tls is not None else ""
         if not c.tls:
             how = "no TLS (plain text)"
         elif c.tls_verify:
-            how = "TLS, certificate verified"
+            how = f"TLS{session}, certificate verified"
         else:
-            how = "TLS, certificate NOT verified"
+            how = f"TLS{session}, certificate NOT verified"
         return f"IRC {self.network}: {how}, server {c.host}:{c.port}"
 
     async def run(self) -> None:
@@ -183,6 +187,11 @@ class RelayClient:
             delay = backoff.next_delay()
             log.info("irc_reconnect_wait", network=self.network, delay=round(delay, 1))
             await asyncio.sleep(delay)
+
+    def reconnect(self, reason: str) -> None:
+        """Drop the connection now; `run` connects again."""
+        if self.conn is not None and self.conn.connected:
+            self._drop(self.conn, reason)
 
     async def close(self, message: str = "muc-bridge shutting down", drain: float = 2.0) -> None:
         """Let queued lines go out for up to `drain` seconds, QUIT, and give the QUIT a moment

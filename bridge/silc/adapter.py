@@ -54,7 +54,7 @@ from bridge.silc.keyguard import KeyGuard
 from bridge.silc.message import ChannelKey, MessageFlag
 from bridge.silc.private import SilcPrivates
 from bridge.silc.pubkey import PublicKey, load_or_create_key_pair, normalize_fingerprint, pretty_fingerprint
-from bridge.silc.session import CommandError, KeyRefused, NotConnected, SessionConfig
+from bridge.silc.session import CommandError, KeyRefused, NotConnected, SessionConfig, SessionError
 from bridge.silc.ske import Proposal
 from bridge.silc.text import SIGNATURE_MARKS, clean, decode_text, split_utf8
 from bridge.store.base import Store
@@ -219,7 +219,17 @@ class SilcAdapter(Adapter):
     def is_own(self, identity: Identity) -> bool:
         return identity.network == self.network and identity.native_id == self._own_fingerprint
 
-    def security(self) -> list[str]:
+    def connected(self) -> bool:
+        return self._client is not None and self._client.connected
+
+    def in_room(self, room: str) -> bool:
+        return self._client is not None and self._client.channel(room) is not None
+
+    def reconnect(self) -> None:
+        if self._client is not None and self._client.session is not None:
+            self._client.session.fail(SessionError("reconnect asked by an operator"))
+
+    def security(self, room: str | None = None) -> list[str]:
         cfg = self.config
         client = self._client
         session = client.session if client and client.connected else None
@@ -234,8 +244,10 @@ class SilcAdapter(Adapter):
                 f"{where}: session {n.cipher} with {n.hmac}, {n.group}, "
                 f"perfect forward secrecy {'on' if n.pfs else 'off'}, server key {fp} ({self._key_source})"
             ]
-        for key, room in self._rooms.items():
-            channel = client.channel(room) if client else None
+        for key, name in self._rooms.items():
+            if room is not None and key != room.casefold():
+                continue
+            channel = client.channel(name) if client else None
             if key in self._private_keys and channel is not None and not channel.secured:
                 state = (
                     "channel private key from a passphrase, but the channel lacks the private-key mode: "
@@ -252,7 +264,7 @@ class SilcAdapter(Adapter):
                     f"server-distributed channel key ({channel.cipher}, {channel.hmac}): "
                     "SILC servers can read it"
                 )
-            lines.append(f"SILC {self.network}/{room}: {state}")
+            lines.append(f"SILC {self.network}/{name}: {state}")
         lines.append(
             f"SILC {self.network}: the bridge decrypts channel messages to relay them, "
             "so SILC's end-to-end encryption ends at the bridge"

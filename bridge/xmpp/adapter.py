@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree as ET
 
 import structlog
@@ -15,11 +16,15 @@ from bridge.core.events import Event, Identity, Private
 from bridge.core.idmap import MessageIds
 from bridge.store.base import Store
 from bridge.xmpp.addresses import Addresses
+from bridge.xmpp.commands import Commands
 from bridge.xmpp.component import Component
 from bridge.xmpp.private import Privates
 from bridge.xmpp.queries import Queries
 from bridge.xmpp.room import Room
 from bridge.xmpp.stanza import bare
+
+if TYPE_CHECKING:
+    from bridge.ops.control import Control
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +49,12 @@ class XmppAdapter(Adapter):
                                    self.privates.received_message)
         self.queries = Queries(self.addresses, self.networks, self.component.dispatch)
         self.component.outgoing.on_stanza_id = self._stanza_id
+
+    def operate(self, control: Control) -> None:
+        """Answer admins' commands and the chat with the component (`bridge.ops.control`)."""
+        commands = Commands(control, self.config.jid, self.component.send)
+        self.queries.commands = commands
+        self.addresses.on_chat = commands.chat
 
     def add_endpoint(self, room: str, options: Mapping[str, Any]) -> None:
         self.rooms[room] = Room(room, dict(options), self.config, self.component, self.store, self.emit,
@@ -77,9 +88,25 @@ class XmppAdapter(Adapter):
         room = self.rooms.get(bare(identity.native_id))
         return room is not None and room.is_own_nick(identity.nick)
 
-    def security(self) -> list[str]:
-        return [f"xmpp: component link to {self.config.server}:{self.config.port} "
-                "(XEP-0114: plain TCP, keep it on loopback or a private network)"]
+    def security(self, room: str | None = None) -> list[str]:
+        """XEP-0114 has no TLS: the component link is as safe as the path it takes."""
+        where = f"XMPP server to the bridge ({self.config.server}:{self.config.port})"
+        peer = self.component.peer()
+        if peer is None:
+            return [f"{where}: not connected"]
+        if ipaddress.ip_address(peer.partition("%")[0]).is_loopback:
+            return [f"{where}: loopback, on this machine (plain TCP, XEP-0114 has no TLS)"]
+        return [f"{where}: plain TCP from {peer}, NOT encrypted (XEP-0114 has no TLS): "
+                "keep it on a private network"]
+
+    def connected(self) -> bool:
+        return self.component.online
+
+    def in_room(self, room: str) -> bool:
+        return room in self.rooms and self.rooms[room].joined.is_set()
+
+    def reconnect(self) -> None:
+        self.component.abort()
 
     async def close(self) -> None:
         for room in self.rooms.values():

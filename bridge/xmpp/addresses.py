@@ -9,9 +9,10 @@ an address we do not know is left to the room logic: an error from an occupant's
 get it kicked.
 
 A private message to a puppet (a chat to its JID, or a MUC private message to its
-occupant) goes to `on_private` (`bridge.xmpp.private`). One to the component itself, or to
-the bot's occupant, gets an error with a text saying whom to write to instead (RFC 6120
-8.3), never silence. Through a MUC the condition is `feature-not-implemented`: Prosody
+occupant) goes to `on_private` (`bridge.xmpp.private`). One to the component itself is a
+chat with the bridge (`on_chat`: `bridge.xmpp.commands`); one to the bot's occupant (or to
+the component, with nobody to answer) gets an error with a text saying whom to write to
+instead (RFC 6120 8.3), never silence. Through a MUC the condition is `feature-not-implemented`: Prosody
 kicks an occupant that answers a private message with `service-unavailable` or
 `item-not-found` (muc/util.lib.lua, `kickable_error_conditions`).
 """
@@ -46,6 +47,8 @@ class Addresses:
         self.send = send
         self.networks = networks
         self.on_private = on_private
+        #: Answers a chat with the component itself (`bridge.xmpp.commands`); None: an error.
+        self.on_chat: Callable[[ET.Element], None] | None = None
 
     def entity(self, jid: str) -> Identity | None:
         """COMPONENT, the foreign identity behind a puppet JID, or None: not served here."""
@@ -76,6 +79,9 @@ class Addresses:
             return False
         if entity is not COMPONENT:
             self.on_private(xml, entity)
+            return True
+        if not from_room and self.on_chat is not None:
+            self.on_chat(xml)
             return True
         condition = "feature-not-implemented" if from_room else "service-unavailable"
         self.error(kind, xml, "cancel", condition,

@@ -250,6 +250,14 @@ class Component:
                 self.send(f"<iq type='get' id='{self.new_id()}' to={attr(self.ping_target)} "
                           f"from={attr(self.config.jid)}><ping xmlns='{NS_PING}'/></iq>")
 
+    def peer(self) -> str | None:
+        """The server's IP address while online."""
+        stream = self.stream
+        if not self.online or stream is None or stream.transport is None:
+            return None
+        address = stream.transport.get_extra_info("peername")
+        return address[0] if address else None
+
     def abort(self) -> None:
         """Drop the stream (a dead link); `run` reconnects."""
         if self.stream is not None:

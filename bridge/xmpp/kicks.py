@@ -51,6 +51,13 @@ class Kicks:
         del self.held[identity.key]
         return False
 
+    def hold(self, identity: Identity) -> None:
+        """Keep `identity`'s puppet out of the room for `HOLD` seconds."""
+        self.held[identity.key] = time.monotonic() + HOLD
+        self.held.move_to_end(identity.key)
+        while len(self.held) > HELD_MEMORY:
+            self.held.popitem(last=False)
+
     def puppet_kicked(self, puppet: Puppet, item: ET.Element | None) -> None:
         """`puppet`'s own presence says it was kicked: told to the link (unless the bridge
         kicked it, for a kick elsewhere), and it stays out for a while."""
@@ -65,10 +72,7 @@ class Kicks:
         reason = item.findtext(f"{{{NS_MUC_USER}}}reason", "") if item is not None else ""
         by = (self.room.occupants.get(nick) or Identity("xmpp", f"{self.room.jid}/{nick}", nick)
               if nick else BRIDGE)
-        self.held[key] = time.monotonic() + HOLD
-        self.held.move_to_end(key)
-        while len(self.held) > HELD_MEMORY:
-            self.held.popitem(last=False)
+        self.hold(puppet.identity)
         self.room.log.info("puppet_kicked", puppet=puppet.jid, by=nick or None)
         self.room.emit(Kick(self.room.endpoint, by, puppet.identity, reason))
 

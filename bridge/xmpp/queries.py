@@ -5,7 +5,8 @@ plugins on the component's stream: XEP-0030 disco, XEP-0054 vcard-temp (a puppet
 says what its network says about the user: IRC's WHOIS, SILC's key fingerprint),
 XEP-0092 software version (a puppet's says which network the user is on), XEP-0199 ping.
 An iq first passes the gate here: to an address that does not exist, item-not-found
-(`Addresses`); a namespace nobody here serves, or a `set` (nothing here can be changed),
+(`Addresses`); an ad-hoc command (XEP-0050, `bridge.xmpp.commands`) to the component from
+anyone but an admin, forbidden; a namespace nobody here serves, or any other `set`,
 service-unavailable (RFC 6120 8.4), so slixmpp only sees what one of its plugins answers.
 """
 
@@ -27,6 +28,7 @@ from bridge import __version__
 from bridge.core.adapter import Adapter
 from bridge.core.profile import Profile
 from bridge.xmpp.addresses import COMPONENT, Addresses
+from bridge.xmpp.commands import NS_COMMANDS, Commands
 from bridge.xmpp.stanza import NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_PING, NS_VERSION
 
 NS_VCARD = "vcard-temp"
@@ -50,6 +52,7 @@ class Queries:
         self.addresses = addresses
         self.networks = networks
         self.dispatch = dispatch
+        self.commands: Commands | None = None  # the operator's commands, when the bridge has them
 
     def setup(self, stream: ComponentXMPP) -> None:
         """Register the plugins and our answers on a new stream."""
@@ -63,14 +66,24 @@ class Queries:
         stream.remove_handler("Software Version")
         stream.register_handler(Callback("bridge version", StanzaPath("iq@type=get/software_version"),
                                          self._version))
+        if self.commands is not None:
+            self.commands.setup(stream)
 
     def handle(self, iq: ET.Element) -> None:
         """An iq get or set to one of our addresses."""
         query = iq[0] if len(iq) else None
         namespace = query.tag[1:].partition("}")[0] if query is not None else ""
-        if self.addresses.entity(iq.get("to", "")) is None:
+        entity = self.addresses.entity(iq.get("to", ""))
+        if entity is None:
             self.addresses.error("iq", iq, "cancel", "item-not-found",
                                  f"{iq.get('to', '')} does not exist: this bridge has no such user")
+        elif (entity is COMPONENT and namespace == NS_COMMANDS and iq.get("type") == "set"
+              and self.commands is not None):
+            if self.commands.allowed(iq):
+                self.dispatch(iq)
+            else:  # XEP-0050 section 4.6
+                self.addresses.error("iq", iq, "auth", "forbidden",
+                                     "only the bridge's admins may run its commands")
         elif iq.get("type") != "get" or namespace not in SERVED:
             self.addresses.error("iq", iq, "cancel", "service-unavailable",
                                  "muc-bridge does not offer this here")
@@ -82,12 +95,15 @@ class Queries:
     def _info(self, jid, node, ifrom, data) -> DiscoInfo:
         entity = self._entity(jid)
         if node:
-            raise XMPPError("item-not-found", text="no such node")
+            info = self.commands.info(node) if entity is COMPONENT and self.commands else None
+            if info is None:
+                raise XMPPError("item-not-found", text="no such node")
+            return info
         info = DiscoInfo()
         if entity is COMPONENT:
             info.add_identity("gateway", "irc", "muc-bridge")
             info.add_identity("component", "generic", "muc-bridge")
-            features = COMPONENT_FEATURES
+            features = COMPONENT_FEATURES + ((NS_COMMANDS,) if self.commands else ())
         else:
             info.add_identity("client", "bot", entity.nick)
             features = PUPPET_FEATURES
@@ -96,7 +112,9 @@ class Queries:
         return info
 
     def _items(self, jid, node, ifrom, data) -> DiscoItems:
-        self._entity(jid)
+        entity = self._entity(jid)
+        if entity is COMPONENT and node == NS_COMMANDS and self.commands is not None:
+            return self.commands.items(ifrom)
         return DiscoItems()
 
     async def _vcard(self, jid, node, ifrom, data) -> VCardTemp:

@@ -7,6 +7,7 @@ the bridge would relay, and `deliver` is how the rest of the bridge speaks on IR
 from __future__ import annotations
 
 import asyncio
+import re
 import dataclasses
 
 import pytest
@@ -196,6 +197,10 @@ async def test_tls_with_a_self_signed_certificate_when_verification_is_off(inspi
         await events.wait_for(lambda e: isinstance(e, Message) and e.text == "over TLS")
         await adapter.deliver(ROOM, said("back over TLS"))
         await bob.wait_for_privmsg(ROOM, "<alice> back over TLS")
+        # connected, the report names the protocol version and cipher negotiated
+        [line] = adapter.security()
+        assert re.fullmatch(rf"IRC testnet: TLS TLSv1\.[23] \([A-Z0-9_-]+\), certificate NOT verified, "
+                            rf"server {inspircd.host}:{inspircd.tls_port}", line), line
 
 
 async def test_tls_verification_is_on_by_default(inspircd, bob):

@@ -110,6 +110,10 @@ CASES = [
     ("multi-line secret file", {"${TEST_BRIDGE_SECRET}": "TWO_LINES"}, (3, "component.secret_file")),
     ("yaml syntax", {"  level: info": "  level: [info"}, (9, "(yaml)")),
     ("yaml value that is not an int", {"port: 6697": "port: !!int high"}, (15, "networks.libera.port")),
+    ("admins and metrics", {"links:": "admins: [ops@example.org, '*@example.net']\n"
+                            "metrics: {listen: '[::1]:9102'}\nlinks:"}, None),
+    ("an admin that is no JID", {"links:": "admins: [ops]\nlinks:"}, (26, "admins[0]")),
+    ("metrics without a port", {"links:": "metrics: {listen: localhost}\nlinks:"}, (26, "metrics.listen")),
 ]
 
 

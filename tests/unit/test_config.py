@@ -156,3 +156,19 @@ def test_example_config_is_valid_but_for_its_secret_file(tmp_path, monkeypatch):
     text = open(os.path.join(os.path.dirname(__file__), "../../config.example.yaml")).read()
     found = problems(text)
     assert [p for _, p, _ in found] == ["component.secret_file"]  # /etc/muc-bridge/... is not here
+
+
+def test_admins_and_metrics_are_read_and_checked():
+    config = parse_config(GOOD + "admins: [Ops@Example.org, '*@admins.example.org']\n"
+                                 "metrics: {listen: '127.0.0.1:9102'}\n")
+    assert config.admins == ("ops@example.org", "*@admins.example.org")
+    assert config.metrics.listen == "127.0.0.1:9102"
+    assert parse_config(GOOD).metrics is None and parse_config(GOOD).admins == ()
+    found = problems(GOOD + "admins:\n  - ops@example.org\n  - ops\n  - 'ops@example.org/phone'\n"
+                            "  - 'o*@example.org'\nmetrics:\n  listen: 9102\n")
+    assert [(line, path) for line, path, _ in found] == [
+        (19, "admins[1]"), (20, "admins[2]"), (21, "admins[3]"), (23, "metrics.listen")]
+    assert "not a bare JID (alice@example.org) or *@domain" in found[0][2]
+    assert "must be host:port" in found[3][2]
+    assert problems(GOOD + "metrics: {port: 9102}\n") == [
+        (17, "metrics.port", "unknown key 'port'"), (17, "metrics.listen", "missing required key")]

@@ -131,3 +131,47 @@ async def test_endpoint_in_two_links_gets_each_message_once():
     router.receive(msg("xmpp", "r@muc", "u"))
     await settle(router)
     assert len(ad["irc1"].delivered) == 1
+
+
+class Counted:
+    """A RelayStats that writes down what it is told."""
+
+    def __init__(self):
+        self.relayed, self.dropped = [], []
+
+    def relayed_(self, origin, target, latency):
+        self.relayed.append((str(origin), str(target), latency is not None))
+
+    def dropped_(self, target, reason, count=1):
+        self.dropped.append((str(target), reason, count))
+
+
+def counting(router):
+    counted = Counted()
+    router.stats.relayed, router.stats.dropped = counted.relayed_, counted.dropped_
+    return counted
+
+
+async def test_what_is_relayed_and_dropped_is_counted_once_per_delivery():
+    router, _ = make((LINK,), max_age=60.0)
+    counted = counting(router)
+    router.receive(msg("xmpp", "r@muc", "alice"))
+    router.receive(Message(Endpoint("irc1", "#a"), Identity("irc1", "bob", "bob"), "late one", late=True))
+    router.receive(Message(Endpoint("xmpp", "r@muc"), Identity("xmpp", "a", "a"), "old",
+                           time=time.time() - 120))
+    router.announce([Endpoint("irc1", "#a")], "a notice from the bridge itself")
+    await settle(router)
+    assert sorted(counted.relayed) == [  # a late replay has no latency: its time is when it was said
+        ("irc1/#a", "irc2/#b", False), ("irc1/#a", "xmpp/r@muc", False),
+        ("xmpp/r@muc", "irc1/#a", True), ("xmpp/r@muc", "irc2/#b", True)]
+    assert sorted(counted.dropped) == [("irc1/#a", "too old", 1), ("irc2/#b", "too old", 1)]
+
+
+async def test_a_full_queue_counts_what_it_drops():
+    router, _ = make((LINK,))
+    counted = counting(router)
+    for i in range(5):  # two more than a queue holds
+        router.receive(msg("irc1", "#a", "carol", f"burst {i}"))
+    await settle(router)
+    assert sorted(counted.dropped) == [("irc2/#b", "queue full", 1)] * 2 + [("xmpp/r@muc", "queue full", 1)] * 2
+    assert len(counted.relayed) == 6

@@ -122,6 +122,8 @@ def test_security_lines_and_notice_before_connecting():
     assert "end-to-end encryption ends at the bridge" in lines[-1]
     a.add_endpoint("secret", {"passphrase": "pw"})
     assert "channel private key" in a.security()[2]
+    only = a.security("SECRET")  # one room's report: the session, that channel, the e2e line
+    assert len(only) == 3 and only[1].startswith("SILC silcnet/secret: channel private key")
     notice = a.e2e_notice("Hackers", ["xmpp", "libera"])
     assert "xmpp, libera" in notice and "end-to-end encryption ends at the bridge" in notice
 
