@@ -134,11 +134,13 @@ class HardenedConnection(AioConnection):
                         limit=self.buffer.limit)
 
     def _process_privmsg(self, line: str) -> bool:
-        """A user's `PRIVMSG target :text`, the bulk of a busy channel, parsed
-        without the library's generic grammar; False for any other line.
+        """A user's `PRIVMSG target :text` or NOTICE (or `PRIVMSG target word`), the bulk of
+        a busy channel, parsed without the library's generic grammar; False for any other line.
 
         Gives the same events as `_process_line` except its `all_raw_messages`,
-        which nothing here listens to."""
+        which nothing here listens to, and where the library is wrong: it splits
+        parameters on what Python calls white space, so a last parameter without a colon
+        made only of IRC formatting codes (0x1C-0x1F) vanished and the line failed."""
         tags = None
         if line[0] == "@":
             tags, _, line = line[1:].partition(" ")
@@ -146,10 +148,14 @@ class HardenedConnection(AioConnection):
             return False
         prefix, _, line = line[1:].partition(" ")
         command, _, line = line.partition(" ")
-        target, colon, text = line.partition(" :")
-        if command != "PRIVMSG" or not prefix or not colon or not target or " " in target:
+        target, _, text = line.partition(" ")
+        if text[:1] == ":":
+            text = text[1:]
+        elif not text or " " in text:
             return False
-        self._handle_message([target, text], "privmsg", NickMask(prefix), Tag.from_group(tags))
+        if command not in ("PRIVMSG", "NOTICE") or not prefix or not target:
+            return False
+        self._handle_message([target, text], command.lower(), NickMask(prefix), Tag.from_group(tags))
         return True
 
     def _handle_other(self, arguments, command, source, tags) -> None:

@@ -72,6 +72,9 @@ SAME_AS_LIBRARY = [
     ":bob!b@h PRIVMSG #c one-word-without-colon",
     ":bob!b@h  PRIVMSG #c :two spaces",
     ":bob!b@h NOTICE #c :a notice",
+    ":bob!b@h NOTICE me :a private notice",
+    ":bob!b@h NOTICE #c :\x01VERSION reply\x01",
+    ":server.test NOTICE me :*** from a server",
     ":bob!b@h JOIN #c",
     "@time=2026-11-25T10:00:00.000Z :bob!b@h JOIN #c",
     ":server.test PRIVMSG me :from a server",
@@ -87,6 +90,13 @@ def test_the_privmsg_fast_path_gives_what_the_library_gives(conn, line):
     slow = [(e.type, e.source, e.target, e.arguments, e.tags) for e in conn.seen
             if e.type != "all_raw_messages"]
     assert fast == slow and fast
+
+
+@pytest.mark.parametrize("word", ["\x1e", "\x1chi\x1f", "\x1e\x1e"])
+def test_a_last_word_of_formatting_codes_without_a_colon_is_the_text(conn, word):
+    conn.process_data(f":bob!b@h PRIVMSG #c {word}\r\n:bob!b@h NOTICE #c {word}\r\n".encode())
+    assert events(conn, "pubmsg", "pubnotice") == [("pubmsg", "bob!b@h", "#c", [word]),
+                                                  ("pubnotice", "bob!b@h", "#c", [word])]
 
 
 def test_an_isupport_token_the_library_cannot_parse_costs_only_itself(conn):
