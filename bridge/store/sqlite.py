@@ -310,6 +310,16 @@ class SqliteStore:
             self.db.execute("COMMIT")
             self._in_tx = False
 
+    async def prepare(self, identities) -> None:
+        pass  # a puppet is read from the file when asked for
+
+    async def commit(self) -> bool:
+        self.flush()
+        return True
+
     def close(self) -> None:
         self.flush()
         self.db.close()
+
+    async def aclose(self) -> None:
+        self.close()
