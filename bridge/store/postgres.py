@@ -35,7 +35,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import asyncpg
@@ -127,25 +127,62 @@ CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.Post
 
 
 def problem(url: str) -> str | None:
-    """What would keep `run` from opening the database at `url` (it is connected to once);
-    called from synchronous code, so the probe gets a thread and an event loop of its own."""
-    result: list[str | None] = ["no answer"]
-
-    def probe() -> None:
-        async def connect() -> None:
-            conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
-            await conn.close()
+    """What would keep `run` from opening the store at `url`: connecting, and making or
+    using its tables (it is connected to once, from a thread: callers are synchronous)."""
+    async def probe() -> str | None:
+        conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
         try:
-            asyncio.run(connect())
-            result[0] = None
-        except (asyncpg.PostgresError, *CONNECTION_ERRORS, ValueError) as exc:
-            # Never the URL: it may hold a password.
-            result[0] = f"cannot connect to the PostgreSQL database: {type(exc).__name__}: {exc}"
+            return await _privileges_problem(conn)
+        finally:
+            await conn.close()
+    try:
+        return _in_thread(probe, timeout=CONNECT_TIMEOUT * 2)
+    except TimeoutError:
+        return f"no answer from the PostgreSQL server within {CONNECT_TIMEOUT * 2:.0f} s"
+    except (asyncpg.PostgresError, *CONNECTION_ERRORS, ValueError) as exc:
+        # Never the URL: it may hold a password.
+        return f"cannot connect to the PostgreSQL database: {type(exc).__name__}: {exc}"
 
-    thread = threading.Thread(target=probe, name="store probe", daemon=True)
+
+async def _privileges_problem(conn: asyncpg.Connection) -> str | None:
+    """What the connected role lacks to migrate the store (make its tables) or to use them."""
+    user, schema = await conn.fetchval("SELECT current_user"), await conn.fetchval("SELECT current_schema()")
+    version = 0
+    if await conn.fetchval("SELECT to_regclass('schema_version')") is not None:
+        version = await conn.fetchval("SELECT version FROM schema_version") or 0
+    if version < len(MIGRATIONS):
+        if schema is None:
+            return f"role {user} has no schema to make the store's tables in (see its search_path)"
+        if not await conn.fetchval("SELECT has_schema_privilege(current_schema(), 'CREATE')"):
+            return (f"role {user} may not create tables in schema {schema}: the store makes its "
+                    f"tables there (GRANT CREATE ON SCHEMA {schema} TO {user}, or make it the owner)")
+        return None
+    for table in ("puppets", "messages", "cursors", "server_keys", "schema_version"):
+        if not await conn.fetchval("SELECT has_table_privilege($1, 'SELECT,INSERT,UPDATE,DELETE')", table):
+            return f"role {user} may not read and write the store's table {table}"
+    return None
+
+
+def _in_thread(make: Callable[[], Awaitable[Any]], timeout: float | None = None) -> Any:
+    """Run a coroutine in a thread with an event loop of its own, and return its result
+    (or raise what it raised; TimeoutError after `timeout`)."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, asyncio.run(make())))
+        except BaseException as exc:
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="store", daemon=True)
     thread.start()
-    thread.join(CONNECT_TIMEOUT * 2)
-    return result[0]
+    thread.join(timeout)
+    if not outcome:
+        raise TimeoutError
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 class PostgresStore:
@@ -195,8 +232,6 @@ class PostgresStore:
         """Connect, migrate, prune, and load what is served from memory; in a thread with
         an event loop of its own (the connection is closed after: the writer makes its
         own on the bridge's loop). Waits for the database at most `START_WAIT`."""
-        failure: list[BaseException] = []
-
         async def load() -> None:
             backoff, deadline = Backoff(initial=0.5, maximum=10.0), time.monotonic() + START_WAIT
             while True:
@@ -217,17 +252,7 @@ class PostgresStore:
             finally:
                 await conn.close()
 
-        def run() -> None:
-            try:
-                asyncio.run(load())
-            except BaseException as exc:
-                failure.append(exc)
-
-        thread = threading.Thread(target=run, name="store open")
-        thread.start()
-        thread.join()
-        if failure:
-            raise failure[0]
+        _in_thread(load)
 
     async def _migrate(self, conn: asyncpg.Connection) -> None:
         async with conn.transaction():

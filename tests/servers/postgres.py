@@ -107,6 +107,10 @@ class PostgresServer:
         self._run([self.bin / "createdb", "-h", "127.0.0.1", "-p", self.port, "-U", "bridge", name])
         return self.url(name)
 
+    def psql(self, sql: str, database: str = "postgres") -> None:
+        self._run([self.bin / "psql", "-h", "127.0.0.1", "-p", self.port, "-U", "bridge", "-d", database, "-v", "ON_ERROR_STOP=1",
+                   "-c", sql])
+
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
