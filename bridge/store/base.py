@@ -16,6 +16,10 @@ from typing import Any, Protocol
 from bridge.core.events import Identity
 
 
+class StoreUnavailable(Exception):
+    """The store's database cannot be reached (on start, after waiting for it)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PuppetRecord:
     """A foreign identity's XMPP face: JID local part (stable) and current nick."""

@@ -44,7 +44,7 @@ import structlog
 from bridge.core.backoff import Backoff
 from bridge.core.events import Identity
 from bridge.store import POSTGRES_SCHEMES as SCHEMES
-from bridge.store.base import PuppetRecord
+from bridge.store.base import PuppetRecord, StoreUnavailable
 from bridge.store.sqlite import (MESSAGE_LIMIT, MESSAGE_TTL, PUPPET_CACHE, PUPPET_TTL, SEEN_EVERY,
                                  escape_localpart, fold_localpart)
 
@@ -116,6 +116,8 @@ BACKLOG = 100_000
 #: How long opening waits for the database, and connecting, one read and one commit may take.
 START_WAIT = 60.0
 CONNECT_TIMEOUT = 5.0
+#: How long closing waits for the queued writes to be committed.
+CLOSE_WAIT = 10.0
 READ_TIMEOUT = 2.0
 WRITE_TIMEOUT = 30.0
 #: Local parts loaded in the background at once, at most.
@@ -240,7 +242,8 @@ class PostgresStore:
                     break
                 except CONNECTION_ERRORS as exc:
                     if time.monotonic() > deadline:
-                        raise
+                        raise StoreUnavailable(f"cannot reach the PostgreSQL store: {type(exc).__name__}: "
+                                               f"{exc}") from None
                     log.warning("store_unreachable", error=f"{type(exc).__name__}: {exc}")
                     await backoff.wait()
             try:
@@ -316,8 +319,8 @@ class PostgresStore:
                 conn.terminate()
 
     async def aclose(self) -> None:
-        """Commit what is queued (waiting at most `WRITE_TIMEOUT`), then close."""
-        if not await self.commit():
+        """Commit what is queued (waiting at most `CLOSE_WAIT`), then close."""
+        if not await self.commit(CLOSE_WAIT):
             log.error("store_writes_lost", backlog=len(self._message_writes) + len(self._puppet_writes))
         for task in list(self._loads):
             task.cancel()
@@ -345,6 +348,8 @@ class PostgresStore:
             self._wake.clear()
             try:
                 await self._commit_queued()
+            except asyncio.CancelledError:
+                raise
             except CONNECTION_ERRORS as exc:
                 self._away = True
                 if self._writer_conn is not None:
@@ -355,6 +360,8 @@ class PostgresStore:
                 await backoff.wait()
                 self._wake.set()
                 continue
+            except Exception as exc:  # a bug: that batch is lost, the writer goes on
+                log.error("store_write_failed", error=f"{type(exc).__name__}: {exc}")
             if self._away:
                 self._away = False
                 log.info("store_reconnected")
@@ -482,6 +489,8 @@ class PostgresStore:
     async def _read(self, sql: str, *args: Any) -> list | None:
         """Rows of one query on the reader's connection, or None when the database is away."""
         async with self._reader_lock:
+            if self._away:  # found away while this read waited for the one before
+                return None
             try:
                 async with asyncio.timeout(READ_TIMEOUT):
                     if self._reader_conn is None or self._reader_conn.is_closed():
@@ -489,6 +498,7 @@ class PostgresStore:
                     return await self._reader_conn.fetch(sql, *args)
             except CONNECTION_ERRORS as exc:
                 log.warning("store_read_failed", error=f"{type(exc).__name__}: {exc}")
+                self._away = True  # no more reads until the writer reaches it again
                 if self._reader_conn is not None:
                     self._reader_conn.terminate()
                     self._reader_conn = None

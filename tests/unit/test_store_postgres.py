@@ -2,11 +2,14 @@
 nothing is raised into them, writes queue (bounded) and reach the database once it is back."""
 
 import asyncio
+import signal
 
 import pytest
+import structlog.testing
 
 from bridge.core.events import Identity
 from bridge.store import open_store, postgres
+from bridge.store.base import StoreUnavailable
 from tests.servers.postgres import PostgresServer
 
 
@@ -109,3 +112,30 @@ async def test_a_puppet_made_while_the_database_was_away_gets_the_stored_local_p
     assert store.puppet(other).localpart == "bob2%libera"  # bob%libera is acct1's
     assert store.identity_for_localpart("bob2%libera") == other
     await store.aclose()
+
+
+async def test_a_database_that_does_not_answer_is_asked_once_not_before_each_delivery(own_server):
+    url = own_server.create_database("bridge")
+    store = open_store(url)
+    own_server.proc.send_signal(signal.SIGSTOP)  # hangs: connections wait, nothing is refused
+    try:
+        people = [Identity("libera", f"acct{n}", f"nick{n}") for n in range(5)]
+        with structlog.testing.capture_logs() as logs:
+            for person in people:
+                await store.prepare([person])  # each as the XMPP adapter would, one per event
+                store.puppet(person)
+        assert [entry["event"] for entry in logs].count("store_read_failed") == 1
+        assert store._away
+    finally:
+        own_server.proc.send_signal(signal.SIGCONT)
+    assert await store.commit(timeout=60.0)
+    assert not store._away
+    await store.aclose()
+
+
+async def test_a_bridge_started_while_its_database_stays_away_says_so(own_server, monkeypatch):
+    monkeypatch.setattr(postgres, "START_WAIT", 0.0)
+    url = own_server.create_database("bridge")
+    own_server.stop()
+    with pytest.raises(StoreUnavailable, match="cannot reach the PostgreSQL store: ConnectionRefusedError"):
+        open_store(url)
