@@ -478,9 +478,12 @@ class PostgresStore:
             return
         keys = [identity.key for identity in missing]
         firsts = [fold_localpart(next(_candidates(identity))) for identity in missing]
+        # Two index lookups (an OR of the two reads the whole table).
         rows = await self._read("SELECT network, native_id, localpart, nick, seen FROM puppets "
-                                "WHERE (network, native_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) "
-                                "OR folded = ANY($3::text[])",
+                                "JOIN unnest($1::text[], $2::text[]) AS k (network, native_id) "
+                                "USING (network, native_id) UNION "
+                                "SELECT network, native_id, localpart, nick, seen FROM puppets "
+                                "WHERE folded = ANY($3::text[])",
                                 [k[0] for k in keys], [k[1] for k in keys], firsts)
         for row in rows or ():
             if (row["network"], row["native_id"]) not in self._puppets:
