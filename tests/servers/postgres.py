@@ -69,13 +69,25 @@ class PostgresServer:
             raise RuntimeError(f"{Path(argv[0]).name} failed: {done.stderr.strip()[-2000:]}")
 
     def start(self) -> None:
+        """Start on the data and port it had; after a kill, once the old server's processes
+        (which notice their postmaster's death within moments) have let go of its memory."""
+        deadline = time.monotonic() + READY_WAIT
+        while True:
+            try:
+                return self._start_once(deadline)
+            except RuntimeError:
+                tail = self.log.read_text(errors="replace")[-2000:]
+                if "pre-existing shared memory block" not in tail or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def _start_once(self, deadline: float) -> None:
         log = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1",
              "-k", str(self.dir), "-c", "fsync=off", "-c", "full_page_writes=off"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.dir, **self._ids)
         log.close()
-        deadline = time.monotonic() + READY_WAIT
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"postgres exited ({self.proc.returncode}): {self.log.read_text()[-2000:]}")
@@ -97,8 +109,6 @@ class PostgresServer:
                 self.proc.kill()
                 self.proc.wait(READY_WAIT)
         self.proc = None
-        if sig == signal.SIGKILL:  # its children (backends) outlive a killed postmaster for a moment
-            time.sleep(0.5)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
