@@ -123,9 +123,11 @@ WRITE_TIMEOUT = 30.0
 #: Local parts loaded in the background at once, at most.
 LOADS = 100
 
-#: What a lost or refused connection raises (anything else is a bug or bad data).
-CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-                     asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError)
+#: What a lost, refused or interrupted connection raises, and what a database going down,
+#: full or read-only (a standby) answers: retried. Anything else is a bug or bad data.
+TRANSIENT = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+             asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InsufficientResourcesError,
+             asyncpg.exceptions.TransactionRollbackError, asyncpg.exceptions.ReadOnlySQLTransactionError)
 
 
 def problem(url: str) -> str | None:
@@ -141,7 +143,7 @@ def problem(url: str) -> str | None:
         return _in_thread(probe, timeout=CONNECT_TIMEOUT * 2)
     except TimeoutError:
         return f"no answer from the PostgreSQL server within {CONNECT_TIMEOUT * 2:.0f} s"
-    except (asyncpg.PostgresError, *CONNECTION_ERRORS, ValueError) as exc:
+    except (asyncpg.PostgresError, *TRANSIENT, ValueError) as exc:
         # Never the URL: it may hold a password.
         return f"cannot connect to the PostgreSQL database: {type(exc).__name__}: {exc}"
 
@@ -212,7 +214,7 @@ class PostgresStore:
         self._dirty: set[str] = set()
         self._key_writes: dict[tuple[str, str], str] = {}
         self._prune: tuple[float, int] | None = None
-        self.dropped = 0
+        self.dropped = 0  # message-id mappings dropped from the backlog in this outage
         self._writer_conn: asyncpg.Connection | None = None
         self._reader_conn: asyncpg.Connection | None = None
         self._reader_lock = asyncio.Lock()
@@ -240,7 +242,7 @@ class PostgresStore:
                 try:
                     conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT)
                     break
-                except CONNECTION_ERRORS as exc:
+                except TRANSIENT as exc:
                     if time.monotonic() > deadline:
                         raise StoreUnavailable(f"cannot reach the PostgreSQL store: {type(exc).__name__}: "
                                                f"{exc}") from None
@@ -332,7 +334,7 @@ class PostgresStore:
                 try:
                     async with asyncio.timeout(CONNECT_TIMEOUT):
                         await conn.close()
-                except (*CONNECTION_ERRORS, asyncpg.PostgresError):
+                except (*TRANSIENT, asyncpg.PostgresError):
                     conn.terminate()
 
     # -- the writer ------------------------------------------------------
@@ -350,7 +352,7 @@ class PostgresStore:
                 await self._commit_queued()
             except asyncio.CancelledError:
                 raise
-            except CONNECTION_ERRORS as exc:
+            except TRANSIENT as exc:
                 self._away = True
                 if self._writer_conn is not None:
                     self._writer_conn.terminate()
@@ -364,7 +366,8 @@ class PostgresStore:
                 log.error("store_write_failed", error=f"{type(exc).__name__}: {exc}")
             if self._away:
                 self._away = False
-                log.info("store_reconnected")
+                log.info("store_reconnected", dropped=self.dropped)
+                self.dropped = 0
             backoff.reset()
             async with self._committed:
                 self._committed.notify_all()
@@ -383,7 +386,7 @@ class PostgresStore:
             async with asyncio.timeout(WRITE_TIMEOUT):
                 async with conn.transaction():
                     claimed, pruned = await self._write(conn, puppets, messages, cursors, keys, prune)
-        except CONNECTION_ERRORS:
+        except TRANSIENT:
             self._requeue(puppets, messages, cursors, keys, prune)
             raise
         except asyncpg.PostgresError as exc:  # not the connection: these writes cannot be made
@@ -443,8 +446,9 @@ class PostgresStore:
         if over > 0:
             for _ in range(over):
                 self._message_writes.popleft()
+            if not self.dropped:  # once an outage; the count when it ends
+                log.error("store_backlog_full", backlog=BACKLOG)
             self.dropped += over
-            log.error("store_backlog_full", dropped=over, dropped_total=self.dropped)
 
     def _forget_puppets(self, keys: list[tuple[str, str]]) -> None:
         """Pruned from the database: from memory too (one in use since is made again)."""
@@ -499,7 +503,7 @@ class PostgresStore:
                     if self._reader_conn is None or self._reader_conn.is_closed():
                         self._reader_conn = await asyncpg.connect(self.url, timeout=READ_TIMEOUT)
                     return await self._reader_conn.fetch(sql, *args)
-            except CONNECTION_ERRORS as exc:
+            except TRANSIENT as exc:
                 log.warning("store_read_failed", error=f"{type(exc).__name__}: {exc}")
                 self._away = True  # no more reads until the writer reaches it again
                 if self._reader_conn is not None:
