@@ -257,7 +257,10 @@ class PostgresStore:
             finally:
                 await conn.close()
 
-        _in_thread(load)
+        try:
+            _in_thread(load)
+        except asyncpg.PostgresError as exc:  # what check-config names: a missing database, privileges
+            raise StoreUnavailable(f"cannot open the PostgreSQL store: {type(exc).__name__}: {exc}") from None
 
     async def _migrate(self, conn: asyncpg.Connection) -> None:
         async with conn.transaction():

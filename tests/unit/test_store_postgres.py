@@ -140,3 +140,10 @@ async def test_a_bridge_started_while_its_database_stays_away_says_so(own_server
     own_server.stop()
     with pytest.raises(StoreUnavailable, match="cannot reach the PostgreSQL store: ConnectionRefusedError"):
         open_store(url)
+
+
+async def test_a_store_the_role_may_not_make_tables_in_says_so(own_server):
+    own_server.create_database("bridge")
+    own_server.psql("CREATE ROLE reader LOGIN")
+    with pytest.raises(StoreUnavailable, match="cannot open the PostgreSQL store: InsufficientPrivilegeError"):
+        open_store(f"postgresql://reader@127.0.0.1:{own_server.port}/bridge")
