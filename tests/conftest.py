@@ -37,7 +37,7 @@ class SqliteBackend:
     def __init__(self, tmp_path: Path) -> None:
         self.path = str(tmp_path / "bridge.db")
         from bridge.store import sqlite
-        self.module = sqlite
+        self.module, self.migrations = sqlite, sqlite.MIGRATIONS
 
     def open(self, **limits):
         return self.module.SqliteStore(self.path, **limits)
@@ -62,8 +62,8 @@ class PostgresBackend:
 
     def __init__(self, server: PostgresServer) -> None:
         self.url = server.create_database(f"test{next(_databases)}")
-        from bridge.store import postgres
-        self.module = postgres
+        from bridge.store import postgres, postgres_schema
+        self.module, self.migrations = postgres, postgres_schema.MIGRATIONS
 
     def open(self, **limits):
         return self.module.PostgresStore(self.url, **limits)

@@ -24,7 +24,7 @@ answered from memory, and only this store's own tasks talk to the database:
   one entry per name.
 
 Why asyncpg: an asyncio-native protocol implementation, each call awaitable with a timeout,
-self-contained wheels (no libpq on the host).
+self-contained wheels (no libpq on the host). The schema and its migrations: `postgres_schema`.
 """
 
 from __future__ import annotations
@@ -45,69 +45,11 @@ from bridge.core.backoff import Backoff
 from bridge.core.events import Identity
 from bridge.store import POSTGRES_SCHEMES as SCHEMES
 from bridge.store.base import PuppetRecord, StoreUnavailable
+from bridge.store.postgres_schema import migrate, privileges_problem
 from bridge.store.sqlite import (MESSAGE_LIMIT, MESSAGE_TTL, PUPPET_CACHE, PUPPET_TTL, SEEN_EVERY,
                                  escape_localpart, fold_localpart)
 
 log = structlog.get_logger(__name__)
-
-
-#: Schema upgrades, numbered as SQLite's (`bridge.store.sqlite.MIGRATIONS`); PostgreSQL's dialect.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE puppets (
-        network TEXT NOT NULL,
-        native_id TEXT NOT NULL,
-        localpart TEXT NOT NULL UNIQUE,
-        nick TEXT NOT NULL,
-        PRIMARY KEY (network, native_id)
-    );
-    CREATE TABLE messages (
-        link TEXT NOT NULL,
-        origin_id TEXT NOT NULL,
-        endpoint TEXT NOT NULL,
-        native_id TEXT NOT NULL,
-        created DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (link, origin_id, endpoint)
-    );
-    CREATE INDEX messages_created ON messages (created);
-    CREATE TABLE server_keys (
-        network TEXT NOT NULL,
-        host TEXT NOT NULL,
-        fingerprint TEXT NOT NULL,
-        PRIMARY KEY (network, host)
-    );
-    """,
-    """
-    CREATE TABLE cursors (
-        name TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    );
-    """,
-    """
-    CREATE TABLE messages_by_native (
-        link TEXT NOT NULL,
-        origin_id TEXT NOT NULL,
-        endpoint TEXT NOT NULL,
-        native_id TEXT NOT NULL,
-        created DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (link, endpoint, native_id)
-    );
-    INSERT INTO messages_by_native SELECT * FROM messages ON CONFLICT DO NOTHING;
-    DROP TABLE messages;
-    ALTER TABLE messages_by_native RENAME TO messages;
-    ALTER INDEX messages_by_native_pkey RENAME TO messages_pkey;
-    CREATE INDEX messages_origin ON messages (link, origin_id, endpoint);
-    CREATE INDEX messages_created ON messages (created);
-    """,
-    # The folded local parts are written by `_fold_existing` (Nodeprep is Python's, not SQL's).
-    """
-    ALTER TABLE puppets ADD COLUMN folded TEXT NOT NULL DEFAULT '';
-    ALTER TABLE puppets ADD COLUMN seen DOUBLE PRECISION NOT NULL DEFAULT 0;
-    UPDATE puppets SET seen = EXTRACT(EPOCH FROM now());
-    CREATE INDEX puppets_folded ON puppets (folded);
-    CREATE INDEX puppets_seen ON puppets (seen);
-    """,
-)
 
 #: Message-id mappings kept in memory (the newest); older ones are not found.
 MESSAGE_CACHE = 20_000
@@ -136,7 +78,7 @@ def problem(url: str) -> str | None:
     async def probe() -> str | None:
         conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
         try:
-            return await _privileges_problem(conn)
+            return await privileges_problem(conn)
         finally:
             await conn.close()
     try:
@@ -146,25 +88,6 @@ def problem(url: str) -> str | None:
     except (asyncpg.PostgresError, *TRANSIENT, ValueError) as exc:
         # Never the URL: it may hold a password.
         return f"cannot connect to the PostgreSQL database: {type(exc).__name__}: {exc}"
-
-
-async def _privileges_problem(conn: asyncpg.Connection) -> str | None:
-    """What the connected role lacks to migrate the store (make its tables) or to use them."""
-    user, schema = await conn.fetchval("SELECT current_user"), await conn.fetchval("SELECT current_schema()")
-    version = 0
-    if await conn.fetchval("SELECT to_regclass('schema_version')") is not None:
-        version = await conn.fetchval("SELECT version FROM schema_version") or 0
-    if version < len(MIGRATIONS):
-        if schema is None:
-            return f"role {user} has no schema to make the store's tables in (see its search_path)"
-        if not await conn.fetchval("SELECT has_schema_privilege(current_schema(), 'CREATE')"):
-            return (f"role {user} may not create tables in schema {schema}: the store makes its "
-                    f"tables there (GRANT CREATE ON SCHEMA {schema} TO {user}, or make it the owner)")
-        return None
-    for table in ("puppets", "messages", "cursors", "server_keys", "schema_version"):
-        if not await conn.fetchval("SELECT has_table_privilege($1, 'SELECT,INSERT,UPDATE,DELETE')", table):
-            return f"role {user} may not read and write the store's table {table}"
-    return None
 
 
 def _in_thread(make: Callable[[], Awaitable[Any]], timeout: float | None = None) -> Any:
@@ -250,7 +173,7 @@ class PostgresStore:
                     await backoff.wait()
             try:
                 async with asyncio.timeout(WRITE_TIMEOUT):
-                    await self._migrate(conn)
+                    await migrate(conn)
                     async with conn.transaction():
                         await self._write(conn, {}, (), {}, {}, (time.time(), self.message_limit))
                     await self._load(conn)
@@ -261,22 +184,6 @@ class PostgresStore:
             _in_thread(load)
         except asyncpg.PostgresError as exc:  # what check-config names: a missing database, privileges
             raise StoreUnavailable(f"cannot open the PostgreSQL store: {type(exc).__name__}: {exc}") from None
-
-    async def _migrate(self, conn: asyncpg.Connection) -> None:
-        async with conn.transaction():
-            # One bridge migrates at a time (a second one waits here).
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('muc-bridge schema'))")
-            await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            version = await conn.fetchval("SELECT version FROM schema_version")
-            if version is None:
-                version = 0
-                await conn.execute("INSERT INTO schema_version VALUES (0)")
-            for number in range(version, len(MIGRATIONS)):
-                await conn.execute(MIGRATIONS[number])
-                if number == 3:
-                    await _fold_existing(conn)
-                await conn.execute("UPDATE schema_version SET version = $1", number + 1)
-                log.info("store_migrated", version=number + 1)
 
     async def _load(self, conn: asyncpg.Connection) -> None:
         self._cursors = {row["name"]: json.loads(row["value"])
@@ -702,11 +609,3 @@ async def _claim(conn: asyncpg.Connection, identity: Identity, localpart: str, s
                                folded, seen)
             return PuppetRecord(localpart, identity.nick)
     raise AssertionError("unreachable")
-
-
-async def _fold_existing(conn: asyncpg.Connection) -> None:
-    """Migration 4's Python half: each puppet's local part as the server folds it."""
-    rows = await conn.fetch("SELECT network, native_id, localpart FROM puppets")
-    await conn.executemany("UPDATE puppets SET folded = $3 WHERE network = $1 AND native_id = $2",
-                           [(row["network"], row["native_id"], fold_localpart(row["localpart"]))
-                            for row in rows])

@@ -57,7 +57,7 @@ async def test_an_older_stores_puppets_are_found_under_their_folded_local_parts(
     # A store as version 3 left it: local parts lower-cased only.
     await backend.executescript(
         "CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (3);"
-        + "".join(backend.module.MIGRATIONS[:3])
+        + "".join(backend.migrations[:3])
         + "INSERT INTO puppets VALUES ('Libera', 'acct3', 'ﬁxß%Libera', 'ﬁxß');")
     store = backend.open()
     assert await identity_for(store, "fixss%libera") == Identity("Libera", "acct3", "ﬁxß")
@@ -111,7 +111,7 @@ async def test_message_map_and_prune(backend):
 async def test_schema_version_recorded(backend):
     await backend.open().aclose()
     store = backend.open()  # reopening runs no migration twice
-    assert await backend.execute("SELECT version FROM schema_version") == [(len(backend.module.MIGRATIONS),)]
+    assert await backend.execute("SELECT version FROM schema_version") == [(len(backend.migrations),)]
     await store.aclose()
 
 
