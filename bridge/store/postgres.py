@@ -133,6 +133,7 @@ class PostgresStore:
         self._keys: dict[tuple[str, str], str] = {}
         # Queued writes: puppet key -> (record, seen, new); message rows; cursor names; keys.
         self._puppet_writes: dict[tuple[str, str], tuple[PuppetRecord, float, bool]] = {}
+        self._writing: dict[tuple[str, str], tuple[PuppetRecord, float, bool]] = {}  # in the open commit
         self._message_writes: collections.deque[tuple[str, str, str, str, float]] = collections.deque()
         self._dirty: set[str] = set()
         self._key_writes: dict[tuple[str, str], str] = {}
@@ -286,7 +287,8 @@ class PostgresStore:
         if self._writer_conn is None:
             self._writer_conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT)
         conn = self._writer_conn
-        puppets, self._puppet_writes = self._puppet_writes, {}
+        puppets = self._writing = self._puppet_writes
+        self._puppet_writes = {}
         messages, self._message_writes = self._message_writes, collections.deque()
         cursors = {name: self._cursor_text(name) for name in self._dirty}
         self._dirty = set()
@@ -303,6 +305,8 @@ class PostgresStore:
             log.error("store_write_failed", error=f"{type(exc).__name__}: {exc}",
                       puppets=len(puppets), messages=len(messages))
             return
+        finally:
+            self._writing = {}
         for key, record in claimed:
             self._reassign(key, record)
         self._forget_puppets(pruned)
@@ -400,8 +404,7 @@ class PostgresStore:
                                 "WHERE folded = ANY($3::text[])",
                                 [k[0] for k in keys], [k[1] for k in keys], firsts)
         for row in rows or ():
-            if (row["network"], row["native_id"]) not in self._puppets:
-                self._remember_puppet(row)
+            self._remember_puppet(row)
 
     async def _read(self, sql: str, *args: Any) -> list | None:
         """Rows of one query on the reader's connection, or None when the database is away."""
@@ -429,8 +432,7 @@ class PostgresStore:
             rows = await self._read("SELECT network, native_id, localpart, nick, seen FROM puppets "
                                     "WHERE folded = $1 ORDER BY seen DESC LIMIT 1", folded)
             for row in rows or ():
-                if (row["network"], row["native_id"]) not in self._puppets:
-                    self._remember_puppet(row)
+                self._remember_puppet(row)
 
         task = asyncio.get_running_loop().create_task(load())
         self._loads.add(task)
@@ -444,7 +446,7 @@ class PostgresStore:
 
     def puppet(self, identity: Identity) -> PuppetRecord:
         now = time.time()
-        cached = self._puppets.get(identity.key)
+        cached = self._puppets.get(identity.key) or self._queued_puppet(identity.key)
         if cached is None:
             return self._new_puppet(identity, now)
         record, seen = cached
@@ -469,7 +471,7 @@ class PostgresStore:
         record = PuppetRecord(record.localpart, nick)
         seen = self._puppets[identity.key][1]
         self._keep(identity.key, record, seen)
-        self._by_localpart.pop(fold_localpart(record.localpart), None)
+        self._keep_localpart(fold_localpart(record.localpart), Identity(*identity.key, nick))
         self._queue_puppet(identity.key, record, seen, new=False)
         return record
 
@@ -482,14 +484,23 @@ class PostgresStore:
         self._keep_localpart(folded, identity)
         return identity
 
+    def _queued_puppet(self, key: tuple[str, str]) -> tuple[PuppetRecord, float] | None:
+        """A puppet out of memory's bound but not yet in the database (queued or being written)."""
+        queued = self._puppet_writes.get(key) or self._writing.get(key)
+        return queued[:2] if queued else None
+
     def _queue_puppet(self, key: tuple[str, str], record: PuppetRecord, seen: float, new: bool) -> None:
         queued = self._puppet_writes.get(key)
         self._puppet_writes[key] = (record, seen, new or bool(queued and queued[2]))
 
     def _remember_puppet(self, row: asyncpg.Record) -> None:
-        identity = Identity(row["network"], row["native_id"], row["nick"])
-        self._keep(identity.key, PuppetRecord(row["localpart"], row["nick"]), row["seen"])
-        self._keep_localpart(fold_localpart(row["localpart"]), identity)
+        """A puppet read from the database; memory, where it has it, is newer."""
+        key = (row["network"], row["native_id"])
+        cached = self._puppets.get(key)
+        if cached is None:
+            self._keep(key, PuppetRecord(row["localpart"], row["nick"]), row["seen"])
+        self._keep_localpart(fold_localpart(row["localpart"]),
+                             Identity(*key, cached[0].nick if cached else row["nick"]))
 
     def _keep(self, key: tuple[str, str], record: PuppetRecord, seen: float) -> None:
         self._puppets[key] = (record, seen)

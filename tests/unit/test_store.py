@@ -70,6 +70,10 @@ async def test_puppets_are_read_when_needed_memory_is_bounded_and_the_unseen_pru
     store = backend.open(puppet_ttl=100.0)
     people = [Identity("net", f"id{n}", f"nick{n}") for n in range(300)]
     records = [store.puppet(p) for p in people]
+    for n in range(0, 300, 3):  # known under another nick now: their JIDs stay
+        people[n] = Identity("net", f"id{n}", f"renamed{n}")
+        records[n] = store.rename_puppet(people[n], people[n].nick)
+        assert records[n].localpart == f"nick{n}%net"
     await store.commit()
     assert len(store._puppets) == 10 and await backend.execute("SELECT COUNT(*) FROM puppets") == [(300,)]
     store = await restart(backend, store, puppet_ttl=100.0)
@@ -81,6 +85,7 @@ async def test_puppets_are_read_when_needed_memory_is_bounded_and_the_unseen_pru
     for person, record in zip(people, records):
         assert await identity_for(store, record.localpart) == person
     assert len(store._puppets) <= 10 and len(store._by_localpart) <= 10
+    await store.prepare([people[0]])
     store.puppet(people[0])  # seen again now: stays
     await store.commit()
     await backend.execute("UPDATE puppets SET seen = seen - 1000 WHERE native_id != 'id0'")
