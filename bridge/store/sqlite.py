@@ -15,6 +15,7 @@ import sqlite3
 import stringprep
 import time
 import unicodedata
+from collections.abc import Iterable
 from pathlib import Path
 
 import structlog
@@ -310,7 +311,7 @@ class SqliteStore:
             self.db.execute("COMMIT")
             self._in_tx = False
 
-    async def prepare(self, identities) -> None:
+    async def prepare(self, identities: Iterable[Identity]) -> None:
         pass  # a puppet is read from the file when asked for
 
     async def commit(self) -> bool:
