@@ -7,7 +7,7 @@ RUN groupadd --system --gid 10001 bridge \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY bridge ./bridge
-RUN pip install --no-cache-dir . && rm -rf /root/.cache
+RUN pip install --no-cache-dir '.[postgres]' && rm -rf /root/.cache
 
 USER bridge
 # The data directory is the working directory: the default store (sqlite://muc-bridge.db)

@@ -22,7 +22,7 @@ from bridge.ops.http import StatusServer
 from bridge.ops.metrics import Metrics
 from bridge.ops.watch import Watch
 from bridge.silc.adapter import SilcAdapter
-from bridge.store.sqlite import SqliteStore
+from bridge.store import open_store
 from bridge.xmpp.adapter import XmppAdapter
 from bridge.xmpp.component import HandshakeRefused
 
@@ -41,9 +41,9 @@ class Bridge:
         self.config = config
         self.stopping = False
         days = 24 * 3600.0
-        self.store = SqliteStore.from_url(config.store.url, puppet_ttl=config.store.puppet_days * days,
-                                          message_ttl=config.store.message_days * days,
-                                          message_limit=config.store.message_limit)
+        self.store = open_store(config.store.url, puppet_ttl=config.store.puppet_days * days,
+                                message_ttl=config.store.message_days * days,
+                                message_limit=config.store.message_limit)
         self.ids = MessageIds(self.store, limit=config.store.message_limit)
         self.router = Router(config.links, max_age=config.delivery.max_age)
         xmpp = XmppAdapter(config.component, self.router.receive, self.store, config.delivery.max_age,
@@ -97,7 +97,7 @@ class Bridge:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            self.store.close()
+            await self.store.aclose()
             log.info("bridge_stopped")
 
     async def _leave(self) -> None:

@@ -61,12 +61,17 @@ def _run(path: str) -> int:
         return 2
     from bridge.app import Bridge
     from bridge.log import setup_logging
+    from bridge.store.base import StoreUnavailable
     import structlog
     setup_logging(config.log.level, config.log.format)
     for problem in warnings:
         structlog.get_logger("bridge.config").warning("config_warning", path=problem.path,
                                                       line=problem.line, problem=problem.message)
-    bridge = Bridge(config)
+    try:
+        bridge = Bridge(config)
+    except StoreUnavailable as exc:
+        print(f"muc-bridge: {exc}", file=sys.stderr)
+        return 1
     # What exists now (modules, config, adapters) lives as long as the process: frozen
     # out of the collector's sight, a full collection no longer walks it (it took
     # ~40 ms, a stall every relayed message in that moment waited out).

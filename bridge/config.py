@@ -33,6 +33,7 @@ from bridge.config_types import (
     admin_jids,
 )
 from bridge.silc.pubkey import PRIVATE_FILE
+from bridge.store import POSTGRES_SCHEMES
 
 
 @dataclass(frozen=True)
@@ -452,12 +453,18 @@ def _node_at(node: yaml.Node, *keys: str) -> yaml.Node | None:
 
 
 def _store_problem(url: str) -> str | None:
-    """What would keep `SqliteStore.from_url(url)` from opening its database."""
+    """What would keep `bridge.store.open_store(url)` from opening its database."""
+    if url.startswith(POSTGRES_SCHEMES):
+        try:
+            from bridge.store import postgres
+        except ImportError:
+            return "PostgreSQL needs the asyncpg package: pip install 'muc-bridge[postgres]'"
+        return postgres.problem(url)
     if not url.startswith("sqlite://"):
         scheme = url.partition("://")[0] if "://" in url else url[:20]
         # Only the scheme: a URL may hold a password.
-        return (f"unsupported store {scheme!r}: only SQLite is implemented "
-                "(sqlite:///absolute/path.db, or sqlite://relative/path.db)")
+        return (f"unsupported store {scheme!r}: use sqlite:///absolute/path.db, "
+                "sqlite://relative/path.db or postgresql://user@host/database")
     name = url.removeprefix("sqlite://")
     if name == ":memory:":
         return None

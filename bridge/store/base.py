@@ -2,7 +2,7 @@
 
 One small interface; no SQL outside `bridge/store/`. Calls are synchronous and
 cheap (served from memory where possible); writes reach disk in short group
-commits (see `SqliteStore.flush`).
+commits (see `SqliteStore.flush`). `bridge.store.open_store` picks the backend by URL.
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bridge.core.events import Identity
+
+
+class StoreUnavailable(Exception):
+    """The store's database cannot be reached (on start, after waiting for it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +83,18 @@ class Store(Protocol):
         """Move a cursor and have it on disk by the end of this event-loop turn (a value
         with a `json()` method is written as that text)."""
 
+    async def prepare(self, identities: Iterable[Identity]) -> None:
+        """Have these identities' puppets in memory before a synchronous call needs them
+        (a store that reads its disk on the spot does nothing)."""
+
     def flush(self) -> None:
-        """Commit pending writes now."""
+        """Commit pending writes now (or have them committed soon, without waiting)."""
+
+    async def commit(self) -> bool:
+        """Flush and wait until it is done: True if it was."""
 
     def close(self) -> None:
-        """Flush and close."""
+        """Flush and close (what cannot be written without waiting may be lost: `aclose`)."""
+
+    async def aclose(self) -> None:
+        """Commit what is pending, waiting for it within a bound, and close."""

@@ -15,6 +15,7 @@ import sqlite3
 import stringprep
 import time
 import unicodedata
+from collections.abc import Iterable
 from pathlib import Path
 
 import structlog
@@ -310,6 +311,16 @@ class SqliteStore:
             self.db.execute("COMMIT")
             self._in_tx = False
 
+    async def prepare(self, identities: Iterable[Identity]) -> None:
+        pass  # a puppet is read from the file when asked for
+
+    async def commit(self) -> bool:
+        self.flush()
+        return True
+
     def close(self) -> None:
         self.flush()
         self.db.close()
+
+    async def aclose(self) -> None:
+        self.close()

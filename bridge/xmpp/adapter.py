@@ -12,7 +12,7 @@ import structlog
 
 from bridge.config_types import ComponentConfig
 from bridge.core.adapter import Adapter, EventSink
-from bridge.core.events import Event, Identity, Private
+from bridge.core.events import Event, Identity, NickChange, Private
 from bridge.core.idmap import MessageIds
 from bridge.store.base import Store
 from bridge.xmpp.addresses import Addresses
@@ -68,6 +68,7 @@ class XmppAdapter(Adapter):
             tasks.create_task(self._housekeeping())
 
     async def deliver(self, room: str, event: Event) -> None:
+        await self.store.prepare(_identities(event))  # puppets in memory before they are needed
         if isinstance(event, Private):
             await self.privates.deliver(event)
         else:
@@ -157,3 +158,10 @@ class XmppAdapter(Adapter):
             return
         if room is not None:
             (room.on_presence if kind == "presence" else room.on_message)(xml, xml.get("to", ""))
+
+
+def _identities(event: Event) -> list[Identity]:
+    """Who may get a puppet from delivering `event`."""
+    if isinstance(event, NickChange):
+        return [event.sender, event.new_identity]
+    return [event.sender]

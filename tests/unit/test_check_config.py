@@ -69,7 +69,9 @@ CASES = [
     ("log level in capitals", {"level: info": "level: INFO"}, None),
     ("server fingerprint with spaces", {"    heartbeat:": '    server_fingerprint: "716C 6749 A718 '
                                         '20D4 C62D  04F6 E198 8C81 6A6E A3A2"\n    heartbeat:'}, None),
-    ("postgres store", {"sqlite://{tmp}/bridge.db": "postgres://bridge:pw@db/bridge"}, (6, "store.url")),
+    ("postgres store not reachable", {"sqlite://{tmp}/bridge.db": "postgres://bridge:pw@db.invalid/bridge"},
+     (6, "store.url")),
+    ("store of an unknown kind", {"sqlite://{tmp}/bridge.db": "mysql://bridge@db/bridge"}, (6, "store.url")),
     ("store url without a file", {"sqlite://{tmp}/bridge.db": "sqlite://"}, (6, "store.url")),
     ("store under a file", {"{tmp}/bridge.db": "{tmp}/afile/bridge.db"}, (6, "store.url")),
     ("store is not a database", {"{tmp}/bridge.db": "{tmp}/afile"}, (6, "store.url")),
@@ -115,6 +117,14 @@ CASES = [
     ("an admin that is no JID", {"links:": "admins: [ops]\nlinks:"}, (26, "admins[0]")),
     ("metrics without a port", {"links:": "metrics: {listen: localhost}\nlinks:"}, (26, "metrics.listen")),
 ]
+
+
+@pytest.fixture(autouse=True)
+def no_patience(monkeypatch):
+    """`run` waits a minute for a PostgreSQL store that does not answer; what it decides
+    in the end is what is compared here."""
+    from bridge.store import postgres
+    monkeypatch.setattr(postgres, "START_WAIT", 0.0)
 
 
 @pytest.fixture(autouse=True)
@@ -168,6 +178,31 @@ def write_case(tmp_path, replacements) -> str:
 @pytest.mark.parametrize("replacements, refusal", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_check_config_passes_exactly_what_run_starts(tmp_path, monkeypatch, capsys, replacements,
                                                      refusal):
+    agree(tmp_path, monkeypatch, capsys, replacements, refusal)
+
+
+# (id, the store URL on the test's PostgreSQL server, as for CASES)
+POSTGRES_CASES = [
+    ("postgres store", "postgresql://bridge@127.0.0.1:{port}/{db}", None),
+    ("postgres:// store", "postgres://bridge@127.0.0.1:{port}/{db}", None),
+    ("no such database", "postgresql://bridge@127.0.0.1:{port}/nosuchdb", (6, "store.url")),
+    ("no server on the port", "postgresql://bridge@127.0.0.1:1/{db}", (6, "store.url")),
+    ("no such role", "postgresql://nobody@127.0.0.1:{port}/{db}", (6, "store.url")),
+    ("a role that may not make the tables", "postgresql://reader@127.0.0.1:{port}/{db}", (6, "store.url")),
+]
+
+
+@pytest.mark.parametrize("url, refusal", [c[1:] for c in POSTGRES_CASES], ids=[c[0] for c in POSTGRES_CASES])
+def test_check_config_passes_exactly_the_postgres_stores_run_opens(tmp_path, monkeypatch, capsys,
+                                                                   postgres_server, url, refusal):
+    db = f"config{abs(hash(str(tmp_path)))}"
+    postgres_server.create_database(db)
+    postgres_server.psql("DO $$ BEGIN CREATE ROLE reader LOGIN; EXCEPTION WHEN duplicate_object THEN END $$")
+    url = url.format(port=postgres_server.port, db=db)
+    agree(tmp_path, monkeypatch, capsys, {"sqlite://{tmp}/bridge.db": url}, refusal)
+
+
+def agree(tmp_path, monkeypatch, capsys, replacements, refusal):
     monkeypatch.setenv("TEST_BRIDGE_SECRET", "s3cret")
     monkeypatch.chdir(tmp_path)
     path = write_case(tmp_path, replacements)
@@ -196,10 +231,10 @@ def test_warnings_are_shown_but_pass(tmp_path, monkeypatch, capsys):
 
 def test_store_url_password_is_not_echoed(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TEST_BRIDGE_SECRET", "s3cret")
-    path = write_case(tmp_path, {"sqlite://{tmp}/bridge.db": "postgres://bridge:hunter2@db/bridge"})
+    path = write_case(tmp_path, {"sqlite://{tmp}/bridge.db": "postgres://bridge:hunter2@db.invalid/bridge"})
     assert cli.main(["check-config", "--config", path]) == 2
     err = capsys.readouterr().err
-    assert "only SQLite is implemented" in err and "hunter2" not in err
+    assert "cannot connect to the PostgreSQL database" in err and "hunter2" not in err
 
 
 def test_yaml_syntax_error_keeps_pyyaml_explanation(tmp_path, monkeypatch, capsys):
@@ -218,12 +253,12 @@ def test_config_that_is_not_utf8(tmp_path, capsys):
 
 
 def test_run_refuses_what_check_config_refuses(tmp_path):
-    path = write_case(tmp_path, {"sqlite://{tmp}/bridge.db": "postgres://db/bridge"})
+    path = write_case(tmp_path, {"sqlite://{tmp}/bridge.db": "mysql://db/bridge"})
     result = subprocess.run([sys.executable, "-m", "bridge", "run", "--config", path],
                             capture_output=True, text=True, timeout=60,
                             env={**os.environ, "TEST_BRIDGE_SECRET": "s3cret"})
     assert result.returncode == 2
-    assert f"{path}:line 6: store.url: unsupported store 'postgres'" in result.stderr
+    assert f"{path}:line 6: store.url: unsupported store 'mysql'" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -1,76 +1,100 @@
-"""The SQLite store: stable puppets across restarts, migrations, pruning."""
+"""The store, on SQLite and on PostgreSQL: stable puppets across restarts, migrations, pruning."""
+
+import time
 
 from bridge.core.events import Identity
-import sqlite3
-
-from bridge.store import sqlite
-from bridge.store.sqlite import MESSAGE_TTL, SqliteStore, escape_localpart
+from bridge.store.sqlite import MESSAGE_TTL, escape_localpart
 
 
-def test_puppet_is_stable_across_restarts(tmp_path):
-    path = str(tmp_path / "bridge.db")
+async def restart(backend, store, **limits):
+    await store.aclose()
+    return backend.open(**limits)
+
+
+async def identity_for(store, localpart):
+    """What the XMPP side gets for a stanza to `localpart`, asked again after a first
+    miss (a PostgreSQL store loads a local part not in memory in the background)."""
+    found = store.identity_for_localpart(localpart)
+    if found is None and hasattr(store, "loaded"):
+        await store.loaded()
+        found = store.identity_for_localpart(localpart)
+    return found
+
+
+async def test_puppet_is_stable_across_restarts(backend):
     alice = Identity("libera", "alice-account", "Alice")
-    store = SqliteStore(path)
+    store = backend.open()
     first = store.puppet(alice)
     assert first.localpart == "alice%libera"
     store.rename_puppet(alice, "Alice2")
-    store.close()
-
-    store = SqliteStore(path)
+    store = await restart(backend, store)
     again = store.puppet(alice)
     assert again.localpart == "alice%libera"
     assert again.nick == "Alice2"
-    assert store.identity_for_localpart("alice%libera") == Identity("libera", "alice-account", "Alice2")
+    assert await identity_for(store, "alice%libera") == Identity("libera", "alice-account", "Alice2")
+    await store.aclose()
 
 
-def test_two_identities_with_one_nick_get_distinct_jids(tmp_path):
-    store = SqliteStore(str(tmp_path / "b.db"))
+async def test_two_identities_with_one_nick_get_distinct_jids(backend):
+    store = backend.open()
     a = store.puppet(Identity("libera", "acct1", "bob"))
     b = store.puppet(Identity("libera", "acct2", "bob"))
     assert a.localpart != b.localpart
+    await store.aclose()
 
 
-def test_local_parts_are_found_as_the_server_folds_them(tmp_path):
-    path = str(tmp_path / "b.db")
-    store = SqliteStore(path)
+async def test_local_parts_are_found_as_the_server_folds_them(backend):
+    store = backend.open()
     street = Identity("Libera", "acct3", "Straße")
     assert store.puppet(street).localpart == "strasse%Libera"
+    store = await restart(backend, store)
     for routed in ("strasse%libera", "STRASSE%Libera", "straße%libera"):
-        assert store.identity_for_localpart(routed) == street
-    store.close()
+        assert await identity_for(store, routed) == street
+    await store.aclose()
 
 
-def test_an_older_stores_puppets_are_found_under_their_folded_local_parts(tmp_path):
-    path = str(tmp_path / "old.db")
-    db = sqlite3.connect(path)  # a store as version 3 left it: local parts lower-cased only
-    db.executescript("CREATE TABLE schema_version (version INTEGER NOT NULL); "
-                     "INSERT INTO schema_version VALUES (3);" + "".join(sqlite.MIGRATIONS[:3]) +
-                     "INSERT INTO puppets VALUES ('Libera', 'acct3', 'ﬁxß%Libera', 'ﬁxß');")
-    db.commit()
-    db.close()
-    store = SqliteStore(path)
-    assert store.identity_for_localpart("fixss%libera") == Identity("Libera", "acct3", "ﬁxß")
+async def test_an_older_stores_puppets_are_found_under_their_folded_local_parts(backend):
+    # A store as version 3 left it: local parts lower-cased only.
+    await backend.executescript(
+        "CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (3);"
+        + "".join(backend.migrations[:3])
+        + "INSERT INTO puppets VALUES ('Libera', 'acct3', 'ﬁxß%Libera', 'ﬁxß');")
+    store = backend.open()
+    assert await identity_for(store, "fixss%libera") == Identity("Libera", "acct3", "ﬁxß")
     assert store.puppet(Identity("Libera", "acct3", "ﬁxß")).localpart == "ﬁxß%Libera"  # unchanged
+    await store.aclose()
 
 
-def test_puppets_are_read_when_needed_memory_is_bounded_and_the_unseen_pruned(tmp_path, monkeypatch):
-    monkeypatch.setattr(sqlite, "PUPPET_CACHE", 10)
-    path = str(tmp_path / "b.db")
-    store = SqliteStore(path, puppet_ttl=100.0)
+async def test_puppets_are_read_when_needed_memory_is_bounded_and_the_unseen_pruned(backend, monkeypatch):
+    monkeypatch.setattr(backend.module, "PUPPET_CACHE", 10)
+    store = backend.open(puppet_ttl=100.0)
     people = [Identity("net", f"id{n}", f"nick{n}") for n in range(300)]
     records = [store.puppet(p) for p in people]
-    assert len(store._puppets) == 10 and store.puppet_count() == 300
-    store.close()
-    store = SqliteStore(path, puppet_ttl=100.0)  # a fresh start reads no puppet
-    assert len(store._puppets) == 0 and len(store._by_localpart) == 0
-    assert [store.puppet(p) for p in people] == records
-    assert all(store.identity_for_localpart(r.localpart) == p for r, p in zip(records, people))
+    for n in range(0, 300, 3):  # known under another nick now: their JIDs stay
+        people[n] = Identity("net", f"id{n}", f"renamed{n}")
+        records[n] = store.rename_puppet(people[n], people[n].nick)
+        assert records[n].localpart == f"nick{n}%net"
+    await store.commit()
+    assert len(store._puppets) == 10 and await backend.execute("SELECT COUNT(*) FROM puppets") == [(300,)]
+    store = await restart(backend, store, puppet_ttl=100.0)
+    # A fresh start reads no puppet (SQLite), or only the most recently seen (PostgreSQL).
+    assert len(store._puppets) == len(store._by_localpart) == (0 if backend.name == "sqlite" else 10)
+    for person, record in zip(people, records):
+        await store.prepare([person])  # as the XMPP adapter does before it delivers
+        assert store.puppet(person) == record
+    for person, record in zip(people, records):
+        assert await identity_for(store, record.localpart) == person
     assert len(store._puppets) <= 10 and len(store._by_localpart) <= 10
+    await store.prepare([people[0]])
     store.puppet(people[0])  # seen again now: stays
-    store.db.execute("UPDATE puppets SET seen = seen - 1000 WHERE native_id != 'id0'")
+    await store.commit()
+    await backend.execute("UPDATE puppets SET seen = seen - 1000 WHERE native_id != 'id0'")
     store.prune()
-    assert store.puppet_count() == 1 and store.identity_for_localpart("nick0%net") == people[0]
-    assert store.identity_for_localpart("nick1%net") is None
+    await store.commit()
+    assert await backend.execute("SELECT COUNT(*) FROM puppets") == [(1,)]
+    assert await identity_for(store, "nick0%net") == people[0]
+    assert await identity_for(store, "nick1%net") is None
+    await store.aclose()
 
 
 def test_localpart_escaping_xep0106():
@@ -78,34 +102,39 @@ def test_localpart_escaping_xep0106():
     assert escape_localpart("a b@c/d") == r"a\20b\40c\2fd"
 
 
-def test_message_map_and_prune(tmp_path):
-    store = SqliteStore(str(tmp_path / "b.db"))
+async def test_message_map_and_prune(backend):
+    store = backend.open()
     store.map_message("hackers", "m1", "libera/#hackers", "irc-id-1")
     assert store.find_message("hackers", "m1", "libera/#hackers") == "irc-id-1"
-    import time
     store.prune(now=time.time() + MESSAGE_TTL + 1)
+    await store.commit()
     assert store.find_message("hackers", "m1", "libera/#hackers") is None
+    assert await backend.execute("SELECT COUNT(*) FROM messages") == [(0,)]
+    await store.aclose()
 
 
-def test_schema_version_recorded(tmp_path):
-    path = str(tmp_path / "b.db")
-    SqliteStore(path).close()
-    store = SqliteStore(path)  # reopening runs no migration twice
-    assert store.db.execute("SELECT version FROM schema_version").fetchall() == [(len(sqlite.MIGRATIONS),)]
+async def test_schema_version_recorded(backend):
+    await backend.open().aclose()
+    store = backend.open()  # reopening runs no migration twice
+    assert await backend.execute("SELECT version FROM schema_version") == [(len(backend.migrations),)]
+    await store.aclose()
 
 
-def test_cursors_survive_a_restart(tmp_path):
-    path = str(tmp_path / "b.db")
-    store = SqliteStore(path)
+async def test_cursors_survive_a_restart(backend):
+    store = backend.open()
     store.set_cursor("heard:xmpp/r@muc", {"until": 1700000000.5, "keys": []})
     store.set_cursor("heard:xmpp/r@muc", {"until": 1700000001.5, "keys": [["a", "b"]]})
-    store.close()  # only the newest value matters
-    assert SqliteStore(path).cursor("heard:xmpp/r@muc") == {"until": 1700000001.5, "keys": [["a", "b"]]}
-    assert SqliteStore(path).cursor("other") is None
+    store = await restart(backend, store)  # only the newest value matters
+    assert store.cursor("heard:xmpp/r@muc") == {"until": 1700000001.5, "keys": [["a", "b"]]}
+    assert store.cursor("other") is None
+    await store.aclose()
 
 
-def test_key_pinning(tmp_path):
-    store = SqliteStore(str(tmp_path / "b.db"))
+async def test_key_pinning(backend):
+    store = backend.open()
     assert store.pinned_key("silcnet", "silc.example.net") is None
     store.pin_key("silcnet", "silc.example.net", "AB:CD")
     assert store.pinned_key("silcnet", "silc.example.net") == "AB:CD"
+    store = await restart(backend, store)
+    assert store.pinned_key("silcnet", "silc.example.net") == "AB:CD"
+    await store.aclose()
