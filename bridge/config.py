@@ -26,6 +26,7 @@ from bridge.config_types import (
     IrcNetworkConfig,
     LinkConfig,
     LogConfig,
+    PortalConfig,
     SaslConfig,
     SilcNetworkConfig,
     StoreConfig,
@@ -241,7 +242,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         raise ConfigError(source, [Problem("(top)", 1, "the config is empty")])
     r = _Reader(loader)
     top = r.mapping("", root) or {}
-    known = {"component", "store", "log", "delivery", "networks", "links"}
+    known = {"component", "store", "log", "delivery", "networks", "links", "portal"}
     for key, (key_node, _) in top.items():
         if key not in known:
             r.error(key, key_node, f"unknown key {key!r}")
@@ -259,13 +260,14 @@ def parse_config(text: str, source: str = "<config>") -> Config:
                 if "delivery" in top else DeliveryConfig())
     networks = _networks(r, top["networks"][1]) if "networks" in top else {}
     links = _links(r, top["links"][1], networks) if "links" in top else ()
+    portal = _portal(r, top["portal"][1], networks) if "portal" in top else PortalConfig()
     _check_places(r, root, store, networks)
 
     errors = [p for p in r.problems if not p.warning]
-    if errors or None in (component, store, log, delivery):
+    if errors or None in (component, store, log, delivery, portal):
         raise ConfigError(source, sorted(r.problems, key=lambda p: p.line))
     return Config(component, store, log, delivery, networks, links,
-                  tuple(p for p in r.problems if p.warning))
+                  tuple(p for p in r.problems if p.warning), portal)
 
 
 def _syntax_problem(exc: yaml.YAMLError, text: str) -> Problem:
@@ -398,6 +400,25 @@ def _endpoint(r: _Reader, path: str, node: yaml.Node, networks: dict[str, Any]) 
     if endpoint.passphrase is not None and kind != "silc":
         r.error(f"{path}.passphrase", node, "only SILC endpoints take a channel passphrase")
     return endpoint
+
+
+def _portal(r: _Reader, node: yaml.Node, networks: dict[str, Any]) -> PortalConfig | None:
+    """The portal section: its networks must be configured IRC networks, and a portal
+    that reaches any network says who may use it."""
+    portal = r.section("portal", node, PortalConfig)
+    items = r.mapping("portal", node) or {}
+    names = items.get("networks", (None, None))[1]
+    for i, name_node in enumerate(names.value if isinstance(names, yaml.SequenceNode) else ()):
+        name = name_node.value if isinstance(name_node, yaml.ScalarNode) else None
+        if name in networks and not isinstance(networks[name], (IrcNetworkConfig, type(None))):
+            r.error(f"portal.networks[{i}]", name_node, f"network {name!r} is not an irc network")
+        elif name is not None and name not in networks:
+            r.error(f"portal.networks[{i}]", name_node, f"unknown network {name!r}")
+    if portal is not None and portal.networks and not portal.users:
+        r.error("portal.users", items.get("users", (node, node))[1],
+                "say who may use the portal (alice@example.org, example.org, *.example.org or *)")
+        return None
+    return portal
 
 
 # -- the files the bridge writes ----------------------------------------------

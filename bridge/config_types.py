@@ -217,6 +217,30 @@ class LinkConfig:
     endpoints: tuple[EndpointConfig, ...]
 
 
+def jid_patterns(values: tuple[str, ...]) -> str | None:
+    """Who may use the portal: `alice@example.org`, `example.org` (everyone there),
+    `*.example.org` (its subdomains too) or `*` (anyone the XMPP server lets reach us)."""
+    for value in values:
+        node, at, host = value.rpartition("@")
+        host = host.removeprefix("*.") if not at else host
+        if value != "*" and (word(value) or "/" in value or (at and not node) or "@" in node
+                             or "*" in node or "*" in host or "." not in host.strip(".")):
+            return f"{value!r} is not a JID or domain pattern (alice@example.org, example.org, " \
+                   "*.example.org or *)"
+    return None
+
+
+@dataclass(frozen=True)
+class PortalConfig:
+    """Portal mode (biboumi's model): XMPP users join `#chan%network@component` themselves,
+    each with their own IRC connection. Off while `networks` is empty."""
+
+    networks: tuple[str, ...] = ()  # configured IRC networks reachable this way
+    users: tuple[str, ...] = checked(jid_patterns, ())  # who may use them
+    per_network: int = checked(at_least(1), 100)  # IRC connections per network, at most
+    per_user: int = checked(at_least(1), 3)  # IRC connections per XMPP account, at most
+
+
 @dataclass(frozen=True)
 class Config:
     component: ComponentConfig
@@ -226,3 +250,4 @@ class Config:
     networks: dict[str, NetworkConfig]
     links: tuple[LinkConfig, ...]
     warnings: tuple = ()  # bridge.config.Problem entries that did not stop loading
+    portal: PortalConfig = field(default_factory=PortalConfig)

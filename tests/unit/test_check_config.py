@@ -110,6 +110,11 @@ CASES = [
     ("multi-line secret file", {"${TEST_BRIDGE_SECRET}": "TWO_LINES"}, (3, "component.secret_file")),
     ("yaml syntax", {"  level: info": "  level: [info"}, (9, "(yaml)")),
     ("yaml value that is not an int", {"port: 6697": "port: !!int high"}, (15, "networks.libera.port")),
+    ("portal to an IRC network", {"links:\n": "portal: {networks: [libera], users: ['*']}\nlinks:\n"}, None),
+    ("portal to a SILC network", {"links:\n": "portal: {networks: [silcnet], users: ['*']}\nlinks:\n"},
+     (26, "portal.networks[0]")),
+    ("portal for nobody", {"links:\n": "portal:\n  networks: [libera]\n  users: []\nlinks:\n"},
+     (28, "portal.users")),
 ]
 
 
