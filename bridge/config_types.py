@@ -224,7 +224,7 @@ def jid_patterns(values: tuple[str, ...]) -> str | None:
         node, at, host = value.rpartition("@")
         host = host.removeprefix("*.") if not at else host
         if value != "*" and (word(value) or "/" in value or (at and not node) or "@" in node
-                             or "*" in node or "*" in host or "." not in host.strip(".")):
+                             or "*" in node or "*" in host or not host.strip(".")):
             return f"{value!r} is not a JID or domain pattern (alice@example.org, example.org, " \
                    "*.example.org or *)"
     return None
