@@ -1,0 +1,480 @@
+"""Portal users' own IRC connections: one per (XMPP account, network), nick = the MUC nick.
+
+Each is a `RelayClient` (the relay's hardening, flood control, delivery window, ping
+timeout and reconnects with backoff) under a configuration of its own: the user's nick
+(made an IRC nick: `irc_nick`), an ident and real name that do not show the JID, no SASL.
+Connections are capped per network and per user (`portal.per_network`, `portal.per_user`)
+and go (QUIT) once they are in no channel and have carried no private message for
+`PRIVATE_IDLE`. After a reconnect every channel is joined again; who left meanwhile is
+told as gone, and the channel is shown again as it is (`PortalView.entered`).
+
+What the user is to see goes to the `PortalView` (`bridge.core.portal`); formatting
+codes become XEP-0393 styling and back, as on plumbed links.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+import structlog
+from irc.client import Event as IrcEvent
+
+from bridge.config_types import IrcNetworkConfig, NetworkConfig, PortalConfig
+from bridge.core.adapter import Adapter
+from bridge.core.events import Event, Identity, MessageKind
+from bridge.core.portal import Member, PortalNetworks, PortalView, Refused, Snapshot
+from bridge.irc import modes
+from bridge.irc.client import RelayClient
+from bridge.irc.formatting import irc_to_text
+from bridge.irc.roster import Roster
+from bridge.irc.split import wire_lines
+from bridge.irc.styling import text_to_irc
+
+log = structlog.get_logger(__name__)
+
+#: A connection in no channel stays this long after its last private message.
+PRIVATE_IDLE = 600.0
+#: How often connections are checked for that.
+SWEEP = 30.0
+#: Lines one message of a user's may become (longer ones are cut, saying so).
+MAX_LINES = 20
+#: Longest nick asked for (servers cut or refuse longer ones: NICKLEN).
+MAX_NICK = 30
+#: Join replies (RFC 2812 5.2; 477 is "register your nick first" on most networks) as the
+#: XMPP errors XEP-0045 7.2 gives for the same refusal.
+JOIN_ERRORS = {
+    "channelisfull": "service-unavailable",  # 471; 7.2.10 maximum users
+    "inviteonlychan": "registration-required",  # 473; 7.2.7 members-only
+    "bannedfromchan": "forbidden",  # 474; 7.2.8 banned
+    "badchannelkey": "not-authorized",  # 475; 7.2.6 password required
+    "nochanmodes": "registration-required",  # 477
+    "nosuchchannel": "item-not-found",  # 403
+    "badchanmask": "jid-malformed",  # 476
+    "toomanychannels": "resource-constraint",  # 405
+    "479": "jid-malformed",  # InspIRCd, ngIRCd: illegal channel name
+    "489": "not-allowed",  # secure connections only
+}
+NICK_REFUSED = ("nicknameinuse", "erroneusnickname", "nickcollision", "unavailresource")
+_NOT_NICK = re.compile(r"[^A-Za-z0-9\[\]\\`_^{|}-]")
+_KINDS = {"pubmsg": MessageKind.PLAIN, "privmsg": MessageKind.PLAIN, "action": MessageKind.ACTION,
+          "pubnotice": MessageKind.NOTICE, "privnotice": MessageKind.NOTICE}
+
+
+def irc_nick(nick: str) -> str:
+    """A MUC nick as an IRC nick (RFC 2812 2.3.1): other characters become `_`, and it
+    does not start with a digit or `-`."""
+    out = _NOT_NICK.sub("_", nick)[:MAX_NICK]
+    return out if out and not (out[0].isdigit() or out[0] == "-") else ("_" + out)[:MAX_NICK]
+
+
+@dataclass
+class Channel:
+    name: str  # as the user asked for it
+    key: str = ""
+    joined: bool = False  # 366 seen
+    members: dict[str, list[str]] = field(default_factory=dict)  # folded nick -> [nick, modes]
+    gone: dict[str, list[str]] = field(default_factory=dict)  # members before a rejoin
+    topic: str = ""
+    topic_by: str = ""
+
+
+class UserLink:
+    """One user's connection to one network and the channels it is in."""
+
+    def __init__(self, user: str, config: IrcNetworkConfig, nick: str, users: IrcUsers) -> None:
+        self.user = user
+        self.users = users
+        self.network = config.name
+        self.roster = Roster()  # the network's case mapping
+        nick = irc_nick(nick)
+        ident = "x" + hashlib.sha256(user.encode()).hexdigest()[:9]
+        self.client = RelayClient(
+            replace(config, nick=nick, alt_nicks=(nick + "_", nick + "__"), username=ident,
+                    realname=nick, sasl=None),
+            on_registered=self._registered, on_lost=self._lost, notice=lambda room, text: [],
+            fold=self.roster.fold, max_age=users.max_age)
+        self.channels: dict[str, Channel] = {}  # folded name ->
+        self.last_private = float("-inf")  # monotonic time of the last private message
+        self.task: asyncio.Task | None = None
+        self.log = log.bind(network=self.network, user_hash=ident)
+        on = self.client.on
+        on("featurelist", self._on_isupport)
+        on("join", self._on_join)
+        on("namreply", self._on_names)
+        on("endofnames", self._on_end_of_names)
+        on("currenttopic", self._on_current_topic)
+        on("topic", self._on_topic)
+        on("part", self._on_part)
+        on("kick", self._on_kick)
+        on("quit", self._on_quit)
+        on("nick", self._on_nick)
+        on("mode", self._on_mode)
+        for kind in _KINDS:
+            on(kind, self._on_message)
+        for reply in JOIN_ERRORS:
+            on(reply, self._on_join_refused)
+        for reply in NICK_REFUSED:
+            on(reply, self._on_nick_refused)
+
+    @property
+    def view(self) -> PortalView:
+        return self.users.view
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.client.run(), name=f"irc {self.network} portal user")
+
+    async def close(self, message: str) -> None:
+        try:
+            async with asyncio.timeout(4.0):
+                await self.client.close(message, drain=1.0)
+        except TimeoutError:
+            pass
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    def idle(self) -> bool:
+        return not self.channels and time.monotonic() - self.last_private >= PRIVATE_IDLE
+
+    # What the user does
+
+    def join(self, channel: str, key: str) -> None:
+        folded = self.roster.fold(channel)
+        if folded in self.channels:
+            return
+        self.channels[folded] = Channel(channel, key)
+        if self.client.registered:
+            self._send_join(self.channels[folded])
+
+    def _send_join(self, channel: Channel) -> None:
+        self.client.control(f"JOIN {channel.name}" + (f" {channel.key}" if channel.key else ""))
+
+    def part(self, channel: str) -> None:
+        if self.channels.pop(self.roster.fold(channel), None) is not None and self.client.registered:
+            self.client.control(f"PART {channel}")
+
+    def say(self, target: str, text: str, kind: MessageKind) -> asyncio.Future:
+        styled_text = text_to_irc(text)
+        command = "NOTICE" if kind is MessageKind.NOTICE else "PRIVMSG"
+        budget = self.client.budget(command, target)
+        if kind is MessageKind.ACTION:
+            budget -= len("\x01ACTION \x01")
+        lines = wire_lines(styled_text, lambda piece: piece, budget, MAX_LINES, styled_text is not text)
+        if kind is MessageKind.ACTION:
+            lines = [f"\x01ACTION {line}\x01" for line in lines]
+        return self.client.send([f"{command} {target} :{line}" for line in lines], target, "portal",
+                                time.time())
+
+    def snapshot(self, channel: str) -> Snapshot | None:
+        chan = self.channels.get(self.roster.fold(channel))
+        if chan is None or not chan.joined:
+            return None
+        me = self.roster.fold(self.client.nick)
+        members = tuple(self._member(entry) for nick, entry in chan.members.items() if nick != me)
+        mine = chan.members.get(me, [self.client.nick, ""])
+        return Snapshot(self._member(mine), members, irc_to_text(chan.topic), chan.topic_by)
+
+    def _member(self, entry: list[str]) -> Member:
+        """The member with their most significant prefix mode (ISUPPORT PREFIX order)."""
+        nick, held = entry
+        return Member(nick, next((mode for mode in self._prefix_modes() if mode in held), ""))
+
+    def _prefix_modes(self) -> str:
+        prefix = getattr(self.client.features, "prefix", None)
+        return "".join(prefix.values()) if isinstance(prefix, dict) else "" if prefix is True \
+            else modes.DEFAULT_PREFIX
+
+    # The connection
+
+    def _registered(self) -> None:
+        for channel in self.channels.values():
+            self._send_join(channel)
+        self.client.outbox.open()
+
+    def _lost(self) -> None:
+        for channel in self.channels.values():
+            if channel.joined:
+                channel.joined = False
+                channel.gone.update(channel.members)
+            channel.members = {}
+
+    def _on_isupport(self, event: IrcEvent) -> None:
+        features = self.client.features
+        if getattr(features, "casemapping", None):
+            self.roster.set_casemapping(features.casemapping)
+            self.channels = {self.roster.fold(c.name): c for c in self.channels.values()}
+        chantypes = getattr(features, "chantypes", None)
+        if isinstance(chantypes, str) and chantypes:
+            self.users.known_chantypes[self.network] = chantypes
+
+    def _channel(self, name: str | None) -> Channel | None:
+        return self.channels.get(self.roster.fold(name)) if name else None
+
+    def _on_join(self, event: IrcEvent) -> None:
+        channel = self._channel(event.target)
+        if channel is None or event.source is None:
+            return
+        nick = event.source.nick
+        if self.client.is_me(nick):
+            channel.members, channel.joined = {}, False  # NAMES follows
+            return
+        channel.members[self.roster.fold(nick)] = [nick, ""]
+        channel.gone.pop(self.roster.fold(nick), None)
+        if channel.joined:
+            self.view.member(self.user, self.network, channel.name, Member(nick))
+
+    def _on_names(self, event: IrcEvent) -> None:  # 353: <me> <symbol> <channel> :<names>
+        channel = self._channel(event.arguments[-2] if len(event.arguments) >= 2 else None)
+        if channel is None or channel.joined:
+            return
+        prefix = getattr(self.client.features, "prefix", None)
+        symbols = "".join(prefix) if isinstance(prefix, dict) else "" if prefix is True else "@+"
+        for name in event.arguments[-1].split():
+            nick = name.lstrip(symbols).partition("!")[0]
+            held = name[:len(name) - len(name.lstrip(symbols))]
+            if nick:
+                channel.members[self.roster.fold(nick)] = [
+                    nick, "".join(prefix.get(s, "") if isinstance(prefix, dict) else
+                                  {"@": "o", "+": "v"}.get(s, "") for s in held)]
+
+    def _on_end_of_names(self, event: IrcEvent) -> None:  # 366: <me> <channel> :End of /NAMES list
+        channel = self._channel(event.arguments[0] if event.arguments else None)
+        if channel is None or channel.joined:
+            return
+        channel.joined = True
+        for folded, (nick, _) in channel.gone.items():
+            if folded not in channel.members:
+                self.view.left(self.user, self.network, channel.name, nick, "")
+        channel.gone = {}
+        self.view.entered(self.user, self.network, channel.name, self.snapshot(channel.name))
+
+    def _on_current_topic(self, event: IrcEvent) -> None:  # 332: <me> <channel> :<topic>
+        channel = self._channel(event.arguments[0] if event.arguments else None)
+        if channel is not None and len(event.arguments) > 1:
+            channel.topic = event.arguments[1]
+
+    def _on_topic(self, event: IrcEvent) -> None:
+        channel = self._channel(event.target)
+        if channel is None or event.source is None:
+            return
+        channel.topic = event.arguments[0] if event.arguments else ""
+        channel.topic_by = event.source.nick
+        if channel.joined:
+            self.view.topic(self.user, self.network, channel.name, event.source.nick,
+                            irc_to_text(channel.topic))
+
+    def _on_part(self, event: IrcEvent) -> None:
+        reason = irc_to_text(event.arguments[0]) if event.arguments else ""
+        self._gone(event.target, event.source.nick if event.source else "", reason)
+
+    def _on_kick(self, event: IrcEvent) -> None:
+        if len(event.arguments) < 1 or event.source is None:
+            return
+        reason = irc_to_text(event.arguments[1]) if len(event.arguments) > 1 else ""
+        self._gone(event.target, event.arguments[0], reason, kicked_by=event.source.nick)
+
+    def _gone(self, name: str | None, nick: str, reason: str, kicked_by: str | None = None) -> None:
+        channel = self._channel(name)
+        if channel is None or not nick:
+            return
+        if self.client.is_me(nick):
+            del self.channels[self.roster.fold(channel.name)]
+            self.view.out(self.user, self.network, channel.name, reason, kicked_by or "")
+            self.users.reap_if_idle(self)
+            return
+        channel.members.pop(self.roster.fold(nick), None)
+        if channel.joined:
+            self.view.left(self.user, self.network, channel.name, nick, reason, kicked_by)
+
+    def _on_quit(self, event: IrcEvent) -> None:
+        if event.source is None or self.client.is_me(event.source.nick):
+            return
+        nick, folded = event.source.nick, self.roster.fold(event.source.nick)
+        reason = irc_to_text(event.arguments[0]) if event.arguments else ""
+        for channel in self.channels.values():
+            if channel.members.pop(folded, None) is not None and channel.joined:
+                self.view.left(self.user, self.network, channel.name, nick, reason)
+
+    def _on_nick(self, event: IrcEvent) -> None:  # before the client follows its own
+        if event.source is None or not event.target:
+            return
+        old, new = event.source.nick, event.target
+        me = self.client.is_me(old)
+        if me:
+            self.client.config = replace(self.client.config, nick=new)
+        for channel in self.channels.values():
+            entry = channel.members.pop(self.roster.fold(old), None)
+            if entry is None:
+                continue
+            entry[0] = new
+            channel.members[self.roster.fold(new)] = entry
+            if channel.joined:
+                self.view.renamed(self.user, self.network, channel.name, old, self._member(entry), me)
+
+    def _on_mode(self, event: IrcEvent) -> None:  # MODE <channel> <modes> [<params>]
+        channel = self._channel(event.target)
+        if channel is None or not event.arguments:
+            return
+        prefix_modes = self._prefix_modes()
+        for sign, mode, nick in modes.parse(event.arguments, getattr(self.client.features, "chanmodes", None),
+                                            prefix_modes):
+            entry = channel.members.get(self.roster.fold(nick)) if nick and mode in prefix_modes else None
+            if entry is None:
+                continue
+            before = self._member(entry)
+            entry[1] = entry[1].replace(mode, "") + (mode if sign == "+" else "")
+            after = self._member(entry)
+            if after != before and channel.joined:
+                self.view.member(self.user, self.network, channel.name, after, self.client.is_me(nick))
+
+    def _on_message(self, event: IrcEvent) -> None:
+        source = event.source
+        if source is None or not source.userhost or self.client.is_me(source.nick) or not event.arguments:
+            return  # a server notice, or our own line (echo-message)
+        channel = self._channel(event.target)
+        text = irc_to_text(event.arguments[0])
+        if not text.strip():
+            return
+        if channel is not None:
+            if channel.joined:
+                self.view.said(self.user, self.network, channel.name, source.nick, text, _KINDS[event.type])
+        elif self.client.is_me(event.target):
+            self.last_private = time.monotonic()
+            self.view.said(self.user, self.network, "", source.nick, text, _KINDS[event.type])
+
+    def _on_join_refused(self, event: IrcEvent) -> None:  # <me> <channel> :<text>
+        channel = self._channel(event.arguments[0] if event.arguments else None)
+        if channel is None or channel.joined:
+            return
+        del self.channels[self.roster.fold(channel.name)]
+        why = Refused(JOIN_ERRORS.get(event.type, "not-allowed"),
+                      f"{self.network}: {event.arguments[-1] if len(event.arguments) > 1 else event.type}")
+        self.log.info("portal_join_refused", room=channel.name, reply=event.type)
+        self.view.refused(self.user, self.network, channel.name, why)
+        self.users.reap_if_idle(self)
+
+    def _on_nick_refused(self, event: IrcEvent) -> None:  # after registration: a NICK of the user's
+        if not self.client.registered:
+            return
+        wanted = event.arguments[0] if event.arguments else ""
+        self.client.config = replace(self.client.config, nick=self.client.nick)  # no retries of it
+        self.view.nick_refused(self.user, self.network, wanted,
+                               f"{self.network}: {event.arguments[-1] if len(event.arguments) > 1 else event.type}")
+
+
+class IrcUsers(Adapter, PortalNetworks):
+    """Every portal user's connections, capped; an adapter only so that the bridge
+    supervises its housekeeping and closes it on shutdown (it serves no link)."""
+
+    protocol = "IRC"
+
+    def __init__(self, config: PortalConfig, networks: Mapping[str, NetworkConfig],
+                 max_age: float = 300.0) -> None:
+        super().__init__("portal:irc", lambda event: None)
+        self.config = config
+        self.networks = {name: networks[name] for name in config.networks
+                         if isinstance(networks.get(name), IrcNetworkConfig)}
+        self.max_age = max_age
+        self.view: PortalView | None = None  # the XMPP side sets it
+        self.links: dict[tuple[str, str], UserLink] = {}
+        self.known_chantypes: dict[str, str] = {}
+        self._closing: set[asyncio.Task] = set()
+
+    # PortalNetworks
+
+    def chantypes(self, network: str) -> str:
+        return self.known_chantypes.get(network, "#&")
+
+    def join(self, user: str, network: str, channel: str, nick: str, key: str = "") -> None:
+        self._link(user, network, nick).join(channel, key)
+
+    def snapshot(self, user: str, network: str, channel: str) -> Snapshot | None:
+        link = self.links.get((user, network))
+        return link.snapshot(channel) if link is not None else None
+
+    def part(self, user: str, network: str, channel: str) -> None:
+        link = self.links.get((user, network))
+        if link is not None:
+            link.part(channel)
+            self.reap_if_idle(link)
+
+    def say(self, user: str, network: str, target: str, text: str, kind: MessageKind) -> asyncio.Future:
+        link = self.links.get((user, network))
+        if link is None:
+            link = self._link(user, network, user.partition("@")[0])
+        if target[:1] not in self.chantypes(network):
+            link.last_private = time.monotonic()
+        return link.say(target, text, kind)
+
+    def set_topic(self, user: str, network: str, channel: str, text: str) -> None:
+        link = self.links.get((user, network))
+        if link is not None:
+            link.client.control(f"TOPIC {channel} :{_one_line(text_to_irc(text))}")
+
+    def nick(self, user: str, network: str, nick: str) -> None:
+        link = self.links.get((user, network))
+        if link is not None and not link.client.is_me(irc_nick(nick)):
+            link.client.control(f"NICK {irc_nick(nick)}")
+
+    def kick(self, user: str, network: str, channel: str, nick: str, reason: str) -> None:
+        link = self.links.get((user, network))
+        if link is not None:
+            link.client.control(f"KICK {channel} {nick} :{_one_line(reason)}")
+
+    def _link(self, user: str, network: str, nick: str) -> UserLink:
+        link = self.links.get((user, network))
+        if link is not None:
+            return link
+        if network not in self.networks:
+            raise Refused("item-not-found", f"{network} is not reachable through this portal")
+        if sum(1 for u, n in self.links if n == network) >= self.config.per_network:
+            raise Refused("resource-constraint", f"{network}: the bridge has as many IRC connections "
+                          "there as it may; try again later")
+        if sum(1 for u, n in self.links if u == user) >= self.config.per_user:
+            raise Refused("policy-violation", f"you have {self.config.per_user} IRC connections "
+                          "through this bridge already, the most it allows")
+        link = UserLink(user, self.networks[network], nick, self)
+        self.links[(user, network)] = link
+        link.start()
+        link.log.info("portal_connection_opened", connections=len(self.links))
+        return link
+
+    def reap_if_idle(self, link: UserLink) -> None:
+        """QUIT a connection that serves nothing any more."""
+        if link.idle() and self.links.get((link.user, link.network)) is link:
+            del self.links[(link.user, link.network)]
+            link.log.info("portal_connection_closed", connections=len(self.links))
+            task = asyncio.create_task(link.close("left every channel"))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    # Adapter
+
+    def add_endpoint(self, room: str, options) -> None:
+        raise ValueError("portal connections serve no link")
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP)
+            for link in list(self.links.values()):
+                self.reap_if_idle(link)
+
+    async def deliver(self, room: str, event: Event) -> None:
+        return None
+
+    def is_own(self, identity: Identity) -> bool:
+        return False
+
+    async def close(self) -> None:
+        links, self.links = list(self.links.values()), {}
+        await asyncio.gather(*(link.close("muc-bridge shutting down") for link in links),
+                             *self._closing, return_exceptions=True)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split("\n")).replace("\r", "").replace("\0", "")
