@@ -17,6 +17,7 @@ from bridge.core.idmap import MessageIds
 from bridge.core.notices import gap_text
 from bridge.core.router import Router
 from bridge.irc.adapter import IrcAdapter
+from bridge.irc.users import IrcUsers
 from bridge.silc.adapter import SilcAdapter
 from bridge.store.sqlite import SqliteStore
 from bridge.xmpp.adapter import XmppAdapter
@@ -47,6 +48,10 @@ class Bridge:
             xmpp.networks[net.name] = self.adapters[-1]
         for adapter in self.adapters:
             self.router.add_adapter(adapter)
+        if config.portal.networks:  # portal users' own IRC connections: no link, no router
+            users = IrcUsers(config.portal, config.networks, max_age=config.delivery.max_age)
+            users.view = xmpp.serve_portal(config.portal, users)
+            self.adapters.append(users)
 
     def _network_adapter(self, net: IrcNetworkConfig | SilcNetworkConfig) -> Adapter:
         if isinstance(net, IrcNetworkConfig):

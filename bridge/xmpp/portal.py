@@ -1,0 +1,373 @@
+"""Portal rooms: the component serves `#chan%network@component` as a MUC (XEP-0045, the
+room's side) for users with their own IRC connection (`bridge.irc.users`).
+
+Join (7.2): the IRC JOIN goes out; at the end of NAMES the user gets every occupant
+(role and affiliation from their prefix mode, biboumi's table: q/a owner and o admin are
+moderators, h a moderator member, v a participant member), then their own presence (110,
+100: occupants' JIDs are shown, as `nick%network@component`; 210 when the network gave
+another nick than asked), then the subject (7.2.15). IRC join refusals are the presence
+errors 7.2 names for the same cases (`bridge.irc.users.JOIN_ERRORS`).
+Several resources of one account share the connection: a resource joining a channel the
+connection is in gets the occupants, its presence and the subject at once; everything from
+IRC goes to every resource in the room, and a message of one resource is reflected to all
+of them (7.4, with its id) once written to IRC. The IRC PART goes when the last resource
+leaves. A message from a resource that is not in the room is refused (not-acceptable).
+Nick changes (7.6) both ways: a presence with another nick to the room asks IRC for it
+(a mere status update changes nothing); an IRC NICK is an unavailable presence with 303
+and the new nick, then an available one. Kicks (307) with the kicker as actor; a kick
+from the user is a muc#admin role=none (8.2). XEP-0410 self-pings are answered at once:
+result while the resource is in the room as that nick, else not-acceptable. An error a
+client sends back (a resource gone) takes that resource out of every portal room.
+
+Private chats: a chat to `nick%network@component` goes from the user's connection to the
+nick, and one to `#chan%network@component/nick` (a MUC private message) likewise; what an
+IRC user writes to the user's nick comes as a chat from `nick%network@component`.
+All stanzas are raw strings, as on plumbed rooms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from xml.etree import ElementTree as ET
+
+import structlog
+
+from bridge.config_types import PortalConfig
+from bridge.core.events import MessageKind
+from bridge.core.portal import Member, PortalNetworks, PortalView, Refused, Snapshot, allowed
+from bridge.store.base import Store
+from bridge.xmpp.outgoing import new_id
+from bridge.xmpp.portal_jids import PortalJid, address, parse
+from bridge.xmpp.stanza import (
+    NS_DISCO_INFO, NS_MUC, NS_MUC_USER, NS_PING, NS_STANZAS, attr, bare, child, child_text, resource,
+    text,
+)
+
+log = structlog.get_logger(__name__)
+
+#: XEP-0045 5.1, 5.2 as biboumi maps IRC prefix modes (role, affiliation).
+ROLES = {"q": ("moderator", "owner"), "a": ("moderator", "owner"), "o": ("moderator", "admin"),
+         "h": ("moderator", "member"), "v": ("participant", "member"), "": ("participant", "none")}
+NS_MUC_ADMIN = f"{NS_MUC}#admin"
+#: What a room says it is (XEP-0030; XEP-0045 6.4; XEP-0410 section 5).
+ROOM_FEATURES = (NS_DISCO_INFO, NS_MUC, "muc_nonanonymous", "muc_open", "muc_unmoderated",
+                 "muc_unsecured", "muc_persistent", NS_PING,
+                 "http://jabber.org/protocol/muc#self-ping-optimization")
+#: Errors of a client's that say the resource is gone (biboumi's and slidge's list).
+GONE = {"gone", "item-not-found", "recipient-unavailable", "redirect", "remote-server-not-found",
+        "remote-server-timeout", "service-unavailable", "malformed-error"}
+_ERROR_TYPES = {"not-authorized": "auth", "forbidden": "auth", "registration-required": "auth",
+                "service-unavailable": "wait", "resource-constraint": "wait", "not-acceptable": "modify",
+                "jid-malformed": "modify", "conflict": "cancel"}
+
+
+@dataclass
+class PortalRoom:
+    jid: str  # the bare room JID as addressed
+    network: str
+    channel: str
+    resources: dict[str, str] = field(default_factory=dict)  # full JID -> nick asked for, in the room
+    waiting: dict[str, str] = field(default_factory=dict)  # full JID -> nick asked for, joining
+    nick: str = ""  # the user's nick there now
+
+
+class Portal(PortalView):
+    def __init__(self, config: PortalConfig, domain: str, networks: PortalNetworks,
+                 send: Callable[[str], bool], store: Store, linked: Callable[[str], bool]) -> None:
+        """`linked(jid)`: is `jid` a room of a plumbed link (its messages are never the portal's)."""
+        self.config = config
+        self.domain = domain
+        self.networks = networks
+        self.send = send
+        self.store = store
+        self.linked = linked
+        self.names = {name.lower(): name for name in config.networks}
+        self.rooms: dict[tuple[str, str, str], PortalRoom] = {}  # (user, network, channel folded)
+
+    # -- stanzas from users ------------------------------------------------
+
+    def take(self, kind: str, xml: ET.Element) -> bool:
+        """Handle a stanza to a portal address; False: not the portal's (plumbed puppets,
+        the component, a stanza from a linked room)."""
+        to, sender = xml.get("to", ""), xml.get("from", "")
+        where = parse(to, self.domain, self.names, self.networks.chantypes)
+        if where is None or self.linked(bare(sender)):
+            return False
+        user = bare(sender)
+        if not where.channel:
+            if not allowed(user, self.config.users) or kind == "iq":
+                return False  # the plumbed meaning, if any: `bridge.xmpp.addresses`
+            if kind == "message":
+                self._private(xml, where, user, where.name)
+            return True
+        if xml.get("type") == "error":
+            if kind == "message" or kind == "presence":
+                self._client_error(xml)
+            return True
+        if not allowed(user, self.config.users):
+            self._error(kind, xml, "forbidden", "this bridge's portal is not open to your account")
+            return True
+        room = self.rooms.get((user, where.network, where.name.lower()))
+        if kind == "presence":
+            self._presence(xml, where, user, room)
+        elif kind == "message":
+            self._message(xml, where, user, room)
+        else:
+            self._iq(xml, where, room)
+        return True
+
+    def _presence(self, xml: ET.Element, where: PortalJid, user: str, room: PortalRoom | None) -> None:
+        sender = xml.get("from", "")
+        if xml.get("type") == "unavailable":
+            if room is not None and (room.resources.pop(sender, None) is not None
+                                     or room.waiting.pop(sender, None) is not None):
+                self._self_leave(room, sender, room.nick or where.nick, ("110",), "")
+                if not room.resources and not room.waiting:
+                    del self.rooms[(user, room.network, room.channel.lower())]
+                    self.networks.part(user, room.network, room.channel)
+            return
+        if xml.get("type") is not None or not where.nick:
+            if not where.nick:
+                self._error("presence", xml, "jid-malformed", "join with a nick: room/nick")
+            return
+        if room is not None and sender in room.resources:
+            if where.nick != room.nick:  # a nick change (7.6), not a status update
+                self.networks.nick(user, room.network, where.nick)
+            return
+        if room is None:
+            x = child(xml, NS_MUC, "x")
+            key = (x.findtext(f"{{{NS_MUC}}}password") or "") if x is not None else ""
+            try:
+                self.networks.join(user, where.network, where.name, where.nick, key)
+            except Refused as why:
+                self._error("presence", xml, why.condition, str(why))
+                return
+            room = PortalRoom(bare(xml.get("to", "")), where.network, where.name)
+            self.rooms[(user, where.network, where.name.lower())] = room
+        snapshot = self.networks.snapshot(user, room.network, room.channel)
+        if snapshot is None:
+            room.waiting[sender] = where.nick
+        else:  # another resource of a user already in: shown the room at once
+            room.resources[sender] = where.nick
+            self._show(room, sender, snapshot)
+
+    def _message(self, xml: ET.Element, where: PortalJid, user: str, room: PortalRoom | None) -> None:
+        sender, kind = xml.get("from", ""), xml.get("type", "normal")
+        body, subject = child_text(xml, "body"), child_text(xml, "subject")
+        if kind in ("chat", "normal") and where.nick:  # a MUC private message (7.5)
+            self._private(xml, where, user, where.nick)
+            return
+        if kind != "groupchat" or (body is None and subject is None):
+            return
+        if room is None or sender not in room.resources:
+            self._error("message", xml, "not-acceptable", "you are not in this room: join it first")
+            return
+        if body is None:
+            self.networks.set_topic(user, room.network, room.channel, subject or "")
+            return
+        kind_, said = (MessageKind.ACTION, body[4:]) if body.startswith("/me ") else (MessageKind.PLAIN, body)
+        msg_id = xml.get("id") or new_id()
+        done = self.networks.say(user, room.network, room.channel, said, kind_)
+        done.add_done_callback(lambda _: self._reflect(room, msg_id, body))
+
+    def _reflect(self, room: PortalRoom, msg_id: str, body: str) -> None:
+        for jid in room.resources:
+            self.send(f"<message type='groupchat' from={attr(room.jid + '/' + room.nick)} to={attr(jid)} "
+                      f"id={attr(msg_id)}><body>{text(body)}</body></message>")
+
+    def _private(self, xml: ET.Element, where: PortalJid, user: str, nick: str) -> None:
+        body = child_text(xml, "body")
+        if not body or xml.get("type", "normal") not in ("chat", "normal"):
+            return  # chat states, receipts
+        if not where.channel:  # the nick the store knows a plumbed puppet of this address by
+            puppet = self.store.identity_for_localpart(bare(xml.get("to", "")).rpartition("@")[0])
+            if puppet is not None and puppet.network == where.network:
+                nick = puppet.nick
+        kind, said = (MessageKind.ACTION, body[4:]) if body.startswith("/me ") else (MessageKind.PLAIN, body)
+        try:
+            self.networks.say(user, where.network, nick, said, kind)
+        except Refused as why:
+            self._error("message", xml, why.condition, str(why))
+
+    def _iq(self, xml: ET.Element, where: PortalJid, room: PortalRoom | None) -> None:
+        query = xml[0] if len(xml) else None
+        tag, kind, sender = query.tag if query is not None else "", xml.get("type"), xml.get("from", "")
+        if kind == "get" and tag == f"{{{NS_PING}}}ping":
+            if not where.nick or (room is not None and room.resources.get(sender) is not None
+                                  and where.nick == room.nick):
+                self._result(xml)
+            else:  # XEP-0410 section 4: not (or no longer) in the room as that nick
+                self._error("iq", xml, "not-acceptable", "you are not in this room")
+        elif kind == "get" and tag == f"{{{NS_DISCO_INFO}}}query" and not where.nick and not query.get("node"):
+            features = "".join(f"<feature var={attr(f)}/>" for f in ROOM_FEATURES)
+            self._result(xml, f"<query xmlns='{NS_DISCO_INFO}'><identity category='conference' type='irc' "
+                              f"name={attr(where.name + ' on ' + where.network)}/>{features}</query>")
+        elif kind == "set" and tag == f"{{{NS_MUC_ADMIN}}}query" and room is not None \
+                and sender in room.resources:
+            item = query.find(f"{{{NS_MUC_ADMIN}}}item")
+            if item is None or item.get("role") != "none" or not item.get("nick"):
+                self._error("iq", xml, "feature-not-implemented", "only kicks (role none) are passed to IRC")
+                return
+            self.networks.kick(bare(sender), room.network, room.channel, item.get("nick", ""),
+                               item.findtext(f"{{{NS_MUC_ADMIN}}}reason") or "")
+            self._result(xml)  # IRC says whether it worked: the kick is seen, or not
+        else:
+            self._error("iq", xml, "service-unavailable", "a portal room does not offer this")
+
+    def _client_error(self, xml: ET.Element) -> None:
+        """A client answered with an error: a resource gone leaves every portal room."""
+        condition = next((local for el in xml if el.tag.endswith("}error") for c in el
+                          if c.tag.startswith(f"{{{NS_STANZAS}}}") and (local := c.tag.rpartition("}")[2])
+                          != "text"), None)
+        if condition not in GONE:
+            return
+        sender = xml.get("from", "")
+        for key, room in list(self.rooms.items()):
+            if room.resources.pop(sender, None) is not None or room.waiting.pop(sender, None) is not None:
+                if not room.resources and not room.waiting:
+                    del self.rooms[key]
+                    self.networks.part(key[0], room.network, room.channel)
+
+    # -- what IRC says (PortalView) ----------------------------------------
+
+    def _room(self, user: str, network: str, channel: str) -> PortalRoom | None:
+        return self.rooms.get((user, network, channel.lower()))
+
+    def entered(self, user: str, network: str, channel: str, snapshot: Snapshot) -> None:
+        room = self._room(user, network, channel)
+        if room is None:
+            return
+        room.resources.update(room.waiting)
+        room.waiting.clear()
+        for jid in room.resources:
+            self._show(room, jid, snapshot)
+
+    def _show(self, room: PortalRoom, jid: str, snapshot: Snapshot) -> None:
+        """The room as a joining resource sees it: occupants, itself, the subject (7.2)."""
+        for member in snapshot.members:
+            self._occupant(room, jid, member)
+        room.nick = snapshot.me.nick
+        codes = ("110", "100") if room.resources[jid] == room.nick else ("110", "100", "210")
+        self._occupant(room, jid, snapshot.me, codes, real=jid)
+        by = f"/{snapshot.topic_by}" if snapshot.topic_by else ""
+        self.send(f"<message type='groupchat' from={attr(room.jid + by)} to={attr(jid)} id='{new_id()}'>"
+                  f"<subject>{text(snapshot.topic)}</subject></message>")
+
+    def _occupant(self, room: PortalRoom, to: str, member: Member, codes: tuple[str, ...] = (),
+                  real: str = "", unavailable: bool = False, new_nick: str = "", actor: str = "",
+                  reason: str = "") -> None:
+        """An occupant's presence (7.2.3), to resource `to`; `real` is the user's own JID
+        when it is their own presence."""
+        role, affiliation = ("none", "none") if unavailable and not new_nick else ROLES.get(
+            member.mode, ROLES[""])
+        jid = real or address(room.network, member.nick, self.domain)
+        inner = (f"<actor nick={attr(actor)}/>" if actor else "") + \
+            (f"<reason>{text(reason)}</reason>" if reason else "")
+        nick = f" nick={attr(new_nick)}" if new_nick else ""
+        statuses = "".join(f"<status code='{code}'/>" for code in codes)
+        kind = " type='unavailable'" if unavailable else ""
+        self.send(f"<presence{kind} from={attr(room.jid + '/' + member.nick)} to={attr(to)}>"
+                  f"<x xmlns='{NS_MUC_USER}'><item affiliation='{affiliation}' role='{role}' jid={attr(jid)}"
+                  f"{nick}>{inner}</item>{statuses}</x></presence>")
+
+    def refused(self, user: str, network: str, channel: str, why: Refused) -> None:
+        room = self._room(user, network, channel)
+        if room is None:
+            return
+        for jid, nick in room.waiting.items():
+            xml = ET.Element("presence", {"from": jid, "to": f"{room.jid}/{nick}"})
+            self._error("presence", xml, why.condition, str(why))
+        room.waiting.clear()
+        if not room.resources:
+            del self.rooms[(user, network, channel.lower())]
+
+    def out(self, user: str, network: str, channel: str, status: str, kicked_by: str = "") -> None:
+        room = self.rooms.pop((user, network, channel.lower()), None)
+        if room is None:
+            return
+        for jid in [*room.resources, *room.waiting]:
+            self._self_leave(room, jid, room.nick, ("110", "307") if kicked_by else ("110", "333"),
+                             status, kicked_by)
+
+    def _self_leave(self, room: PortalRoom, jid: str, nick: str, codes: tuple[str, ...], reason: str,
+                    actor: str = "") -> None:
+        self._occupant(room, jid, Member(nick), codes, real=jid, unavailable=True, actor=actor, reason=reason)
+
+    def member(self, user: str, network: str, channel: str, member: Member, me: bool = False) -> None:
+        room = self._room(user, network, channel)
+        for jid in room.resources if room is not None else ():
+            self._occupant(room, jid, member, ("110",) if me else (), real=jid if me else "")
+
+    def left(self, user: str, network: str, channel: str, nick: str, status: str,
+             kicked_by: str | None = None) -> None:
+        room = self._room(user, network, channel)
+        if room is None:
+            return
+        for jid in room.resources:
+            self._occupant(room, jid, Member(nick), ("307",) if kicked_by else (), unavailable=True,
+                           actor=kicked_by or "", reason=status if kicked_by else "")
+
+    def renamed(self, user: str, network: str, channel: str, old: str, member: Member,
+                me: bool = False) -> None:
+        room = self._room(user, network, channel)
+        if room is None:
+            return
+        if me:
+            room.nick = member.nick
+        mine = ("110",) if me else ()
+        for jid in room.resources:
+            real = jid if me else ""
+            self._occupant(room, jid, Member(old, member.mode), ("303", *mine), real=real, unavailable=True,
+                           new_nick=member.nick)
+            if me:
+                room.resources[jid] = member.nick
+            self._occupant(room, jid, member, mine, real=real)
+
+    def nick_refused(self, user: str, network: str, nick: str, why: str) -> None:
+        for (owner, net, _), room in self.rooms.items():
+            if owner == user and net == network:
+                for jid in room.resources:
+                    xml = ET.Element("presence", {"from": jid, "to": f"{room.jid}/{nick}"})
+                    self._error("presence", xml, "conflict", why)
+
+    def said(self, user: str, network: str, channel: str, nick: str, said: str, kind: MessageKind) -> None:
+        body = f"/me {said}" if kind is MessageKind.ACTION else said
+        if not channel:
+            self.send(f"<message type='chat' from={attr(address(network, nick, self.domain))} to={attr(user)} "
+                      f"id='{new_id()}'><body>{text(body)}</body></message>")
+            return
+        room = self._room(user, network, channel)
+        for jid in room.resources if room is not None else ():
+            self.send(f"<message type='groupchat' from={attr(room.jid + '/' + nick)} to={attr(jid)} "
+                      f"id='{new_id()}'><body>{text(body)}</body></message>")
+
+    def topic(self, user: str, network: str, channel: str, nick: str, said: str) -> None:
+        room = self._room(user, network, channel)
+        for jid in room.resources if room is not None else ():
+            self.send(f"<message type='groupchat' from={attr(room.jid + '/' + nick)} to={attr(jid)} "
+                      f"id='{new_id()}'><subject>{text(said)}</subject></message>")
+
+    def close(self) -> None:
+        """The bridge is going: every user is out of every portal room (332, 7.2.x)."""
+        for room in self.rooms.values():
+            for jid in [*room.resources, *room.waiting]:
+                self._occupant(room, jid, Member(room.nick), ("110", "332"), real=jid, unavailable=True)
+        self.rooms.clear()
+
+    # -- answers -----------------------------------------------------------
+
+    def _result(self, iq: ET.Element, payload: str = "") -> None:
+        self.send(f"<iq type='result' id={attr(iq.get('id', ''))} to={attr(iq.get('from', ''))} "
+                  f"from={attr(iq.get('to', ''))}>{payload}</iq>")
+
+    def _error(self, kind: str, xml: ET.Element, condition: str, why: str) -> None:
+        """An error in answer to `xml` (RFC 6120 8.3.2); a presence error carries the MUC
+        <x/> (XEP-0045 7.2.x examples)."""
+        stanza_id = xml.get("id")
+        x = f"<x xmlns='{NS_MUC}'/>" if kind == "presence" else ""
+        self.send(f"<{kind} type='error'{'' if stanza_id is None else ' id=' + attr(stanza_id)} "
+                  f"to={attr(xml.get('from', ''))} from={attr(xml.get('to', ''))}>{x}"
+                  f"<error type='{_ERROR_TYPES.get(condition, 'cancel')}'><{condition} xmlns='{NS_STANZAS}'/>"
+                  f"<text xmlns='{NS_STANZAS}' xml:lang='en'>{text(why)}</text></error></{kind}>")
