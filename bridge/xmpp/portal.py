@@ -27,7 +27,7 @@ All stanzas are raw strings, as on plumbed rooms.
 
 from __future__ import annotations
 
-import asyncio
+import collections
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from xml.etree import ElementTree as ET
@@ -58,6 +58,9 @@ ROOM_FEATURES = (NS_DISCO_INFO, NS_MUC, "muc_nonanonymous", "muc_open", "muc_unm
 #: Errors of a client's that say the resource is gone (biboumi's and slidge's list).
 GONE = {"gone", "item-not-found", "recipient-unavailable", "redirect", "remote-server-not-found",
         "remote-server-timeout", "service-unavailable", "malformed-error"}
+#: Resources per user remembered as writing private messages, and users remembered so.
+CHATTING = 8
+CHATTING_USERS = 4096
 _ERROR_TYPES = {"not-authorized": "auth", "forbidden": "auth", "registration-required": "auth",
                 "service-unavailable": "wait", "resource-constraint": "wait", "not-acceptable": "modify",
                 "jid-malformed": "modify", "conflict": "cancel"}
@@ -85,6 +88,8 @@ class Portal(PortalView):
         self.linked = linked
         self.names = {name.lower(): name for name in config.networks}
         self.rooms: dict[tuple[str, str, str], PortalRoom] = {}  # (user, network, channel folded)
+        #: The resources that wrote private messages lately, per user: where answers go.
+        self.chatting: collections.OrderedDict[str, dict[str, None]] = collections.OrderedDict()
 
     # -- stanzas from users ------------------------------------------------
 
@@ -99,7 +104,9 @@ class Portal(PortalView):
         if not where.channel:
             if not allowed(user, self.config.users) or kind == "iq":
                 return False  # the plumbed meaning, if any: `bridge.xmpp.addresses`
-            if kind == "message":
+            if xml.get("type") == "error":
+                self._client_error(xml)
+            elif kind == "message":
                 self._private(xml, where, user, where.name)
             return True
         if xml.get("type") == "error":
@@ -186,6 +193,14 @@ class Portal(PortalView):
             if puppet is not None and puppet.network == where.network:
                 nick = puppet.nick
         kind, said = (MessageKind.ACTION, body[4:]) if body.startswith("/me ") else (MessageKind.PLAIN, body)
+        resources = self.chatting.pop(user, {})
+        self.chatting[user] = resources  # the newest last; the oldest forgotten beyond CHATTING_USERS
+        if len(self.chatting) > CHATTING_USERS:
+            self.chatting.popitem(last=False)
+        resources.pop(xml.get("from", ""), None)
+        resources[xml.get("from", "")] = None
+        if len(resources) > CHATTING:
+            del resources[next(iter(resources))]
         try:
             self.networks.say(user, where.network, nick, said, kind)
         except Refused as why:
@@ -224,6 +239,7 @@ class Portal(PortalView):
         if condition not in GONE:
             return
         sender = xml.get("from", "")
+        self.chatting.get(bare(sender), {}).pop(sender, None)
         for key, room in list(self.rooms.items()):
             if room.resources.pop(sender, None) is not None or room.waiting.pop(sender, None) is not None:
                 if not room.resources and not room.waiting:
@@ -334,14 +350,24 @@ class Portal(PortalView):
 
     def said(self, user: str, network: str, channel: str, nick: str, said: str, kind: MessageKind) -> None:
         body = f"/me {said}" if kind is MessageKind.ACTION else said
-        if not channel:
-            self.send(f"<message type='chat' from={attr(address(network, nick, self.domain))} to={attr(user)} "
-                      f"id='{new_id()}'><body>{text(body)}</body></message>")
+        if not channel:  # to the user's resources we know (a bare JID reaches no resource
+            sender = address(network, nick, self.domain)  # that sent no presence)
+            for jid in self._resources(user) or (user,):
+                self.send(f"<message type='chat' from={attr(sender)} to={attr(jid)} id='{new_id()}'>"
+                          f"<body>{text(body)}</body></message>")
             return
         room = self._room(user, network, channel)
         for jid in room.resources if room is not None else ():
             self.send(f"<message type='groupchat' from={attr(room.jid + '/' + nick)} to={attr(jid)} "
                       f"id='{new_id()}'><body>{text(body)}</body></message>")
+
+    def _resources(self, user: str) -> set[str]:
+        """The user's resources in portal rooms and those that wrote privately lately."""
+        found = set(self.chatting.get(user, ()))
+        for (owner, _, _), room in self.rooms.items():
+            if owner == user:
+                found.update(room.resources)
+        return found
 
     def topic(self, user: str, network: str, channel: str, nick: str, said: str) -> None:
         room = self._room(user, network, channel)

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from tests.integration.bridge_harness import config_text, irc_network, running_bridge
-from tests.integration.clients import NS_MUC, NS_MUC_USER, wait_until
+from tests.integration.clients import NS_MUC, XmppUser, wait_until
 
 pytestmark = pytest.mark.asyncio
 
@@ -85,3 +85,158 @@ async def test_messages_and_actions_both_ways_and_reflected(prosody, inspircd, x
         await alice.wait_for_message(jid, "hi _alice_", nick="bob", timeout=T)
         bob.action("#chan", "smiles")
         await alice.wait_for_message(jid, "/me smiles", nick="bob", timeout=T)
+
+
+async def test_nick_changes_both_ways(prosody, inspircd, xmpp_user, irc_user, tmp_path):
+    bob = await irc_user(inspircd, "bob")
+    await bob.join("#chan")
+    async with portal_bridge(prosody, inspircd, tmp_path):
+        alice = await xmpp_user("alice")
+        jid = room(prosody)
+        await alice.join(jid, "alice", timeout=T)
+        mark = alice.presences.mark()
+        await bob.change_nick("robert")
+        gone = await alice.presences.wait_for(lambda p: p.room == jid and p.nick == "bob" and 303 in p.codes,
+                                              T, after=mark)
+        assert gone.new_nick == "robert" and not gone.available
+        await alice.presences.wait_for(lambda p: p.room == jid and p.nick == "robert" and p.available,
+                                       T, after=mark)
+        await alice.change_nick(jid, "alicia", timeout=T)  # XEP-0045 7.6: the 303 and 110 come back
+        line = await bob.wait_for(lambda l: l.command == "NICK" and l.nick == "alice", T)
+        assert line.target == "alicia"
+        own = alice.presences.matching(lambda p: p.room == jid and p.nick == "alice" and 303 in p.codes)
+        assert own and 110 in own[-1].codes and own[-1].new_nick == "alicia"
+        assert "alicia" in await names(bob, "#chan")
+
+
+async def test_kicks_both_ways(prosody, inspircd, xmpp_user, irc_user, tmp_path):
+    async with portal_bridge(prosody, inspircd, tmp_path):
+        alice = await xmpp_user("alice")
+        ops = room(prosody, "#ops")
+        await alice.join(ops, "alice", timeout=T)  # she made the channel: its operator
+        mine = await alice.presences.wait_for(lambda p: p.room == ops and 110 in p.codes, T)
+        assert mine.role == "moderator"
+        bob = await irc_user(inspircd, "bob")
+        await bob.join("#ops")
+        await alice.presences.wait_for(lambda p: p.room == ops and p.nick == "bob" and p.available, T)
+        iq = alice.client.make_iq_set(ito=ops)
+        query = ET.SubElement(iq.xml, f"{{{NS_MUC}#admin}}query")
+        item = ET.SubElement(query, f"{{{NS_MUC}#admin}}item", nick="bob", role="none")
+        ET.SubElement(item, f"{{{NS_MUC}#admin}}reason").text = "out you go"
+        await iq.send(timeout=T)
+        kick = await bob.wait_for(lambda l: l.command == "KICK" and l.params[1] == "bob", T)
+        assert kick.nick == "alice" and kick.text == "out you go"
+        gone = await alice.presences.wait_for(lambda p: p.room == ops and p.nick == "bob" and not p.available,
+                                              T)
+        assert 307 in gone.codes
+        # and an IRC operator kicks her
+        jid = room(prosody)
+        await bob.join("#chan")
+        await alice.join(jid, "alice", timeout=T)
+        bob.send("KICK", "#chan", "alice", "behave")
+        out = await alice.presences.wait_for(lambda p: p.room == jid and p.nick == "alice" and not p.available,
+                                             T)
+        assert {110, 307} <= out.codes and out.reason == "behave"
+
+
+async def test_a_private_chat_both_ways_from_her_own_connection(prosody, inspircd, xmpp_user, irc_user,
+                                                              tmp_path):
+    bob = await irc_user(inspircd, "bob")
+    async with portal_bridge(prosody, inspircd, tmp_path):
+        alice = await xmpp_user("alice")
+        bob_jid = f"bob%ircnet@{prosody.component_jid}"
+        alice.client.send_message(mto=bob_jid, mbody="hello bob", mtype="chat")
+        line = await bob.wait_for_privmsg("bob", "hello bob", timeout=T)
+        assert line.source.startswith("alice!")  # her own nick, not the relay's
+        bob.privmsg("alice", "hello _you_")
+        answer = await alice.chats.wait_for(lambda m: m.body == "hello _you_", T)
+        assert answer.room == bob_jid
+        alice.client.send_message(mto=bob_jid, mbody="/me nods", mtype="chat")
+        await bob.wait_for(lambda l: l.action == "nods" and l.nick == "alice" and l.target == "bob", T)
+
+
+def presence_error(user, room_jid: str):
+    """The next presence error from `room_jid` (test clients record MUC presences only)."""
+    found = asyncio.get_running_loop().create_future()
+
+    def seen(pres):
+        if pres["type"] == "error" and pres["from"].bare == room_jid and not found.done():
+            found.set_result(pres)
+    user.client.add_event_handler("presence_error", seen)
+    return found
+
+
+@pytest.mark.parametrize("mode, condition", [("+k secret", "not-authorized"), ("+b alice!*@*", "forbidden"),
+                                              ("+i", "registration-required"), ("+l 1", "service-unavailable")])
+async def test_a_refused_join_is_the_matching_presence_error(prosody, inspircd, xmpp_user, irc_user, tmp_path,
+                                                            mode, condition):
+    bob = await irc_user(inspircd, "bob")
+    await bob.join("#closed")
+    bob.send("MODE", "#closed", *mode.split())
+    await bob.wait_for(lambda l: l.command == "MODE" and l.target == "#closed", T)
+    async with portal_bridge(prosody, inspircd, tmp_path):
+        alice = await xmpp_user("alice")
+        jid = room(prosody, "#closed")
+        error = presence_error(alice, jid)
+        alice.client.send_presence(pto=f"{jid}/alice")
+        pres = await asyncio.wait_for(error, T)
+        assert pres["error"]["condition"] == condition
+        assert pres["error"]["text"].startswith("ircnet: ")
+        if mode.startswith("+k"):  # with the key as the room password (7.2.6) she is in
+            presence = alice.client.make_presence(pto=f"{jid}/alice")
+            x = ET.SubElement(presence.xml, f"{{{NS_MUC}}}x")
+            ET.SubElement(x, f"{{{NS_MUC}}}password").text = "secret"
+            presence.send()
+            await alice.presences.wait_for(lambda p: p.room == jid and 110 in p.codes and p.available, T)
+
+
+async def test_two_resources_share_one_connection_and_the_last_to_leave_ends_it(prosody, inspircd, xmpp_user,
+                                                                              irc_user, tmp_path):
+    bob = await irc_user(inspircd, "bob")
+    await bob.join("#chan")
+    async with portal_bridge(prosody, inspircd, tmp_path) as bridge:
+        alice = await xmpp_user("alice")
+        jid = room(prosody)
+        await alice.join(jid, "alice", timeout=T)
+        phone = await XmppUser.login(prosody, "alice", "alice-password", resource="phone")
+        try:
+            await phone.join(jid, "alice", timeout=T)  # no second JOIN: shown the room at once
+            assert {"bob", "alice"} <= phone.occupants(jid)
+            assert len(bob.lines.matching(lambda l: l.command == "JOIN" and l.nick == "alice")) == 1
+            alice.say(jid, "from the laptop")
+            await bob.wait_for_privmsg("#chan", "from the laptop", sender="alice", timeout=T)
+            await phone.wait_for_message(jid, "from the laptop", nick="alice", timeout=T)  # reflected
+            bob.privmsg("#chan", "to both")
+            await alice.wait_for_message(jid, "to both", nick="bob", timeout=T)
+            await phone.wait_for_message(jid, "to both", nick="bob", timeout=T)
+            await alice.leave(jid, timeout=T)
+            await asyncio.sleep(1.0)
+            assert not bob.lines.matching(lambda l: l.command in ("PART", "QUIT") and l.nick == "alice")
+            await phone.leave(jid, timeout=T)
+            await bob.wait_for(lambda l: l.command == "PART" and l.nick == "alice", T)
+            await wait_until(lambda: not bridge.adapters[-1].links, T, "the connection to close")
+            mark = bob.lines.mark()
+            bob.send("WHOIS", "alice")  # the connection is gone from the network too
+            await bob.wait_for(lambda l: l.command == "401", T, after=mark)
+        finally:
+            await phone.close()
+
+
+async def test_the_room_comes_back_after_the_irc_server_restarts(prosody, inspircd, xmpp_user, irc_user,
+                                                                tmp_path):
+    async with portal_bridge(prosody, inspircd, tmp_path):
+        alice = await xmpp_user("alice")
+        jid = room(prosody)
+        await alice.join(jid, "alice", timeout=T)
+        await inspircd.stop()
+        await inspircd.start()
+        bob = await irc_user(inspircd, "bob")
+        await bob.join("#chan")
+        await wait_until(lambda: "alice" in set().union(*(irc_nicks(l.text) for l in bob.lines.matching(
+            lambda l: l.command == "353"))) or bob.lines.matching(lambda l: l.command == "JOIN" and l.nick == "alice"),
+            60.0, "alice back in #chan")
+        await alice.presences.wait_for(lambda p: p.room == jid and p.nick == "bob" and p.available, T)
+        alice.say(jid, "still here")
+        await bob.wait_for_privmsg("#chan", "still here", sender="alice", timeout=T)
+        bob.privmsg("#chan", "welcome back")
+        await alice.wait_for_message(jid, "welcome back", nick="bob", timeout=T)
