@@ -43,6 +43,8 @@ PRIVATE_IDLE = 600.0
 SWEEP = 30.0
 #: Lines one message of a user's may become (longer ones are cut, saying so).
 MAX_LINES = 20
+#: Channels one connection may be in (or joining) at once.
+MAX_CHANNELS = 100
 #: Longest nick asked for (servers cut or refuse longer ones: NICKLEN).
 MAX_NICK = 30
 #: Join replies (RFC 2812 5.2; 477 is "register your nick first" on most networks) as the
@@ -147,6 +149,9 @@ class UserLink:
         folded = self.roster.fold(channel)
         if folded in self.channels:
             return
+        if len(self.channels) >= MAX_CHANNELS:
+            raise Refused("resource-constraint", f"{self.network}: you are in {MAX_CHANNELS} channels "
+                          "through this bridge already, the most it allows")
         self.channels[folded] = Channel(channel, key)
         if self.client.registered:
             self._send_join(self.channels[folded])
@@ -234,13 +239,12 @@ class UserLink:
             return
         prefix = getattr(self.client.features, "prefix", None)
         symbols = "".join(prefix) if isinstance(prefix, dict) else "" if prefix is True else "@+"
-        for name in event.arguments[-1].split():
+        table = prefix if isinstance(prefix, dict) else {"@": "o", "+": "v"}
+        for name in event.arguments[-1].split():  # multi-prefix: every mode the member holds
             nick = name.lstrip(symbols).partition("!")[0]
             held = name[:len(name) - len(name.lstrip(symbols))]
             if nick:
-                channel.members[self.roster.fold(nick)] = [
-                    nick, "".join(prefix.get(s, "") if isinstance(prefix, dict) else
-                                  {"@": "o", "+": "v"}.get(s, "") for s in held)]
+                channel.members[self.roster.fold(nick)] = [nick, "".join(table.get(s, "") for s in held)]
 
     def _on_end_of_names(self, event: IrcEvent) -> None:  # 366: <me> <channel> :End of /NAMES list
         channel = self._channel(event.arguments[0] if event.arguments else None)
@@ -352,8 +356,7 @@ class UserLink:
         if channel is None or channel.joined:
             return
         del self.channels[self.roster.fold(channel.name)]
-        why = Refused(JOIN_ERRORS.get(event.type, "not-allowed"),
-                      f"{self.network}: {event.arguments[-1] if len(event.arguments) > 1 else event.type}")
+        why = Refused(JOIN_ERRORS.get(event.type, "not-allowed"), self._reply_text(event))
         self.log.info("portal_join_refused", room=channel.name, reply=event.type)
         self.view.refused(self.user, self.network, channel.name, why)
         self.users.reap_if_idle(self)
@@ -363,8 +366,11 @@ class UserLink:
             return
         wanted = event.arguments[0] if event.arguments else ""
         self.client.config = replace(self.client.config, nick=self.client.nick)  # no retries of it
-        self.view.nick_refused(self.user, self.network, wanted,
-                               f"{self.network}: {event.arguments[-1] if len(event.arguments) > 1 else event.type}")
+        self.view.nick_refused(self.user, self.network, wanted, self._reply_text(event))
+
+    def _reply_text(self, event: IrcEvent) -> str:
+        """What the server said in a numeric reply (`<me> <param> :<text>`), with the network."""
+        return f"{self.network}: {event.arguments[-1] if len(event.arguments) > 1 else event.type}"
 
 
 class IrcUsers(Adapter, PortalNetworks):

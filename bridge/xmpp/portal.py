@@ -28,7 +28,7 @@ All stanzas are raw strings, as on plumbed rooms.
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from xml.etree import ElementTree as ET
 
@@ -41,7 +41,7 @@ from bridge.store.base import Store
 from bridge.xmpp.outgoing import new_id
 from bridge.xmpp.portal_jids import PortalJid, address, parse
 from bridge.xmpp.stanza import (
-    NS_DISCO_INFO, NS_MUC, NS_MUC_USER, NS_PING, NS_STANZAS, attr, bare, child, child_text, resource,
+    NS_DISCO_INFO, NS_MUC, NS_MUC_USER, NS_PING, NS_STANZAS, attr, bare, child, child_text, error_condition,
     text,
 )
 
@@ -139,13 +139,17 @@ class Portal(PortalView):
             if not where.nick:
                 self._error("presence", xml, "jid-malformed", "join with a nick: room/nick")
             return
+        joining = child(xml, NS_MUC, "x") is not None
         if room is not None and sender in room.resources:
             if where.nick != room.nick:  # a nick change (7.6), not a status update
                 self.networks.nick(user, room.network, where.nick)
+            snapshot = self.networks.snapshot(user, room.network, room.channel)
+            if joining and snapshot is not None:  # a client that lost track joins again: shown it all
+                self._show(room, sender, snapshot)
             return
         if room is None:
             x = child(xml, NS_MUC, "x")
-            key = (x.findtext(f"{{{NS_MUC}}}password") or "") if x is not None else ""
+            key = (x.findtext(f"{{{NS_MUC}}}password") or "") if joining else ""
             try:
                 self.networks.join(user, where.network, where.name, where.nick, key)
             except Refused as why:
@@ -215,7 +219,8 @@ class Portal(PortalView):
                 self._result(xml)
             else:  # XEP-0410 section 4: not (or no longer) in the room as that nick
                 self._error("iq", xml, "not-acceptable", "you are not in this room")
-        elif kind == "get" and tag == f"{{{NS_DISCO_INFO}}}query" and not where.nick and not query.get("node"):
+        elif kind == "get" and tag == f"{{{NS_DISCO_INFO}}}query" and not where.nick \
+                and not query.get("node"):
             features = "".join(f"<feature var={attr(f)}/>" for f in ROOM_FEATURES)
             self._result(xml, f"<query xmlns='{NS_DISCO_INFO}'><identity category='conference' type='irc' "
                               f"name={attr(where.name + ' on ' + where.network)}/>{features}</query>")
@@ -233,9 +238,7 @@ class Portal(PortalView):
 
     def _client_error(self, xml: ET.Element) -> None:
         """A client answered with an error: a resource gone leaves every portal room."""
-        condition = next((local for el in xml if el.tag.endswith("}error") for c in el
-                          if c.tag.startswith(f"{{{NS_STANZAS}}}") and (local := c.tag.rpartition("}")[2])
-                          != "text"), None)
+        condition = error_condition(xml)
         if condition not in GONE:
             return
         sender = xml.get("from", "")

@@ -8,6 +8,7 @@ import contextlib
 import xml.etree.ElementTree as ET
 
 import pytest
+from slixmpp.exceptions import IqError
 
 from tests.integration.bridge_harness import config_text, irc_network, running_bridge
 from tests.integration.clients import NS_MUC, XmppUser, wait_until
@@ -134,8 +135,8 @@ async def test_kicks_both_ways(prosody, inspircd, xmpp_user, irc_user, tmp_path)
         await bob.join("#chan")
         await alice.join(jid, "alice", timeout=T)
         bob.send("KICK", "#chan", "alice", "behave")
-        out = await alice.presences.wait_for(lambda p: p.room == jid and p.nick == "alice" and not p.available,
-                                             T)
+        out = await alice.presences.wait_for(
+            lambda p: p.room == jid and p.nick == "alice" and not p.available, T)
         assert {110, 307} <= out.codes and out.reason == "behave"
 
 
@@ -166,8 +167,9 @@ def presence_error(user, room_jid: str):
     return found
 
 
-@pytest.mark.parametrize("mode, condition", [("+k secret", "not-authorized"), ("+b alice!*@*", "forbidden"),
-                                              ("+i", "registration-required"), ("+l 1", "service-unavailable")])
+@pytest.mark.parametrize("mode, condition", [
+    ("+k secret", "not-authorized"), ("+b alice!*@*", "forbidden"), ("+i", "registration-required"),
+    ("+l 1", "service-unavailable")])
 async def test_a_refused_join_is_the_matching_presence_error(prosody, inspircd, xmpp_user, irc_user, tmp_path,
                                                             mode, condition):
     bob = await irc_user(inspircd, "bob")
@@ -232,11 +234,84 @@ async def test_the_room_comes_back_after_the_irc_server_restarts(prosody, inspir
         await inspircd.start()
         bob = await irc_user(inspircd, "bob")
         await bob.join("#chan")
-        await wait_until(lambda: "alice" in set().union(*(irc_nicks(l.text) for l in bob.lines.matching(
-            lambda l: l.command == "353"))) or bob.lines.matching(lambda l: l.command == "JOIN" and l.nick == "alice"),
-            60.0, "alice back in #chan")
+        listed = set().union(*(irc_nicks(l.text) for l in bob.lines.matching(lambda l: l.command == "353")))
+        if "alice" not in listed:  # she was not back before him: her JOIN is still to come
+            await bob.wait_for(lambda l: l.command == "JOIN" and l.nick == "alice", 60.0)
         await alice.presences.wait_for(lambda p: p.room == jid and p.nick == "bob" and p.available, T)
         alice.say(jid, "still here")
         await bob.wait_for_privmsg("#chan", "still here", sender="alice", timeout=T)
         bob.privmsg("#chan", "welcome back")
         await alice.wait_for_message(jid, "welcome back", nick="bob", timeout=T)
+
+
+async def ping(user, to: str):
+    iq = user.client.make_iq_get(ito=to)
+    ET.SubElement(iq.xml, "{urn:xmpp:ping}ping")
+    try:
+        await iq.send(timeout=T)
+        return "result"
+    except IqError as exc:
+        return exc.iq["error"]["condition"]
+
+
+async def test_self_ping_says_whether_the_resource_is_in_the_room(prosody, inspircd, xmpp_user, tmp_path):
+    async with portal_bridge(prosody, inspircd, tmp_path):
+        alice = await xmpp_user("alice")
+        jid = room(prosody)
+        assert await ping(alice, f"{jid}/alice") == "not-acceptable"  # XEP-0410: not joined
+        await alice.join(jid, "alice", timeout=T)
+        assert await ping(alice, f"{jid}/alice") == "result"
+        assert await ping(alice, f"{jid}/someone") == "not-acceptable"
+
+
+async def test_a_user_the_portal_does_not_let_in_is_refused(prosody, inspircd, xmpp_user, tmp_path):
+    async with portal_bridge(prosody, inspircd, tmp_path, users="[carol@localhost]"):
+        alice = await xmpp_user("alice")
+        jid = room(prosody)
+        error = presence_error(alice, jid)
+        alice.client.send_presence(pto=f"{jid}/alice")
+        assert (await asyncio.wait_for(error, T))["error"]["condition"] == "forbidden"
+
+
+async def test_a_taken_nick_is_joined_under_another_with_status_210(prosody, inspircd, xmpp_user, irc_user,
+                                                                   tmp_path):
+    squatter = await irc_user(inspircd, "alice")
+    await squatter.join("#chan")
+    async with portal_bridge(prosody, inspircd, tmp_path):
+        alice = await xmpp_user("alice")
+        jid = room(prosody)
+        await alice.join(jid, "alice", timeout=T)
+        mine = alice.presences.matching(lambda p: p.room == jid and 110 in p.codes)[-1]
+        assert mine.nick != "alice" and 210 in mine.codes
+        assert "alice" in alice.occupants(jid)  # the other alice, from IRC
+
+
+async def test_modes_are_roles_and_the_resync_of_a_client_joining_again(prosody, inspircd, xmpp_user,
+                                                                       irc_user, tmp_path):
+    bob = await irc_user(inspircd, "bob")
+    await bob.join("#chan")
+    async with portal_bridge(prosody, inspircd, tmp_path):
+        alice = await xmpp_user("alice")
+        jid = room(prosody)
+        await alice.join(jid, "alice", timeout=T)
+        mark = alice.presences.mark()
+        bob.send("MODE", "#chan", "+o", "alice")
+        mine = await alice.presences.wait_for(lambda p: p.room == jid and 110 in p.codes and p.available,
+                                              T, after=mark)
+        assert mine.role == "moderator"
+        bob.send("MODE", "#chan", "-o+v", "bob", "bob")
+        voiced = await alice.presences.wait_for(lambda p: p.room == jid and p.nick == "bob", T, after=mark)
+        assert voiced.role == "participant"
+        await alice.join(jid, "alice", timeout=T)  # a client that lost track: the whole sequence again
+        assert len(bob.lines.matching(lambda l: l.command == "JOIN" and l.nick == "alice")) == 1
+
+
+async def test_connections_are_capped_per_network(prosody, inspircd, xmpp_user, tmp_path):
+    async with portal_bridge(prosody, inspircd, tmp_path, extra=", per_network: 1"):
+        alice = await xmpp_user("alice")
+        await alice.join(room(prosody), "alice", timeout=T)
+        carol = await xmpp_user("carol")
+        error = presence_error(carol, room(prosody))
+        carol.client.send_presence(pto=f"{room(prosody)}/carol")
+        pres = await asyncio.wait_for(error, T)
+        assert pres["error"]["condition"] == "resource-constraint"
