@@ -78,7 +78,8 @@ class PortalView(abc.ABC):
     @abc.abstractmethod
     def said(self, user: str, network: str, channel: str, nick: str, text: str,
              kind: MessageKind) -> None:
-        """`nick` wrote `text` (XEP-0393 styling) in `channel`, or to the user ("")."""
+        """`nick` wrote `text` (XEP-0393 styling) in `channel`, or to the user (""); nick ""
+        is the network itself (a refusal of what the user did there)."""
 
     @abc.abstractmethod
     def topic(self, user: str, network: str, channel: str, nick: str, text: str) -> None:

@@ -61,6 +61,9 @@ JOIN_ERRORS = {
     "479": "jid-malformed",  # InspIRCd, ngIRCd: illegal channel name
     "489": "not-allowed",  # secure connections only
 }
+#: Replies that refuse something the user did in a channel (482: a topic or kick without op,
+#: 404: a message to a moderated channel without voice), told in the room.
+REFUSALS = ("chanoprivsneeded", "cannotsendtochan", "usernotinchannel", "notonchannel")
 NICK_REFUSED = ("nicknameinuse", "erroneusnickname", "nickcollision", "unavailresource")
 _NOT_NICK = re.compile(r"[^A-Za-z0-9\[\]\\`_^{|}-]")
 _KINDS = {"pubmsg": MessageKind.PLAIN, "privmsg": MessageKind.PLAIN, "action": MessageKind.ACTION,
@@ -122,6 +125,8 @@ class UserLink:
             on(reply, self._on_join_refused)
         for reply in NICK_REFUSED:
             on(reply, self._on_nick_refused)
+        for reply in REFUSALS:
+            on(reply, self._on_refused)
 
     @property
     def view(self) -> PortalView:
@@ -360,6 +365,12 @@ class UserLink:
         self.log.info("portal_join_refused", room=channel.name, reply=event.type)
         self.view.refused(self.user, self.network, channel.name, why)
         self.users.reap_if_idle(self)
+
+    def _on_refused(self, event: IrcEvent) -> None:  # <me> [<nick>] <channel> :<text>
+        channel = next((c for c in map(self._channel, event.arguments[:-1]) if c is not None), None)
+        if channel is not None and channel.joined:
+            self.view.said(self.user, self.network, channel.name, "", self._reply_text(event),
+                           MessageKind.NOTICE)
 
     def _on_nick_refused(self, event: IrcEvent) -> None:  # after registration: a NICK of the user's
         if not self.client.registered:

@@ -360,9 +360,9 @@ class Portal(PortalView):
                           f"<body>{text(body)}</body></message>")
             return
         room = self._room(user, network, channel)
-        for jid in room.resources if room is not None else ():
-            self.send(f"<message type='groupchat' from={attr(room.jid + '/' + nick)} to={attr(jid)} "
-                      f"id='{new_id()}'><body>{text(body)}</body></message>")
+        for jid in room.resources if room is not None else ():  # nick "": from the room itself
+            self.send(f"<message type='groupchat' from={attr(room.jid + ('/' + nick if nick else ''))} "
+                      f"to={attr(jid)} id='{new_id()}'><body>{text(body)}</body></message>")
 
     def _resources(self, user: str) -> set[str]:
         """The user's resources in portal rooms and those that wrote privately lately."""

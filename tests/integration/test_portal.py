@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from slixmpp.exceptions import IqError
 
-from tests.integration.bridge_harness import config_text, irc_network, running_bridge
+from tests.integration.bridge_harness import ROOM, bridge_ready, config_text, irc_network, running_bridge
 from tests.integration.clients import NS_MUC, XmppUser, wait_until
 
 pytestmark = pytest.mark.asyncio
@@ -315,3 +315,54 @@ async def test_connections_are_capped_per_network(prosody, inspircd, xmpp_user, 
         carol.client.send_presence(pto=f"{room(prosody)}/carol")
         pres = await asyncio.wait_for(error, T)
         assert pres["error"]["condition"] == "resource-constraint"
+
+
+async def test_plumbed_puppets_keep_their_addresses_beside_the_portal(prosody, inspircd, xmpp_user, irc_user,
+                                                                     tmp_path):
+    text = config_text(prosody, tmp_path, irc_network("ircnet", inspircd),
+                       f"  l:\n    - xmpp: {ROOM}\n    - irc: ircnet/#plumbed\n") + \
+        "portal: {networks: [ircnet], users: [alice@localhost]}\n"
+    bob = await irc_user(inspircd, "bob")
+    await bob.join("#plumbed")
+    async with running_bridge(text):
+        dave = await xmpp_user("dave")
+        await dave.join(ROOM, "dave", timeout=T)
+        await bridge_ready(dave, [bob], "#plumbed", timeout=T)
+        bob.privmsg("#plumbed", "hi")  # bob's puppet exists from now on: bob%ircnet@bridge...
+        await dave.wait_for_message(ROOM, "hi", nick="bob", timeout=T)
+        bob_jid = f"bob%ircnet@{prosody.component_jid}"
+        dave.client.send_message(mto=bob_jid, mbody="through the relay", mtype="chat")  # not a portal user
+        line = await bob.wait_for_privmsg("bob", "<dave> through the relay", timeout=T)
+        assert line.nick == "relay"
+        alice = await xmpp_user("alice")  # a portal user: the same address, from her own connection
+        alice.client.send_message(mto=bob_jid, mbody="from my own nick", mtype="chat")
+        await bob.wait_for_privmsg("bob", "from my own nick", sender="alice", timeout=T)
+        bob.privmsg("#plumbed", "still plumbed")
+        await dave.wait_for_message(ROOM, "still plumbed", nick="bob", timeout=T)
+
+
+async def test_topics_and_departures(prosody, inspircd, xmpp_user, irc_user, tmp_path):
+    bob = await irc_user(inspircd, "bob")
+    await bob.join("#chan")
+    carol = await irc_user(inspircd, "carol")
+    await carol.join("#chan")
+    async with portal_bridge(prosody, inspircd, tmp_path):
+        alice = await xmpp_user("alice")
+        jid = room(prosody)
+        await alice.join(jid, "alice", timeout=T)
+        await bob.set_topic("#chan", "news \x02today\x02")
+        subject = await alice.wait_for_subject(jid, "news *today*", timeout=T)
+        assert subject.nick == "bob"
+        alice.set_subject(jid, "set from XMPP")  # +t, and she is no operator: the room says so
+        said = await alice.wait_for_message(jid, nick="", timeout=T)
+        assert said.body.startswith("ircnet: ") and "op" in said.body
+        bob.send("MODE", "#chan", "+o", "alice")
+        await alice.presences.wait_for(lambda p: p.room == jid and 110 in p.codes and p.role == "moderator", T)
+        alice.set_subject(jid, "set from XMPP")
+        line = await bob.wait_for(lambda l: l.command == "TOPIC" and l.nick == "alice", T)
+        assert line.text == "set from XMPP"
+        await carol.part("#chan", "lunch")
+        await alice.presences.wait_for(lambda p: p.room == jid and p.nick == "carol" and not p.available, T)
+        await bob.quit("bye")
+        await alice.presences.wait_for(lambda p: p.room == jid and p.nick == "bob" and not p.available, T)
+        assert alice.occupants(jid) == {"alice"}
