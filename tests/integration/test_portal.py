@@ -262,6 +262,24 @@ async def test_self_ping_says_whether_the_resource_is_in_the_room(prosody, inspi
         await alice.join(jid, "alice", timeout=T)
         assert await ping(alice, f"{jid}/alice") == "result"
         assert await ping(alice, f"{jid}/someone") == "not-acceptable"
+        alice.client.register_plugin("xep_0030")
+        info = (await alice.client.plugin["xep_0030"].get_info(jid=jid, timeout=T))["disco_info"]
+        assert ("conference", "irc") in {(i[0], i[1]) for i in info["identities"]}
+        assert {"http://jabber.org/protocol/muc", "http://jabber.org/protocol/muc#self-ping-optimization"} \
+            <= set(info["features"])
+
+
+async def test_a_bridge_that_stops_takes_its_users_out_of_their_rooms(prosody, inspircd, xmpp_user, irc_user,
+                                                                      tmp_path):
+    bob = await irc_user(inspircd, "bob")
+    await bob.join("#chan")
+    async with portal_bridge(prosody, inspircd, tmp_path):
+        alice = await xmpp_user("alice")
+        jid = room(prosody)
+        await alice.join(jid, "alice", timeout=T)
+    out = await alice.presences.wait_for(lambda p: p.room == jid and 110 in p.codes and not p.available, T)
+    assert 332 in out.codes  # XEP-0045: removed because the service is shutting down
+    await bob.wait_for(lambda l: l.command == "QUIT" and l.nick == "alice", T)
 
 
 async def test_a_user_the_portal_does_not_let_in_is_refused(prosody, inspircd, xmpp_user, tmp_path):
