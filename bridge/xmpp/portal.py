@@ -27,6 +27,7 @@ All stanzas are raw strings, as on plumbed rooms.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +59,9 @@ ROOM_FEATURES = (NS_DISCO_INFO, NS_MUC, "muc_nonanonymous", "muc_open", "muc_unm
 #: Errors of a client's that say the resource is gone (biboumi's and slidge's list).
 GONE = {"gone", "item-not-found", "recipient-unavailable", "redirect", "remote-server-not-found",
         "remote-server-timeout", "service-unavailable", "malformed-error"}
+#: A join IRC has not answered in this long (a server down, a connection not registered) is
+#: given up with remote-server-timeout; the connection goes on trying, for the next join.
+JOIN_WAIT = 60.0
 #: Resources per user remembered as writing private messages, and users remembered so.
 CHATTING = 8
 CHATTING_USERS = 4096
@@ -160,6 +164,7 @@ class Portal(PortalView):
         snapshot = self.networks.snapshot(user, room.network, room.channel)
         if snapshot is None:
             room.waiting[sender] = where.nick
+            asyncio.get_running_loop().call_later(JOIN_WAIT, self._join_overdue, user, room, sender)
         else:  # another resource of a user already in: shown the room at once
             room.resources[sender] = where.nick
             self._show(room, sender, snapshot)
@@ -182,6 +187,17 @@ class Portal(PortalView):
         msg_id = xml.get("id") or new_id()
         done = self.networks.say(user, room.network, room.channel, said, kind_)
         done.add_done_callback(lambda _: self._reflect(room, msg_id, body))
+
+    def _join_overdue(self, user: str, room: PortalRoom, sender: str) -> None:
+        if self._room(user, room.network, room.channel) is not room or sender not in room.waiting:
+            return
+        nick = room.waiting.pop(sender)
+        xml = ET.Element("presence", {"from": sender, "to": f"{room.jid}/{nick}"})
+        self._error("presence", xml, "remote-server-timeout",
+                    f"{room.network} did not answer within {JOIN_WAIT:g} s; try again later")
+        if not room.resources and not room.waiting:
+            del self.rooms[(user, room.network, room.channel.lower())]
+            self.networks.part(user, room.network, room.channel)
 
     def _reflect(self, room: PortalRoom, msg_id: str, body: str) -> None:
         for jid in room.resources:

@@ -10,6 +10,8 @@ import xml.etree.ElementTree as ET
 import pytest
 from slixmpp.exceptions import IqError
 
+from bridge.demo.servers import free_port
+from bridge.xmpp import portal
 from tests.integration.bridge_harness import ROOM, bridge_ready, config_text, irc_network, running_bridge
 from tests.integration.clients import NS_MUC, XmppUser, wait_until
 
@@ -384,3 +386,18 @@ async def test_topics_and_departures(prosody, inspircd, xmpp_user, irc_user, tmp
         await bob.quit("bye")
         await alice.presences.wait_for(lambda p: p.room == jid and p.nick == "bob" and not p.available, T)
         assert alice.occupants(jid) == {"alice"}
+
+
+async def test_a_join_the_network_never_answers_is_given_up(prosody, tmp_path, xmpp_user, monkeypatch):
+    monkeypatch.setattr(portal, "JOIN_WAIT", 2.0)
+
+    class Nowhere:  # an IRC server that is down
+        host, port = "127.0.0.1", free_port()
+    async with running_bridge(portal_config(prosody, Nowhere, tmp_path)) as bridge:
+        alice = await xmpp_user("alice")
+        jid = room(prosody)
+        error = presence_error(alice, jid)
+        alice.client.send_presence(pto=f"{jid}/alice")
+        pres = await asyncio.wait_for(error, T)
+        assert pres["error"]["condition"] == "remote-server-timeout"
+        await wait_until(lambda: not bridge.adapters[-1].links, T, "the connection to be given up")
