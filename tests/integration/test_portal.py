@@ -401,3 +401,48 @@ async def test_a_join_the_network_never_answers_is_given_up(prosody, tmp_path, x
         pres = await asyncio.wait_for(error, T)
         assert pres["error"]["condition"] == "remote-server-timeout"
         await wait_until(lambda: not bridge.adapters[-1].links, T, "the connection to be given up")
+
+
+def message_error(user, room_jid: str):
+    found = asyncio.get_running_loop().create_future()
+
+    def seen(msg):
+        if msg["from"].bare == room_jid and not found.done():
+            found.set_result(msg)
+    user.client.add_event_handler("message_error", seen)
+    return found
+
+
+async def test_a_message_from_a_resource_not_in_the_room_is_refused(prosody, inspircd, xmpp_user, irc_user,
+                                                                   tmp_path):
+    bob = await irc_user(inspircd, "bob")
+    await bob.join("#chan")
+    async with portal_bridge(prosody, inspircd, tmp_path):
+        alice = await xmpp_user("alice")
+        jid = room(prosody)
+        await alice.join(jid, "alice", timeout=T)
+        phone = await XmppUser.login(prosody, "alice", "alice-password", resource="phone")
+        try:
+            error = message_error(phone, jid)
+            phone.say(jid, "not joined here")
+            assert (await asyncio.wait_for(error, T))["error"]["condition"] == "not-acceptable"
+            alice.say(jid, "joined here")
+            await bob.wait_for_privmsg("#chan", "joined here", timeout=T)
+            assert not bob.lines.matching(lambda l: l.text == "not joined here")
+        finally:
+            await phone.close()
+
+
+async def test_connections_are_capped_per_user(prosody, inspircd, xmpp_user, tmp_path):
+    networks = irc_network("ircnet", inspircd) + irc_network("other", inspircd, nick="relay2")
+    text = config_text(prosody, tmp_path, networks, "  {}\n") + \
+        "portal: {networks: [ircnet, other], users: [localhost], per_user: 1}\n"
+    async with running_bridge(text):
+        alice = await xmpp_user("alice")
+        await alice.join(room(prosody), "alice", timeout=T)
+        other = f"#chan%other@{prosody.component_jid}"
+        error = presence_error(alice, other)
+        alice.client.send_presence(pto=f"{other}/alice")
+        pres = await asyncio.wait_for(error, T)  # RFC 6120 8.3.3.12, which slixmpp does not name
+        assert pres.xml.find("{jabber:client}error/{urn:ietf:params:xml:ns:xmpp-stanzas}policy-violation") \
+            is not None
