@@ -10,8 +10,11 @@ errors 7.2 names for the same cases (`bridge.irc.users.JOIN_ERRORS`).
 Several resources of one account share the connection: a resource joining a channel the
 connection is in gets the occupants, its presence and the subject at once; everything from
 IRC goes to every resource in the room, and a message of one resource is reflected to all
-of them (7.4, with its id) once written to IRC. The IRC PART goes when the last resource
-leaves. A message from a resource that is not in the room is refused (not-acceptable).
+of them (7.4, with its id) once written to IRC (or queued for the reconnect, the link
+being down). The IRC PART goes when the last resource leaves. A message from a resource
+that is not in the room is refused (not-acceptable); what IRC refuses there (a topic
+without op, a line to a moderated channel) the room says, from its own JID. A join IRC
+does not answer within `JOIN_WAIT` is refused with remote-server-timeout.
 Nick changes (7.6) both ways: a presence with another nick to the room asks IRC for it
 (a mere status update changes nothing); an IRC NICK is an unavailable presence with 303
 and the new nick, then an available one. Kicks (307) with the kicker as actor; a kick
@@ -67,7 +70,8 @@ CHATTING = 8
 CHATTING_USERS = 4096
 _ERROR_TYPES = {"not-authorized": "auth", "forbidden": "auth", "registration-required": "auth",
                 "service-unavailable": "wait", "resource-constraint": "wait", "not-acceptable": "modify",
-                "jid-malformed": "modify", "conflict": "cancel"}
+                "jid-malformed": "modify", "conflict": "cancel", "remote-server-timeout": "wait",
+                "policy-violation": "modify"}
 
 
 @dataclass

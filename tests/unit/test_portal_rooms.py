@@ -1,0 +1,187 @@
+"""Portal rooms, the XMPP side alone: what users' stanzas ask of IRC, and what they are shown."""
+
+from __future__ import annotations
+
+import asyncio
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from bridge.config_types import PortalConfig
+from bridge.core.events import MessageKind
+from bridge.core.portal import Member, PortalNetworks, Refused, Snapshot
+from bridge.store.sqlite import SqliteStore
+from bridge.xmpp.portal import Portal
+
+DOMAIN = "bridge.example.org"
+ROOM = f"#chan%libera@{DOMAIN}"
+LAPTOP, PHONE = "alice@example.org/laptop", "alice@example.org/phone"
+USER = "alice@example.org"
+
+
+class FakeIrc(PortalNetworks):
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.inside: dict[str, Snapshot] = {}
+        self.refuse: Refused | None = None
+
+    def chantypes(self, network):
+        return "#&"
+
+    def join(self, user, network, channel, nick, key=""):
+        if self.refuse:
+            raise self.refuse
+        self.calls.append(("join", channel, nick, key))
+
+    def snapshot(self, user, network, channel):
+        return self.inside.get(channel)
+
+    def part(self, user, network, channel):
+        self.calls.append(("part", channel))
+
+    def say(self, user, network, target, text, kind):
+        self.calls.append(("say", target, text, kind))
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    def set_topic(self, user, network, channel, text):
+        self.calls.append(("topic", channel, text))
+
+    def nick(self, user, network, nick):
+        self.calls.append(("nick", nick))
+
+    def kick(self, user, network, channel, nick, reason):
+        self.calls.append(("kick", channel, nick, reason))
+
+
+@pytest.fixture
+def portal():
+    sent: list[ET.Element] = []
+    irc = FakeIrc()
+    config = PortalConfig(networks=("Libera",), users=("example.org",))
+    view = Portal(config, DOMAIN, irc, lambda data: sent.append(
+        ET.fromstring(f"<r xmlns='jabber:client'>{data}</r>")[0]) or True,
+        SqliteStore(":memory:"), lambda jid: jid == "linked@muc.example.org")
+    view.sent, view.irc = sent, irc
+    return view
+
+
+def stanza(text: str) -> ET.Element:
+    return ET.fromstring(text.replace("<presence", "<presence xmlns='jabber:client'", 1)
+                         .replace("<message", "<message xmlns='jabber:client'", 1)
+                         .replace("<iq", "<iq xmlns='jabber:client'", 1))
+
+
+def join(portal, resource=LAPTOP, nick="alice", payload="<x xmlns='http://jabber.org/protocol/muc'/>"):
+    assert portal.take("presence", stanza(f"<presence from='{resource}' to='{ROOM}/{nick}'>{payload}</presence>"))
+
+
+def presences(portal, to=None):
+    out = []
+    for xml in portal.sent:
+        if xml.tag != "{jabber:client}presence" or (to and xml.get("to") != to):
+            continue
+        item = xml.find(".//{http://jabber.org/protocol/muc#user}item")
+        codes = {s.get("code") for s in xml.iter("{http://jabber.org/protocol/muc#user}status")}
+        out.append((xml.get("from").partition("/")[2], xml.get("type"),
+                    item.get("role") if item is not None else None, codes,
+                    item.get("nick") if item is not None else None))
+    return out
+
+
+def entered(portal, me="alice", members=(Member("bob", "o"),), topic="hi"):
+    snapshot = Snapshot(Member(me), tuple(members), topic)
+    portal.irc.inside["#chan"] = snapshot
+    portal.entered(USER, "Libera", "#chan", snapshot)
+
+
+async def test_a_join_asks_irc_and_the_end_of_names_shows_the_room_in_order(portal):
+    join(portal)
+    assert portal.irc.calls == [("join", "#chan", "alice", "")]
+    assert portal.sent == []  # nothing until IRC answers
+    entered(portal, members=(Member("bob", "o"), Member("carol", "h"), Member("dan", "v"), Member("eve", "q")))
+    shown = presences(portal)
+    assert [(nick, role) for nick, _, role, _, _ in shown] == [
+        ("bob", "moderator"), ("carol", "moderator"), ("dan", "participant"), ("eve", "moderator"),
+        ("alice", "participant")]
+    assert shown[-1][3] == {"110", "100"}
+    affiliations = [x.find(".//{http://jabber.org/protocol/muc#user}item").get("affiliation")
+                    for x in portal.sent if x.tag == "{jabber:client}presence"]
+    assert affiliations == ["admin", "member", "member", "owner", "none"]
+    assert portal.sent[-1].findtext("{jabber:client}subject") == "hi"
+
+
+async def test_a_status_update_is_no_nick_change_and_another_nick_is(portal):
+    join(portal)
+    entered(portal)
+    portal.irc.calls.clear()
+    join(portal, payload="<show>away</show>")  # same nick, no MUC <x/>: a status update
+    assert portal.irc.calls == []
+    join(portal, nick="alicia", payload="")
+    assert portal.irc.calls == [("nick", "alicia")]
+
+
+async def test_an_irc_nick_change_is_303_then_the_new_nick_for_every_resource(portal):
+    join(portal)
+    entered(portal)
+    join(portal, PHONE)  # shown at once, no second JOIN
+    assert [c for c in portal.irc.calls if c[0] == "join"] == [("join", "#chan", "alice", "")]
+    portal.sent.clear()
+    portal.renamed(USER, "Libera", "#chan", "alice", Member("alicia"), me=True)
+    for resource in (LAPTOP, PHONE):
+        assert presences(portal, resource) == [("alice", "unavailable", "participant", {"303", "110"}, "alicia"),
+                                                ("alicia", None, "participant", {"110"}, None)]
+
+
+async def test_a_refusal_is_the_presence_error_for_each_waiting_resource(portal):
+    join(portal)
+    join(portal, PHONE)
+    portal.refused(USER, "Libera", "#chan", Refused("forbidden", "libera: Cannot join channel (+b)"))
+    errors = [x for x in portal.sent if x.get("type") == "error"]
+    assert [e.get("to") for e in errors] == [LAPTOP, PHONE]
+    assert errors[0].find("{jabber:client}error").get("type") == "auth"
+    assert errors[0].find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}forbidden") is not None
+    assert portal.rooms == {}
+
+
+async def test_the_last_resource_to_leave_parts_and_a_gone_client_counts_as_leaving(portal):
+    join(portal)
+    entered(portal)
+    join(portal, PHONE)
+    assert portal.take("presence", stanza(f"<presence type='unavailable' from='{LAPTOP}' to='{ROOM}/alice'/>"))
+    assert ("part", "#chan") not in portal.irc.calls
+    portal.take("message", stanza(f"<message type='error' from='{PHONE}' to='{ROOM}/alice'>"
+                                  "<error type='cancel'><gone xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+                                  "</error></message>"))
+    assert ("part", "#chan") in portal.irc.calls and portal.rooms == {}
+
+
+async def test_messages_go_as_said_and_an_action_as_an_action(portal):
+    join(portal)
+    entered(portal)
+    portal.take("message", stanza(f"<message type='groupchat' id='m1' from='{LAPTOP}' to='{ROOM}'>"
+                                  "<body>/me waves</body></message>"))
+    assert ("say", "#chan", "waves", MessageKind.ACTION) in portal.irc.calls
+    await asyncio.sleep(0)
+    echo = portal.sent[-1]
+    assert (echo.get("id"), echo.get("from"), echo.findtext("{jabber:client}body")) == \
+        ("m1", f"{ROOM}/alice", "/me waves")
+
+
+async def test_beyond_the_caps_the_join_is_refused_with_the_reason(portal):
+    portal.irc.refuse = Refused("resource-constraint", "libera: as many connections as it may")
+    join(portal)
+    assert portal.sent[-1].get("type") == "error" and portal.rooms == {}
+
+
+async def test_stanzas_that_are_not_the_portals(portal):
+    for to in (f"#chan%efnet@{DOMAIN}", DOMAIN, f"bob%libera@{DOMAIN}"):
+        xml = stanza(f"<iq type='get' from='{LAPTOP}' to='{to}'><query xmlns='jabber:iq:version'/></iq>")
+        assert not portal.take("iq", xml), to
+    linked = stanza(f"<message type='chat' from='linked@muc.example.org/bob' to='bob%libera@{DOMAIN}'>"
+                    "<body>hi</body></message>")
+    assert not portal.take("message", linked)  # a MUC private message to a plumbed puppet
+    stranger = stanza(f"<message type='chat' from='eve@elsewhere.net/x' to='bob%libera@{DOMAIN}'>"
+                      "<body>hi</body></message>")
+    assert not portal.take("message", stranger)  # not let in: the plumbed meaning, if any
