@@ -96,8 +96,8 @@ class PortalNetworks(abc.ABC):
     @abc.abstractmethod
     def join(self, user: str, network: str, channel: str, nick: str, key: str = "") -> None:
         """Join `channel` (with `key`, if it has one) as `nick` (the connection's nick if it
-        has one); raises `Refused` beyond the connection caps. The answer is `entered` or
-        `refused`."""
+        has one); raises `Refused` beyond the connection caps or for a name IRC cannot
+        carry. The answer is `entered` or `refused`."""
 
     @abc.abstractmethod
     def snapshot(self, user: str, network: str, channel: str) -> Snapshot | None:
@@ -110,7 +110,8 @@ class PortalNetworks(abc.ABC):
     @abc.abstractmethod
     def say(self, user: str, network: str, target: str, text: str, kind: MessageKind) -> asyncio.Future:
         """Write `text` (XEP-0393 styling) to a channel or a nick; done once written. A
-        private message opens a connection if needed (raises `Refused` beyond the caps)."""
+        private message opens a connection if needed (raises `Refused` beyond the caps, or
+        for a name that is no IRC nick or channel)."""
 
     @abc.abstractmethod
     def set_topic(self, user: str, network: str, channel: str, text: str) -> None: ...
@@ -120,7 +121,8 @@ class PortalNetworks(abc.ABC):
         """Ask the network for a new nick; the answer is `renamed` or `nick_refused`."""
 
     @abc.abstractmethod
-    def kick(self, user: str, network: str, channel: str, nick: str, reason: str) -> None: ...
+    def kick(self, user: str, network: str, channel: str, nick: str, reason: str) -> None:
+        """KICK `nick` (raises `Refused` for a name that is no IRC nick)."""
 
 
 def allowed(jid: str, patterns: tuple[str, ...]) -> bool:

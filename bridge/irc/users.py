@@ -65,6 +65,9 @@ JOIN_ERRORS = {
 #: 404: a message to a moderated channel without voice), told in the room.
 REFUSALS = ("chanoprivsneeded", "cannotsendtochan", "usernotinchannel", "notonchannel")
 NICK_REFUSED = ("nicknameinuse", "erroneusnickname", "nickcollision", "unavailresource")
+#: What no channel, nick or key can hold (RFC 2812 2.3.1: a space or comma would make one
+#: line name other targets, or carry other parameters).
+_NOT_TARGET = re.compile(r"[\s,\x00\x07]|^:")
 _NOT_NICK = re.compile(r"[^A-Za-z0-9\[\]\\`_^{|}-]")
 _KINDS = {"pubmsg": MessageKind.PLAIN, "privmsg": MessageKind.PLAIN, "action": MessageKind.ACTION,
           "pubnotice": MessageKind.NOTICE, "privnotice": MessageKind.NOTICE}
@@ -408,6 +411,9 @@ class IrcUsers(Adapter, PortalNetworks):
         return self.known_chantypes.get(network, "#&")
 
     def join(self, user: str, network: str, channel: str, nick: str, key: str = "") -> None:
+        _check(channel, "channel name")
+        if key:
+            _check(key, "channel key")
         self._link(user, network, nick).join(channel, key)
 
     def snapshot(self, user: str, network: str, channel: str) -> Snapshot | None:
@@ -421,6 +427,7 @@ class IrcUsers(Adapter, PortalNetworks):
             self.reap_if_idle(link)
 
     def say(self, user: str, network: str, target: str, text: str, kind: MessageKind) -> asyncio.Future:
+        _check(target, "nick or channel")
         link = self.links.get((user, network))
         if link is None:
             link = self._link(user, network, user.partition("@")[0])
@@ -439,6 +446,7 @@ class IrcUsers(Adapter, PortalNetworks):
             link.client.control(f"NICK {irc_nick(nick)}")
 
     def kick(self, user: str, network: str, channel: str, nick: str, reason: str) -> None:
+        _check(nick, "nick")
         link = self.links.get((user, network))
         if link is not None:
             link.client.control(f"KICK {channel} {nick} :{_one_line(reason)}")
@@ -491,6 +499,12 @@ class IrcUsers(Adapter, PortalNetworks):
         links, self.links = list(self.links.values()), {}
         await asyncio.gather(*(link.close("muc-bridge shutting down") for link in links),
                              *self._closing, return_exceptions=True)
+
+
+def _check(name: str, what: str) -> None:
+    """Refuse a name that would not be one IRC parameter."""
+    if not name or _NOT_TARGET.search(name):
+        raise Refused("jid-malformed", f"{name!r} is not a valid IRC {what}")
 
 
 def _one_line(text: str) -> str:

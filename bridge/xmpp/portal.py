@@ -250,8 +250,12 @@ class Portal(PortalView):
             if item is None or item.get("role") != "none" or not item.get("nick"):
                 self._error("iq", xml, "feature-not-implemented", "only kicks (role none) are passed to IRC")
                 return
-            self.networks.kick(bare(sender), room.network, room.channel, item.get("nick", ""),
-                               item.findtext(f"{{{NS_MUC_ADMIN}}}reason") or "")
+            try:
+                self.networks.kick(bare(sender), room.network, room.channel, item.get("nick", ""),
+                                   item.findtext(f"{{{NS_MUC_ADMIN}}}reason") or "")
+            except Refused as why:
+                self._error("iq", xml, why.condition, str(why))
+                return
             self._result(xml)  # IRC says whether it worked: the kick is seen, or not
         else:
             self._error("iq", xml, "service-unavailable", "a portal room does not offer this")
