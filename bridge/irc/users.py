@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 import structlog
 from irc.client import Event as IrcEvent
 
+from bridge import __version__
 from bridge.config_types import IrcNetworkConfig, NetworkConfig, PortalConfig
 from bridge.core.adapter import Adapter
 from bridge.core.events import Event, Identity, MessageKind
@@ -32,7 +33,7 @@ from bridge.irc import modes
 from bridge.irc.client import RelayClient
 from bridge.irc.formatting import irc_to_text
 from bridge.irc.roster import Roster
-from bridge.irc.split import wire_lines
+from bridge.irc.split import clean, wire_lines
 from bridge.irc.styling import text_to_irc
 
 log = structlog.get_logger(__name__)
@@ -124,6 +125,7 @@ class UserLink:
         on("mode", self._on_mode)
         for kind in _KINDS:
             on(kind, self._on_message)
+        on("ctcp", self._on_ctcp)
         for reply in JOIN_ERRORS:
             on(reply, self._on_join_refused)
         for reply in NICK_REFUSED:
@@ -358,6 +360,15 @@ class UserLink:
         elif self.client.is_me(event.target):
             self.last_private = time.monotonic()
             self.view.said(self.user, self.network, "", source.nick, text, _KINDS[event.type])
+
+    def _on_ctcp(self, event: IrcEvent) -> None:  # to the user's nick: VERSION and PING answered
+        if event.source is None or not self.client.is_me(event.target) or not event.arguments:
+            return
+        ctcp, param = event.arguments[0], event.arguments[1] if len(event.arguments) > 1 else ""
+        answers = {"VERSION": f"muc-bridge {__version__}, an XMPP gateway", "PING": clean(param)[:64]}
+        answer = answers.get(ctcp)
+        if answer is not None:
+            self.client.control(f"NOTICE {event.source.nick} :\x01{ctcp} {answer}\x01")
 
     def _on_join_refused(self, event: IrcEvent) -> None:  # <me> <channel> :<text>
         channel = self._channel(event.arguments[0] if event.arguments else None)

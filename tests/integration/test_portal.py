@@ -156,6 +156,9 @@ async def test_a_private_chat_both_ways_from_her_own_connection(prosody, inspirc
         assert answer.room == bob_jid
         alice.client.send_message(mto=bob_jid, mbody="/me nods", mtype="chat")
         await bob.wait_for(lambda l: l.action == "nods" and l.nick == "alice" and l.target == "bob", T)
+        bob.privmsg("alice", "\x01VERSION\x01")  # CTCP: answered by the bridge, not shown to her
+        reply = await bob.wait_for(lambda l: l.command == "NOTICE" and l.nick == "alice", T)
+        assert reply.text.startswith("\x01VERSION muc-bridge ")
 
 
 def presence_error(user, room_jid: str):
@@ -446,3 +449,19 @@ async def test_connections_are_capped_per_user(prosody, inspircd, xmpp_user, tmp
         pres = await asyncio.wait_for(error, T)  # RFC 6120 8.3.3.12, which slixmpp does not name
         assert pres.xml.find("{jabber:client}error/{urn:ietf:params:xml:ns:xmpp-stanzas}policy-violation") \
             is not None
+
+
+async def test_a_nick_taken_on_irc_is_a_conflict_and_the_old_nick_stays(prosody, inspircd, xmpp_user, irc_user,
+                                                                      tmp_path):
+    bob = await irc_user(inspircd, "bob")
+    await bob.join("#chan")
+    async with portal_bridge(prosody, inspircd, tmp_path):
+        alice = await xmpp_user("alice")
+        jid = room(prosody)
+        await alice.join(jid, "alice", timeout=T)
+        error = presence_error(alice, jid)
+        alice.client.send_presence(pto=f"{jid}/bob")  # XEP-0045 7.6: 409 conflict
+        pres = await asyncio.wait_for(error, T)
+        assert pres["error"]["condition"] == "conflict" and pres["from"].resource == "bob"
+        alice.say(jid, "still alice")
+        await bob.wait_for_privmsg("#chan", "still alice", sender="alice", timeout=T)
