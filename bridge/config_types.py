@@ -27,6 +27,10 @@ def port(value: int) -> str | None:
     return None if 1 <= value <= 65535 else "must be a port number, 1 to 65535"
 
 
+def port_or_off(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else "must be 0 (off) or a port number, 1 to 65535"
+
+
 def at_least(low: int) -> Check:
     def check(value: int) -> str | None:
         return None if value >= low else f"must be {low} or more"
@@ -239,6 +243,10 @@ class PortalConfig:
     users: tuple[str, ...] = checked(jid_patterns, ())  # who may use them
     per_network: int = checked(at_least(1), 100)  # IRC connections per network, at most
     per_user: int = checked(at_least(1), 3)  # IRC connections per XMPP account, at most
+    #: An identd (RFC 1413) answering each connection's own ident; 0: none (113 needs root
+    #: or CAP_NET_BIND_SERVICE).
+    identd_port: int = checked(port_or_off, 0)
+    identd_host: str = checked(one_line, "0.0.0.0")
 
 
 @dataclass(frozen=True)

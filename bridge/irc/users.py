@@ -5,7 +5,8 @@ timeout and reconnects with backoff) under a configuration of its own: the user'
 (made an IRC nick: `irc_nick`), an ident and real name that do not show the JID, no SASL.
 Connections are capped per network and per user (`portal.per_network`, `portal.per_user`)
 and go (QUIT) once they are in no channel and have carried no private message for
-`PRIVATE_IDLE`. After a reconnect every channel is joined again; who left meanwhile is
+`PRIVATE_IDLE`. An identd on an opt-in port (`bridge.irc.identd`) answers each one's own
+ident. After a reconnect every channel is joined again; who left meanwhile is
 told as gone, and the channel is shown again as it is (`PortalView.entered`).
 
 What the user is to see goes to the `PortalView` (`bridge.core.portal`); formatting
@@ -32,6 +33,7 @@ from bridge.core.portal import Member, PortalNetworks, PortalView, Refused, Snap
 from bridge.irc import modes
 from bridge.irc.client import RelayClient
 from bridge.irc.formatting import irc_to_text
+from bridge.irc.identd import serve
 from bridge.irc.roster import Roster
 from bridge.irc.split import clean, wire_lines
 from bridge.irc.styling import text_to_irc
@@ -495,10 +497,28 @@ class IrcUsers(Adapter, PortalNetworks):
         raise ValueError("portal connections serve no link")
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(SWEEP)
-            for link in list(self.links.values()):
-                self.reap_if_idle(link)
+        identd = None
+        if self.config.identd_port:
+            identd = await serve(self.config.identd_host, self.config.identd_port, self.ident)
+        try:
+            while True:
+                await asyncio.sleep(SWEEP)
+                for link in list(self.links.values()):
+                    self.reap_if_idle(link)
+        finally:
+            if identd is not None:
+                identd.close()
+
+    def ident(self, here: int, there: int) -> str | None:
+        """The ident of the connection from our port `here` to the server's port `there`."""
+        for link in self.links.values():
+            transport = link.client.conn.transport if link.client.conn is not None else None
+            if transport is None:
+                continue
+            local, remote = transport.get_extra_info("sockname"), transport.get_extra_info("peername")
+            if local and remote and (local[1], remote[1]) == (here, there):
+                return link.client.config.username
+        return None
 
     async def deliver(self, room: str, event: Event) -> None:
         return None

@@ -465,3 +465,24 @@ async def test_a_nick_taken_on_irc_is_a_conflict_and_the_old_nick_stays(prosody,
         assert pres["error"]["condition"] == "conflict" and pres["from"].resource == "bob"
         alice.say(jid, "still alice")
         await bob.wait_for_privmsg("#chan", "still alice", sender="alice", timeout=T)
+
+
+async def test_the_identd_names_each_connection_by_its_own_ident(prosody, inspircd, xmpp_user, irc_user,
+                                                                tmp_path):
+    port = free_port()
+    bob = await irc_user(inspircd, "bob")
+    await bob.join("#chan")
+    async with portal_bridge(prosody, inspircd, tmp_path,
+                             extra=f", identd_port: {port}, identd_host: 127.0.0.1") as bridge:
+        alice = await xmpp_user("alice")
+        await alice.join(room(prosody), "alice", timeout=T)
+        joined = await bob.wait_for(lambda l: l.command == "JOIN" and l.nick == "alice", T)
+        ident = joined.source.partition("!")[2].partition("@")[0]
+        assert "alice" not in ident and "localhost" not in ident  # a hash, not her JID
+        transport = next(iter(bridge.adapters[-1].links.values())).client.conn.transport
+        here, there = transport.get_extra_info("sockname")[1], transport.get_extra_info("peername")[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"{here} , {there}\r\n".encode())
+        reply = await asyncio.wait_for(reader.read(), T)
+        assert reply == f"{here} , {there} : USERID : UNIX : {ident}\r\n".encode()
+        writer.close()

@@ -184,6 +184,13 @@ def test_portal_mistakes_name_key_and_line():
     assert (20, "portal.per_user", "must be 1 or more") in found
 
 
+def test_the_identd_is_off_unless_given_a_port():
+    assert parse_config(PORTAL).portal.identd_port == 0
+    assert parse_config(PORTAL + "  identd_port: 113\n").portal.identd_port == 113
+    found = problems(PORTAL + "  identd_port: 70000\n")
+    assert found == [(21, "portal.identd_port", "must be 0 (off) or a port number, 1 to 65535")]
+
+
 def test_a_portal_with_networks_says_who_may_use_it():
     found = problems(GOOD + "portal:\n  networks: [libera]\n")
     assert found == [(18, "portal.users", "say who may use the portal (alice@example.org, "
