@@ -323,7 +323,7 @@ def _networks(r: _Reader, node: yaml.Node) -> dict[str, Any]:
             r.error(f"{path}.type", value_node, "missing required key (irc or silc)")
         elif kind == "irc":
             net = r.section(path, value_node, IrcNetworkConfig, extra={"name": name},
-                            secrets=("password",), ignore=("type",), nested={
+                            secrets=("password", "webirc_password"), ignore=("type",), nested={
                                 "flood": lambda p, n: r.section(p, n, FloodConfig),
                                 "sasl": lambda p, n: r.section(p, n, SaslConfig, secrets=("password",)),
                             })

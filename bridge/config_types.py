@@ -171,6 +171,9 @@ class IrcNetworkConfig:
     realname: str = checked(one_line, "muc-bridge relay")
     password: str | None = checked(one_line, None)  # server password (PASS)
     sasl: SaslConfig | None = None
+    #: WEBIRC for portal users' connections (the relay never sends it): the network's
+    #: password for this gateway.
+    webirc_password: str | None = checked(one_line, None)
     flood: FloodConfig = field(default_factory=FloodConfig)
     format: str = checked(template, "<{nick}> {text}")
     action_format: str = checked(template, "* {nick} {text}")

@@ -6,7 +6,8 @@ timeout and reconnects with backoff) under a configuration of its own: the user'
 Connections are capped per network and per user (`portal.per_network`, `portal.per_user`)
 and go (QUIT) once they are in no channel and have carried no private message for
 `PRIVATE_IDLE`. An identd on an opt-in port (`bridge.irc.identd`) answers each one's own
-ident. After a reconnect every channel is joined again; who left meanwhile is
+ident; where the network gave the bridge a WEBIRC password, each connection says it comes
+from an address made of a hash of the JID (`webirc`). After a reconnect every channel is joined again; who left meanwhile is
 told as gone, and the channel is shown again as it is (`PortalView.entered`).
 
 What the user is to see goes to the `PortalView` (`bridge.core.portal`); formatting
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import re
 import time
 from collections.abc import Mapping
@@ -103,12 +105,13 @@ class UserLink:
         self.network = config.name
         self.roster = Roster()  # the network's case mapping
         nick = irc_nick(nick)
-        ident = "x" + hashlib.sha256(user.encode()).hexdigest()[:9]
+        digest = hashlib.sha256(user.encode()).digest()
+        ident = "x" + digest.hex()[:9]
         self.client = RelayClient(
             replace(config, nick=nick, alt_nicks=(nick + "_", nick + "__"), username=ident,
                     realname=nick, sasl=None),
             on_registered=self._registered, on_lost=self._lost, notice=lambda room, text: [],
-            fold=self.roster.fold, max_age=users.max_age)
+            fold=self.roster.fold, max_age=users.max_age, prelude=webirc(config, digest))
         self.channels: dict[str, Channel] = {}  # folded name ->
         self.last_private = float("-inf")  # monotonic time of the last private message
         self.task: asyncio.Task | None = None
@@ -530,6 +533,17 @@ class IrcUsers(Adapter, PortalNetworks):
         links, self.links = list(self.links.values()), {}
         await asyncio.gather(*(link.close("muc-bridge shutting down") for link in links),
                              *self._closing, return_exceptions=True)
+
+
+def webirc(config: IrcNetworkConfig, digest: bytes) -> tuple[str, ...]:
+    """The WEBIRC line of a user's connection, if the network gave the bridge a password
+    (IRCv3 webirc): the address is an IPv6 unique local address made of a hash of the JID,
+    so the network can tell users apart (and ban one) without learning who they are; with no
+    DNS name, it is the host name too."""
+    if not config.webirc_password:
+        return ()
+    address = str(ipaddress.IPv6Address(b"\xfd" + digest[:15]))
+    return (f"WEBIRC {config.webirc_password} muc-bridge {address} {address}",)
 
 
 def _check(name: str, what: str) -> None:

@@ -486,3 +486,24 @@ async def test_the_identd_names_each_connection_by_its_own_ident(prosody, inspir
         reply = await asyncio.wait_for(reader.read(), T)
         assert reply == f"{here} , {there} : USERID : UNIX : {ident}\r\n".encode()
         writer.close()
+
+
+@pytest.mark.parametrize("inspircd", [{"webirc_password": "gateway-secret"}], indirect=True)
+async def test_webirc_gives_each_user_an_address_of_their_own_not_their_jid(prosody, inspircd, xmpp_user,
+                                                                           irc_user, tmp_path):
+    bob = await irc_user(inspircd, "bob")
+    await bob.join("#chan")
+    networks = irc_network("ircnet", inspircd, extra=", webirc_password: gateway-secret")
+    text = config_text(prosody, tmp_path, networks, "  {}\n") + \
+        "portal: {networks: [ircnet], users: [localhost]}\n"
+    async with running_bridge(text):
+        alice = await xmpp_user("alice")
+        await alice.join(room(prosody), "alice", timeout=T)
+        carol = await xmpp_user("carol")
+        await carol.join(room(prosody), "carol", timeout=T)
+        hosts = {}
+        for nick in ("alice", "carol"):
+            joined = await bob.wait_for(lambda l, nick=nick: l.command == "JOIN" and l.nick == nick, T)
+            hosts[nick] = joined.source.rpartition("@")[2]
+        assert hosts["alice"] != hosts["carol"]
+        assert all(host.startswith("fd") and "localhost" not in host for host in hosts.values())

@@ -37,3 +37,19 @@ def test_muc_nicks_become_irc_nicks():
     assert irc_nick("7of9") == "_7of9"
     assert irc_nick("Zoë") == "Zo_"
     assert len(irc_nick("x" * 100)) == 30
+
+
+def test_webirc_says_a_hashed_address_and_the_password_never_reaches_a_log():
+    from hashlib import sha256
+
+    from bridge.irc.connection import _redacted
+    from bridge.irc.users import webirc
+    net = IrcNetworkConfig("net", host="irc.example.net")
+    assert webirc(net, sha256(b"alice@example.org").digest()) == ()
+    net = IrcNetworkConfig("net", host="irc.example.net", webirc_password="s3cret")
+    (line,) = webirc(net, sha256(b"alice@example.org").digest())
+    (other,) = webirc(net, sha256(b"bob@example.org").digest())
+    command, password, gateway, host, ip = line.split(" ")
+    assert (command, password, gateway, host) == ("WEBIRC", "s3cret", "muc-bridge", ip)
+    assert ip.startswith("fd") and line != other
+    assert "s3cret" not in _redacted(line)
