@@ -246,6 +246,8 @@ class PortalConfig:
     users: tuple[str, ...] = checked(jid_patterns, ())  # who may use them
     per_network: int = checked(at_least(1), 100)  # IRC connections per network, at most
     per_user: int = checked(at_least(1), 3)  # IRC connections per XMPP account, at most
+    #: Lines of each portal room kept per user (served on join and by MAM); 0: none kept.
+    history: int = checked(at_least(0), 0)
     #: An identd (RFC 1413) answering each connection's own ident; 0: none (113 needs root
     #: or CAP_NET_BIND_SERVICE).
     identd_port: int = checked(port_or_off, 0)

@@ -43,10 +43,11 @@ from bridge.core.events import MessageKind
 from bridge.core.portal import Member, PortalNetworks, PortalView, Refused, Snapshot, allowed
 from bridge.store.base import Store
 from bridge.xmpp.outgoing import new_id
+from bridge.xmpp.portal_history import NS_MAM, BadQuery, History, asked
 from bridge.xmpp.portal_jids import PortalJid, address, parse
 from bridge.xmpp.stanza import (
-    NS_DISCO_INFO, NS_MUC, NS_MUC_USER, NS_PING, NS_STANZAS, attr, bare, child, child_text, error_condition,
-    text,
+    NS_DISCO_INFO, NS_MUC, NS_MUC_USER, NS_PING, NS_STANZA_ID, NS_STANZAS, attr, bare, child, child_text,
+    error_condition, text,
 )
 
 log = structlog.get_logger(__name__)
@@ -81,6 +82,7 @@ class PortalRoom:
     channel: str
     resources: dict[str, str] = field(default_factory=dict)  # full JID -> nick asked for, in the room
     waiting: dict[str, str] = field(default_factory=dict)  # full JID -> nick asked for, joining
+    asked: dict[str, tuple[int, float | None]] = field(default_factory=dict)  # history to send on join
     nick: str = ""  # the user's nick there now
 
 
@@ -95,6 +97,7 @@ class Portal(PortalView):
         self.store = store
         self.linked = linked
         self.names = {name.lower(): name for name in config.networks}
+        self.history = History(store, config.history, send)
         self.rooms: dict[tuple[str, str, str], PortalRoom] = {}  # (user, network, channel folded)
         #: The resources that wrote private messages lately, per user: where answers go.
         self.chatting: collections.OrderedDict[str, dict[str, None]] = collections.OrderedDict()
@@ -138,6 +141,7 @@ class Portal(PortalView):
         if xml.get("type") == "unavailable":
             if room is not None and (room.resources.pop(sender, None) is not None
                                      or room.waiting.pop(sender, None) is not None):
+                room.asked.pop(sender, None)
                 self._self_leave(room, sender, room.nick or where.nick, ("110",), "")
                 if not room.resources and not room.waiting:
                     del self.rooms[(user, room.network, room.channel.lower())]
@@ -153,6 +157,7 @@ class Portal(PortalView):
                 self.networks.nick(user, room.network, where.nick)
             snapshot = self.networks.snapshot(user, room.network, room.channel)
             if joining and snapshot is not None:  # a client that lost track joins again: shown it all
+                room.asked[sender] = asked(xml)
                 self._show(room, sender, snapshot)
             return
         if room is None:
@@ -165,6 +170,7 @@ class Portal(PortalView):
                 return
             room = PortalRoom(bare(xml.get("to", "")), where.network, where.name)
             self.rooms[(user, where.network, where.name.lower())] = room
+        room.asked[sender] = asked(xml)
         snapshot = self.networks.snapshot(user, room.network, room.channel)
         if snapshot is None:
             room.waiting[sender] = where.nick
@@ -190,12 +196,13 @@ class Portal(PortalView):
         kind_, said = (MessageKind.ACTION, body[4:]) if body.startswith("/me ") else (MessageKind.PLAIN, body)
         msg_id = xml.get("id") or new_id()
         done = self.networks.say(user, room.network, room.channel, said, kind_)
-        done.add_done_callback(lambda _: self._reflect(room, msg_id, body))
+        done.add_done_callback(lambda _: self._reflect(user, room, msg_id, body))
 
     def _join_overdue(self, user: str, room: PortalRoom, sender: str) -> None:
         if self._room(user, room.network, room.channel) is not room or sender not in room.waiting:
             return
         nick = room.waiting.pop(sender)
+        room.asked.pop(sender, None)
         xml = ET.Element("presence", {"from": sender, "to": f"{room.jid}/{nick}"})
         self._error("presence", xml, "remote-server-timeout",
                     f"{room.network} did not answer within {JOIN_WAIT:g} s; try again later")
@@ -203,10 +210,15 @@ class Portal(PortalView):
             del self.rooms[(user, room.network, room.channel.lower())]
             self.networks.part(user, room.network, room.channel)
 
-    def _reflect(self, room: PortalRoom, msg_id: str, body: str) -> None:
+    def _reflect(self, user: str, room: PortalRoom, msg_id: str, body: str) -> None:
+        sid = self._stanza_id(room, self.history.record(user, room.jid, room.nick, body))
         for jid in room.resources:
             self.send(f"<message type='groupchat' from={attr(room.jid + '/' + room.nick)} to={attr(jid)} "
-                      f"id={attr(msg_id)}><body>{text(body)}</body></message>")
+                      f"id={attr(msg_id)}><body>{text(body)}</body>{sid}</message>")
+
+    @staticmethod
+    def _stanza_id(room: PortalRoom, uuid: str | None) -> str:
+        return f"<stanza-id xmlns='{NS_STANZA_ID}' id={attr(uuid)} by={attr(room.jid)}/>" if uuid else ""
 
     def _private(self, xml: ET.Element, where: PortalJid, user: str, nick: str) -> None:
         body = child_text(xml, "body")
@@ -239,9 +251,15 @@ class Portal(PortalView):
                 self._result(xml)
             else:  # XEP-0410 section 4: not (or no longer) in the room as that nick
                 self._error("iq", xml, "not-acceptable", "you are not in this room")
+        elif kind == "set" and tag == f"{{{NS_MAM}}}query" and not where.nick and self.history.keep:
+            try:
+                self.history.query(xml, bare(sender), bare(xml.get("to", "")))
+            except BadQuery as why:
+                self._error("iq", xml, *why.args)
         elif kind == "get" and tag == f"{{{NS_DISCO_INFO}}}query" and not where.nick \
                 and not query.get("node"):
-            features = "".join(f"<feature var={attr(f)}/>" for f in ROOM_FEATURES)
+            mam = (NS_MAM,) if self.history.keep else ()
+            features = "".join(f"<feature var={attr(f)}/>" for f in (*ROOM_FEATURES, *mam))
             self._result(xml, f"<query xmlns='{NS_DISCO_INFO}'><identity category='conference' type='irc' "
                               f"name={attr(where.name + ' on ' + where.network)}/>{features}</query>")
         elif kind == "set" and tag == f"{{{NS_MUC_ADMIN}}}query" and room is not None \
@@ -269,6 +287,7 @@ class Portal(PortalView):
         self.chatting.get(bare(sender), {}).pop(sender, None)
         for key, room in list(self.rooms.items()):
             if room.resources.pop(sender, None) is not None or room.waiting.pop(sender, None) is not None:
+                room.asked.pop(sender, None)
                 if not room.resources and not room.waiting:
                     del self.rooms[key]
                     self.networks.part(key[0], room.network, room.channel)
@@ -294,6 +313,9 @@ class Portal(PortalView):
         room.nick = snapshot.me.nick
         codes = ("110", "100") if room.resources[jid] == room.nick else ("110", "100", "210")
         self._occupant(room, jid, snapshot.me, codes, real=jid)
+        history = room.asked.pop(jid, None)
+        if history is not None:  # joining: the history it asked for, before the subject (7.2.15)
+            self.history.replay(bare(jid), room.jid, jid, *history)
         by = f"/{snapshot.topic_by}" if snapshot.topic_by else ""
         self.send(f"<message type='groupchat' from={attr(room.jid + by)} to={attr(jid)} id='{new_id()}'>"
                   f"<subject>{text(snapshot.topic)}</subject></message>")
@@ -322,6 +344,7 @@ class Portal(PortalView):
         for jid, nick in room.waiting.items():
             xml = ET.Element("presence", {"from": jid, "to": f"{room.jid}/{nick}"})
             self._error("presence", xml, why.condition, str(why))
+            room.asked.pop(jid, None)
         room.waiting.clear()
         if not room.resources:
             del self.rooms[(user, network, channel.lower())]
@@ -384,9 +407,12 @@ class Portal(PortalView):
                           f"<body>{text(body)}</body></message>")
             return
         room = self._room(user, network, channel)
-        for jid in room.resources if room is not None else ():  # nick "": from the room itself
+        if room is None:
+            return
+        sid = self._stanza_id(room, self.history.record(user, room.jid, nick, body) if nick else None)
+        for jid in room.resources:  # nick "": from the room itself
             self.send(f"<message type='groupchat' from={attr(room.jid + ('/' + nick if nick else ''))} "
-                      f"to={attr(jid)} id='{new_id()}'><body>{text(body)}</body></message>")
+                      f"to={attr(jid)} id='{new_id()}'><body>{text(body)}</body>{sid}</message>")
 
     def _resources(self, user: str) -> set[str]:
         """The user's resources in portal rooms and those that wrote privately lately."""

@@ -9,6 +9,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from slixmpp.exceptions import IqError
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 from bridge.demo.servers import free_port
 from bridge.xmpp import portal
@@ -507,3 +509,59 @@ async def test_webirc_gives_each_user_an_address_of_their_own_not_their_jid(pros
             hosts[nick] = joined.source.rpartition("@")[2]
         assert hosts["alice"] != hosts["carol"]
         assert all(host.startswith("fd") and "localhost" not in host for host in hosts.values())
+
+
+def mam_query(user, jid: str, rsm: str = "<before/>", queryid: str = "q1"):
+    """A MAM query (XEP-0313) to `jid`; returns the iq to send and the results as they come."""
+    results: list = []
+
+    def seen(msg):
+        result = msg.xml.find("{urn:xmpp:mam:2}result")
+        if result is not None and result.get("queryid") == queryid and msg["from"].bare == jid:
+            inner = result.find("{urn:xmpp:forward:0}forwarded/{jabber:client}message")
+            results.append((result.get("id"), inner.get("from").partition("/")[2],
+                            inner.findtext("{jabber:client}body")))
+    user.client.register_handler(Callback(f"mam {queryid}", MatchXPath(
+        "{jabber:client}message/{urn:xmpp:mam:2}result"), seen))
+    iq = user.client.make_iq_set(ito=jid)
+    iq.xml.append(ET.fromstring(f"<query xmlns='urn:xmpp:mam:2' queryid='{queryid}'>"
+                                f"<set xmlns='http://jabber.org/protocol/rsm'><max>2</max>{rsm}</set></query>"))
+    return iq, results
+
+
+async def test_history_on_join_and_by_mam(prosody, inspircd, xmpp_user, irc_user, tmp_path):
+    bob = await irc_user(inspircd, "bob")
+    await bob.join("#chan")
+    async with portal_bridge(prosody, inspircd, tmp_path, extra=", history: 50"):
+        alice = await xmpp_user("alice")
+        jid = room(prosody)
+        await alice.join(jid, "alice", timeout=T)
+        for n in range(3):
+            bob.privmsg("#chan", f"line {n}")
+        live = await alice.wait_for_message(jid, "line 2", nick="bob", timeout=T)
+        assert live.stanza_id  # the id MAM knows it by
+        alice.say(jid, "mine")
+        await alice.wait_for_message(jid, "mine", nick="alice", timeout=T)
+        phone = await XmppUser.login(prosody, "alice", "alice-password", resource="phone")
+        try:
+            await phone.join(jid, "alice", history=10, timeout=T)
+            replayed = [(m.nick, m.body) for m in phone.messages if m.room == jid and m.delayed]
+            assert replayed == [("bob", "line 0"), ("bob", "line 1"), ("bob", "line 2"), ("alice", "mine")]
+            subject = [i for i, m in enumerate(phone.messages) if m.subject is not None]
+            assert subject and subject[-1] == len(list(phone.messages)) - 1  # the subject comes last
+            iq, results = mam_query(phone, jid)
+            fin = (await iq.send(timeout=T)).xml.find("{urn:xmpp:mam:2}fin")
+            assert [r[1:] for r in results] == [("bob", "line 2"), ("alice", "mine")]  # the last page
+            assert fin.get("complete") != "true"
+            first = fin.findtext("{http://jabber.org/protocol/rsm}set/{http://jabber.org/protocol/rsm}first")
+            assert first == results[0][0] == live.stanza_id
+            iq, older = mam_query(phone, jid, f"<before>{first}</before>", "q2")
+            fin = (await iq.send(timeout=T)).xml.find("{urn:xmpp:mam:2}fin")
+            assert [r[1:] for r in older] == [("bob", "line 0"), ("bob", "line 1")]
+            assert fin.get("complete") == "true"
+        finally:
+            await phone.close()
+        carol = await xmpp_user("carol")  # another user's copy is her own: nothing of alice's
+        iq, results = mam_query(carol, jid, queryid="q3")
+        await iq.send(timeout=T)
+        assert results == []

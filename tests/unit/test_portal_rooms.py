@@ -185,3 +185,17 @@ async def test_stanzas_that_are_not_the_portals(portal):
     stranger = stanza(f"<message type='chat' from='eve@elsewhere.net/x' to='bob%libera@{DOMAIN}'>"
                       "<body>hi</body></message>")
     assert not portal.take("message", stranger)  # not let in: the plumbed meaning, if any
+
+
+def test_the_history_a_join_asks_for():
+    from bridge.xmpp.portal_history import ON_JOIN, asked
+
+    def presence(history):
+        return ET.fromstring(f"<presence xmlns='jabber:client'><x xmlns='http://jabber.org/protocol/muc'>"
+                             f"{history}</x></presence>")
+    assert asked(presence("")) == (ON_JOIN, None)
+    assert asked(presence("<history maxstanzas='5'/>")) == (5, None)
+    assert asked(presence("<history maxchars='0'/>"))[0] == 0
+    assert asked(presence("<history since='1970-01-01T00:16:40Z'/>")) == (ON_JOIN, 1000.0)
+    limit, start = asked(presence("<history seconds='60' maxstanzas='abc'/>"))
+    assert limit == ON_JOIN and start is not None

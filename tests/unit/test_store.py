@@ -58,7 +58,7 @@ def test_schema_version_recorded(tmp_path):
     path = str(tmp_path / "b.db")
     SqliteStore(path).close()
     store = SqliteStore(path)  # reopening runs no migration twice
-    assert store.db.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    assert store.db.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
 
 
 def test_cursors_survive_a_restart(tmp_path):
@@ -76,3 +76,23 @@ def test_key_pinning(tmp_path):
     assert store.pinned_key("silcnet", "silc.example.net") is None
     store.pin_key("silcnet", "silc.example.net", "AB:CD")
     assert store.pinned_key("silcnet", "silc.example.net") == "AB:CD"
+
+
+def test_portal_history_per_user_and_room_bounded_and_paged(tmp_path):
+    store = SqliteStore(str(tmp_path / "h.db"))
+    ids = [store.add_history("alice@x", "#c%n@b", 1000.0 + i, "bob", f"line {i}", keep=10) for i in range(30)]
+    store.add_history("carol@x", "#c%n@b", 2000.0, "bob", "carol's copy", keep=10)
+    lines = store.history("alice@x", "#c%n@b", 100)
+    assert [l.body for l in lines] == [f"line {i}" for i in range(20, 30)]  # the newest 10, oldest first
+    assert [l.body for l in store.history("alice@x", "#c%n@b", 3)] == ["line 27", "line 28", "line 29"]
+    page = store.history("alice@x", "#c%n@b", 3, after=ids[21], newest=False)
+    assert [l.body for l in page] == ["line 22", "line 23", "line 24"]
+    page = store.history("alice@x", "#c%n@b", 2, before=ids[25])
+    assert [l.body for l in page] == ["line 23", "line 24"]
+    assert [l.body for l in store.history("alice@x", "#c%n@b", 100, start=1027.0)] == \
+        ["line 27", "line 28", "line 29"]
+    assert store.history("alice@x", "#c%n@b", 5, after="no-such-id") is None
+    assert store.history("alice@x", "#c%n@b", 5, after=ids[0]) is None  # pruned
+    store.close()
+    again = SqliteStore(str(tmp_path / "h.db"))
+    assert [l.uuid for l in again.history("alice@x", "#c%n@b", 1)] == [ids[-1]]
