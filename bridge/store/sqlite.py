@@ -95,6 +95,8 @@ MIGRATIONS: tuple[str, ...] = (
 MESSAGE_TTL = 7 * 24 * 3600.0
 #: At most this many message-id mappings are kept (the newest); a busy week stays bounded.
 MESSAGE_LIMIT = 200_000
+#: Portal history older than this goes (rooms a user left long ago must not stay forever).
+HISTORY_TTL = 30 * 24 * 3600.0
 #: A portal room's history is cut to its size every this many lines written to it (at once
 #: when the size is smaller): at most this many lines over its size.
 HISTORY_PRUNE_EVERY = 64
@@ -214,11 +216,13 @@ class SqliteStore:
         return row[0] if row else None
 
     def prune(self, now: float | None = None, keep: int = MESSAGE_LIMIT) -> None:
-        """Forget message-id mappings older than `MESSAGE_TTL`, and all but the newest `keep`."""
+        """Forget message-id mappings older than `MESSAGE_TTL`, and all but the newest `keep`;
+        portal history older than `HISTORY_TTL`."""
         cutoff = (now or time.time()) - MESSAGE_TTL
         self._write("DELETE FROM messages WHERE created < ?", (cutoff,))
         self._write("DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages "
                     "ORDER BY created DESC LIMIT -1 OFFSET ?)", (keep,))
+        self._write("DELETE FROM portal_history WHERE time < ?", ((now or time.time()) - HISTORY_TTL,))
         self.flush()
 
     def message_count(self) -> int:
