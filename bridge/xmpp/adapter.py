@@ -103,6 +103,8 @@ class XmppAdapter(Adapter):
     async def _online(self) -> None:
         for room in self.rooms.values():
             room.online()
+        if self.portal is not None:
+            self.portal.online()
 
     def _offline(self) -> None:
         for room in self.rooms.values():

@@ -66,6 +66,10 @@ GONE = {"gone", "item-not-found", "recipient-unavailable", "redirect", "remote-s
 #: A join IRC has not answered in this long (a server down, a connection not registered) is
 #: given up with remote-server-timeout; the connection goes on trying, for the next join.
 JOIN_WAIT = 60.0
+#: The store cursor that keeps persistent rooms across restarts.
+PERSISTENT = "portal:persistent"
+NS_MUC_OWNER = f"{NS_MUC}#owner"
+PERSISTENT_FIELD = "muc#roomconfig_persistentroom"
 #: Resources per user remembered as writing private messages, and users remembered so.
 CHATTING = 8
 CHATTING_USERS = 4096
@@ -84,6 +88,7 @@ class PortalRoom:
     waiting: dict[str, str] = field(default_factory=dict)  # full JID -> nick asked for, joining
     asked: dict[str, tuple[int, float | None]] = field(default_factory=dict)  # history to send on join
     nick: str = ""  # the user's nick there now
+    persistent: bool = False  # stays on IRC (and keeps history) with nobody in it
 
 
 class Portal(PortalView):
@@ -98,6 +103,9 @@ class Portal(PortalView):
         self.linked = linked
         self.names = {name.lower(): name for name in config.networks}
         self.history = History(store, config.history, send)
+        saved = store.cursor(PERSISTENT)
+        #: Persistent rooms, kept in the store: "user network channel" -> [room JID, nick].
+        self.persistent: dict[str, list[str]] = saved if isinstance(saved, dict) else {}
         self.rooms: dict[tuple[str, str, str], PortalRoom] = {}  # (user, network, channel folded)
         #: The resources that wrote private messages lately, per user: where answers go.
         self.chatting: collections.OrderedDict[str, dict[str, None]] = collections.OrderedDict()
@@ -143,9 +151,7 @@ class Portal(PortalView):
                                      or room.waiting.pop(sender, None) is not None):
                 room.asked.pop(sender, None)
                 self._self_leave(room, sender, room.nick or where.nick, ("110",), "")
-                if not room.resources and not room.waiting:
-                    del self.rooms[(user, room.network, room.channel.lower())]
-                    self.networks.part(user, room.network, room.channel)
+                self._emptied(user, room)
             return
         if xml.get("type") is not None or not where.nick:
             if not where.nick:
@@ -206,7 +212,11 @@ class Portal(PortalView):
         xml = ET.Element("presence", {"from": sender, "to": f"{room.jid}/{nick}"})
         self._error("presence", xml, "remote-server-timeout",
                     f"{room.network} did not answer within {JOIN_WAIT:g} s; try again later")
-        if not room.resources and not room.waiting:
+        self._emptied(user, room)
+
+    def _emptied(self, user: str, room: PortalRoom) -> None:
+        """The room's last resource left: the IRC channel is left too, unless persistent."""
+        if not room.resources and not room.waiting and not room.persistent:
             del self.rooms[(user, room.network, room.channel.lower())]
             self.networks.part(user, room.network, room.channel)
 
@@ -251,6 +261,9 @@ class Portal(PortalView):
                 self._result(xml)
             else:  # XEP-0410 section 4: not (or no longer) in the room as that nick
                 self._error("iq", xml, "not-acceptable", "you are not in this room")
+        elif tag == f"{{{NS_MUC_OWNER}}}query" and not where.nick and room is not None \
+                and sender in room.resources:
+            self._configure(xml, query, bare(sender), room)
         elif kind == "set" and tag == f"{{{NS_MAM}}}query" and not where.nick and self.history.keep:
             try:
                 self.history.query(xml, bare(sender), bare(xml.get("to", "")))
@@ -278,6 +291,48 @@ class Portal(PortalView):
         else:
             self._error("iq", xml, "service-unavailable", "a portal room does not offer this")
 
+    def _configure(self, iq: ET.Element, query: ET.Element, user: str, room: PortalRoom) -> None:
+        """The room's configuration (XEP-0045 10.2): whether it is persistent, which is what
+        a portal room can be configured for: it stays on IRC with nobody in it, like a bouncer,
+        keeping its history (when kept), until made not persistent and left."""
+        if iq.get("type") == "get":
+            value = "1" if room.persistent else "0"
+            self._result(iq, f"<query xmlns='{NS_MUC_OWNER}'><x xmlns='jabber:x:data' type='form'>"
+                             f"<title>{text(room.channel + ' on ' + room.network)}</title>"
+                             f"<field var='FORM_TYPE' type='hidden'>"
+                             f"<value>http://jabber.org/protocol/muc#roomconfig</value></field>"
+                             f"<field var='{PERSISTENT_FIELD}' type='boolean' label='Stay in the channel "
+                             f"when no client of yours is in the room'><value>{value}</value></field>"
+                             f"</x></query>")
+            return
+        form = query.find("{jabber:x:data}x")
+        if form is not None and form.get("type") == "submit":
+            for item in form.iterfind("{jabber:x:data}field"):
+                if item.get("var") == PERSISTENT_FIELD:
+                    self._persist(user, room, item.findtext("{jabber:x:data}value", "") in ("1", "true"))
+        self._result(iq)
+
+    def _persist(self, user: str, room: PortalRoom, on: bool) -> None:
+        room.persistent = on
+        key = f"{user} {room.network} {room.channel.lower()}"
+        if on:
+            self.persistent[key] = [room.jid, room.nick]
+        elif self.persistent.pop(key, None) is None:
+            return
+        self.store.set_cursor(PERSISTENT, self.persistent)
+
+    def online(self) -> None:
+        """The component is connected: join the persistent rooms nobody is in (after a restart)."""
+        for key, (jid, nick) in list(self.persistent.items()):
+            user, network, channel = key.split(" ", 2)
+            if (user, network, channel) in self.rooms or network not in self.names.values():
+                continue
+            try:
+                self.networks.join(user, network, channel, nick)
+            except Refused:
+                continue
+            self.rooms[(user, network, channel)] = PortalRoom(jid, network, channel, nick=nick, persistent=True)
+
     def _client_error(self, xml: ET.Element) -> None:
         """A client answered with an error: a resource gone leaves every portal room."""
         condition = error_condition(xml)
@@ -288,9 +343,7 @@ class Portal(PortalView):
         for key, room in list(self.rooms.items()):
             if room.resources.pop(sender, None) is not None or room.waiting.pop(sender, None) is not None:
                 room.asked.pop(sender, None)
-                if not room.resources and not room.waiting:
-                    del self.rooms[key]
-                    self.networks.part(key[0], room.network, room.channel)
+                self._emptied(key[0], room)
 
     # -- what IRC says (PortalView) ----------------------------------------
 
@@ -348,11 +401,13 @@ class Portal(PortalView):
         room.waiting.clear()
         if not room.resources:
             del self.rooms[(user, network, channel.lower())]
+            self._persist(user, room, False)
 
     def out(self, user: str, network: str, channel: str, status: str, kicked_by: str = "") -> None:
         room = self.rooms.pop((user, network, channel.lower()), None)
         if room is None:
             return
+        self._persist(user, room, False)  # out of the channel: persistent no more
         for jid in [*room.resources, *room.waiting]:
             self._self_leave(room, jid, room.nick, ("110", "307") if kicked_by else ("110", "333"),
                              status, kicked_by)

@@ -565,3 +565,42 @@ async def test_history_on_join_and_by_mam(prosody, inspircd, xmpp_user, irc_user
         iq, results = mam_query(carol, jid, queryid="q3")
         await iq.send(timeout=T)
         assert results == []
+
+
+async def configure_persistent(user, jid: str, on: bool) -> None:
+    iq = user.client.make_iq_get(ito=jid)
+    iq.xml.append(ET.fromstring("<query xmlns='http://jabber.org/protocol/muc#owner'/>"))
+    form = (await iq.send(timeout=T)).xml.find("{http://jabber.org/protocol/muc#owner}query/{jabber:x:data}x")
+    assert "muc#roomconfig_persistentroom" in {f.get("var") for f in form.iter("{jabber:x:data}field")}
+    iq = user.client.make_iq_set(ito=jid)
+    iq.xml.append(ET.fromstring(
+        "<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>"
+        "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>"
+        f"<field var='muc#roomconfig_persistentroom'><value>{int(on)}</value></field></x></query>"))
+    await iq.send(timeout=T)
+
+
+async def test_a_persistent_room_stays_on_irc_keeps_history_and_survives_a_restart(prosody, inspircd, xmpp_user,
+                                                                                 irc_user, tmp_path):
+    bob = await irc_user(inspircd, "bob")
+    await bob.join("#chan")
+    jid = room(prosody)
+    async with portal_bridge(prosody, inspircd, tmp_path, extra=", history: 50"):
+        alice = await xmpp_user("alice")
+        await alice.join(jid, "alice", timeout=T)
+        await configure_persistent(alice, jid, True)
+        await alice.leave(jid, timeout=T)
+        bob.privmsg("#chan", "while you were out")
+        await asyncio.sleep(1.0)
+        assert not bob.lines.matching(lambda l: l.command in ("PART", "QUIT") and l.nick == "alice")
+        await alice.join(jid, "alice", history=5, timeout=T)
+        assert ("bob", "while you were out") in [(m.nick, m.body) for m in alice.messages if m.delayed]
+        await alice.leave(jid, timeout=T)
+    await bob.wait_for(lambda l: l.command == "QUIT" and l.nick == "alice", T)
+    mark = bob.lines.mark()
+    async with portal_bridge(prosody, inspircd, tmp_path, extra=", history: 50"):
+        await bob.wait_for(lambda l: l.command == "JOIN" and l.nick == "alice", T, after=mark)  # by itself
+        await alice.join(jid, "alice", timeout=T)
+        await configure_persistent(alice, jid, False)
+        await alice.leave(jid, timeout=T)
+        await bob.wait_for(lambda l: l.command == "PART" and l.nick == "alice", T, after=mark)
