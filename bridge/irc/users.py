@@ -1,17 +1,17 @@
 """Portal users' own IRC connections: one per (XMPP account, network), nick = the MUC nick.
 
-Each is a `RelayClient` (the relay's hardening, flood control, delivery window, ping
-timeout and reconnects with backoff) under a configuration of its own: the user's nick
-(made an IRC nick: `irc_nick`), an ident and real name that do not show the JID, no SASL.
-Connections are capped per network and per user (`portal.per_network`, `portal.per_user`)
-and go (QUIT) once they are in no channel and have carried no private message for
-`PRIVATE_IDLE`. An identd on an opt-in port (`bridge.irc.identd`) answers each one's own
-ident; where the network gave the bridge a WEBIRC password, each connection says it comes
-from an address made of a hash of the JID (`webirc`). After a reconnect every channel is joined again; who left meanwhile is
-told as gone, and the channel is shown again as it is (`PortalView.entered`).
+Each is a `RelayClient` (the relay's hardening, flood control, delivery window, ping timeout
+and reconnects with backoff) under a configuration of its own: the user's nick (made an IRC
+nick: `irc_nick`), an ident and real name that do not show the JID, no SASL. Connections are
+capped per network and per user (`portal.per_network`, `portal.per_user`) and go (QUIT) once
+they are in no channel and have carried no private message for `PRIVATE_IDLE`. An identd on
+an opt-in port (`bridge.irc.identd`) answers each one's own ident; where the network gave
+the bridge a WEBIRC password, each connection says it comes from an address made of a hash
+of the JID (`webirc`). After a reconnect every channel is joined again; who left meanwhile
+is told as gone, and the channel is shown again as it is (`PortalView.entered`).
 
-What the user is to see goes to the `PortalView` (`bridge.core.portal`); formatting
-codes become XEP-0393 styling and back, as on plumbed links.
+What the user is to see goes to the `PortalView` (`bridge.core.portal`); formatting codes
+become XEP-0393 styling and back, as on plumbed links.
 """
 
 from __future__ import annotations

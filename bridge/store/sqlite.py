@@ -232,8 +232,8 @@ class SqliteStore:
 
     def add_history(self, owner: str, room: str, when: float, nick: str, body: str, keep: int) -> str:
         uuid = secrets.token_urlsafe(12)
-        self._write("INSERT INTO portal_history (uuid, owner, room, time, nick, body) VALUES (?, ?, ?, ?, ?, ?)",
-                    (uuid, owner, room, when, nick, body))
+        self._write("INSERT INTO portal_history (uuid, owner, room, time, nick, body) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", (uuid, owner, room, when, nick, body))
         if len(self._history_writes) > 4096:
             self._history_writes.clear()  # a room's count starts again: pruned a little later
         written = self._history_writes[(owner, room)] = self._history_writes.get((owner, room), 0) + 1
@@ -249,8 +249,8 @@ class SqliteStore:
         where, args = ["owner = ?", "room = ?"], [owner, room]
         for uuid, op in ((after, ">"), (before, "<")):
             if uuid is not None:
-                row = self.db.execute("SELECT id FROM portal_history WHERE uuid = ? AND owner = ? AND room = ?",
-                                      (uuid, owner, room)).fetchone()
+                row = self.db.execute("SELECT id FROM portal_history WHERE uuid = ? AND owner = ? "
+                                      "AND room = ?", (uuid, owner, room)).fetchone()
                 if row is None:
                     return None
                 where.append(f"id {op} ?")

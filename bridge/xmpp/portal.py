@@ -331,7 +331,8 @@ class Portal(PortalView):
                 self.networks.join(user, network, channel, nick)
             except Refused:
                 continue
-            self.rooms[(user, network, channel)] = PortalRoom(jid, network, channel, nick=nick, persistent=True)
+            self.rooms[(user, network, channel)] = PortalRoom(jid, network, channel, nick=nick,
+                                                              persistent=True)
 
     def _client_error(self, xml: ET.Element) -> None:
         """A client answered with an error: a resource gone leaves every portal room."""

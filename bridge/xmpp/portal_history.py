@@ -119,4 +119,5 @@ class History:
                   f"<result xmlns='{NS_MAM}'{qid} id={attr(line.uuid)}><forwarded xmlns='{NS_FORWARD}'>"
                   f"<delay xmlns='{NS_DELAY}' stamp='{stamp(line.time)}'/>"
                   f"<message xmlns='jabber:client' type='groupchat' from={attr(room + '/' + line.nick)} "
-                  f"id={attr(line.uuid)}><body>{text(line.body)}</body></message></forwarded></result></message>")
+                  f"id={attr(line.uuid)}><body>{text(line.body)}</body></message>"
+                  "</forwarded></result></message>")

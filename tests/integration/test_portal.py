@@ -382,7 +382,8 @@ async def test_topics_and_departures(prosody, inspircd, xmpp_user, irc_user, tmp
         said = await alice.wait_for_message(jid, nick="", timeout=T)
         assert said.body.startswith("ircnet: ") and "op" in said.body
         bob.send("MODE", "#chan", "+o", "alice")
-        await alice.presences.wait_for(lambda p: p.room == jid and 110 in p.codes and p.role == "moderator", T)
+        await alice.presences.wait_for(
+            lambda p: p.room == jid and 110 in p.codes and p.role == "moderator", T)
         alice.set_subject(jid, "set from XMPP")
         line = await bob.wait_for(lambda l: l.command == "TOPIC" and l.nick == "alice", T)
         assert line.text == "set from XMPP"
@@ -453,8 +454,8 @@ async def test_connections_are_capped_per_user(prosody, inspircd, xmpp_user, tmp
             is not None
 
 
-async def test_a_nick_taken_on_irc_is_a_conflict_and_the_old_nick_stays(prosody, inspircd, xmpp_user, irc_user,
-                                                                      tmp_path):
+async def test_a_nick_taken_on_irc_is_a_conflict_and_the_old_nick_stays(prosody, inspircd, xmpp_user,
+                                                                      irc_user, tmp_path):
     bob = await irc_user(inspircd, "bob")
     await bob.join("#chan")
     async with portal_bridge(prosody, inspircd, tmp_path):
@@ -525,7 +526,8 @@ def mam_query(user, jid: str, rsm: str = "<before/>", queryid: str = "q1"):
         "{jabber:client}message/{urn:xmpp:mam:2}result"), seen))
     iq = user.client.make_iq_set(ito=jid)
     iq.xml.append(ET.fromstring(f"<query xmlns='urn:xmpp:mam:2' queryid='{queryid}'>"
-                                f"<set xmlns='http://jabber.org/protocol/rsm'><max>2</max>{rsm}</set></query>"))
+                                "<set xmlns='http://jabber.org/protocol/rsm'>"
+                                f"<max>2</max>{rsm}</set></query>"))
     return iq, results
 
 
@@ -580,8 +582,8 @@ async def configure_persistent(user, jid: str, on: bool) -> None:
     await iq.send(timeout=T)
 
 
-async def test_a_persistent_room_stays_on_irc_keeps_history_and_survives_a_restart(prosody, inspircd, xmpp_user,
-                                                                                 irc_user, tmp_path):
+async def test_a_persistent_room_stays_on_irc_keeps_history_and_survives_a_restart(
+        prosody, inspircd, xmpp_user, irc_user, tmp_path):
     bob = await irc_user(inspircd, "bob")
     await bob.join("#chan")
     jid = room(prosody)

@@ -74,7 +74,8 @@ def stanza(text: str) -> ET.Element:
 
 
 def join(portal, resource=LAPTOP, nick="alice", payload="<x xmlns='http://jabber.org/protocol/muc'/>"):
-    assert portal.take("presence", stanza(f"<presence from='{resource}' to='{ROOM}/{nick}'>{payload}</presence>"))
+    presence = f"<presence from='{resource}' to='{ROOM}/{nick}'>{payload}</presence>"
+    assert portal.take("presence", stanza(presence))
 
 
 def presences(portal, to=None):
@@ -100,7 +101,8 @@ async def test_a_join_asks_irc_and_the_end_of_names_shows_the_room_in_order(port
     join(portal)
     assert portal.irc.calls == [("join", "#chan", "alice", "")]
     assert portal.sent == []  # nothing until IRC answers
-    entered(portal, members=(Member("bob", "o"), Member("carol", "h"), Member("dan", "v"), Member("eve", "q")))
+    entered(portal, members=(Member("bob", "o"), Member("carol", "h"), Member("dan", "v"),
+                             Member("eve", "q")))
     shown = presences(portal)
     assert [(nick, role) for nick, _, role, _, _ in shown] == [
         ("bob", "moderator"), ("carol", "moderator"), ("dan", "participant"), ("eve", "moderator"),
@@ -130,8 +132,9 @@ async def test_an_irc_nick_change_is_303_then_the_new_nick_for_every_resource(po
     portal.sent.clear()
     portal.renamed(USER, "Libera", "#chan", "alice", Member("alicia"), me=True)
     for resource in (LAPTOP, PHONE):
-        assert presences(portal, resource) == [("alice", "unavailable", "participant", {"303", "110"}, "alicia"),
-                                                ("alicia", None, "participant", {"110"}, None)]
+        assert presences(portal, resource) == [
+            ("alice", "unavailable", "participant", {"303", "110"}, "alicia"),
+            ("alicia", None, "participant", {"110"}, None)]
 
 
 async def test_a_refusal_is_the_presence_error_for_each_waiting_resource(portal):
@@ -149,7 +152,8 @@ async def test_the_last_resource_to_leave_parts_and_a_gone_client_counts_as_leav
     join(portal)
     entered(portal)
     join(portal, PHONE)
-    assert portal.take("presence", stanza(f"<presence type='unavailable' from='{LAPTOP}' to='{ROOM}/alice'/>"))
+    leave = f"<presence type='unavailable' from='{LAPTOP}' to='{ROOM}/alice'/>"
+    assert portal.take("presence", stanza(leave))
     assert ("part", "#chan") not in portal.irc.calls
     portal.take("message", stanza(f"<message type='error' from='{PHONE}' to='{ROOM}/alice'>"
                                   "<error type='cancel'><gone xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
