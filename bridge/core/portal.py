@@ -121,6 +121,11 @@ class PortalNetworks(abc.ABC):
         """Ask the network for a new nick; the answer is `renamed` or `nick_refused`."""
 
     @abc.abstractmethod
+    def set_mode(self, user: str, network: str, channel: str, nick: str, mode: str) -> None:
+        """Give `nick` prefix mode `mode` as their highest ("" none), taking higher ones;
+        raises `Refused` when they are not there or the network has no such mode."""
+
+    @abc.abstractmethod
     def kick(self, user: str, network: str, channel: str, nick: str, reason: str) -> None:
         """KICK `nick` (raises `Refused` for a name that is no IRC nick)."""
 

@@ -48,6 +48,8 @@ PRIVATE_IDLE = 600.0
 SWEEP = 30.0
 #: Lines one message of a user's may become (longer ones are cut, saying so).
 MAX_LINES = 20
+#: Prefix modes to give instead of one a network lacks, nearest first.
+STRONGER = {"h": "o", "q": "ao", "a": "o", "v": ""}
 #: Channels one connection may be in (or joining) at once.
 MAX_CHANNELS = 100
 #: Longest nick asked for (servers cut or refuse longer ones: NICKLEN).
@@ -460,6 +462,24 @@ class IrcUsers(Adapter, PortalNetworks):
         link = self.links.get((user, network))
         if link is not None and not link.client.is_me(irc_nick(nick)):
             link.client.control(f"NICK {irc_nick(nick)}")
+
+    def set_mode(self, user: str, network: str, channel: str, nick: str, mode: str) -> None:
+        link = self.links.get((user, network))
+        chan = link.channels.get(link.roster.fold(channel)) if link is not None else None
+        entry = chan.members.get(link.roster.fold(nick)) if chan is not None else None
+        if entry is None:
+            raise Refused("item-not-found", f"{nick} is not in {channel}")
+        order = link._prefix_modes()
+        if mode:  # the next mode up where the network has none of the kind (no halfops: +o)
+            wanted, mode = mode, next((m for m in mode + STRONGER.get(mode, "") if m in order), "")
+            if not mode:
+                raise Refused("not-acceptable", f"{network} has no channel mode +{wanted}")
+        higher = order[:order.index(mode)] if mode else order  # what the member is to lose
+        taken = "".join(m for m in entry[1] if m in higher)
+        given = mode if mode and mode not in entry[1] else ""
+        changes = (f"-{taken}" if taken else "") + (f"+{given}" if given else "")
+        if changes:
+            link.client.control(f"MODE {channel} {changes} {' '.join([nick] * (len(taken) + len(given)))}")
 
     def kick(self, user: str, network: str, channel: str, nick: str, reason: str) -> None:
         _check(nick, "nick")

@@ -56,6 +56,9 @@ log = structlog.get_logger(__name__)
 ROLES = {"q": ("moderator", "owner"), "a": ("moderator", "owner"), "o": ("moderator", "admin"),
          "h": ("moderator", "member"), "v": ("participant", "member"), "": ("participant", "none")}
 NS_MUC_ADMIN = f"{NS_MUC}#admin"
+#: muc#admin roles and affiliations as the prefix mode given on IRC (biboumi's mapping).
+ADMIN_MODES = {"owner": "q", "admin": "o", "moderator": "h", "member": "v", "participant": "v",
+               "visitor": "", "none": ""}
 #: What a room says it is (XEP-0030; XEP-0045 6.4; XEP-0410 section 5).
 ROOM_FEATURES = (NS_DISCO_INFO, NS_MUC, "muc_nonanonymous", "muc_open", "muc_unmoderated",
                  "muc_unsecured", "muc_persistent", NS_PING,
@@ -277,19 +280,31 @@ class Portal(PortalView):
                               f"name={attr(where.name + ' on ' + where.network)}/>{features}</query>")
         elif kind == "set" and tag == f"{{{NS_MUC_ADMIN}}}query" and room is not None \
                 and sender in room.resources:
-            item = query.find(f"{{{NS_MUC_ADMIN}}}item")
-            if item is None or item.get("role") != "none" or not item.get("nick"):
-                self._error("iq", xml, "feature-not-implemented", "only kicks (role none) are passed to IRC")
-                return
-            try:
-                self.networks.kick(bare(sender), room.network, room.channel, item.get("nick", ""),
-                                   item.findtext(f"{{{NS_MUC_ADMIN}}}reason") or "")
-            except Refused as why:
-                self._error("iq", xml, why.condition, str(why))
-                return
-            self._result(xml)  # IRC says whether it worked: the kick is seen, or not
+            self._admin(xml, query.find(f"{{{NS_MUC_ADMIN}}}item"), bare(sender), room)
         else:
             self._error("iq", xml, "service-unavailable", "a portal room does not offer this")
+
+    def _admin(self, iq: ET.Element, item: ET.Element | None, user: str, room: PortalRoom) -> None:
+        """A moderator's change (XEP-0045 8, 9): role none is a KICK; other roles and
+        affiliations are prefix modes, as biboumi maps them (participant or member +v,
+        moderator +h, admin +o, owner +q; visitor or none takes them all). IRC says whether
+        it worked: the KICK or MODE is seen, or the room says why not."""
+        nick, role, affiliation = (item.get(k, "") for k in ("nick", "role", "affiliation")) \
+            if item is not None else ("", "", "")
+        try:
+            if not nick or affiliation == "outcast" or (role, affiliation) == ("", ""):
+                raise Refused("feature-not-implemented", "portal rooms take kicks, roles and "
+                              "affiliations by nick (bans are IRC's: /mode +b)")
+            if role == "none":
+                self.networks.kick(user, room.network, room.channel, nick,
+                                   item.findtext(f"{{{NS_MUC_ADMIN}}}reason") or "")
+            else:
+                self.networks.set_mode(user, room.network, room.channel, nick, ADMIN_MODES.get(
+                    affiliation or role, ""))
+        except Refused as why:
+            self._error("iq", iq, why.condition, str(why))
+            return
+        self._result(iq)
 
     def _configure(self, iq: ET.Element, query: ET.Element, user: str, room: PortalRoom) -> None:
         """The room's configuration (XEP-0045 10.2): whether it is persistent, which is what

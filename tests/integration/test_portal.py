@@ -606,3 +606,31 @@ async def test_a_persistent_room_stays_on_irc_keeps_history_and_survives_a_resta
         await configure_persistent(alice, jid, False)
         await alice.leave(jid, timeout=T)
         await bob.wait_for(lambda l: l.command == "PART" and l.nick == "alice", T, after=mark)
+
+
+async def test_roles_and_affiliations_given_from_xmpp_are_irc_modes(prosody, inspircd, xmpp_user, irc_user,
+                                                                   tmp_path):
+    async with portal_bridge(prosody, inspircd, tmp_path):
+        alice = await xmpp_user("alice")
+        ops = room(prosody, "#ops")
+        await alice.join(ops, "alice", timeout=T)  # the channel's operator
+        bob = await irc_user(inspircd, "bob")
+        await bob.join("#ops")
+        await alice.presences.wait_for(lambda p: p.room == ops and p.nick == "bob" and p.available, T)
+
+        async def admin(item: str):
+            iq = alice.client.make_iq_set(ito=ops)
+            iq.xml.append(ET.fromstring(f"<query xmlns='{NS_MUC}#admin'>{item}</query>"))
+            await iq.send(timeout=T)
+        mark = bob.lines.mark()
+        await admin("<item nick='bob' role='moderator'/>")  # no halfops on this network: +o
+        line = await bob.wait_for(lambda l: l.command == "MODE" and l.nick == "alice", T, after=mark)
+        assert line.params[1:] == ("+o", "bob")
+        await alice.presences.wait_for(
+            lambda p: p.room == ops and p.nick == "bob" and p.role == "moderator", T)
+        mark = bob.lines.mark()
+        await admin("<item nick='bob' affiliation='member'/>")
+        line = await bob.wait_for(lambda l: l.command == "MODE" and l.nick == "alice", T, after=mark)
+        assert line.params[1:] == ("-o+v", "bob", "bob")
+        await alice.presences.wait_for(
+            lambda p: p.room == ops and p.nick == "bob" and p.role == "participant", T)

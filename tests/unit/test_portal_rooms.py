@@ -51,6 +51,9 @@ class FakeIrc(PortalNetworks):
     def nick(self, user, network, nick):
         self.calls.append(("nick", nick))
 
+    def set_mode(self, user, network, channel, nick, mode):
+        self.calls.append(("mode", channel, nick, mode))
+
     def kick(self, user, network, channel, nick, reason):
         self.calls.append(("kick", channel, nick, reason))
 
@@ -203,3 +206,22 @@ def test_the_history_a_join_asks_for():
     assert asked(presence("<history since='1970-01-01T00:16:40Z'/>")) == (ON_JOIN, 1000.0)
     limit, start = asked(presence("<history seconds='60' maxstanzas='abc'/>"))
     assert limit == ON_JOIN and start is not None
+
+
+async def test_admin_items_are_kicks_and_prefix_modes(portal):
+    join(portal)
+    entered(portal)
+
+    def admin(item):
+        portal.sent.clear()
+        portal.take("iq", stanza(f"<iq type='set' id='a1' from='{LAPTOP}' to='{ROOM}'><query xmlns="
+                                 f"'http://jabber.org/protocol/muc#admin'>{item}</query></iq>"))
+        return portal.sent[-1].get("type")
+    assert admin("<item nick='bob' role='none'><reason>bye</reason></item>") == "result"
+    assert admin("<item nick='bob' role='participant'/>") == "result"
+    assert admin("<item nick='bob' affiliation='admin'/>") == "result"
+    assert admin("<item nick='bob' role='visitor'/>") == "result"
+    assert admin("<item nick='bob' affiliation='outcast'/>") == "error"
+    assert [c for c in portal.irc.calls if c[0] in ("kick", "mode")] == [
+        ("kick", "#chan", "bob", "bye"), ("mode", "#chan", "bob", "v"), ("mode", "#chan", "bob", "o"),
+        ("mode", "#chan", "bob", "")]
