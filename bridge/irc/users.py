@@ -105,7 +105,7 @@ class UserLink:
         self.user = user
         self.users = users
         self.network = config.name
-        self.roster = Roster()  # the network's case mapping
+        self.roster = users.rosters.setdefault(config.name, Roster())  # the case mapping, shared
         nick = irc_nick(nick)
         digest = hashlib.sha256(user.encode()).digest()
         ident = "x" + digest.hex()[:9]
@@ -118,27 +118,14 @@ class UserLink:
         self.last_private = float("-inf")  # monotonic time of the last private message
         self.task: asyncio.Task | None = None
         self.log = log.bind(network=self.network, user_hash=ident)
-        on = self.client.on
-        on("featurelist", self._on_isupport)
-        on("join", self._on_join)
-        on("namreply", self._on_names)
-        on("endofnames", self._on_end_of_names)
-        on("currenttopic", self._on_current_topic)
-        on("topic", self._on_topic)
-        on("part", self._on_part)
-        on("kick", self._on_kick)
-        on("quit", self._on_quit)
-        on("nick", self._on_nick)
-        on("mode", self._on_mode)
-        for kind in _KINDS:
-            on(kind, self._on_message)
-        on("ctcp", self._on_ctcp)
-        for reply in JOIN_ERRORS:
-            on(reply, self._on_join_refused)
-        for reply in NICK_REFUSED:
-            on(reply, self._on_nick_refused)
-        for reply in REFUSALS:
-            on(reply, self._on_refused)
+        # One handler for every event, dispatched by type here: one closure per connection
+        # instead of one per event type (thousands of connections).
+        self.client.on("all_events", self._dispatch)
+
+    def _dispatch(self, event: IrcEvent) -> None:
+        name = _HANDLERS.get(event.type)
+        if name is not None:
+            getattr(self, name)(event)
 
     @property
     def view(self) -> PortalView:
@@ -227,8 +214,11 @@ class UserLink:
 
     def _on_isupport(self, event: IrcEvent) -> None:
         features = self.client.features
-        if getattr(features, "casemapping", None):
-            self.roster.set_casemapping(features.casemapping)
+        casemapping = getattr(features, "casemapping", None)
+        if casemapping:
+            if self.users.casemappings.get(self.network) != casemapping:  # the network's, once
+                self.users.casemappings[self.network] = casemapping
+                self.roster.set_casemapping(casemapping)
             self.channels = {self.roster.fold(c.name): c for c in self.channels.values()}
         chantypes = getattr(features, "chantypes", None)
         if isinstance(chantypes, str) and chantypes:
@@ -421,6 +411,9 @@ class IrcUsers(Adapter, PortalNetworks):
         self.view: PortalView | None = None  # the XMPP side sets it
         self.links: dict[tuple[str, str], UserLink] = {}
         self.known_chantypes: dict[str, str] = {}
+        #: Per network, for its case mapping (and the cache of folded names all its users share).
+        self.rosters: dict[str, Roster] = {}
+        self.casemappings: dict[str, str] = {}
         self._closing: set[asyncio.Task] = set()
 
     # PortalNetworks
@@ -574,3 +567,14 @@ def _check(name: str, what: str) -> None:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split("\n")).replace("\r", "").replace("\0", "")
+
+
+#: IRC event type -> the `UserLink` method that takes it.
+_HANDLERS = {
+    "featurelist": "_on_isupport", "join": "_on_join", "namreply": "_on_names",
+    "endofnames": "_on_end_of_names", "currenttopic": "_on_current_topic", "topic": "_on_topic",
+    "part": "_on_part", "kick": "_on_kick", "quit": "_on_quit", "nick": "_on_nick", "mode": "_on_mode",
+    "ctcp": "_on_ctcp",
+    **dict.fromkeys(_KINDS, "_on_message"), **dict.fromkeys(JOIN_ERRORS, "_on_join_refused"),
+    **dict.fromkeys(NICK_REFUSED, "_on_nick_refused"), **dict.fromkeys(REFUSALS, "_on_refused"),
+}
