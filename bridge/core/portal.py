@@ -82,6 +82,10 @@ class PortalView(abc.ABC):
         is the network itself (a refusal of what the user did there)."""
 
     @abc.abstractmethod
+    def undelivered(self, user: str, network: str, nick: str, why: str) -> None:
+        """What the user wrote privately to `nick` was not delivered (no such nick...)."""
+
+    @abc.abstractmethod
     def topic(self, user: str, network: str, channel: str, nick: str, text: str) -> None:
         """`nick` set the topic of `channel`."""
 

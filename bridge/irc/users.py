@@ -383,6 +383,10 @@ class UserLink:
             self.view.said(self.user, self.network, channel.name, "", self._reply_text(event),
                            MessageKind.NOTICE)
 
+    def _on_no_such_nick(self, event: IrcEvent) -> None:  # 401: <me> <nick> :No such nick/channel
+        if len(event.arguments) > 1 and self._channel(event.arguments[0]) is None:
+            self.view.undelivered(self.user, self.network, event.arguments[0], self._reply_text(event))
+
     def _on_nick_refused(self, event: IrcEvent) -> None:  # after registration: a NICK of the user's
         if not self.client.registered:
             return
@@ -574,7 +578,7 @@ _HANDLERS = {
     "featurelist": "_on_isupport", "join": "_on_join", "namreply": "_on_names",
     "endofnames": "_on_end_of_names", "currenttopic": "_on_current_topic", "topic": "_on_topic",
     "part": "_on_part", "kick": "_on_kick", "quit": "_on_quit", "nick": "_on_nick", "mode": "_on_mode",
-    "ctcp": "_on_ctcp",
+    "ctcp": "_on_ctcp", "nosuchnick": "_on_no_such_nick",
     **dict.fromkeys(_KINDS, "_on_message"), **dict.fromkeys(JOIN_ERRORS, "_on_join_refused"),
     **dict.fromkeys(NICK_REFUSED, "_on_nick_refused"), **dict.fromkeys(REFUSALS, "_on_refused"),
 }

@@ -485,6 +485,13 @@ class Portal(PortalView):
             self.send(f"<message type='groupchat' from={attr(room.jid + ('/' + nick if nick else ''))} "
                       f"to={attr(jid)} id='{new_id()}'><body>{text(body)}</body>{sid}</message>")
 
+    def undelivered(self, user: str, network: str, nick: str, why: str) -> None:
+        sender = address(network, nick, self.domain)
+        for jid in self._resources(user) or (user,):
+            self.send(f"<message type='error' from={attr(sender)} to={attr(jid)} id='{new_id()}'>"
+                      f"<error type='cancel'><item-not-found xmlns='{NS_STANZAS}'/>"
+                      f"<text xmlns='{NS_STANZAS}' xml:lang='en'>{text(why)}</text></error></message>")
+
     def _resources(self, user: str) -> set[str]:
         """The user's resources in portal rooms and those that wrote privately lately."""
         found = set(self.chatting.get(user, ()))

@@ -634,3 +634,14 @@ async def test_roles_and_affiliations_given_from_xmpp_are_irc_modes(prosody, ins
         assert line.params[1:] == ("-o+v", "bob", "bob")
         await alice.presences.wait_for(
             lambda p: p.room == ops and p.nick == "bob" and p.role == "participant", T)
+
+
+async def test_a_private_message_to_nobody_is_answered_with_an_error(prosody, inspircd, xmpp_user, tmp_path):
+    async with portal_bridge(prosody, inspircd, tmp_path):
+        alice = await xmpp_user("alice")
+        nobody = f"nobody%ircnet@{prosody.component_jid}"
+        error = message_error(alice, nobody)
+        alice.client.send_message(mto=nobody, mbody="anyone there?", mtype="chat")
+        msg = await asyncio.wait_for(error, T)
+        assert msg["error"]["condition"] == "item-not-found"
+        assert msg["error"]["text"].startswith("ircnet: No such nick")
