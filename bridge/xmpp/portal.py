@@ -276,8 +276,14 @@ class Portal(PortalView):
                 and not query.get("node"):
             mam = (NS_MAM,) if self.history.keep else ()
             features = "".join(f"<feature var={attr(f)}/>" for f in (*ROOM_FEATURES, *mam))
+            snapshot = self.networks.snapshot(bare(sender), where.network, where.name)
+            info = "" if snapshot is None else (  # XEP-0045 6.4, as the asker's connection sees it
+                "<x xmlns='jabber:x:data' type='result'><field var='FORM_TYPE' type='hidden'>"
+                "<value>http://jabber.org/protocol/muc#roominfo</value></field>"
+                f"<field var='muc#roominfo_occupants'><value>{len(snapshot.members) + 1}</value></field>"
+                f"<field var='muc#roominfo_subject'><value>{text(snapshot.topic)}</value></field></x>")
             self._result(xml, f"<query xmlns='{NS_DISCO_INFO}'><identity category='conference' type='irc' "
-                              f"name={attr(where.name + ' on ' + where.network)}/>{features}</query>")
+                              f"name={attr(where.name + ' on ' + where.network)}/>{features}{info}</query>")
         elif kind == "set" and tag == f"{{{NS_MUC_ADMIN}}}query" and room is not None \
                 and sender in room.resources:
             self._admin(xml, query.find(f"{{{NS_MUC_ADMIN}}}item"), bare(sender), room)

@@ -274,6 +274,9 @@ async def test_self_ping_says_whether_the_resource_is_in_the_room(prosody, inspi
         assert ("conference", "irc") in {(i[0], i[1]) for i in info["identities"]}
         assert {"http://jabber.org/protocol/muc", "http://jabber.org/protocol/muc#self-ping-optimization"} \
             <= set(info["features"])
+        form = info.xml.find("{jabber:x:data}x")
+        fields = {f.get("var"): f.findtext("{jabber:x:data}value") for f in form.iter("{jabber:x:data}field")}
+        assert fields["muc#roominfo_occupants"] == "1"  # she alone, in a channel she made
 
 
 async def test_a_bridge_that_stops_takes_its_users_out_of_their_rooms(prosody, inspircd, xmpp_user, irc_user,
