@@ -82,6 +82,10 @@ class PortalView(abc.ABC):
         is the network itself (a refusal of what the user did there)."""
 
     @abc.abstractmethod
+    def server_said(self, user: str, network: str, text: str) -> None:
+        """The server's answer to a command of the user's, or a notice of its own."""
+
+    @abc.abstractmethod
     def undelivered(self, user: str, network: str, nick: str, why: str) -> None:
         """What the user wrote privately to `nick` was not delivered (no such nick...)."""
 
@@ -119,6 +123,11 @@ class PortalNetworks(abc.ABC):
 
     @abc.abstractmethod
     def set_topic(self, user: str, network: str, channel: str, text: str) -> None: ...
+
+    @abc.abstractmethod
+    def raw(self, user: str, network: str, line: str) -> None:
+        """Send an IRC command as the user typed it (opening a connection if needed); the
+        server's answers of the next moments go to `PortalView.server_said`."""
 
     @abc.abstractmethod
     def nick(self, user: str, network: str, nick: str) -> None:

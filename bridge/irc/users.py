@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 from irc.client import Event as IrcEvent
+from irc.events import numeric
 
 from bridge import __version__
 from bridge.config_types import IrcNetworkConfig, NetworkConfig, PortalConfig
@@ -50,6 +51,8 @@ SWEEP = 30.0
 MAX_LINES = 20
 #: Prefix modes to give instead of one a network lacks, nearest first.
 STRONGER = {"h": "o", "q": "ao", "a": "o", "v": ""}
+#: How long after a command the user sent to the server its numeric replies go to the user.
+RAW_ANSWERS = 30.0
 #: Channels one connection may be in (or joining) at once.
 MAX_CHANNELS = 100
 #: Longest nick asked for (servers cut or refuse longer ones: NICKLEN).
@@ -116,6 +119,7 @@ class UserLink:
             fold=self.roster.fold, max_age=users.max_age, prelude=webirc(config, digest))
         self.channels: dict[str, Channel] = {}  # folded name ->
         self.last_private = float("-inf")  # monotonic time of the last private message
+        self.raw_until = 0.0  # the server's replies go to the user until then (a raw command)
         self.task: asyncio.Task | None = None
         self.log = log.bind(network=self.network, user_hash=ident)
         # One handler for every event, dispatched by type here: one closure per connection
@@ -126,6 +130,8 @@ class UserLink:
         name = _HANDLERS.get(event.type)
         if name is not None:
             getattr(self, name)(event)
+        elif (event.type in _NUMERICS and time.monotonic() < self.raw_until and event.arguments):
+            self.view.server_said(self.user, self.network, irc_to_text(" ".join(event.arguments)))
 
     @property
     def view(self) -> PortalView:
@@ -345,8 +351,12 @@ class UserLink:
 
     def _on_message(self, event: IrcEvent) -> None:
         source = event.source
+        if source is not None and not source.userhost and event.type == "privnotice" and event.arguments \
+                and self.client.registered:  # the server's own notice (registration's are noise)
+            self.view.server_said(self.user, self.network, irc_to_text(event.arguments[0]))
+            return
         if source is None or not source.userhost or self.client.is_me(source.nick) or not event.arguments:
-            return  # a server notice, or our own line (echo-message)
+            return  # our own line (echo-message)
         channel = self._channel(event.target)
         text = irc_to_text(event.arguments[0])
         if not text.strip():
@@ -449,6 +459,14 @@ class IrcUsers(Adapter, PortalNetworks):
         if target[:1] not in self.chantypes(network):
             link.last_private = time.monotonic()
         return link.say(target, text, kind)
+
+    def raw(self, user: str, network: str, line: str) -> None:
+        if not line.strip() or any(c in line for c in "\r\n\0"):
+            raise Refused("bad-request", "one IRC command per line")
+        link = self.links.get((user, network)) or self._link(user, network, user.partition("@")[0])
+        link.last_private = time.monotonic()
+        link.raw_until = time.monotonic() + RAW_ANSWERS
+        link.client.send([line.strip()], "", "portal", time.time())  # once registered
 
     def set_topic(self, user: str, network: str, channel: str, text: str) -> None:
         link = self.links.get((user, network))
@@ -582,3 +600,5 @@ _HANDLERS = {
     **dict.fromkeys(_KINDS, "_on_message"), **dict.fromkeys(JOIN_ERRORS, "_on_join_refused"),
     **dict.fromkeys(NICK_REFUSED, "_on_nick_refused"), **dict.fromkeys(REFUSALS, "_on_refused"),
 }
+#: Numeric replies by the names the `irc` library gives them (and unnamed ones by number).
+_NUMERICS = frozenset(numeric.values()) | frozenset(f"{n:03d}" for n in range(1, 1000))

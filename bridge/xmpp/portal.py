@@ -24,7 +24,8 @@ client sends back (a resource gone) takes that resource out of every portal room
 
 Private chats: a chat to `nick%network@component` goes from the user's connection to the
 nick, and one to `#chan%network@component/nick` (a MUC private message) likewise; what an
-IRC user writes to the user's nick comes as a chat from `nick%network@component`.
+IRC user writes to the user's nick comes as a chat from `nick%network@component`. A chat
+to `network@component` is IRC commands; the server's answers come from there.
 All stanzas are raw strings, as on plumbed rooms.
 """
 
@@ -42,6 +43,7 @@ from bridge.config_types import PortalConfig
 from bridge.core.events import MessageKind
 from bridge.core.portal import Member, PortalNetworks, PortalView, Refused, Snapshot, allowed
 from bridge.store.base import Store
+from bridge.store.sqlite import escape_localpart
 from bridge.xmpp.outgoing import new_id
 from bridge.xmpp.portal_history import NS_MAM, BadQuery, History, asked
 from bridge.xmpp.portal_jids import PortalJid, address, parse
@@ -241,19 +243,30 @@ class Portal(PortalView):
             puppet = self.store.identity_for_localpart(bare(xml.get("to", "")).rpartition("@")[0])
             if puppet is not None and puppet.network == where.network:
                 nick = puppet.nick
+        self._chatting(user, xml.get("from", ""))
+        if not where.name:  # to the server: IRC commands, one a line (10 at most)
+            try:
+                for line in [line for line in body.splitlines() if line.strip()][:10]:
+                    self.networks.raw(user, where.network, line)
+            except Refused as why:
+                self._error("message", xml, why.condition, str(why))
+            return
         kind, said = (MessageKind.ACTION, body[4:]) if body.startswith("/me ") else (MessageKind.PLAIN, body)
-        resources = self.chatting.pop(user, {})
-        self.chatting[user] = resources  # the newest last; the oldest forgotten beyond CHATTING_USERS
-        if len(self.chatting) > CHATTING_USERS:
-            self.chatting.popitem(last=False)
-        resources.pop(xml.get("from", ""), None)
-        resources[xml.get("from", "")] = None
-        if len(resources) > CHATTING:
-            del resources[next(iter(resources))]
         try:
             self.networks.say(user, where.network, nick, said, kind)
         except Refused as why:
             self._error("message", xml, why.condition, str(why))
+
+    def _chatting(self, user: str, resource: str) -> None:
+        """Remember `resource` as one that writes privately: answers go there."""
+        resources = self.chatting.pop(user, {})
+        self.chatting[user] = resources  # the newest last; the oldest forgotten beyond CHATTING_USERS
+        if len(self.chatting) > CHATTING_USERS:
+            self.chatting.popitem(last=False)
+        resources.pop(resource, None)
+        resources[resource] = None
+        if len(resources) > CHATTING:
+            del resources[next(iter(resources))]
 
     def _iq(self, xml: ET.Element, where: PortalJid, room: PortalRoom | None) -> None:
         query = xml[0] if len(xml) else None
@@ -490,6 +503,12 @@ class Portal(PortalView):
         for jid in room.resources:  # nick "": from the room itself
             self.send(f"<message type='groupchat' from={attr(room.jid + ('/' + nick if nick else ''))} "
                       f"to={attr(jid)} id='{new_id()}'><body>{text(body)}</body>{sid}</message>")
+
+    def server_said(self, user: str, network: str, said: str) -> None:
+        sender = f"{escape_localpart(network)}@{self.domain}"
+        for jid in self._resources(user) or (user,):
+            self.send(f"<message type='chat' from={attr(sender)} to={attr(jid)} id='{new_id()}'>"
+                      f"<body>{text(said)}</body></message>")
 
     def undelivered(self, user: str, network: str, nick: str, why: str) -> None:
         sender = address(network, nick, self.domain)

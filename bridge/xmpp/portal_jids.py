@@ -1,5 +1,6 @@
 """Portal addresses: `#chan%network@component` is a channel, `nick%network@component` a
-person, on a network listed under `portal.networks`.
+person, `network@component` the network's server, on a network listed under
+`portal.networks`.
 
 The local part is XEP-0106-escaped (`\\26chan%net` is the channel `&chan`); the network is
 what follows the last `%` (network names hold no `%`, channels may); whether the rest is a
@@ -30,7 +31,7 @@ _ESCAPED = re.compile(r"\\(20|22|26|27|2f|3a|3c|3e|40|5c)", re.IGNORECASE)
 @dataclass(frozen=True, slots=True)
 class PortalJid:
     network: str  # as configured
-    name: str  # the channel or nick, unescaped
+    name: str  # the channel or nick, unescaped; "" for the server
     channel: bool
     nick: str = ""  # the resource: an occupant's nick in a channel
 
@@ -44,8 +45,13 @@ def parse(jid: str, domain: str, networks: Mapping[str, str],
           chantypes: Callable[[str], str]) -> PortalJid | None:
     """The portal address `jid` is, or None. `networks`: folded name -> configured name."""
     node, at, host = bare(jid).rpartition("@")
+    if not at or host != domain:
+        return None
     name, percent, network = node.rpartition("%")
-    if not at or host != domain or not percent or not name:
+    if not percent:  # `NET@component`: the network's server itself (name "")
+        network = networks.get(node.lower())
+        return PortalJid(network, "", False, resource(jid)) if network is not None else None
+    if not name:
         return None
     network = networks.get(network.lower())
     if network is None:

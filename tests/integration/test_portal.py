@@ -648,3 +648,14 @@ async def test_a_private_message_to_nobody_is_answered_with_an_error(prosody, in
         msg = await asyncio.wait_for(error, T)
         assert msg["error"]["condition"] == "item-not-found"
         assert msg["error"]["text"].startswith("ircnet: No such nick")
+
+
+async def test_the_network_address_takes_commands_and_gives_the_answers(prosody, inspircd, xmpp_user,
+                                                                      irc_user, tmp_path):
+    await irc_user(inspircd, "bob")
+    async with portal_bridge(prosody, inspircd, tmp_path):
+        alice = await xmpp_user("alice")
+        server = f"ircnet@{prosody.component_jid}"
+        alice.client.send_message(mto=server, mbody="WHOIS bob", mtype="chat")
+        answer = await alice.chats.wait_for(lambda m: m.room == server and "bob" in (m.body or ""), T)
+        assert "tester" in answer.body  # bob's user name, as WHOIS tells it

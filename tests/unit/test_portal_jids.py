@@ -43,3 +43,9 @@ def test_who_may_use_the_portal():
     assert allowed("bob@example.com", patterns) and allowed("bob@a.b.example.com", patterns)
     assert not allowed("bob@badexample.com", patterns)
     assert allowed("anyone@any.where", ("*",))
+
+
+def test_the_network_itself():
+    assert parse("libera@bridge.example.org/x", DOMAIN, NETWORKS, chantypes) == \
+        PortalJid("Libera", "", False, "x")
+    assert parse("efnet@bridge.example.org", DOMAIN, NETWORKS, chantypes) is None

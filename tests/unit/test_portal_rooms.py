@@ -45,6 +45,9 @@ class FakeIrc(PortalNetworks):
         done.set_result(None)
         return done
 
+    def raw(self, user, network, line):
+        self.calls.append(("raw", line))
+
     def set_topic(self, user, network, channel, text):
         self.calls.append(("topic", channel, text))
 
