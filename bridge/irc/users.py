@@ -115,7 +115,7 @@ class UserLink:
         self.client = RelayClient(
             replace(config, nick=nick, alt_nicks=(nick + "_", nick + "__"), username=ident,
                     realname=nick, sasl=None),
-            on_registered=self._registered, on_lost=self._lost, notice=lambda room, text: [],
+            on_registered=self._registered, on_lost=self._lost, notice=self._dropped,
             fold=self.roster.fold, max_age=users.max_age, prelude=webirc(config, digest))
         self.channels: dict[str, Channel] = {}  # folded name ->
         self.last_private = float("-inf")  # monotonic time of the last private message
@@ -182,7 +182,7 @@ class UserLink:
         lines = wire_lines(styled_text, lambda piece: piece, budget, MAX_LINES, styled_text is not text)
         if kind is MessageKind.ACTION:
             lines = [f"\x01ACTION {line}\x01" for line in lines]
-        return self.client.send([f"{command} {target} :{line}" for line in lines], target, "portal",
+        return self.client.send([f"{command} {target} :{line}" for line in lines], target, "you",
                                 time.time())
 
     def snapshot(self, channel: str) -> Snapshot | None:
@@ -203,6 +203,16 @@ class UserLink:
         prefix = getattr(self.client.features, "prefix", None)
         return "".join(prefix.values()) if isinstance(prefix, dict) else "" if prefix is True \
             else modes.DEFAULT_PREFIX
+
+    def _dropped(self, target: str, text: str) -> list[str]:
+        """Lines of the user's that waited longer than `delivery.max_age` (the link was down)
+        were dropped: told to the user, not to IRC."""
+        channel = self._channel(target)
+        if channel is not None:
+            self.view.said(self.user, self.network, channel.name, "", text, MessageKind.NOTICE)
+        elif target:
+            self.view.undelivered(self.user, self.network, target, text)
+        return []
 
     # The connection
 
@@ -466,7 +476,7 @@ class IrcUsers(Adapter, PortalNetworks):
         link = self.links.get((user, network)) or self._link(user, network, user.partition("@")[0])
         link.last_private = time.monotonic()
         link.raw_until = time.monotonic() + RAW_ANSWERS
-        link.client.send([line.strip()], "", "portal", time.time())  # once registered
+        link.client.send([line.strip()], "", "you", time.time())  # once registered
 
     def set_topic(self, user: str, network: str, channel: str, text: str) -> None:
         link = self.links.get((user, network))

@@ -659,3 +659,18 @@ async def test_the_network_address_takes_commands_and_gives_the_answers(prosody,
         alice.client.send_message(mto=server, mbody="WHOIS bob", mtype="chat")
         answer = await alice.chats.wait_for(lambda m: m.room == server and "bob" in (m.body or ""), T)
         assert "tester" in answer.body  # bob's user name, as WHOIS tells it
+
+
+async def test_lines_too_old_to_send_after_an_outage_are_told_to_the_user(prosody, inspircd, xmpp_user,
+                                                                         tmp_path):
+    text = portal_config(prosody, inspircd, tmp_path) + "delivery: {max_age: 1}\n"
+    async with running_bridge(text):
+        alice = await xmpp_user("alice")
+        jid = room(prosody)
+        await alice.join(jid, "alice", timeout=T)
+        await inspircd.stop()
+        alice.say(jid, "into the void")
+        await asyncio.sleep(2.5)  # older than max_age before IRC is back
+        await inspircd.start()
+        told = await alice.wait_for_message(jid, nick="", timeout=60.0)
+        assert "1 message from you" in told.body and "dropped" in told.body
