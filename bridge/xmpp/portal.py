@@ -359,7 +359,11 @@ class Portal(PortalView):
         """The component is connected: join the persistent rooms nobody is in (after a restart)."""
         for key, (jid, nick) in list(self.persistent.items()):
             user, network, channel = key.split(" ", 2)
-            if (user, network, channel) in self.rooms or network not in self.names.values():
+            if (user, network, channel) in self.rooms:
+                continue
+            if network not in self.names.values() or not allowed(user, self.config.users):
+                del self.persistent[key]  # the portal no longer lets them in there
+                self.store.set_cursor(PERSISTENT, self.persistent)
                 continue
             try:
                 self.networks.join(user, network, channel, nick)

@@ -228,3 +228,24 @@ async def test_admin_items_are_kicks_and_prefix_modes(portal):
     assert [c for c in portal.irc.calls if c[0] in ("kick", "mode")] == [
         ("kick", "#chan", "bob", "bye"), ("mode", "#chan", "bob", "v"), ("mode", "#chan", "bob", "o"),
         ("mode", "#chan", "bob", "")]
+
+
+async def test_persistent_rooms_come_back_only_for_users_still_let_in(portal):
+    join(portal)
+    entered(portal)
+    portal.take("iq", stanza(f"<iq type='set' id='c1' from='{LAPTOP}' to='{ROOM}'><query xmlns="
+                             "'http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>"
+                             "<field var='muc#roomconfig_persistentroom'><value>1</value></field>"
+                             "</x></query></iq>"))
+    leave = f"<presence type='unavailable' from='{LAPTOP}' to='{ROOM}/alice'/>"
+    assert portal.take("presence", stanza(leave))
+    assert ("part", "#chan") not in portal.irc.calls  # persistent: stays on IRC
+    saved = dict(portal.persistent)
+    again = Portal(PortalConfig(networks=("Libera",), users=("example.org",)), DOMAIN, FakeIrc(),
+                   lambda data: True, portal.store, lambda jid: False)
+    again.online()
+    assert again.networks.calls == [("join", "#chan", "alice", "")]
+    gone = Portal(PortalConfig(networks=("Libera",), users=("example.net",)), DOMAIN, FakeIrc(),
+                  lambda data: True, portal.store, lambda jid: False)
+    gone.online()
+    assert gone.networks.calls == [] and gone.persistent == {} and saved
