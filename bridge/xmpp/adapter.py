@@ -120,7 +120,8 @@ class XmppAdapter(Adapter):
             try:
                 for room in self.rooms.values():
                     room.sweep_idle()
-                await asyncio.gather(*(room.self_ping() for room in self.rooms.values()))
+                await asyncio.gather(*(room.self_ping() for room in self.rooms.values()),
+                                     *([self.portal.probe(self.component.query)] if self.portal else []))
             except Exception:
                 log.exception("xmpp_housekeeping_failed", network="xmpp")
 

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
+from collections.abc import Awaitable
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from xml.etree import ElementTree as ET
@@ -54,6 +56,9 @@ from bridge.xmpp.stanza import (
 
 log = structlog.get_logger(__name__)
 
+#: `Component.query`: (to, from, payload, kind, timeout) -> the answer, None if none came.
+Query = Callable[[str, str, str, str, float], Awaitable[ET.Element | None]]
+
 #: XEP-0045 5.1, 5.2 as biboumi maps IRC prefix modes (role, affiliation).
 ROLES = {"q": ("moderator", "owner"), "a": ("moderator", "owner"), "o": ("moderator", "admin"),
          "h": ("moderator", "member"), "v": ("participant", "member"), "": ("participant", "none")}
@@ -68,6 +73,14 @@ ROOM_FEATURES = (NS_DISCO_INFO, NS_MUC, "muc_nonanonymous", "muc_open", "muc_unm
 #: Errors of a client's that say the resource is gone (biboumi's and slidge's list).
 GONE = {"gone", "item-not-found", "recipient-unavailable", "redirect", "remote-server-not-found",
         "remote-server-timeout", "service-unavailable", "malformed-error"}
+#: How often resources in portal rooms are pinged, how long an answer may take, how many at
+#: once, and the answers (RFC 6120 8.3.3) that say a resource is gone (service-unavailable
+#: does not: a client without XEP-0199 answers so).
+PROBE_INTERVAL = 300.0
+PROBE_TIMEOUT = 30.0
+PROBES_AT_ONCE = 32
+PROBE_GONE = {"gone", "item-not-found", "recipient-unavailable", "remote-server-not-found",
+              "remote-server-timeout", "redirect"}
 #: A join IRC has not answered in this long (a server down, a connection not registered) is
 #: given up with remote-server-timeout; the connection goes on trying, for the next join.
 JOIN_WAIT = 60.0
@@ -114,6 +127,7 @@ class Portal(PortalView):
         self.rooms: dict[tuple[str, str, str], PortalRoom] = {}  # (user, network, channel folded)
         #: The resources that wrote private messages lately, per user: where answers go.
         self.chatting: collections.OrderedDict[str, dict[str, None]] = collections.OrderedDict()
+        self._probed = time.monotonic()
 
     # -- stanzas from users ------------------------------------------------
 
@@ -374,10 +388,29 @@ class Portal(PortalView):
 
     def _client_error(self, xml: ET.Element) -> None:
         """A client answered with an error: a resource gone leaves every portal room."""
-        condition = error_condition(xml)
-        if condition not in GONE:
+        if error_condition(xml) in GONE:
+            self._drop_resource(xml.get("from", ""))
+
+    async def probe(self, query: Query) -> None:
+        """Every `PROBE_INTERVAL`, ping (XEP-0199) each resource in a portal room: one whose
+        server answers that it is gone (its server vanished without sending unavailable, say)
+        leaves every portal room. Silence proves nothing (the link may be the trouble)."""
+        if time.monotonic() - self._probed < PROBE_INTERVAL:
             return
-        sender = xml.get("from", "")
+        self._probed = time.monotonic()
+        slots = asyncio.Semaphore(PROBES_AT_ONCE)
+
+        async def ping(jid: str, room_jid: str) -> None:
+            async with slots:
+                reply = await query(jid, room_jid, f"<ping xmlns='{NS_PING}'/>", "get", PROBE_TIMEOUT)
+            if reply is not None and reply.get("type") == "error" and error_condition(reply) in PROBE_GONE:
+                log.info("portal_resource_gone", network="xmpp", condition=error_condition(reply))
+                self._drop_resource(jid)
+        targets = {jid: room.jid for room in self.rooms.values() for jid in room.resources}
+        await asyncio.gather(*(ping(jid, room_jid) for jid, room_jid in targets.items()))
+
+    def _drop_resource(self, sender: str) -> None:
+        """`sender` is gone: out of every portal room (the channel parted where it was the last)."""
         self.chatting.get(bare(sender), {}).pop(sender, None)
         for key, room in list(self.rooms.items()):
             if room.resources.pop(sender, None) is not None or room.waiting.pop(sender, None) is not None:

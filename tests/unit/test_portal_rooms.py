@@ -249,3 +249,27 @@ async def test_persistent_rooms_come_back_only_for_users_still_let_in(portal):
                   lambda data: True, portal.store, lambda jid: False)
     gone.online()
     assert gone.networks.calls == [] and gone.persistent == {} and saved
+
+
+async def test_a_probe_takes_out_resources_whose_server_says_they_are_gone(portal):
+    join(portal)
+    entered(portal)
+    join(portal, PHONE)
+    asked = []
+
+    async def query(to, sender, payload, kind, timeout):
+        asked.append((to, sender))
+        if to == PHONE:  # its server vanished: the user's server says so
+            return stanza(f"<iq type='error' from='{to}'><error type='cancel'><remote-server-not-found "
+                          "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
+        if to == LAPTOP:  # a client without XEP-0199: there all the same
+            return stanza(f"<iq type='error' from='{to}'><error type='cancel'><service-unavailable "
+                          "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
+        return None
+    portal._probed = float("-inf")
+    await portal.probe(query)
+    assert sorted(asked) == [(LAPTOP, ROOM), (PHONE, ROOM)]
+    room = portal.rooms[(USER, "Libera", "#chan")]
+    assert list(room.resources) == [LAPTOP] and ("part", "#chan") not in portal.irc.calls
+    await portal.probe(query)  # not again before PROBE_INTERVAL
+    assert len(asked) == 2
