@@ -125,6 +125,11 @@ class PortalNetworks(abc.ABC):
     def set_topic(self, user: str, network: str, channel: str, text: str) -> None: ...
 
     @abc.abstractmethod
+    async def channels(self, user: str, network: str) -> list[tuple[str, int, str]]:
+        """The network's public channels (IRC LIST) as the user's connection is told them:
+        (name, users, topic), at most a bounded number, within a bounded time."""
+
+    @abc.abstractmethod
     def raw(self, user: str, network: str, line: str) -> None:
         """Send an IRC command as the user typed it (opening a connection if needed); the
         server's answers of the next moments go to `PortalView.server_said`."""

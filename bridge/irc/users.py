@@ -51,6 +51,9 @@ SWEEP = 30.0
 MAX_LINES = 20
 #: Prefix modes to give instead of one a network lacks, nearest first.
 STRONGER = {"h": "o", "q": "ao", "a": "o", "v": ""}
+#: A LIST answer is cut at this many channels, or after this many seconds.
+LIST_LIMIT = 1000
+LIST_WAIT = 30.0
 #: How long after a command the user sent to the server its numeric replies go to the user.
 RAW_ANSWERS = 30.0
 #: Channels one connection may be in (or joining) at once.
@@ -120,6 +123,8 @@ class UserLink:
         self.channels: dict[str, Channel] = {}  # folded name ->
         self.last_private = float("-inf")  # monotonic time of the last private message
         self.raw_until = 0.0  # the server's replies go to the user until then (a raw command)
+        self.listing: asyncio.Future[list[tuple[str, int, str]]] | None = None  # a LIST under way
+        self.listed: list[tuple[str, int, str]] = []
         self.task: asyncio.Task | None = None
         self.log = log.bind(network=self.network, user_hash=ident)
         # One handler for every event, dispatched by type here: one closure per connection
@@ -378,6 +383,31 @@ class UserLink:
             self.last_private = time.monotonic()
             self.view.said(self.user, self.network, "", source.nick, text, _KINDS[event.type])
 
+    async def public_channels(self) -> list[tuple[str, int, str]]:
+        """IRC LIST, one at a time per connection (a second asker shares the answer)."""
+        if self.listing is None or self.listing.done():
+            self.listing, self.listed = asyncio.get_running_loop().create_future(), []
+            self.client.send(["LIST"], "", "you", time.time())
+        listing = self.listing
+        try:
+            async with asyncio.timeout(LIST_WAIT):
+                return list(await asyncio.shield(listing))
+        except TimeoutError:
+            if self.listing is listing:
+                self.listing = None  # the next asker starts anew
+            return list(self.listed)  # as far as it got
+
+    def _on_list(self, event: IrcEvent) -> None:  # 322: <me> <channel> <users> :<topic>
+        if self.listing is not None and not self.listing.done() and len(event.arguments) >= 2 \
+                and len(self.listed) < LIST_LIMIT:
+            users = int(event.arguments[1]) if event.arguments[1].isdigit() else 0
+            self.listed.append((event.arguments[0], users, irc_to_text(event.arguments[-1])
+                                if len(event.arguments) > 2 else ""))
+
+    def _on_list_end(self, event: IrcEvent) -> None:  # 323
+        if self.listing is not None and not self.listing.done():
+            self.listing.set_result(self.listed)
+
     def _on_ctcp(self, event: IrcEvent) -> None:  # to the user's nick: VERSION and PING answered
         if event.source is None or not self.client.is_me(event.target) or not event.arguments:
             return
@@ -469,6 +499,11 @@ class IrcUsers(Adapter, PortalNetworks):
         if target[:1] not in self.chantypes(network):
             link.last_private = time.monotonic()
         return link.say(target, text, kind)
+
+    async def channels(self, user: str, network: str) -> list[tuple[str, int, str]]:
+        link = self.links.get((user, network)) or self._link(user, network, user.partition("@")[0])
+        link.last_private = time.monotonic()  # kept a while, as for a private chat
+        return await link.public_channels()
 
     def raw(self, user: str, network: str, line: str) -> None:
         if not line.strip() or any(c in line for c in "\r\n\0"):
@@ -606,7 +641,7 @@ _HANDLERS = {
     "featurelist": "_on_isupport", "join": "_on_join", "namreply": "_on_names",
     "endofnames": "_on_end_of_names", "currenttopic": "_on_current_topic", "topic": "_on_topic",
     "part": "_on_part", "kick": "_on_kick", "quit": "_on_quit", "nick": "_on_nick", "mode": "_on_mode",
-    "ctcp": "_on_ctcp", "nosuchnick": "_on_no_such_nick",
+    "ctcp": "_on_ctcp", "nosuchnick": "_on_no_such_nick", "list": "_on_list", "listend": "_on_list_end",
     **dict.fromkeys(_KINDS, "_on_message"), **dict.fromkeys(JOIN_ERRORS, "_on_join_refused"),
     **dict.fromkeys(NICK_REFUSED, "_on_nick_refused"), **dict.fromkeys(REFUSALS, "_on_refused"),
 }

@@ -47,11 +47,11 @@ from bridge.core.portal import Member, PortalNetworks, PortalView, Refused, Snap
 from bridge.store.base import Store
 from bridge.store.sqlite import escape_localpart
 from bridge.xmpp.outgoing import new_id
-from bridge.xmpp.portal_history import NS_MAM, BadQuery, History, asked
+from bridge.xmpp.portal_history import NS_MAM, NS_RSM, BadQuery, History, asked
 from bridge.xmpp.portal_jids import PortalJid, address, parse
 from bridge.xmpp.stanza import (
-    NS_DISCO_INFO, NS_MUC, NS_MUC_USER, NS_PING, NS_STANZA_ID, NS_STANZAS, attr, bare, child, child_text,
-    error_condition, text,
+    NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_MUC_USER, NS_PING, NS_STANZA_ID, NS_STANZAS, attr, bare,
+    child, child_text, error_condition, text,
 )
 
 log = structlog.get_logger(__name__)
@@ -84,6 +84,8 @@ PROBE_GONE = {"gone", "item-not-found", "recipient-unavailable", "remote-server-
 #: A join IRC has not answered in this long (a server down, a connection not registered) is
 #: given up with remote-server-timeout; the connection goes on trying, for the next join.
 JOIN_WAIT = 60.0
+#: Channels in one disco#items answer unless the asker says (RSM max).
+LIST_PAGE = 100
 #: The store cursor that keeps persistent rooms across restarts.
 PERSISTENT = "portal:persistent"
 NS_MUC_OWNER = f"{NS_MUC}#owner"
@@ -128,6 +130,7 @@ class Portal(PortalView):
         #: The resources that wrote private messages lately, per user: where answers go.
         self.chatting: collections.OrderedDict[str, dict[str, None]] = collections.OrderedDict()
         self._probed = time.monotonic()
+        self._tasks: set[asyncio.Task] = set()  # channel lists being fetched
 
     # -- stanzas from users ------------------------------------------------
 
@@ -140,8 +143,10 @@ class Portal(PortalView):
             return False
         user = bare(sender)
         if not where.channel:
-            if not allowed(user, self.config.users) or kind == "iq":
+            if not allowed(user, self.config.users):
                 return False  # the plumbed meaning, if any: `bridge.xmpp.addresses`
+            if kind == "iq":
+                return not where.name and self._server_iq(xml, where, user)
             if xml.get("type") == "error":
                 self._client_error(xml)
             elif kind == "message":
@@ -386,6 +391,42 @@ class Portal(PortalView):
             self.rooms[(user, network, channel)] = PortalRoom(jid, network, channel, nick=nick,
                                                               persistent=True)
 
+    def _server_iq(self, iq: ET.Element, where: PortalJid, user: str) -> bool:
+        """disco#items on `NET@component`: the network's public channels (IRC LIST, XEP-0030
+        with RSM, XEP-0059); other iqs there get the component's answers."""
+        query = iq[0] if len(iq) else None
+        if iq.get("type") != "get" or query is None or query.tag != f"{{{NS_DISCO_ITEMS}}}query" \
+                or query.get("node"):
+            return False
+        task = asyncio.create_task(self._list(iq, query, where.network, user))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _list(self, iq: ET.Element, query: ET.Element, network: str, user: str) -> None:
+        try:
+            channels = sorted(await self.networks.channels(user, network))
+        except Refused as why:
+            self._error("iq", iq, why.condition, str(why))
+            return
+        except Exception:  # a bug must not leave the query unanswered
+            log.exception("portal_list_failed", network=network)
+            self._error("iq", iq, "internal-server-error", "the channel list could not be made")
+            return
+        rsm = query.find(f"{{{NS_RSM}}}set")
+        limit = rsm.findtext(f"{{{NS_RSM}}}max", "") if rsm is not None else ""
+        after = rsm.findtext(f"{{{NS_RSM}}}after") if rsm is not None else None
+        names = [address(network, name, self.domain) for name, _, _ in channels]
+        first = names.index(after) + 1 if after in names else 0
+        page = channels[first:first + (int(limit) if limit.strip().isdigit() else LIST_PAGE)]
+        items = "".join(f"<item jid={attr(address(network, name, self.domain))} "
+                        f"name={attr(f'{name} ({users})' + (f': {topic[:80]}' if topic else ''))}/>"
+                        for name, users, topic in page)
+        paging = "" if not page else (
+            f"<set xmlns='{NS_RSM}'><first index='{first}'>{text(names[first])}</first>"
+            f"<last>{text(names[first + len(page) - 1])}</last><count>{len(channels)}</count></set>")
+        self._result(iq, f"<query xmlns='{NS_DISCO_ITEMS}'>{items}{paging}</query>")
+
     def _client_error(self, xml: ET.Element) -> None:
         """A client answered with an error: a resource gone leaves every portal room."""
         if error_condition(xml) in GONE:
@@ -398,6 +439,7 @@ class Portal(PortalView):
         if time.monotonic() - self._probed < PROBE_INTERVAL:
             return
         self._probed = time.monotonic()
+        self._tasks: set[asyncio.Task] = set()  # channel lists being fetched
         slots = asyncio.Semaphore(PROBES_AT_ONCE)
 
         async def ping(jid: str, room_jid: str) -> None:

@@ -674,3 +674,19 @@ async def test_lines_too_old_to_send_after_an_outage_are_told_to_the_user(prosod
         await inspircd.start()
         told = await alice.wait_for_message(jid, nick="", timeout=60.0)
         assert "1 message from you" in told.body and "dropped" in told.body
+
+
+async def test_the_network_lists_its_public_channels(prosody, inspircd, xmpp_user, irc_user, tmp_path):
+    bob = await irc_user(inspircd, "bob")
+    for channel in ("#one", "#two", "#hidden"):
+        await bob.join(channel)
+    bob.send("MODE", "#hidden", "+s")
+    await bob.wait_for(lambda l: l.command == "MODE" and l.target == "#hidden", T)
+    async with portal_bridge(prosody, inspircd, tmp_path):
+        alice = await xmpp_user("alice")
+        alice.client.register_plugin("xep_0030")
+        found = await alice.client.plugin["xep_0030"].get_items(jid=f"ircnet@{prosody.component_jid}",
+                                                                 timeout=T)
+        jids = {item[0] for item in found["disco_items"]["items"]}
+        assert {f"#one%ircnet@{prosody.component_jid}", f"#two%ircnet@{prosody.component_jid}"} <= jids
+        assert not any(jid.startswith("#hidden") for jid in jids)  # secret: the server does not list it

@@ -45,6 +45,9 @@ class FakeIrc(PortalNetworks):
         done.set_result(None)
         return done
 
+    async def channels(self, user, network):
+        return [("#b", 3, ""), ("#a", 12, "all about a")]
+
     def raw(self, user, network, line):
         self.calls.append(("raw", line))
 
@@ -273,3 +276,23 @@ async def test_a_probe_takes_out_resources_whose_server_says_they_are_gone(porta
     assert list(room.resources) == [LAPTOP] and ("part", "#chan") not in portal.irc.calls
     await portal.probe(query)  # not again before PROBE_INTERVAL
     assert len(asked) == 2
+
+
+async def test_the_network_lists_its_channels_in_pages(portal):
+    def items(rsm=""):
+        portal.sent.clear()
+        assert portal.take("iq", stanza(f"<iq type='get' id='d1' from='{LAPTOP}' to='libera@{DOMAIN}'><query "
+                                        f"xmlns='http://jabber.org/protocol/disco#items'>{rsm}</query></iq>"))
+        return portal.sent
+    items()
+    await asyncio.sleep(0)
+    query = portal.sent[-1].find("{http://jabber.org/protocol/disco#items}query")
+    found = [(i.get("jid"), i.get("name"))
+             for i in query.iter("{http://jabber.org/protocol/disco#items}item")]
+    assert found == [(f"#a%libera@{DOMAIN}", "#a (12): all about a"), (f"#b%libera@{DOMAIN}", "#b (3)")]
+    items(f"<set xmlns='http://jabber.org/protocol/rsm'><max>1</max><after>#a%libera@{DOMAIN}</after></set>")
+    await asyncio.sleep(0)
+    query = portal.sent[-1].find("{http://jabber.org/protocol/disco#items}query")
+    assert [i.get("jid") for i in query.iter("{http://jabber.org/protocol/disco#items}item")] == \
+        [f"#b%libera@{DOMAIN}"]
+    assert query.findtext("{http://jabber.org/protocol/rsm}set/{http://jabber.org/protocol/rsm}count") == "2"
