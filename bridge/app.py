@@ -21,6 +21,7 @@ from bridge.ops.control import Control
 from bridge.ops.http import StatusServer
 from bridge.ops.metrics import Metrics
 from bridge.ops.watch import Watch
+from bridge.irc.users import IrcUsers
 from bridge.silc.adapter import SilcAdapter
 from bridge.store import open_store
 from bridge.xmpp.adapter import XmppAdapter
@@ -55,11 +56,15 @@ class Bridge:
         for adapter in self.adapters:
             self.router.add_adapter(adapter)
         self.watch = Watch({adapter.network: adapter for adapter in self.adapters})
-        self.control = Control(config, self.router, self.adapters, xmpp, self.watch)
+        self.control = Control(config, self.router, list(self.adapters), xmpp, self.watch)
         xmpp.operate(self.control)
         self.metrics = Metrics(self.control) if config.metrics is not None else None
         if self.metrics is not None:
             self.router.stats = self.metrics  # before the first event: every one is counted
+        if config.portal.networks:  # portal users' own IRC connections: no link, no router
+            users = IrcUsers(config.portal, config.networks, max_age=config.delivery.max_age)
+            users.view = xmpp.serve_portal(config.portal, users)
+            self.adapters.append(users)
 
     def _network_adapter(self, net: IrcNetworkConfig | SilcNetworkConfig) -> Adapter:
         if isinstance(net, IrcNetworkConfig):

@@ -50,8 +50,9 @@ def _check(path: str) -> int:
         print(f"  {path}:{problem}", file=sys.stderr)
     endpoints = sum(len(link.endpoints) for link in config.links)
     noted = f", {len(warnings)} warning(s) above" if warnings else ""
+    portal = f", portal to {', '.join(config.portal.networks)}" if config.portal.networks else ""
     print(f"{path}: ok ({len(config.networks)} networks, {len(config.links)} links, "
-          f"{endpoints} endpoints){noted}")
+          f"{endpoints} endpoints{portal}){noted}")
     return 0
 
 

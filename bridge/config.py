@@ -27,6 +27,7 @@ from bridge.config_types import (
     LinkConfig,
     LogConfig,
     MetricsConfig,
+    PortalConfig,
     SaslConfig,
     SilcNetworkConfig,
     StoreConfig,
@@ -244,7 +245,8 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         raise ConfigError(source, [Problem("(top)", 1, "the config is empty")])
     r = _Reader(loader)
     top = r.mapping("", root) or {}
-    known = {"component", "store", "log", "delivery", "networks", "links", "admins", "metrics"}
+    known = {"component", "store", "log", "delivery", "networks", "links", "admins", "metrics",
+             "portal"}
     for key, (key_node, _) in top.items():
         if key not in known:
             r.error(key, key_node, f"unknown key {key!r}")
@@ -264,13 +266,19 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     links = _links(r, top["links"][1], networks) if "links" in top else ()
     admins = _admins(r, top["admins"][1]) if "admins" in top else ()
     metrics = r.section("metrics", top["metrics"][1], MetricsConfig) if "metrics" in top else None
+    portal = _portal(r, top["portal"][1], networks) if "portal" in top else PortalConfig()
+    if portal is not None and portal.history and store is not None and not store.url.startswith("sqlite:"):
+        r.error("portal.history", _node_at(root, "portal", "history") or top["portal"][1],
+                "portal history is kept in SQLite stores only, for now: set it to 0 or use sqlite://")
     _check_places(r, root, store, networks)
 
     errors = [p for p in r.problems if not p.warning]
-    if errors or None in (component, store, log, delivery, admins) or ("metrics" in top and not metrics):
+    if errors or None in (component, store, log, delivery, admins, portal) \
+            or ("metrics" in top and not metrics):
         raise ConfigError(source, sorted(r.problems, key=lambda p: p.line))
     return Config(component, store, log, delivery, networks, links,
-                  tuple(p for p in r.problems if p.warning), admins=admins, metrics=metrics)
+                  tuple(p for p in r.problems if p.warning), admins=admins, metrics=metrics,
+                  portal=portal)
 
 
 def _syntax_problem(exc: yaml.YAMLError, text: str) -> Problem:
@@ -326,7 +334,7 @@ def _networks(r: _Reader, node: yaml.Node) -> dict[str, Any]:
             r.error(f"{path}.type", value_node, "missing required key (irc or silc)")
         elif kind == "irc":
             net = r.section(path, value_node, IrcNetworkConfig, extra={"name": name},
-                            secrets=("password",), ignore=("type",), nested={
+                            secrets=("password", "webirc_password"), ignore=("type",), nested={
                                 "flood": lambda p, n: r.section(p, n, FloodConfig),
                                 "sasl": lambda p, n: r.section(p, n, SaslConfig, secrets=("password",)),
                             })
@@ -415,6 +423,25 @@ def _endpoint(r: _Reader, path: str, node: yaml.Node, networks: dict[str, Any]) 
     if endpoint.passphrase is not None and kind != "silc":
         r.error(f"{path}.passphrase", node, "only SILC endpoints take a channel passphrase")
     return endpoint
+
+
+def _portal(r: _Reader, node: yaml.Node, networks: dict[str, Any]) -> PortalConfig | None:
+    """The portal section: its networks must be configured IRC networks, and a portal
+    that reaches any network says who may use it."""
+    portal = r.section("portal", node, PortalConfig)
+    items = r.mapping("portal", node) or {}
+    names = items.get("networks", (None, None))[1]
+    for i, name_node in enumerate(names.value if isinstance(names, yaml.SequenceNode) else ()):
+        name = name_node.value if isinstance(name_node, yaml.ScalarNode) else None
+        if name in networks and not isinstance(networks[name], (IrcNetworkConfig, type(None))):
+            r.error(f"portal.networks[{i}]", name_node, f"network {name!r} is not an irc network")
+        elif name is not None and name not in networks:
+            r.error(f"portal.networks[{i}]", name_node, f"unknown network {name!r}")
+    if portal is not None and portal.networks and not portal.users:
+        r.error("portal.users", items.get("users", (node, node))[1],
+                "say who may use the portal (alice@example.org, example.org, *.example.org or *)")
+        return None
+    return portal
 
 
 # -- the files the bridge writes ----------------------------------------------

@@ -27,6 +27,10 @@ def port(value: int) -> str | None:
     return None if 1 <= value <= 65535 else "must be a port number, 1 to 65535"
 
 
+def port_or_off(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else "must be 0 (off) or a port number, 1 to 65535"
+
+
 def at_least(low: int) -> Check:
     def check(value: int) -> str | None:
         return None if value >= low else f"must be {low} or more"
@@ -195,6 +199,9 @@ class IrcNetworkConfig:
     realname: str = checked(one_line, "muc-bridge relay")
     password: str | None = checked(one_line, None)  # server password (PASS)
     sasl: SaslConfig | None = None
+    #: WEBIRC for portal users' connections (the relay never sends it): the network's
+    #: password for this gateway.
+    webirc_password: str | None = checked(one_line, None)
     flood: FloodConfig = field(default_factory=FloodConfig)
     format: str = checked(template, "<{nick}> {text}")
     action_format: str = checked(template, "* {nick} {text}")
@@ -252,6 +259,36 @@ class LinkConfig:
     endpoints: tuple[EndpointConfig, ...]
 
 
+def jid_patterns(values: tuple[str, ...]) -> str | None:
+    """Who may use the portal: `alice@example.org`, `example.org` (everyone there),
+    `*.example.org` (its subdomains too) or `*` (anyone the XMPP server lets reach us)."""
+    for value in values:
+        node, at, host = value.rpartition("@")
+        host = host.removeprefix("*.") if not at else host
+        if value != "*" and (word(value) or "/" in value or (at and not node) or "@" in node
+                             or "*" in node or "*" in host or not host.strip(".")):
+            return f"{value!r} is not a JID or domain pattern (alice@example.org, example.org, " \
+                   "*.example.org or *)"
+    return None
+
+
+@dataclass(frozen=True)
+class PortalConfig:
+    """Portal mode (biboumi's model): XMPP users join `#chan%network@component` themselves,
+    each with their own IRC connection. Off while `networks` is empty."""
+
+    networks: tuple[str, ...] = ()  # configured IRC networks reachable this way
+    users: tuple[str, ...] = checked(jid_patterns, ())  # who may use them
+    per_network: int = checked(at_least(1), 100)  # IRC connections per network, at most
+    per_user: int = checked(at_least(1), 3)  # IRC connections per XMPP account, at most
+    #: Lines of each portal room kept per user (served on join and by MAM); 0: none kept.
+    history: int = checked(at_least(0), 0)
+    #: An identd (RFC 1413) answering each connection's own ident; 0: none (113 needs root
+    #: or CAP_NET_BIND_SERVICE).
+    identd_port: int = checked(port_or_off, 0)
+    identd_host: str = checked(one_line, "0.0.0.0")
+
+
 @dataclass(frozen=True)
 class Config:
     component: ComponentConfig
@@ -264,3 +301,4 @@ class Config:
     #: Who may run the operator commands: bare JIDs and `*@domain` patterns.
     admins: tuple[str, ...] = ()
     metrics: MetricsConfig | None = None  # None: no metrics, no health endpoint
+    portal: PortalConfig = field(default_factory=PortalConfig)

@@ -393,7 +393,8 @@ async def _irc_probe(port: int) -> None:
 class InspIRCd(ServerProcess):
     """InspIRCd 3 with a plain and a TLS port (self-signed certificate made here), IRCv3
     capabilities, an oper account, an optional server password, and flood limits lifted
-    unless `flood_limits=True` (then InspIRCd's defaults: threshold 10, 1 command/s, fakelag)."""
+    unless `flood_limits=True` (then InspIRCd's defaults: threshold 10, 1 command/s, fakelag);
+    `webirc_password=` lets gateways on loopback say where their users come from (WEBIRC)."""
 
     binary = "inspircd"
     package = "inspircd"
@@ -407,12 +408,13 @@ class InspIRCd(ServerProcess):
                "monitor", "setname")
 
     def __init__(self, workdir: str | os.PathLike[str], *, password: str | None = None,
-                 flood_limits: bool = False) -> None:
+                 flood_limits: bool = False, webirc_password: str | None = None) -> None:
         super().__init__(workdir)
         self.host = HOST
         self.port = free_port()
         self.tls_port = free_port()
         self.password = password
+        self.webirc_password = webirc_password
         self.flood_limits = flood_limits
         self.oper_password = secrets.token_hex(8)
         self.cert_path = self.workdir / "cert.pem"
@@ -429,6 +431,8 @@ class InspIRCd(ServerProcess):
                  'threshold="1000000" commandrate="1000000" fakelag="no" recvq="1M" '
                  'softsendq="1M"')
         password = f' password="{self.password}"' if self.password else ""
+        webirc = (f'<module name="cgiirc">\n<cgihost type="webirc" password="{self.webirc_password}" '
+                  f'mask="*@{HOST}">' if self.webirc_password else "")
         w = self.workdir
         self.config_path.write_text(f"""\
 # written by bridge.demo.servers; rewritten on every start
@@ -450,6 +454,7 @@ class InspIRCd(ServerProcess):
 <oper name="{self.oper_name}" password="{self.oper_password}" host="*@*" type="Admin">
 <dns server="{HOST}" timeout="1">
 <options defaultmodes="not">  # "o": whoever makes a channel is its op
+{webirc}
 <security runasuser="" runasgroup="">
 """)
 

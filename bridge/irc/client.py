@@ -71,11 +71,14 @@ class RelayClient:
         notice: Callable[[str, str], list[str]],
         fold: Callable[[str], str] = str.lower,
         max_age: float = 300.0,
+        prelude: tuple[str, ...] = (),
     ) -> None:
         """`notice(room, text)` gives the lines that say `text` in `room` as the bridge;
-        relayed lines older than `max_age` seconds when their turn comes are dropped."""
+        relayed lines older than `max_age` seconds when their turn comes are dropped;
+        `prelude` goes first on every connection (a portal user's WEBIRC)."""
         self.config = config
         self.fold = fold  # the network's case mapping, for telling our own nick
+        self.prelude = prelude
         self.network = config.name
         self.on_registered = on_registered
         self.on_lost = on_lost
@@ -241,7 +244,7 @@ class RelayClient:
             bound_silence(sock, c.ping_timeout)
         # CAP LS, PASS, NICK and USER went out at once; they still count.
         self.bucket.reset()
-        self.bucket.spend(3 + bool(c.password))
+        self.bucket.spend(3 + bool(c.password) + len(self.prelude))
         tasks = [asyncio.create_task(self.outbox.run(conn.send_raw), name=f"irc {self.network} writer"),
                  asyncio.create_task(self._watch(conn), name=f"irc {self.network} watchdog")]
         try:
@@ -302,6 +305,8 @@ class RelayClient:
     def _on_transport(self, protocol, transport) -> None:
         # Called by the library before it sends PASS/NICK/USER: asking for
         # capabilities first makes the server hold registration until CAP END.
+        for line in self.prelude:  # WEBIRC: before anything else, CAP included
+            protocol.connection.send_raw(line)
         protocol.connection.send_raw("CAP LS 302")
 
     # Keepalive and connection state

@@ -210,6 +210,6 @@ def _command_of(line: str) -> str:
 def _redacted(line: str) -> str:
     """`line` for a debug log, without passwords."""
     command, _, rest = line.partition(" ")
-    if command == "PASS" or (command == "AUTHENTICATE" and rest not in ("PLAIN", "+", "*")):
+    if command in ("PASS", "WEBIRC") or (command == "AUTHENTICATE" and rest not in ("PLAIN", "+", "*")):
         return f"{command} <redacted>"
     return line

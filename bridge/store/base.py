@@ -28,6 +28,16 @@ class PuppetRecord:
     nick: str
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryLine:
+    """One line of a portal room's history: its id (stanza-id, MAM id), when, who, what."""
+
+    uuid: str
+    time: float
+    nick: str
+    body: str
+
+
 class JsonList:
     """The newest `size` items of a list, each kept as JSON text: a cursor saved in every
     turn of the event loop then costs a join, not a dump of the whole list."""
@@ -65,6 +75,17 @@ class Store(Protocol):
     def prune(self, now: float | None = None, keep: int | None = None) -> None:
         """Forget message-id mappings too old and all but the newest `keep`, and puppets
         unseen for long."""
+
+    def add_history(self, owner: str, room: str, when: float, nick: str, body: str, keep: int) -> str:
+        """Keep a line said in portal room `room` (a bare JID) for user `owner`, the newest
+        `keep` per room; returns its id."""
+
+    def history(self, owner: str, room: str, limit: int, *, after: str | None = None,
+                before: str | None = None, start: float | None = None, end: float | None = None,
+                newest: bool = True) -> list[HistoryLine] | None:
+        """Up to `limit` lines of `owner`'s copy of `room`, oldest first: the newest of those
+        that match (`newest`), else the oldest; after / before the line with that id, from
+        `start` to `end` (Unix times). None: no line has the id `after` or `before` names."""
 
     def pinned_key(self, network: str, host: str) -> str | None:
         """The pinned public-key fingerprint of a server, if any."""

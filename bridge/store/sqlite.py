@@ -11,6 +11,7 @@ import asyncio
 import collections
 import functools
 import json
+import secrets
 import sqlite3
 import stringprep
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 import structlog
 
 from bridge.core.events import Identity
-from bridge.store.base import PuppetRecord
+from bridge.store.base import HistoryLine, PuppetRecord
 
 log = structlog.get_logger(__name__)
 
@@ -86,6 +87,20 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX puppets_folded ON puppets (folded);
     CREATE INDEX puppets_seen ON puppets (seen);
     """,
+    # Portal rooms' history, a copy per user (what their own connection heard), in archive
+    # order (the row id); `uuid` is each line's stanza-id and MAM id.
+    """
+    CREATE TABLE portal_history (
+        id INTEGER PRIMARY KEY,
+        uuid TEXT NOT NULL UNIQUE,
+        owner TEXT NOT NULL,
+        room TEXT NOT NULL,
+        time REAL NOT NULL,
+        nick TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX portal_history_room ON portal_history (owner, room, id);
+    """,
 )
 
 #: Message-id mappings older than this are pruned (corrections and replies
@@ -99,6 +114,11 @@ PUPPET_TTL = 365 * 24 * 3600.0
 PUPPET_CACHE = 10_000
 #: How stale a puppet's `seen` may get before it is written again.
 SEEN_EVERY = 24 * 3600.0
+#: Portal history older than this goes (rooms a user left long ago must not stay forever).
+HISTORY_TTL = 30 * 24 * 3600.0
+#: A portal room's history is cut to its size every this many lines written to it (at once
+#: when the size is smaller): at most this many lines over its size.
+HISTORY_PRUNE_EVERY = 64
 
 
 def escape_localpart(text: str) -> str:
@@ -136,6 +156,7 @@ class SqliteStore:
         self._cursors: dict[str, object] = {
             name: json.loads(value) for name, value in self.db.execute("SELECT name, value FROM cursors")}
         self._dirty: set[str] = set()
+        self._history_writes: dict[tuple[str, str], int] = {}  # lines per room since its last cut
         self._flush_soon = False
         self._in_tx = False
         self.prune()
@@ -253,19 +274,58 @@ class SqliteStore:
 
     def prune(self, now: float | None = None, keep: int | None = None) -> None:
         """Forget message-id mappings older than `message_ttl` and all but the newest `keep`
-        (default `message_limit`), and puppets unseen for `puppet_ttl`."""
+        (default `message_limit`), puppets unseen for `puppet_ttl`, and portal
+        history older than `HISTORY_TTL`."""
         now = now or time.time()
         self._write("DELETE FROM messages WHERE created < ?", (now - self.message_ttl,))
         self._write("DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages "
                     "ORDER BY created DESC LIMIT -1 OFFSET ?)",
                     (self.message_limit if keep is None else keep,))
         self._write("DELETE FROM puppets WHERE seen < ?", (now - self.puppet_ttl,))
+        self._write("DELETE FROM portal_history WHERE time < ?", (now - HISTORY_TTL,))
         self._puppets.clear()
         self._by_localpart.clear()
         self.flush()
 
     def message_count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+
+    # -- portal history --------------------------------------------------
+
+    def add_history(self, owner: str, room: str, when: float, nick: str, body: str, keep: int) -> str:
+        uuid = secrets.token_urlsafe(12)
+        self._write("INSERT INTO portal_history (uuid, owner, room, time, nick, body) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", (uuid, owner, room, when, nick, body))
+        if len(self._history_writes) > 4096:
+            self._history_writes.clear()  # a room's count starts again: pruned a little later
+        written = self._history_writes[(owner, room)] = self._history_writes.get((owner, room), 0) + 1
+        if written % HISTORY_PRUNE_EVERY == 0 or keep < HISTORY_PRUNE_EVERY:
+            self._write("DELETE FROM portal_history WHERE owner = ? AND room = ? AND id <= (SELECT id FROM "
+                        "portal_history WHERE owner = ? AND room = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                        (owner, room, owner, room, keep))
+        return uuid
+
+    def history(self, owner: str, room: str, limit: int, *, after: str | None = None,
+                before: str | None = None, start: float | None = None, end: float | None = None,
+                newest: bool = True) -> list[HistoryLine] | None:
+        where, args = ["owner = ?", "room = ?"], [owner, room]
+        for uuid, op in ((after, ">"), (before, "<")):
+            if uuid is not None:
+                row = self.db.execute("SELECT id FROM portal_history WHERE uuid = ? AND owner = ? "
+                                      "AND room = ?", (uuid, owner, room)).fetchone()
+                if row is None:
+                    return None
+                where.append(f"id {op} ?")
+                args.append(row[0])
+        for stamp, op in ((start, ">="), (end, "<=")):
+            if stamp is not None:
+                where.append(f"time {op} ?")
+                args.append(stamp)
+        rows = self.db.execute(
+            f"SELECT uuid, time, nick, body FROM portal_history WHERE {' AND '.join(where)} "
+            f"ORDER BY id {'DESC' if newest else 'ASC'} LIMIT ?", (*args, limit)).fetchall()
+        lines = [HistoryLine(*row) for row in rows]
+        return lines[::-1] if newest else lines
 
     # -- server keys -----------------------------------------------------
 

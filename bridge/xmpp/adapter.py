@@ -10,14 +10,16 @@ from xml.etree import ElementTree as ET
 
 import structlog
 
-from bridge.config_types import ComponentConfig
+from bridge.config_types import ComponentConfig, PortalConfig
 from bridge.core.adapter import Adapter, EventSink
 from bridge.core.events import Event, Identity, NickChange, Private
 from bridge.core.idmap import MessageIds
+from bridge.core.portal import PortalNetworks
 from bridge.store.base import Store
 from bridge.xmpp.addresses import Addresses
 from bridge.xmpp.commands import Commands
 from bridge.xmpp.component import Component
+from bridge.xmpp.portal import Portal
 from bridge.xmpp.private import Privates
 from bridge.xmpp.queries import Queries
 from bridge.xmpp.room import Room
@@ -49,6 +51,13 @@ class XmppAdapter(Adapter):
                                    self.privates.received_message)
         self.queries = Queries(self.addresses, self.networks, self.component.dispatch)
         self.component.outgoing.on_stanza_id = self._stanza_id
+        self.portal: Portal | None = None  # portal rooms, when the config opens any
+
+    def serve_portal(self, config: PortalConfig, networks: PortalNetworks) -> Portal:
+        """Serve portal rooms (`bridge.xmpp.portal`) for the users' connections `networks`."""
+        self.portal = Portal(config, self.config.jid, networks, self.component.send, self.store,
+                             lambda jid: jid in self.rooms)
+        return self.portal
 
     def operate(self, control: Control) -> None:
         """Answer admins' commands and the chat with the component (`bridge.ops.control`)."""
@@ -110,6 +119,8 @@ class XmppAdapter(Adapter):
         self.component.abort()
 
     async def close(self) -> None:
+        if self.portal is not None:
+            self.portal.close()
         for room in self.rooms.values():
             for puppet in list(room.puppets.values()):
                 room.leave(puppet, "bridge shutting down")
@@ -120,6 +131,8 @@ class XmppAdapter(Adapter):
     async def _online(self) -> None:
         for room in self.rooms.values():
             room.online()
+        if self.portal is not None:
+            self.portal.online()
 
     def _offline(self) -> None:
         for room in self.rooms.values():
@@ -135,7 +148,8 @@ class XmppAdapter(Adapter):
             try:
                 for room in self.rooms.values():
                     room.sweep_idle()
-                await asyncio.gather(*(room.self_ping() for room in self.rooms.values()))
+                await asyncio.gather(*(room.self_ping() for room in self.rooms.values()),
+                                     *([self.portal.probe(self.component.query)] if self.portal else []))
             except Exception:
                 log.exception("xmpp_housekeeping_failed", network="xmpp")
 
@@ -147,11 +161,13 @@ class XmppAdapter(Adapter):
     # -- incoming stanzas --------------------------------------------------
 
     def _on_stanza(self, kind: str, xml: ET.Element) -> None:
+        if kind == "iq" and xml.get("type") in ("result", "error"):
+            self.component.resolve(xml)
+            return
+        if self.portal is not None and self.portal.take(kind, xml):
+            return
         if kind == "iq":
-            if xml.get("type") in ("result", "error"):
-                self.component.resolve(xml)
-            else:
-                self.queries.handle(xml)
+            self.queries.handle(xml)
             return
         room = self.rooms.get(bare(xml.get("from", "")))
         if self.addresses.answer(kind, xml, from_room=room is not None):

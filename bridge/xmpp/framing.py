@@ -10,8 +10,9 @@ parsing them cost more than the rest of the relay (docs/performance.md).
 XML 1.0 `<` never occurs in character data or attribute values (sections 2.4 and
 3.1), so once CDATA sections, comments and processing instructions are ruled out
 (`<!` or `<?` inside a stanza), the markup of a stanza is its tags, and it ends at
-the end tag that closes its start tag. A groupchat message addressed to a JID with a
-localpart (a puppet; the bot is the component's bare JID) is dropped, and so is the
+the end tag that closes its start tag. A groupchat message addressed to a full JID with a
+localpart (a puppet; the bot is the component's bare JID, and a portal room, which users
+write to, a bare JID) is dropped, and so is the
 copy of a message the bridge sent (its id, from the occupant that sent it:
 `Outgoing.echo`, which also confirms it) unless it carries a subject (the room's
 subject also ends a join, XEP-0045 7.2.15); every other byte goes to the parser
@@ -354,7 +355,7 @@ class ReflectionFilter:
                 sender = single or double
         if not groupchat or b"&" in to + msg_id + sender:  # an entity: the parser decides
             return False
-        if b"@" in to:
+        if b"@" in to and b"/" in to:  # a puppet's copy; a bare JID is a portal room
             return True
         msg_id_, sender_ = msg_id.decode("utf-8", "replace"), sender.decode("utf-8", "replace")
         if not self.ours.echo(msg_id_, sender_) or _SUBJECT.search(buf, start, end):

@@ -116,6 +116,11 @@ CASES = [
                             "metrics: {listen: '[::1]:9102'}\nlinks:"}, None),
     ("an admin that is no JID", {"links:": "admins: [ops]\nlinks:"}, (26, "admins[0]")),
     ("metrics without a port", {"links:": "metrics: {listen: localhost}\nlinks:"}, (26, "metrics.listen")),
+    ("portal to an IRC network", {"links:\n": "portal: {networks: [libera], users: ['*']}\nlinks:\n"}, None),
+    ("portal to a SILC network", {"links:\n": "portal: {networks: [silcnet], users: ['*']}\nlinks:\n"},
+     (26, "portal.networks[0]")),
+    ("portal for nobody", {"links:\n": "portal:\n  networks: [libera]\n  users: []\nlinks:\n"},
+     (28, "portal.users")),
 ]
 
 

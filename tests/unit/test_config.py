@@ -172,3 +172,49 @@ def test_admins_and_metrics_are_read_and_checked():
     assert "must be host:port" in found[3][2]
     assert problems(GOOD + "metrics: {port: 9102}\n") == [
         (17, "metrics.port", "unknown key 'port'"), (17, "metrics.listen", "missing required key")]
+
+
+PORTAL = GOOD + """\
+portal:
+  networks: [libera]
+  users: [alice@example.org, example.net, "*.example.com"]
+  per_user: 2
+"""
+
+
+def test_portal_is_off_unless_it_names_networks():
+    assert parse_config(GOOD).portal.networks == ()
+    config = parse_config(PORTAL)
+    assert config.portal.networks == ("libera",)
+    assert config.portal.users == ("alice@example.org", "example.net", "*.example.com")
+    assert (config.portal.per_user, config.portal.per_network) == (2, 100)
+
+
+def test_portal_mistakes_name_key_and_line():
+    found = problems(PORTAL.replace("[libera]", "[libera, silcnet, efnet]")
+                     .replace('"*.example.com"', '"a@*.example.com"').replace("per_user: 2", "per_user: 0"))
+    assert (18, "portal.networks[1]", "network 'silcnet' is not an irc network") in found
+    assert (18, "portal.networks[2]", "unknown network 'efnet'") in found
+    assert any(line == 19 and path == "portal.users" and "'a@*.example.com'" in message
+               for line, path, message in found)
+    assert (20, "portal.per_user", "must be 1 or more") in found
+
+
+def test_the_identd_is_off_unless_given_a_port():
+    assert parse_config(PORTAL).portal.identd_port == 0
+    assert parse_config(PORTAL + "  identd_port: 113\n").portal.identd_port == 113
+    found = problems(PORTAL + "  identd_port: 70000\n")
+    assert found == [(21, "portal.identd_port", "must be 0 (off) or a port number, 1 to 65535")]
+
+
+def test_a_portal_with_networks_says_who_may_use_it():
+    found = problems(GOOD + "portal:\n  networks: [libera]\n")
+    assert found == [(18, "portal.users", "say who may use the portal (alice@example.org, "
+                                          "example.org, *.example.org or *)")]
+
+
+def test_example_config_portal_section_is_valid_when_turned_on(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = open(os.path.join(os.path.dirname(__file__), "../../config.example.yaml")).read()
+    found = problems(text.replace("networks: []", "networks: [libera]"))
+    assert [p for _, p, _ in found] == ["component.secret_file"]

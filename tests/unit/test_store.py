@@ -3,7 +3,7 @@
 import time
 
 from bridge.core.events import Identity
-from bridge.store.sqlite import MESSAGE_TTL, escape_localpart
+from bridge.store.sqlite import MESSAGE_TTL, SqliteStore, escape_localpart
 
 
 async def restart(backend, store, **limits):
@@ -138,3 +138,26 @@ async def test_key_pinning(backend):
     store = await restart(backend, store)
     assert store.pinned_key("silcnet", "silc.example.net") == "AB:CD"
     await store.aclose()
+
+
+def test_portal_history_per_user_and_room_bounded_and_paged(tmp_path):
+    store = SqliteStore(str(tmp_path / "h.db"))
+    base = time.time() - 100
+    ids = [store.add_history("alice@x", "#c%n@b", base + i, "bob", f"line {i}", keep=10) for i in range(30)]
+    store.add_history("carol@x", "#c%n@b", base + 50, "bob", "carol's copy", keep=10)
+    lines = store.history("alice@x", "#c%n@b", 100)
+    assert [l.body for l in lines] == [f"line {i}" for i in range(20, 30)]  # the newest 10, oldest first
+    assert [l.body for l in store.history("alice@x", "#c%n@b", 3)] == ["line 27", "line 28", "line 29"]
+    page = store.history("alice@x", "#c%n@b", 3, after=ids[21], newest=False)
+    assert [l.body for l in page] == ["line 22", "line 23", "line 24"]
+    page = store.history("alice@x", "#c%n@b", 2, before=ids[25])
+    assert [l.body for l in page] == ["line 23", "line 24"]
+    assert [l.body for l in store.history("alice@x", "#c%n@b", 100, start=base + 27)] == \
+        ["line 27", "line 28", "line 29"]
+    assert store.history("alice@x", "#c%n@b", 5, after="no-such-id") is None
+    assert store.history("alice@x", "#c%n@b", 5, after=ids[0]) is None  # pruned
+    store.close()
+    again = SqliteStore(str(tmp_path / "h.db"))
+    assert [l.uuid for l in again.history("alice@x", "#c%n@b", 1)] == [ids[-1]]
+    again.prune(now=base + 28.5 + 30 * 24 * 3600)  # a month later: only what is younger than that
+    assert [l.body for l in again.history("alice@x", "#c%n@b", 100)] == ["line 29"]

@@ -18,7 +18,8 @@ texts = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_chara
                 max_size=12)
 QUOTES = st.sampled_from(["'", '"'])
 jids = st.sampled_from(["bridge.localhost", "alice%irc@bridge.localhost/bridge",
-                        "a&b@bridge.localhost/x", "room@muc.localhost/bob"])
+                        "a&b@bridge.localhost/x", "room@muc.localhost/bob",
+                        "#chan%irc@bridge.localhost"])  # a portal room: users write to it
 BOT = "r@muc.localhost/bridge"  # the occupant that sent our messages
 OURS = Outgoing()
 for msg_id in ("mb1", "mb'2"):
@@ -77,7 +78,7 @@ def stanzas(draw):
     xml = f"{head}/>" if not inner and draw(st.booleans()) else f"{head}>{inner}</{name}>"
     plain = "&" not in quoted(to, quote) + quoted(msg_id, quote)
     unused = name == "message" and kind == "groupchat" and plain and (
-        "@" in to or (msg_id in ("mb1", "mb'2") and sender == BOT and "<subject>" not in inner))
+        ("@" in to and "/" in to) or (msg_id in ("mb1", "mb'2") and sender == BOT and "<subject>" not in inner))
     return xml.encode(), unused
 
 

@@ -1,0 +1,649 @@
+"""Portal users' own IRC connections: one per (XMPP account, network), nick = the MUC nick.
+
+Each is a `RelayClient` (the relay's hardening, flood control, delivery window, ping timeout
+and reconnects with backoff) under a configuration of its own: the user's nick (made an IRC
+nick: `irc_nick`), an ident and real name that do not show the JID, no SASL. Connections are
+capped per network and per user (`portal.per_network`, `portal.per_user`) and go (QUIT) once
+they are in no channel and have carried no private message for `PRIVATE_IDLE`. An identd on
+an opt-in port (`bridge.irc.identd`) answers each one's own ident; where the network gave
+the bridge a WEBIRC password, each connection says it comes from an address made of a hash
+of the JID (`webirc`). After a reconnect every channel is joined again; who left meanwhile
+is told as gone, and the channel is shown again as it is (`PortalView.entered`).
+
+What the user is to see goes to the `PortalView` (`bridge.core.portal`); formatting codes
+become XEP-0393 styling and back, as on plumbed links.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+import structlog
+from irc.client import Event as IrcEvent
+from irc.events import numeric
+
+from bridge import __version__
+from bridge.config_types import IrcNetworkConfig, NetworkConfig, PortalConfig
+from bridge.core.adapter import Adapter
+from bridge.core.events import Event, Identity, MessageKind
+from bridge.core.portal import Member, PortalNetworks, PortalView, Refused, Snapshot
+from bridge.irc import modes
+from bridge.irc.client import RelayClient
+from bridge.irc.formatting import irc_to_text
+from bridge.irc.identd import serve
+from bridge.irc.roster import Roster
+from bridge.irc.split import clean, wire_lines
+from bridge.irc.styling import text_to_irc
+
+log = structlog.get_logger(__name__)
+
+#: A connection in no channel stays this long after its last private message.
+PRIVATE_IDLE = 600.0
+#: How often connections are checked for that.
+SWEEP = 30.0
+#: Lines one message of a user's may become (longer ones are cut, saying so).
+MAX_LINES = 20
+#: Prefix modes to give instead of one a network lacks, nearest first.
+STRONGER = {"h": "o", "q": "ao", "a": "o", "v": ""}
+#: A LIST answer is cut at this many channels, or after this many seconds.
+LIST_LIMIT = 1000
+LIST_WAIT = 30.0
+#: How long after a command the user sent to the server its numeric replies go to the user.
+RAW_ANSWERS = 30.0
+#: Channels one connection may be in (or joining) at once.
+MAX_CHANNELS = 100
+#: Longest nick asked for (servers cut or refuse longer ones: NICKLEN).
+MAX_NICK = 30
+#: Join replies (RFC 2812 5.2; 477 is "register your nick first" on most networks) as the
+#: XMPP errors XEP-0045 7.2 gives for the same refusal.
+JOIN_ERRORS = {
+    "channelisfull": "service-unavailable",  # 471; 7.2.10 maximum users
+    "inviteonlychan": "registration-required",  # 473; 7.2.7 members-only
+    "bannedfromchan": "forbidden",  # 474; 7.2.8 banned
+    "badchannelkey": "not-authorized",  # 475; 7.2.6 password required
+    "nochanmodes": "registration-required",  # 477
+    "nosuchchannel": "item-not-found",  # 403
+    "badchanmask": "jid-malformed",  # 476
+    "toomanychannels": "resource-constraint",  # 405
+    "479": "jid-malformed",  # InspIRCd, ngIRCd: illegal channel name
+    "489": "not-allowed",  # secure connections only
+}
+#: Replies that refuse something the user did in a channel (482: a topic or kick without op,
+#: 404: a message to a moderated channel without voice), told in the room.
+REFUSALS = ("chanoprivsneeded", "cannotsendtochan", "usernotinchannel", "notonchannel")
+NICK_REFUSED = ("nicknameinuse", "erroneusnickname", "nickcollision", "unavailresource")
+#: What no channel, nick or key can hold (RFC 2812 2.3.1: a space or comma would make one
+#: line name other targets, or carry other parameters).
+_NOT_TARGET = re.compile(r"[\s,\x00\x07]|^:")
+_NOT_NICK = re.compile(r"[^A-Za-z0-9\[\]\\`_^{|}-]")
+_KINDS = {"pubmsg": MessageKind.PLAIN, "privmsg": MessageKind.PLAIN, "action": MessageKind.ACTION,
+          "pubnotice": MessageKind.NOTICE, "privnotice": MessageKind.NOTICE}
+
+
+def irc_nick(nick: str) -> str:
+    """A MUC nick as an IRC nick (RFC 2812 2.3.1): other characters become `_`, and it
+    does not start with a digit or `-`."""
+    out = _NOT_NICK.sub("_", nick)[:MAX_NICK]
+    return out if out and not (out[0].isdigit() or out[0] == "-") else ("_" + out)[:MAX_NICK]
+
+
+@dataclass
+class Channel:
+    name: str  # as the user asked for it
+    key: str = ""
+    joined: bool = False  # 366 seen
+    members: dict[str, list[str]] = field(default_factory=dict)  # folded nick -> [nick, modes]
+    gone: dict[str, list[str]] = field(default_factory=dict)  # members before a rejoin
+    topic: str = ""
+    topic_by: str = ""
+
+
+class UserLink:
+    """One user's connection to one network and the channels it is in."""
+
+    def __init__(self, user: str, config: IrcNetworkConfig, nick: str, users: IrcUsers) -> None:
+        self.user = user
+        self.users = users
+        self.network = config.name
+        self.roster = users.rosters.setdefault(config.name, Roster())  # the case mapping, shared
+        nick = irc_nick(nick)
+        digest = hashlib.sha256(user.encode()).digest()
+        ident = "x" + digest.hex()[:9]
+        self.client = RelayClient(
+            replace(config, nick=nick, alt_nicks=(nick + "_", nick + "__"), username=ident,
+                    realname=nick, sasl=None),
+            on_registered=self._registered, on_lost=self._lost, notice=self._dropped,
+            fold=self.roster.fold, max_age=users.max_age, prelude=webirc(config, digest))
+        self.channels: dict[str, Channel] = {}  # folded name ->
+        self.last_private = float("-inf")  # monotonic time of the last private message
+        self.raw_until = 0.0  # the server's replies go to the user until then (a raw command)
+        self.listing: asyncio.Future[list[tuple[str, int, str]]] | None = None  # a LIST under way
+        self.listed: list[tuple[str, int, str]] = []
+        self.task: asyncio.Task | None = None
+        self.log = log.bind(network=self.network, user_hash=ident)
+        # One handler for every event, dispatched by type here: one closure per connection
+        # instead of one per event type (thousands of connections).
+        self.client.on("all_events", self._dispatch)
+
+    def _dispatch(self, event: IrcEvent) -> None:
+        name = _HANDLERS.get(event.type)
+        if name is not None:
+            getattr(self, name)(event)
+        elif (event.type in _NUMERICS and time.monotonic() < self.raw_until and event.arguments):
+            self.view.server_said(self.user, self.network, irc_to_text(" ".join(event.arguments)))
+
+    @property
+    def view(self) -> PortalView:
+        return self.users.view
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.client.run(), name=f"irc {self.network} portal user")
+
+    async def close(self, message: str) -> None:
+        try:
+            async with asyncio.timeout(4.0):
+                await self.client.close(message, drain=1.0)
+        except TimeoutError:
+            pass
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    def idle(self) -> bool:
+        return not self.channels and time.monotonic() - self.last_private >= PRIVATE_IDLE
+
+    # What the user does
+
+    def join(self, channel: str, key: str) -> None:
+        folded = self.roster.fold(channel)
+        if folded in self.channels:
+            return
+        if len(self.channels) >= MAX_CHANNELS:
+            raise Refused("resource-constraint", f"{self.network}: you are in {MAX_CHANNELS} channels "
+                          "through this bridge already, the most it allows")
+        self.channels[folded] = Channel(channel, key)
+        if self.client.registered:
+            self._send_join(self.channels[folded])
+
+    def _send_join(self, channel: Channel) -> None:
+        self.client.control(f"JOIN {channel.name}" + (f" {channel.key}" if channel.key else ""))
+
+    def part(self, channel: str) -> None:
+        if self.channels.pop(self.roster.fold(channel), None) is not None and self.client.registered:
+            self.client.control(f"PART {channel}")
+
+    def say(self, target: str, text: str, kind: MessageKind) -> asyncio.Future:
+        styled_text = text_to_irc(text)
+        command = "NOTICE" if kind is MessageKind.NOTICE else "PRIVMSG"
+        budget = self.client.budget(command, target)
+        if kind is MessageKind.ACTION:
+            budget -= len("\x01ACTION \x01")
+        lines = wire_lines(styled_text, lambda piece: piece, budget, MAX_LINES, styled_text is not text)
+        if kind is MessageKind.ACTION:
+            lines = [f"\x01ACTION {line}\x01" for line in lines]
+        return self.client.send([f"{command} {target} :{line}" for line in lines], target, "you",
+                                time.time())
+
+    def snapshot(self, channel: str) -> Snapshot | None:
+        chan = self.channels.get(self.roster.fold(channel))
+        if chan is None or not chan.joined:
+            return None
+        me = self.roster.fold(self.client.nick)
+        members = tuple(self._member(entry) for nick, entry in chan.members.items() if nick != me)
+        mine = chan.members.get(me, [self.client.nick, ""])
+        return Snapshot(self._member(mine), members, irc_to_text(chan.topic), chan.topic_by)
+
+    def _member(self, entry: list[str]) -> Member:
+        """The member with their most significant prefix mode (ISUPPORT PREFIX order)."""
+        nick, held = entry
+        return Member(nick, next((mode for mode in self._prefix_modes() if mode in held), ""))
+
+    def _prefix_modes(self) -> str:
+        prefix = getattr(self.client.features, "prefix", None)
+        return "".join(prefix.values()) if isinstance(prefix, dict) else "" if prefix is True \
+            else modes.DEFAULT_PREFIX
+
+    def _dropped(self, target: str, text: str) -> list[str]:
+        """Lines of the user's that waited longer than `delivery.max_age` (the link was down)
+        were dropped: told to the user, not to IRC."""
+        channel = self._channel(target)
+        if channel is not None:
+            self.view.said(self.user, self.network, channel.name, "", text, MessageKind.NOTICE)
+        elif target:
+            self.view.undelivered(self.user, self.network, target, text)
+        return []
+
+    # The connection
+
+    def _registered(self) -> None:
+        for channel in self.channels.values():
+            self._send_join(channel)
+        self.client.outbox.open()
+
+    def _lost(self) -> None:
+        for channel in self.channels.values():
+            if channel.joined:
+                channel.joined = False
+                channel.gone.update(channel.members)
+            channel.members = {}
+
+    def _on_isupport(self, event: IrcEvent) -> None:
+        features = self.client.features
+        casemapping = getattr(features, "casemapping", None)
+        if casemapping:
+            if self.users.casemappings.get(self.network) != casemapping:  # the network's, once
+                self.users.casemappings[self.network] = casemapping
+                self.roster.set_casemapping(casemapping)
+            self.channels = {self.roster.fold(c.name): c for c in self.channels.values()}
+        chantypes = getattr(features, "chantypes", None)
+        if isinstance(chantypes, str) and chantypes:
+            self.users.known_chantypes[self.network] = chantypes
+
+    def _channel(self, name: str | None) -> Channel | None:
+        return self.channels.get(self.roster.fold(name)) if name else None
+
+    def _on_join(self, event: IrcEvent) -> None:
+        channel = self._channel(event.target)
+        if channel is None or event.source is None:
+            return
+        nick = event.source.nick
+        if self.client.is_me(nick):
+            channel.members, channel.joined = {}, False  # NAMES follows
+            return
+        channel.members[self.roster.fold(nick)] = [nick, ""]
+        channel.gone.pop(self.roster.fold(nick), None)
+        if channel.joined:
+            self.view.member(self.user, self.network, channel.name, Member(nick))
+
+    def _on_names(self, event: IrcEvent) -> None:  # 353: <me> <symbol> <channel> :<names>
+        channel = self._channel(event.arguments[-2] if len(event.arguments) >= 2 else None)
+        if channel is None or channel.joined:
+            return
+        prefix = getattr(self.client.features, "prefix", None)
+        symbols = "".join(prefix) if isinstance(prefix, dict) else "" if prefix is True else "@+"
+        table = prefix if isinstance(prefix, dict) else {"@": "o", "+": "v"}
+        for name in event.arguments[-1].split():  # multi-prefix: every mode the member holds
+            nick = name.lstrip(symbols).partition("!")[0]
+            held = name[:len(name) - len(name.lstrip(symbols))]
+            if nick:
+                channel.members[self.roster.fold(nick)] = [nick, "".join(table.get(s, "") for s in held)]
+
+    def _on_end_of_names(self, event: IrcEvent) -> None:  # 366: <me> <channel> :End of /NAMES list
+        channel = self._channel(event.arguments[0] if event.arguments else None)
+        if channel is None or channel.joined:
+            return
+        channel.joined = True
+        for folded, (nick, _) in channel.gone.items():
+            if folded not in channel.members:
+                self.view.left(self.user, self.network, channel.name, nick, "")
+        channel.gone = {}
+        self.view.entered(self.user, self.network, channel.name, self.snapshot(channel.name))
+
+    def _on_current_topic(self, event: IrcEvent) -> None:  # 332: <me> <channel> :<topic>
+        channel = self._channel(event.arguments[0] if event.arguments else None)
+        if channel is not None and len(event.arguments) > 1:
+            channel.topic = event.arguments[1]
+
+    def _on_topic(self, event: IrcEvent) -> None:
+        channel = self._channel(event.target)
+        if channel is None or event.source is None:
+            return
+        channel.topic = event.arguments[0] if event.arguments else ""
+        channel.topic_by = event.source.nick
+        if channel.joined:
+            self.view.topic(self.user, self.network, channel.name, event.source.nick,
+                            irc_to_text(channel.topic))
+
+    def _on_part(self, event: IrcEvent) -> None:
+        reason = irc_to_text(event.arguments[0]) if event.arguments else ""
+        self._gone(event.target, event.source.nick if event.source else "", reason)
+
+    def _on_kick(self, event: IrcEvent) -> None:
+        if len(event.arguments) < 1 or event.source is None:
+            return
+        reason = irc_to_text(event.arguments[1]) if len(event.arguments) > 1 else ""
+        self._gone(event.target, event.arguments[0], reason, kicked_by=event.source.nick)
+
+    def _gone(self, name: str | None, nick: str, reason: str, kicked_by: str | None = None) -> None:
+        channel = self._channel(name)
+        if channel is None or not nick:
+            return
+        if self.client.is_me(nick):
+            del self.channels[self.roster.fold(channel.name)]
+            self.view.out(self.user, self.network, channel.name, reason, kicked_by or "")
+            self.users.reap_if_idle(self)
+            return
+        channel.members.pop(self.roster.fold(nick), None)
+        if channel.joined:
+            self.view.left(self.user, self.network, channel.name, nick, reason, kicked_by)
+
+    def _on_quit(self, event: IrcEvent) -> None:
+        if event.source is None or self.client.is_me(event.source.nick):
+            return
+        nick, folded = event.source.nick, self.roster.fold(event.source.nick)
+        reason = irc_to_text(event.arguments[0]) if event.arguments else ""
+        for channel in self.channels.values():
+            if channel.members.pop(folded, None) is not None and channel.joined:
+                self.view.left(self.user, self.network, channel.name, nick, reason)
+
+    def _on_nick(self, event: IrcEvent) -> None:  # before the client follows its own
+        if event.source is None or not event.target:
+            return
+        old, new = event.source.nick, event.target
+        me = self.client.is_me(old)
+        if me:
+            self.client.config = replace(self.client.config, nick=new)
+        for channel in self.channels.values():
+            entry = channel.members.pop(self.roster.fold(old), None)
+            if entry is None:
+                continue
+            entry[0] = new
+            channel.members[self.roster.fold(new)] = entry
+            if channel.joined:
+                self.view.renamed(self.user, self.network, channel.name, old, self._member(entry), me)
+
+    def _on_mode(self, event: IrcEvent) -> None:  # MODE <channel> <modes> [<params>]
+        channel = self._channel(event.target)
+        if channel is None or not event.arguments:
+            return
+        prefix_modes = self._prefix_modes()
+        for sign, mode, nick in modes.parse(event.arguments, getattr(self.client.features, "chanmodes", None),
+                                            prefix_modes):
+            entry = channel.members.get(self.roster.fold(nick)) if nick and mode in prefix_modes else None
+            if entry is None:
+                continue
+            before = self._member(entry)
+            entry[1] = entry[1].replace(mode, "") + (mode if sign == "+" else "")
+            after = self._member(entry)
+            if after != before and channel.joined:
+                self.view.member(self.user, self.network, channel.name, after, self.client.is_me(nick))
+
+    def _on_message(self, event: IrcEvent) -> None:
+        source = event.source
+        if source is not None and not source.userhost and event.type == "privnotice" and event.arguments \
+                and self.client.registered:  # the server's own notice (registration's are noise)
+            self.view.server_said(self.user, self.network, irc_to_text(event.arguments[0]))
+            return
+        if source is None or not source.userhost or self.client.is_me(source.nick) or not event.arguments:
+            return  # our own line (echo-message)
+        channel = self._channel(event.target)
+        text = irc_to_text(event.arguments[0])
+        if not text.strip():
+            return
+        if channel is not None:
+            if channel.joined:
+                self.view.said(self.user, self.network, channel.name, source.nick, text, _KINDS[event.type])
+        elif self.client.is_me(event.target):
+            self.last_private = time.monotonic()
+            self.view.said(self.user, self.network, "", source.nick, text, _KINDS[event.type])
+
+    async def public_channels(self) -> list[tuple[str, int, str]]:
+        """IRC LIST, one at a time per connection (a second asker shares the answer)."""
+        if self.listing is None or self.listing.done():
+            self.listing, self.listed = asyncio.get_running_loop().create_future(), []
+            self.client.send(["LIST"], "", "you", time.time())
+        listing = self.listing
+        try:
+            async with asyncio.timeout(LIST_WAIT):
+                return list(await asyncio.shield(listing))
+        except TimeoutError:
+            if self.listing is listing:
+                self.listing = None  # the next asker starts anew
+            return list(self.listed)  # as far as it got
+
+    def _on_list(self, event: IrcEvent) -> None:  # 322: <me> <channel> <users> :<topic>
+        if self.listing is not None and not self.listing.done() and len(event.arguments) >= 2 \
+                and len(self.listed) < LIST_LIMIT:
+            users = int(event.arguments[1]) if event.arguments[1].isdigit() else 0
+            self.listed.append((event.arguments[0], users, irc_to_text(event.arguments[-1])
+                                if len(event.arguments) > 2 else ""))
+
+    def _on_list_end(self, event: IrcEvent) -> None:  # 323
+        if self.listing is not None and not self.listing.done():
+            self.listing.set_result(self.listed)
+
+    def _on_ctcp(self, event: IrcEvent) -> None:  # to the user's nick: VERSION and PING answered
+        if event.source is None or not self.client.is_me(event.target) or not event.arguments:
+            return
+        ctcp, param = event.arguments[0], event.arguments[1] if len(event.arguments) > 1 else ""
+        answers = {"VERSION": f"muc-bridge {__version__}, an XMPP gateway", "PING": clean(param)[:64]}
+        answer = answers.get(ctcp)
+        if answer is not None:
+            self.client.control(f"NOTICE {event.source.nick} :\x01{ctcp} {answer}\x01")
+
+    def _on_join_refused(self, event: IrcEvent) -> None:  # <me> <channel> :<text>
+        channel = self._channel(event.arguments[0] if event.arguments else None)
+        if channel is None or channel.joined:
+            return
+        del self.channels[self.roster.fold(channel.name)]
+        why = Refused(JOIN_ERRORS.get(event.type, "not-allowed"), self._reply_text(event))
+        self.log.info("portal_join_refused", room=channel.name, reply=event.type)
+        self.view.refused(self.user, self.network, channel.name, why)
+        self.users.reap_if_idle(self)
+
+    def _on_refused(self, event: IrcEvent) -> None:  # <me> [<nick>] <channel> :<text>
+        channel = next((c for c in map(self._channel, event.arguments[:-1]) if c is not None), None)
+        if channel is not None and channel.joined:
+            self.view.said(self.user, self.network, channel.name, "", self._reply_text(event),
+                           MessageKind.NOTICE)
+
+    def _on_no_such_nick(self, event: IrcEvent) -> None:  # 401: <me> <nick> :No such nick/channel
+        if len(event.arguments) > 1 and self._channel(event.arguments[0]) is None:
+            self.view.undelivered(self.user, self.network, event.arguments[0], self._reply_text(event))
+
+    def _on_nick_refused(self, event: IrcEvent) -> None:  # after registration: a NICK of the user's
+        if not self.client.registered:
+            return
+        wanted = event.arguments[0] if event.arguments else ""
+        self.client.config = replace(self.client.config, nick=self.client.nick)  # no retries of it
+        self.view.nick_refused(self.user, self.network, wanted, self._reply_text(event))
+
+    def _reply_text(self, event: IrcEvent) -> str:
+        """What the server said in a numeric reply (`<me> <param> :<text>`), with the network."""
+        return f"{self.network}: {event.arguments[-1] if len(event.arguments) > 1 else event.type}"
+
+
+class IrcUsers(Adapter, PortalNetworks):
+    """Every portal user's connections, capped; an adapter only so that the bridge
+    supervises its housekeeping and closes it on shutdown (it serves no link)."""
+
+    protocol = "IRC"
+
+    def __init__(self, config: PortalConfig, networks: Mapping[str, NetworkConfig],
+                 max_age: float = 300.0) -> None:
+        super().__init__("portal:irc", lambda event: None)
+        self.config = config
+        self.networks = {name: networks[name] for name in config.networks
+                         if isinstance(networks.get(name), IrcNetworkConfig)}
+        self.max_age = max_age
+        self.view: PortalView | None = None  # the XMPP side sets it
+        self.links: dict[tuple[str, str], UserLink] = {}
+        self.known_chantypes: dict[str, str] = {}
+        #: Per network, for its case mapping (and the cache of folded names all its users share).
+        self.rosters: dict[str, Roster] = {}
+        self.casemappings: dict[str, str] = {}
+        self._closing: set[asyncio.Task] = set()
+
+    # PortalNetworks
+
+    def chantypes(self, network: str) -> str:
+        return self.known_chantypes.get(network, "#&")
+
+    def join(self, user: str, network: str, channel: str, nick: str, key: str = "") -> None:
+        _check(channel, "channel name")
+        if key:
+            _check(key, "channel key")
+        self._link(user, network, nick).join(channel, key)
+
+    def snapshot(self, user: str, network: str, channel: str) -> Snapshot | None:
+        link = self.links.get((user, network))
+        return link.snapshot(channel) if link is not None else None
+
+    def part(self, user: str, network: str, channel: str) -> None:
+        link = self.links.get((user, network))
+        if link is not None:
+            link.part(channel)
+            self.reap_if_idle(link)
+
+    def say(self, user: str, network: str, target: str, text: str, kind: MessageKind) -> asyncio.Future:
+        _check(target, "nick or channel")
+        link = self.links.get((user, network))
+        if link is None:
+            link = self._link(user, network, user.partition("@")[0])
+        if target[:1] not in self.chantypes(network):
+            link.last_private = time.monotonic()
+        return link.say(target, text, kind)
+
+    async def channels(self, user: str, network: str) -> list[tuple[str, int, str]]:
+        link = self.links.get((user, network)) or self._link(user, network, user.partition("@")[0])
+        link.last_private = time.monotonic()  # kept a while, as for a private chat
+        return await link.public_channels()
+
+    def raw(self, user: str, network: str, line: str) -> None:
+        if not line.strip() or any(c in line for c in "\r\n\0"):
+            raise Refused("bad-request", "one IRC command per line")
+        link = self.links.get((user, network)) or self._link(user, network, user.partition("@")[0])
+        link.last_private = time.monotonic()
+        link.raw_until = time.monotonic() + RAW_ANSWERS
+        link.client.send([line.strip()], "", "you", time.time())  # once registered
+
+    def set_topic(self, user: str, network: str, channel: str, text: str) -> None:
+        link = self.links.get((user, network))
+        if link is not None:
+            link.client.control(f"TOPIC {channel} :{_one_line(text_to_irc(text))}")
+
+    def nick(self, user: str, network: str, nick: str) -> None:
+        link = self.links.get((user, network))
+        if link is not None and not link.client.is_me(irc_nick(nick)):
+            link.client.control(f"NICK {irc_nick(nick)}")
+
+    def set_mode(self, user: str, network: str, channel: str, nick: str, mode: str) -> None:
+        link = self.links.get((user, network))
+        chan = link.channels.get(link.roster.fold(channel)) if link is not None else None
+        entry = chan.members.get(link.roster.fold(nick)) if chan is not None else None
+        if entry is None:
+            raise Refused("item-not-found", f"{nick} is not in {channel}")
+        order = link._prefix_modes()
+        if mode:  # the next mode up where the network has none of the kind (no halfops: +o)
+            wanted, mode = mode, next((m for m in mode + STRONGER.get(mode, "") if m in order), "")
+            if not mode:
+                raise Refused("not-acceptable", f"{network} has no channel mode +{wanted}")
+        higher = order[:order.index(mode)] if mode else order  # what the member is to lose
+        taken = "".join(m for m in entry[1] if m in higher)
+        given = mode if mode and mode not in entry[1] else ""
+        changes = (f"-{taken}" if taken else "") + (f"+{given}" if given else "")
+        if changes:
+            link.client.control(f"MODE {channel} {changes} {' '.join([nick] * (len(taken) + len(given)))}")
+
+    def kick(self, user: str, network: str, channel: str, nick: str, reason: str) -> None:
+        _check(nick, "nick")
+        link = self.links.get((user, network))
+        if link is not None:
+            link.client.control(f"KICK {channel} {nick} :{_one_line(reason)}")
+
+    def _link(self, user: str, network: str, nick: str) -> UserLink:
+        link = self.links.get((user, network))
+        if link is not None:
+            return link
+        if network not in self.networks:
+            raise Refused("item-not-found", f"{network} is not reachable through this portal")
+        if sum(1 for u, n in self.links if n == network) >= self.config.per_network:
+            raise Refused("resource-constraint", f"{network}: the bridge has as many IRC connections "
+                          "there as it may; try again later")
+        if sum(1 for u, n in self.links if u == user) >= self.config.per_user:
+            raise Refused("policy-violation", f"you have {self.config.per_user} IRC connections "
+                          "through this bridge already, the most it allows")
+        link = UserLink(user, self.networks[network], nick, self)
+        self.links[(user, network)] = link
+        link.start()
+        link.log.info("portal_connection_opened", connections=len(self.links))
+        return link
+
+    def reap_if_idle(self, link: UserLink) -> None:
+        """QUIT a connection that serves nothing any more."""
+        if link.idle() and self.links.get((link.user, link.network)) is link:
+            del self.links[(link.user, link.network)]
+            link.log.info("portal_connection_closed", connections=len(self.links))
+            task = asyncio.create_task(link.close("left every channel"))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    # Adapter
+
+    def add_endpoint(self, room: str, options) -> None:
+        raise ValueError("portal connections serve no link")
+
+    async def run(self) -> None:
+        identd = None
+        if self.config.identd_port:
+            identd = await serve(self.config.identd_host, self.config.identd_port, self.ident)
+        try:
+            while True:
+                await asyncio.sleep(SWEEP)
+                for link in list(self.links.values()):
+                    self.reap_if_idle(link)
+        finally:
+            if identd is not None:
+                identd.close()
+
+    def ident(self, here: int, there: int) -> str | None:
+        """The ident of the connection from our port `here` to the server's port `there`."""
+        for link in self.links.values():
+            transport = link.client.conn.transport if link.client.conn is not None else None
+            if transport is None:
+                continue
+            local, remote = transport.get_extra_info("sockname"), transport.get_extra_info("peername")
+            if local and remote and (local[1], remote[1]) == (here, there):
+                return link.client.config.username
+        return None
+
+    async def deliver(self, room: str, event: Event) -> None:
+        return None
+
+    def is_own(self, identity: Identity) -> bool:
+        return False
+
+    async def close(self) -> None:
+        links, self.links = list(self.links.values()), {}
+        await asyncio.gather(*(link.close("muc-bridge shutting down") for link in links),
+                             *self._closing, return_exceptions=True)
+
+
+def webirc(config: IrcNetworkConfig, digest: bytes) -> tuple[str, ...]:
+    """The WEBIRC line of a user's connection, if the network gave the bridge a password
+    (IRCv3 webirc): the address is an IPv6 unique local address made of a hash of the JID,
+    so the network can tell users apart (and ban one) without learning who they are; with no
+    DNS name, it is the host name too."""
+    if not config.webirc_password:
+        return ()
+    address = str(ipaddress.IPv6Address(b"\xfd" + digest[:15]))
+    return (f"WEBIRC {config.webirc_password} muc-bridge {address} {address}",)
+
+
+def _check(name: str, what: str) -> None:
+    """Refuse a name that would not be one IRC parameter."""
+    if not name or _NOT_TARGET.search(name):
+        raise Refused("jid-malformed", f"{name!r} is not a valid IRC {what}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split("\n")).replace("\r", "").replace("\0", "")
+
+
+#: IRC event type -> the `UserLink` method that takes it.
+_HANDLERS = {
+    "featurelist": "_on_isupport", "join": "_on_join", "namreply": "_on_names",
+    "endofnames": "_on_end_of_names", "currenttopic": "_on_current_topic", "topic": "_on_topic",
+    "part": "_on_part", "kick": "_on_kick", "quit": "_on_quit", "nick": "_on_nick", "mode": "_on_mode",
+    "ctcp": "_on_ctcp", "nosuchnick": "_on_no_such_nick", "list": "_on_list", "listend": "_on_list_end",
+    **dict.fromkeys(_KINDS, "_on_message"), **dict.fromkeys(JOIN_ERRORS, "_on_join_refused"),
+    **dict.fromkeys(NICK_REFUSED, "_on_nick_refused"), **dict.fromkeys(REFUSALS, "_on_refused"),
+}
+#: Numeric replies by the names the `irc` library gives them (and unnamed ones by number).
+_NUMERICS = frozenset(numeric.values()) | frozenset(f"{n:03d}" for n in range(1, 1000))
