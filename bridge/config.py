@@ -498,9 +498,13 @@ def _store_problem(url: str) -> str | None:
     if not name or name.endswith("/"):
         return "names no database file (sqlite:///var/lib/muc-bridge/bridge.db)"
     path = Path(os.path.abspath(name))
-    if path.is_dir():
+    try:
+        is_dir, exists = path.is_dir(), path.exists()
+    except OSError as exc:  # a name too long for the file system, say
+        return f"cannot be a database file: {exc.strerror}"
+    if is_dir:
         return f"{path} is a directory"
-    if path.exists():
+    if exists:
         if not os.access(path, os.R_OK | os.W_OK):
             return f"{path} must be readable and writable: it {_not_writable(path)}"
         try:
@@ -511,15 +515,21 @@ def _store_problem(url: str) -> str | None:
         if head and head != b"SQLite format 3\0":
             return f"{path} is not an SQLite database"
     # WAL mode writes its -wal and -shm files beside the database.
-    return _creatable(path.parent, "the database directory")
+    try:
+        return _creatable(path.parent, "the database directory")
+    except OSError as exc:
+        return f"cannot be a database file: {exc.strerror}"
 
 
 def _key_dir_problem(key_dir: Path) -> str | None:
     """What would keep the SILC adapter from reading or making its key pair there."""
     key = Path(os.path.abspath(key_dir)) / PRIVATE_FILE
-    if key.exists():
-        return None if os.access(key, os.R_OK) else f"{key} is not readable by {_user()}"
-    return _creatable(key.parent, "the key directory")
+    try:
+        if key.exists():
+            return None if os.access(key, os.R_OK) else f"{key} is not readable by {_user()}"
+        return _creatable(key.parent, "the key directory")
+    except OSError as exc:  # a name too long for the file system, say
+        return f"cannot hold the key pair: {exc.strerror}"
 
 
 def _creatable(directory: Path, what: str) -> str | None:

@@ -481,6 +481,8 @@ class IrcAdapter(Adapter):
                 self.emit(NickChange(endpoint, before, after.nick, renamed=after, time=_time(tags)))
 
     def _on_away(self, event: IrcEvent) -> None:  # away-notify: AWAY [:message]
+        if event.source is None or event.source.userhost is None:
+            return  # RPL_AWAY (301, a WHOIS answer, from the server) has this event's name too
         nick = event.source.nick
         if self.client.is_me(nick):
             return

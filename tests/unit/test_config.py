@@ -218,3 +218,11 @@ def test_example_config_portal_section_is_valid_when_turned_on(tmp_path, monkeyp
     text = open(os.path.join(os.path.dirname(__file__), "../../config.example.yaml")).read()
     found = problems(text.replace("networks: []", "networks: [libera]"))
     assert [p for _, p, _ in found] == ["component.secret_file"]
+
+
+def test_a_path_too_long_for_the_file_system_is_a_problem_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    long = "x" * 5000
+    found = problems(GOOD + f"store: {{url: 'sqlite://{long}/bridge.db'}}\n")
+    assert [(path, message) for _, path, message in found] == [
+        ("store.url", "cannot be a database file: File name too long")]

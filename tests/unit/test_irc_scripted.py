@@ -95,6 +95,19 @@ async def test_garbage_lines_are_skipped_and_the_link_stays_up(ircd):
         assert len(ircd.clients) == 1 and adapter.client.connections == 1
 
 
+async def test_a_whois_away_reply_is_not_an_away_notice_and_breaks_nothing(ircd):
+    """RPL_AWAY (301) has the irc library's event name of AWAY (away-notify)."""
+    adapter, events = make_adapter(ircd.port)
+    async with running(adapter):
+        client = await joined(ircd)
+        client.send(f":bob!b@h JOIN {CHAN}")
+        client.send("301 xbridge bob :no source at all")
+        client.send(":scripted.test 301 xbridge bob :gone fishing")
+        client.send(f":bob!b@h PRIVMSG {CHAN} :after the replies")
+        await events.wait_for(lambda e: isinstance(e, Message) and e.text == "after the replies")
+        assert events.of(Presence) == [] and adapter.client.conn.dropped_lines == 0
+
+
 async def test_silent_link_is_dropped_reconnected_and_channels_rejoined(ircd):
     adapter, events = make_adapter(ircd.port, rooms=(CHAN, "#other"), ping_timeout=1.5)
     async with running(adapter):
