@@ -230,8 +230,8 @@ def _unused(name: str, attrs: dict, subject: bool, raw_head: bytes) -> bool:
     raw = {key: a or b for key, a, b in _RAW_ATTRIBUTE.findall(raw_head)}
     if any(b"&" in raw.get(key, b"") for key in (b"type", b"to", b"id", b"from")):
         return False
-    if "@" in attrs.get("to", ""):
-        return True
+    if "@" in attrs.get("to", "") and "/" in attrs.get("to", ""):  # a puppet's copy (a bare
+        return True  # JID with a local part is a portal room, which users write to)
     return (attrs.get("id", ""), attrs.get("from", "")) in OURS and not subject
 
 
