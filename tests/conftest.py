@@ -20,15 +20,26 @@ from tests.servers.postgres import PostgresServer
 _databases = itertools.count(1)
 
 
-@pytest.fixture(scope="session")
-def postgres_server():
+def _postgres():
     try:
         server = PostgresServer()
         server.start()
     except Exception as exc:
-        pytest.fail(f"cannot start PostgreSQL for the store tests: {exc}", pytrace=False)
+        pytest.fail(f"cannot start PostgreSQL: {exc}", pytrace=False)
     yield server
     server.remove()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL for the store tests."""
+    yield from _postgres()
+
+
+@pytest.fixture
+def own_postgres():
+    """A PostgreSQL of the test's own, to kill or stop."""
+    yield from _postgres()
 
 
 class SqliteBackend:

@@ -6,23 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
-import pytest
 
 from tests.integration.bridge_harness import ROOM, bridge_ready, config_text, irc_network, running_bridge
-from tests.servers.postgres import PostgresServer
 
 CHAN = "#room"
-
-
-@pytest.fixture
-def own_postgres():
-    try:
-        server = PostgresServer()
-        server.start()
-    except Exception as exc:
-        pytest.fail(f"cannot start PostgreSQL: {exc}", pytrace=False)
-    yield server
-    server.remove()
 
 
 async def test_relaying_goes_on_while_the_database_is_killed(prosody, inspircd, xmpp_user, irc_user,

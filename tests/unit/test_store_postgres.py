@@ -9,19 +9,6 @@ import pytest
 from bridge.core.events import Identity
 from bridge.store import open_store, postgres
 from bridge.store.base import StoreUnavailable
-from tests.servers.postgres import PostgresServer
-
-
-@pytest.fixture
-def own_server():
-    """A PostgreSQL of this test's own, to kill."""
-    try:
-        server = PostgresServer()
-        server.start()
-    except Exception as exc:
-        pytest.fail(f"cannot start PostgreSQL: {exc}", pytrace=False)
-    yield server
-    server.remove()
 
 
 async def write_a_turn(store, n: int) -> None:
@@ -45,15 +32,15 @@ async def count(url: str, table: str) -> int:
 
 
 @pytest.mark.parametrize("how", ["kill", "stop"])
-async def test_writes_made_while_the_database_is_away_reach_it_when_it_is_back(own_server, how):
-    url = own_server.create_database("bridge")
+async def test_writes_made_while_the_database_is_away_reach_it_when_it_is_back(own_postgres, how):
+    url = own_postgres.create_database("bridge")
     store = open_store(url)
     for n in range(100):
         await write_a_turn(store, n)
     assert await store.commit()
     ours = store.puppet(Identity("libera", "acct7", "nick7"))
 
-    own_server.kill() if how == "kill" else own_server.stop()
+    own_postgres.kill() if how == "kill" else own_postgres.stop()
     for n in range(100, 300):  # relaying on, from memory
         await write_a_turn(store, n)
     assert store.puppet(Identity("libera", "acct7", "nick7")) == ours
@@ -62,7 +49,7 @@ async def test_writes_made_while_the_database_is_away_reach_it_when_it_is_back(o
     assert not await store.commit(timeout=1.0)  # nowhere to commit to
     assert store._away and not store._writer.done()
 
-    own_server.start()
+    own_postgres.start()
     assert await store.commit(timeout=60.0)
     assert await count(url, "messages") == 300
     assert await count(url, "puppets") == 50
@@ -73,17 +60,17 @@ async def test_writes_made_while_the_database_is_away_reach_it_when_it_is_back(o
     await store.aclose()
 
 
-async def test_the_backlog_is_bounded_and_the_oldest_go_first(own_server, monkeypatch):
+async def test_the_backlog_is_bounded_and_the_oldest_go_first(own_postgres, monkeypatch):
     monkeypatch.setattr(postgres, "BACKLOG", 100)
-    url = own_server.create_database("bridge")
+    url = own_postgres.create_database("bridge")
     store = open_store(url)
-    own_server.stop()
+    own_postgres.stop()
     for n in range(250):
         store.map_message("l", f"origin{n}", "xmpp/room@muc", f"id{n}")
     store.flush()
     assert not await store.commit(timeout=1.0)
     assert len(store._message_writes) == 100 and store.dropped == 150
-    own_server.start()
+    own_postgres.start()
     assert await store.commit(timeout=60.0)
     await store.aclose()
     store = open_store(url)
@@ -92,8 +79,8 @@ async def test_the_backlog_is_bounded_and_the_oldest_go_first(own_server, monkey
     await store.aclose()
 
 
-async def test_a_puppet_made_while_the_database_was_away_gets_the_stored_local_part(own_server):
-    url = own_server.create_database("bridge")
+async def test_a_puppet_made_while_the_database_was_away_gets_the_stored_local_part(own_postgres):
+    url = own_postgres.create_database("bridge")
     store = open_store(url)
     first = Identity("libera", "acct1", "bob")
     assert store.puppet(first).localpart == "bob%libera"
@@ -102,25 +89,25 @@ async def test_a_puppet_made_while_the_database_was_away_gets_the_stored_local_p
     store = open_store(url)
     store._puppets.clear()  # as if it had dropped out of memory
     store._by_localpart.clear()
-    own_server.stop()
+    own_postgres.stop()
     other = Identity("libera", "acct2", "bob")
     await store.prepare([other])  # the database is away: nothing to load, no wait
     assert store.puppet(other).localpart == "bob%libera"  # provisional: memory knows no bob
-    own_server.start()
+    own_postgres.start()
     assert await store.commit(timeout=60.0)
     assert store.puppet(other).localpart == "bob2%libera"  # bob%libera is acct1's
     assert store.identity_for_localpart("bob2%libera") == other
     await store.aclose()
 
 
-async def test_a_database_that_does_not_answer_is_asked_once_not_before_each_delivery(own_server,
+async def test_a_database_that_does_not_answer_is_asked_once_not_before_each_delivery(own_postgres,
                                                                                      monkeypatch):
-    url = own_server.create_database("bridge")
+    url = own_postgres.create_database("bridge")
     store = open_store(url)
     attempts = []
     connect = postgres.asyncpg.connect
     monkeypatch.setattr(postgres.asyncpg, "connect", lambda *a, **k: attempts.append(1) or connect(*a, **k))
-    own_server.proc.send_signal(signal.SIGSTOP)  # hangs: connections wait, nothing is refused
+    own_postgres.proc.send_signal(signal.SIGSTOP)  # hangs: connections wait, nothing is refused
     try:
         people = [Identity("libera", f"acct{n}", f"nick{n}") for n in range(5)]
         for person in people:
@@ -128,22 +115,22 @@ async def test_a_database_that_does_not_answer_is_asked_once_not_before_each_del
             store.puppet(person)
         assert len(attempts) == 1 and store._away
     finally:
-        own_server.proc.send_signal(signal.SIGCONT)
+        own_postgres.proc.send_signal(signal.SIGCONT)
     assert await store.commit(timeout=60.0)
     assert not store._away
     await store.aclose()
 
 
-async def test_a_bridge_started_while_its_database_stays_away_says_so(own_server, monkeypatch):
+async def test_a_bridge_started_while_its_database_stays_away_says_so(own_postgres, monkeypatch):
     monkeypatch.setattr(postgres, "START_WAIT", 0.0)
-    url = own_server.create_database("bridge")
-    own_server.stop()
+    url = own_postgres.create_database("bridge")
+    own_postgres.stop()
     with pytest.raises(StoreUnavailable, match="cannot reach the PostgreSQL store: ConnectionRefusedError"):
         open_store(url)
 
 
-async def test_a_store_the_role_may_not_make_tables_in_says_so(own_server):
-    own_server.create_database("bridge")
-    own_server.psql("CREATE ROLE reader LOGIN")
+async def test_a_store_the_role_may_not_make_tables_in_says_so(own_postgres):
+    own_postgres.create_database("bridge")
+    own_postgres.psql("CREATE ROLE reader LOGIN")
     with pytest.raises(StoreUnavailable, match="cannot open the PostgreSQL store: InsufficientPrivilegeError"):
-        open_store(f"postgresql://reader@127.0.0.1:{own_server.port}/bridge")
+        open_store(f"postgresql://reader@127.0.0.1:{own_postgres.port}/bridge")
