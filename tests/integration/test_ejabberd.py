@@ -15,7 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.integration.bridge_harness import bridge_ready, config_text, irc_network, running_bridge
-from tests.integration.clients import wait_until
+from tests.integration.clients import XmppUser, wait_until
 from tests.servers.ejabberd import Ejabberd
 
 CHAN = "#room"
@@ -100,22 +100,34 @@ async def test_a_join_to_a_members_only_room_is_refused_and_the_log_says_what_ej
     assert failed["text"] == "Membership is required to enter this room"
 
 
-async def test_with_debians_default_room_creation_rule_the_bot_is_refused_and_told_why(
-        inspircd, tmp_path, room):
+async def test_with_debians_default_room_creation_rule_the_bot_joins_only_rooms_that_exist(
+        inspircd, irc_user, tmp_path, room):
     """Debian's ejabberd.yml lets only local users make rooms (`muc_create: allow: local`):
-    the bot (the component's domain) may not, which the README says how to change."""
+    the bot (the component's domain) may not, which the README says how to change; a room
+    a local user made it joins."""
     server = Ejabberd(room_creators=("local",))
+    made = room.replace("@", "-made@")
+    alice = None
     try:
         await asyncio.to_thread(server.start)
+        await server.register("alice", "alice-password")
+        alice = await XmppUser.login(server, "alice", "alice-password")
+        await alice.join(made, "alice")
+        links = (f"  new:\n    - xmpp: {room}\n    - irc: net/#new\n"
+                 f"  made:\n    - xmpp: {made}\n    - irc: net/{CHAN}\n")
         with capture_logs() as logs:
-            async with running_bridge(linked(server, inspircd, tmp_path, room)):
+            async with running_bridge(config_text(server, tmp_path, irc_network("net", inspircd),
+                                                  links)) as bridge:
+                await bot_in(bridge, made)
                 await wait_until(lambda: any(e["event"] == "muc_join_failed" for e in logs), 10,
                                  "the refused join in the log")
     finally:
+        if alice is not None:
+            await alice.close()
         await asyncio.to_thread(server.remove)
-    failed = next(e for e in logs if e["event"] == "muc_join_failed")
-    assert (failed["condition"], failed["text"]) == (
-        "forbidden", "Room creation is denied by service policy")
+    failed = [e for e in logs if e["event"] == "muc_join_failed"]
+    assert [(e["room"], e["condition"], e["text"]) for e in failed] == [
+        (room, "forbidden", "Room creation is denied by service policy")]
 
 
 async def test_over_tls_the_bridge_verifies_ejabberds_certificate_relays_and_says_so(
@@ -142,21 +154,22 @@ async def test_over_tls_the_bridge_verifies_ejabberds_certificate_relays_and_say
     assert " TLS TLSv1." in hops[0] and "certificate verified for localhost" in hops[0]
 
 
-@pytest.mark.parametrize("trust, error", [
-    ("", "self-signed certificate in certificate chain"),  # the system's CAs only
-    ("  tls_name: xmpp.example.org\n", "Hostname mismatch"),
+@pytest.mark.parametrize("trust, tls_port, event, error", [
+    ("", True, "xmpp_certificate_refused",  # the system's CAs only
+     "self-signed certificate in certificate chain"),
+    ("  tls_name: xmpp.example.org\n", True, "xmpp_certificate_refused", "Hostname mismatch"),
+    ("", False, "xmpp_tls_failed", "WRONG_VERSION_NUMBER"),  # the plain component port
 ])
-async def test_over_tls_a_certificate_the_bridge_cannot_verify_is_refused_with_a_clear_error(
-        ejabberd, inspircd, tmp_path, room, trust, error):
+async def test_over_tls_a_server_the_bridge_cannot_verify_is_refused_with_a_clear_error(
+        ejabberd, inspircd, tmp_path, room, trust, tls_port, event, error):
     if trust:
         trust += f"  ca_file: {ejabberd.ca_path}\n"
-    text = linked(ejabberd, inspircd, tmp_path, room, port=ejabberd.component_tls_port,
-                  component="  tls: true\n" + trust)
+    port = ejabberd.component_tls_port if tls_port else ejabberd.component_port
+    text = linked(ejabberd, inspircd, tmp_path, room, port=port, component="  tls: true\n" + trust)
     with capture_logs() as logs:
         async with running_bridge(text) as bridge:
-            await wait_until(lambda: any(e["event"] == "xmpp_certificate_refused" for e in logs),
-                             10, "the refused certificate in the log")
+            await wait_until(lambda: any(e["event"] == event for e in logs), 10, f"{event} in the log")
             assert not bridge.router.adapters["xmpp"].connected()
-    refused = next(e for e in logs if e["event"] == "xmpp_certificate_refused")
-    assert error in refused["error"] and refused["port"] == ejabberd.component_tls_port
+    refused = next(e for e in logs if e["event"] == event)
+    assert error in refused["error"] and refused["port"] == port
     assert "xmpp_online" not in [e["event"] for e in logs]

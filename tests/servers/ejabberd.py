@@ -10,8 +10,10 @@ resets its password). It listens on 127.0.0.1 only, on free ports:
   CA made here (`ca_path`, PEM), so a client that trusts that CA verifies it;
 - `api_port`: mod_http_api, which `register` uses (from loopback only).
 
-MUC `muc.localhost` lets local users and the component's domain create rooms: the
-`muc_create` rule below is the one the README gives. Findings (ejabberd 23.01, Debian 12):
+MUC `muc.localhost` lets local users and the component's domain create rooms: by default
+(`room_creators`) the `muc_create` rule below is the one the README gives.
+
+Findings (ejabberd 23.01, Debian 12):
 - No Erlang distribution: `erl` without `-sname` runs as `nonode@nohost` and needs no epmd
   and no cookie; users are registered over HTTP (mod_http_api) instead of `ejabberdctl`,
   which would need both (and, as root, switches to the `ejabberd` user).
@@ -25,6 +27,7 @@ MUC `muc.localhost` lets local users and the component's domain create rooms: th
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import json
@@ -40,8 +43,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-
-import asyncio
 
 from bridge.demo.servers import ServerFailed, ServerMissing, find_binary, free_port
 
@@ -189,8 +190,7 @@ modules:
 
     def start(self) -> None:
         erl = find_binary("erl")
-        if erl is None or not Path(ERL_LIBS, "ejabberd-23.01").exists() and not any(
-                Path(ERL_LIBS).glob("ejabberd-*")):
+        if erl is None or not any(Path(ERL_LIBS).glob("ejabberd-*")):
             raise ServerMissing("ejabberd", "ejabberd")
         self._write_config()
         env = {
