@@ -181,6 +181,11 @@ class ComponentConfig:
         """The XMPP server's domain: the component's own without its first label."""
         return self.jid.partition(".")[2] or self.jid
 
+    @property
+    def certificate_name(self) -> str:
+        """The name the server's TLS certificate must carry."""
+        return self.tls_name or self.server_domain
+
 
 @dataclass(frozen=True)
 class StoreConfig:

@@ -108,7 +108,7 @@ class XmppAdapter(Adapter):
             return [f"{where}: not connected"]
         tls = self.component.tls_session()
         if tls is not None:
-            verified = (f"certificate verified for {c.tls_name or c.server_domain}" if c.tls_verify
+            verified = (f"certificate verified for {c.certificate_name}" if c.tls_verify
                         else "certificate NOT verified")
             return [f"{where}: TLS {tls.version()} ({tls.cipher()[0]}), {verified}"]
         if ipaddress.ip_address(peer.partition("%")[0]).is_loopback:

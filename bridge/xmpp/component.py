@@ -82,7 +82,7 @@ class _Stream(ComponentXMPP):
             # must carry (and SNI); without `enable_plaintext` it never tries plain TCP.
             self.tls_services = {DIRECT_TLS}
             self.enable_direct_tls, self.enable_plaintext = True, False
-            self.default_domain = config.tls_name or config.server_domain
+            self.default_domain = config.certificate_name
 
     def get_ssl_context(self) -> ssl.SSLContext:
         """Ours, whatever slixmpp's version would add to its own."""
@@ -387,7 +387,7 @@ class Component:
         c = self.config
         where = dict(network="xmpp", server=c.server, port=c.port)
         if isinstance(error, ssl.SSLCertVerificationError):
-            log.error("xmpp_certificate_refused", **where, name=c.tls_name or c.server_domain,
+            log.error("xmpp_certificate_refused", **where, name=c.certificate_name,
                       error=error.verify_message,
                       hint="give the CA that signed the server's certificate in component.ca_file, "
                            "or the name it carries in component.tls_name")
