@@ -69,7 +69,7 @@ def _run(path: str) -> int:
         structlog.get_logger("bridge.config").warning("config_warning", path=problem.path,
                                                       line=problem.line, problem=problem.message)
     try:
-        bridge = Bridge(config)
+        bridge = Bridge(config, path)
     except StoreUnavailable as exc:
         print(f"muc-bridge: {exc}", file=sys.stderr)
         return 1
