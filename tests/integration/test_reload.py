@@ -211,3 +211,32 @@ async def test_sighup_to_muc_bridge_run_reloads_and_systemd_hears_ready_watchdog
         systemd.sock.close()
     log = (tmp_path / "bridge.log").read_text()
     assert '"reload_change"' in log and "net/#new: joining" in log
+
+
+async def test_a_network_changed_reconnects_one_added_connects_one_removed_quits(
+        reloading, prosody, inspircd, tmp_path):
+    bridge, path, alice, bob = reloading
+    xmpp_stream = bridge.xmpp.component.stream
+    seen, mark = alice.presences.mark(), bob.lines.mark()
+    other = irc_network("other", inspircd, nick="relay3")
+    path.write_text(config_text(prosody, tmp_path, irc_network("net", inspircd, nick="relay2") + other,
+                                links("keep") + f"  new:\n    - xmpp: {NEW}\n    - irc: other/#new\n")
+                    + "admins: [alice@localhost]\n")
+    outcome = await bridge.reloader.reload()
+    assert outcome.changes == ["network other: added, connecting", "network net: settings changed, reconnecting",
+                               f"xmpp/{NEW}: joining", f"xmpp/{GONE}: leaving"]
+    await bob.lines.wait_for(lambda l: l.command == "QUIT" and l.nick == "relay", after=mark)
+    await bridge_ready(alice, [bob], "#keep", room=KEEP, relay="relay2", after=(0, mark))
+    await bridge_ready(alice, [bob], "#new", room=NEW, relay="relay3", after=(seen, mark))
+    await relays(alice, bob, KEEP, "#keep", "renamed")
+    await relays(alice, bob, NEW, "#new", "added")
+    assert bridge.xmpp.component.stream is xmpp_stream  # the XMPP side kept its stream
+    mark = bob.lines.mark()
+    write(path, prosody, inspircd, tmp_path, "keep")
+    path.write_text(path.read_text().replace("nick: relay,", "nick: relay2,"))
+    outcome = await bridge.reloader.reload()
+    assert outcome.changes == ["network other: removed, disconnecting", f"xmpp/{NEW}: leaving"]
+    await bob.lines.wait_for(lambda l: l.command == "QUIT" and l.nick == "relay3", after=mark)
+    assert "other" not in bridge.router.adapters and "other" not in bridge.watch.states
+    await relays(alice, bob, KEEP, "#keep", "still")
+    assert not bob.lines.matching(lambda l: l.nick == "relay2" and l.command in ("QUIT", "JOIN"), after=mark)
