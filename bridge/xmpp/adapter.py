@@ -71,7 +71,7 @@ class XmppAdapter(Adapter):
         self.rooms[room].max_age = self.max_age
         self.component.ping_target = room.partition("@")[2]  # the MUC service answers pings
         if self.component.online:  # added by a reload
-            self.rooms[room].online()
+            self.rooms[room].join()
 
     def remove_endpoint(self, room: str) -> None:
         self.rooms.pop(room).close("unlinked from the bridge")
