@@ -81,8 +81,8 @@ async def test_a_link_added_relays_a_removed_one_stops_the_third_keeps_its_conne
     write(path, prosody, inspircd, tmp_path, "keep", "new")
     outcome = await bridge.reloader.reload()
     assert not outcome.refused and outcome.kept == []
-    assert sorted(outcome.changes) == sorted([f"net/#new: joining", f"xmpp/{NEW}: joining",
-                                              f"net/#gone: leaving", f"xmpp/{GONE}: leaving"])
+    assert sorted(outcome.changes) == sorted(["net/#new: joining", f"xmpp/{NEW}: joining",
+                                              "net/#gone: leaving", f"xmpp/{GONE}: leaving"])
     await bridge_ready(alice, [bob], "#new", room=NEW, after=(seen, mark))
     await relays(alice, bob, NEW, "#new", "added")
     # The removed link: the relay left #gone and the bot its room; nothing crosses any more.
