@@ -23,6 +23,7 @@ from bridge.core.adapter import Adapter
 from bridge.core.events import BRIDGE, Endpoint, Event, Message, MessageKind, Private, Topic
 from bridge.core.notices import stale_text
 from bridge.core.private import PrivateRoutes, Undeliverable
+from bridge.core.reload import endpoint_options
 
 log = structlog.get_logger(__name__)
 
@@ -120,26 +121,47 @@ class Router:
         self.max_age = max_age
         self.adapters: dict[str, Adapter] = {}
         self.queues: dict[Endpoint, EndpointQueue] = {}
+        self.workers: dict[Endpoint, asyncio.Task] = {}
+        self._tasks: asyncio.TaskGroup | None = None  # while running: where workers start
         self.stats = RelayStats()  # set before the first event to count them all
         # For each endpoint: (other endpoint, its config, origin's config), deduplicated.
-        self.routes: dict[Endpoint, list[tuple[Endpoint, EndpointConfig, EndpointConfig]]] = {}
-        for link in links:
-            for origin in link.endpoints:
-                routes = self.routes.setdefault(Endpoint(origin.network, origin.room), [])
-                for target in link.endpoints:
-                    to = Endpoint(target.network, target.room)
-                    if target is not origin and all(to != r[0] for r in routes):
-                        routes.append((to, target, origin))
+        self.routes: dict[Endpoint, list[tuple[Endpoint, EndpointConfig, EndpointConfig]]] = _routes(links)
         self.privates = PrivateRoutes(self.adapters, self.routes,
                                       lambda to, event: self._queue(to).put(event))
 
     def add_adapter(self, adapter: Adapter) -> None:
+        """Serve `adapter`'s network: before `run`, or while running (a reload added the
+        network, or replaced its adapter: its queues then feed the new one)."""
         self.adapters[adapter.network] = adapter
         for link in self.links:
             for ep in link.endpoints:
                 if ep.network == adapter.network:
-                    adapter.add_endpoint(ep.room, {"topic": ep.topic, "puppets": ep.puppets,
-                                                   "passphrase": ep.passphrase, "link": link.name})
+                    adapter.add_endpoint(ep.room, endpoint_options(link, ep))
+        for endpoint, queue in self.queues.items():
+            if endpoint.network == adapter.network and queue.adapter is not adapter:
+                queue.adapter = adapter
+                self._restart(queue)
+        if self._tasks is not None:
+            self._open(adapter.network)
+
+    def remove_adapter(self, network: str) -> None:
+        """Stop serving `network` (a reload removed it): what waits for it is dropped."""
+        self.adapters.pop(network, None)
+        for endpoint in [e for e in self.queues if e.network == network]:
+            self._close(endpoint)
+
+    def reconfigure(self, links: tuple[LinkConfig, ...]) -> None:
+        """Route by `links` from now on (a reload): endpoints no longer linked lose their
+        queue (what waited is dropped, counted), new ones get one once their network has
+        an adapter. Adapters are told about their rooms by the caller."""
+        self.links = links
+        self.routes.clear()  # in place: `privates` reads the same dict
+        self.routes.update(_routes(links))
+        for endpoint in [e for e in self.queues if e.room and e not in self.routes]:
+            self._close(endpoint)
+        if self._tasks is not None:
+            for network in self.adapters:
+                self._open(network)
 
     def receive(self, event: Event) -> None:
         """The sink every adapter emits into; never blocks. Events from `BRIDGE` are the
@@ -168,12 +190,58 @@ class Router:
             queue = EndpointQueue(endpoint, self.adapters[endpoint.network], self.queue_size,
                                   self.max_age, self.privates.refuse, self.stats)
             self.queues[endpoint] = queue
+            if self._tasks is not None:
+                self._restart(queue)
         return queue
 
+    def _open(self, network: str) -> None:
+        """A queue (and its worker) for each routed endpoint of `network`, and for its
+        private messages (room "")."""
+        self._queue(Endpoint(network, ""))
+        for endpoint in self.routes:
+            if endpoint.network == network:
+                self._queue(endpoint)
+
+    def _restart(self, queue: EndpointQueue) -> None:
+        worker = self.workers.pop(queue.endpoint, None)
+        if worker is not None:
+            worker.cancel()
+        if self._tasks is not None:
+            self.workers[queue.endpoint] = self._tasks.create_task(
+                queue.work(), name=f"deliver {queue.endpoint}")
+
+    def _close(self, endpoint: Endpoint) -> None:
+        queue = self.queues.pop(endpoint)
+        worker = self.workers.pop(endpoint, None)
+        if worker is not None:
+            worker.cancel()
+        if queue.items:
+            self.stats.dropped(endpoint, "unlinked", len(queue.items))
+            log.info("relay_queue_dropped", network=endpoint.network, room=endpoint.room,
+                     dropped=len(queue.items))
+
     async def run(self) -> None:
-        """Deliver queued events until cancelled."""
-        for endpoint in [*self.routes, *(Endpoint(network, "") for network in self.adapters)]:
-            self._queue(endpoint)  # room "": the network's private messages
+        """Deliver queued events until cancelled; endpoints added later get their worker
+        when they get their queue."""
         async with asyncio.TaskGroup() as tasks:
-            for queue in self.queues.values():
-                tasks.create_task(queue.work(), name=f"deliver {queue.endpoint}")
+            self._tasks = tasks
+            try:
+                for queue in list(self.queues.values()):  # the ones announced to already
+                    self._restart(queue)
+                for network in self.adapters:
+                    self._open(network)
+                await asyncio.Future()  # workers come and go; the group stays open
+            finally:
+                self._tasks = None
+
+
+def _routes(links: tuple[LinkConfig, ...]) -> dict[Endpoint, list[tuple[Endpoint, EndpointConfig, EndpointConfig]]]:
+    routes: dict[Endpoint, list[tuple[Endpoint, EndpointConfig, EndpointConfig]]] = {}
+    for link in links:
+        for origin in link.endpoints:
+            out = routes.setdefault(Endpoint(origin.network, origin.room), [])
+            for target in link.endpoints:
+                to = Endpoint(target.network, target.room)
+                if target is not origin and all(to != r[0] for r in out):
+                    out.append((to, target, origin))
+    return routes

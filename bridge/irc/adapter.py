@@ -151,6 +151,21 @@ class IrcAdapter(Adapter):
     def add_endpoint(self, room: str, options: Mapping[str, Any]) -> None:
         self.rooms[self.roster.fold(room)] = room  # options: topic direction is the router's
         self.links[self.roster.fold(room)] = options.get("link", "")
+        if self.client.registered:  # added by a reload: JOIN ahead of any line for it
+            self._join_missing()
+
+    def remove_endpoint(self, room: str) -> None:
+        folded = self.roster.fold(room)
+        self.rooms.pop(folded, None)
+        self.links.pop(folded, None)
+        self.topics.pop(folded, None)
+        self._join_due.pop(folded, None)
+        self._out_since.pop(folded, None)
+        if folded in self.joined:
+            self.joined.discard(folded)
+            self.roster.drop(room)
+            self.client.control(f"PART {room} :unlinked from the bridge")
+        log.info("irc_unlinked", network=self.network, room=room)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -398,7 +413,7 @@ class IrcAdapter(Adapter):
 
     def _on_part(self, event: IrcEvent) -> None:
         nick, channel = event.source.nick, event.target
-        if self.client.is_me(nick):
+        if self.client.is_me(nick) and self.roster.fold(channel) in self.rooms:
             self._left(channel, "parted")
             return
         endpoint = self._endpoint(channel)

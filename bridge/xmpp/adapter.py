@@ -70,6 +70,13 @@ class XmppAdapter(Adapter):
                                 self.ids)
         self.rooms[room].max_age = self.max_age
         self.component.ping_target = room.partition("@")[2]  # the MUC service answers pings
+        if self.component.online:  # added by a reload
+            self.rooms[room].join()
+
+    def remove_endpoint(self, room: str) -> None:
+        self.rooms.pop(room).close("unlinked from the bridge")
+        if self.rooms:
+            self.component.ping_target = next(iter(self.rooms)).partition("@")[2]
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:

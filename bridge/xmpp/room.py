@@ -229,6 +229,16 @@ class Room:
         for puppet in list(self.puppets.values()):
             self._send_join(puppet)
 
+    def close(self, status: str) -> None:
+        """The room is no longer linked: every puppet and the bot leave it, with `status`."""
+        for puppet in list(self.puppets.values()):
+            self.leave(puppet, status)
+        if self.component.online:
+            self.component.send(f"<presence type='unavailable' to={attr(self.jid + '/' + self.bot_nick)} "
+                                f"from={attr(self.bot_jid)}><status>{text(status)}</status></presence>")
+        self.offline()
+        self.log.info("muc_unlinked")
+
     async def self_ping(self, timeout: float = 30.0) -> None:
         """XEP-0410: check that the bot is still in the room; rejoin if not."""
         if not self.joined.is_set():
