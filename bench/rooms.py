@@ -234,6 +234,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict:
 
         print(f"a bridge with {args.links} links", flush=True)
         bridge = RoomsBridge(workdir / "bridge", prosody, ircds, args.links)
+        prosody_cpu = proc_stats(prosody._process.pid)[0]  # the bench reads the pid only
         started = time.monotonic()
         await bridge.start()
         try:
@@ -241,6 +242,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict:
             cpu, rss = proc_stats(bridge.pid)
             figures |= {"start_to_all_joined_s": round(ready - started, 2), "start_cpu_s": round(cpu, 2),
                         "rss_kib": rss,
+                        "start_prosody_cpu_s": round(proc_stats(prosody._process.pid)[0] - prosody_cpu, 2),
                         "rss_per_link_kib": round((rss - figures["baseline_rss_kib"]) / max(1, args.links - 1), 1)}
             print(f"  all joined after {figures['start_to_all_joined_s']} s", flush=True)
             cpu0 = proc_stats(bridge.pid)[0]
@@ -264,7 +266,8 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict:
             rejoined = await bridge.until(True, args.timeout)
             figures |= {"rejoin_after_restart_s": round(rejoined - back, 2),
                         "rejoin_after_kill_s": round(rejoined - killed, 2),
-                        "rejoin_cpu_s": round(proc_stats(bridge.pid)[0] - cpu0, 2)}
+                        "rejoin_cpu_s": round(proc_stats(bridge.pid)[0] - cpu0, 2),
+                        "rejoin_prosody_cpu_s": round(proc_stats(prosody._process.pid)[0], 2)}
             print(f"  all rejoined {figures['rejoin_after_restart_s']} s after Prosody was back",
                   flush=True)
             await users.connect_xmpp()

@@ -146,7 +146,7 @@ class MucJoinsConfig(FloodConfig):
     first rooms join at once."""
 
     burst: int = checked(at_least(1), 20)
-    interval: float = checked(seconds_or_off, 0.05)
+    interval: float = checked(seconds_or_off, 0.025)
 
 
 @dataclass(frozen=True)

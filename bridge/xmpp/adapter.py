@@ -3,8 +3,8 @@
 When the stream comes up, the rooms are joined in a steady stream (`component.joins`, a
 token bucket: `bridge.core.pacing`) rather than in one write, in config order; a room's puppets
 come back with it and count against the same budget; a room something is to be delivered to
-goes to the head of the queue. The rooms' self-pings take their turn in
-the same queue, so that housekeeping never sends one stanza per room at once either."""
+goes to the head of the queue. Self-pings are spread over `ping_interval` likewise.
+"""
 
 from __future__ import annotations
 
@@ -161,22 +161,23 @@ class XmppAdapter(Adapter):
             room.offline()
 
     async def _housekeeping(self) -> None:
-        """Self-ping every room and let idle puppets go, for as long as the adapter runs
-        (a failure in one round is logged; the next round comes all the same). The pings
-        go out at the pace of the joins, each with its own timeout."""
+        """Self-ping every room and let its idle puppets go, once per `ping_interval`, for as
+        long as the adapter runs (a failure in one round is logged; the next round comes all
+        the same). The rooms take their turns spread over the interval, not all at once:
+        500 rooms make 8 pings a second, not 500 in one write every minute."""
         while True:
-            await asyncio.sleep(self.config.ping_interval)
-            if not self.component.online:
-                continue
+            rooms = list(self.rooms.values())
+            spacing = self.config.ping_interval / (len(rooms) + 1)
             try:
-                for room in self.rooms.values():
-                    room.sweep_idle()
                 async with asyncio.TaskGroup() as pings:
-                    if self.portal is not None:
+                    for room in rooms:
+                        await asyncio.sleep(spacing)
+                        if self.component.online:
+                            room.sweep_idle()
+                            pings.create_task(room.self_ping())
+                    await asyncio.sleep(spacing)
+                    if self.portal is not None and self.component.online:
                         pings.create_task(self.portal.probe(self.component.query))
-                    for room in list(self.rooms.values()):
-                        await self.joins.bucket.take()
-                        pings.create_task(room.self_ping())
             except Exception:
                 log.exception("xmpp_housekeeping_failed", network="xmpp")
 

@@ -144,3 +144,23 @@ async def test_a_dropped_stream_empties_the_queue():
     await adapter._online()
     adapter._offline()
     assert len(adapter.joins) == 0
+
+
+async def test_self_pings_are_spread_over_the_interval_not_sent_all_at_once():
+    rooms = [f"room{n}@muc.example.org" for n in range(9)]
+    adapter, _ = adapter_with(rooms, burst=20, interval=0.05)
+    adapter.config = ComponentConfig(jid="bridge.example.org", secret="x", ping_interval=0.5)
+    adapter.component.online = True
+    loop = asyncio.get_running_loop()
+    pinged = []
+    for room in adapter.rooms.values():
+        async def self_ping(timeout=30.0):
+            pinged.append(loop.time())
+        room.self_ping = self_ping
+    task = asyncio.create_task(adapter._housekeeping())
+    async with asyncio.timeout(10):
+        while len(pinged) < 9:
+            await asyncio.sleep(0.01)
+    task.cancel()
+    gaps = [b - a for a, b in zip(pinged, pinged[1:])]
+    assert min(gaps) >= 0.5 / 10 - 0.005  # one every interval / (rooms + 1)
