@@ -3,7 +3,6 @@ limits, every one relaying both ways."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
