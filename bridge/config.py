@@ -27,6 +27,7 @@ from bridge.config_types import (
     LinkConfig,
     LogConfig,
     MetricsConfig,
+    MucJoinsConfig,
     PortalConfig,
     SaslConfig,
     SilcNetworkConfig,
@@ -257,7 +258,8 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     component = store = log = None
     if "component" in top:
         component = r.section("component", top["component"][1], ComponentConfig, secrets=("secret",),
-                              nested={"puppet_joins": lambda p, n: r.section(p, n, FloodConfig)})
+                              nested={"puppet_joins": lambda p, n: r.section(p, n, FloodConfig),
+                                      "joins": lambda p, n: r.section(p, n, MucJoinsConfig)})
     store = r.section("store", top["store"][1], StoreConfig) if "store" in top else StoreConfig()
     log = r.section("log", top["log"][1], LogConfig) if "log" in top else LogConfig()
     delivery = (r.section("delivery", top["delivery"][1], DeliveryConfig)

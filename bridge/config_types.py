@@ -151,6 +151,19 @@ class FloodConfig:
 
 
 @dataclass(frozen=True)
+class MucJoinsConfig(FloodConfig):
+    """MUC joins of the bot (and the puppets that come back with it), as a token bucket:
+    `burst` rooms at once, then one more per `interval` seconds. Neither Prosody 0.12
+    (mod_limits shapes c2s and s2s only) nor ejabberd (no shaper on components, no
+    `min_presence_interval` by default) limits a component's joins: this keeps the stream
+    steady (each join brings the room's occupants, subject and history back) and lets the
+    first rooms join at once."""
+
+    burst: int = checked(at_least(1), 20)
+    interval: float = checked(seconds_or_off, 0.025)
+
+
+@dataclass(frozen=True)
 class ComponentConfig:
     jid: str = checked(domain)
     secret: str = checked(one_line)
@@ -162,6 +175,7 @@ class ComponentConfig:
     #: grows with the square of it: docs/design-notes.md.
     puppet_limit: int = checked(at_least(0), 20)
     puppet_joins: FloodConfig = field(default_factory=FloodConfig)  # new puppets per room
+    joins: MucJoinsConfig = field(default_factory=MucJoinsConfig)  # rooms (re)joined, all rooms
     nick_suffix: str = checked(one_line, "[i]")  # appended (again) while a nick is taken
     ping_interval: float = checked(seconds, 60.0)  # XEP-0410 self-ping per room
     #: A component link silent this long is dead (an XEP-0199 ping goes out after half of it).
