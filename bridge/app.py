@@ -24,6 +24,7 @@ from bridge.ops.watch import Watch
 from bridge.irc.users import IrcUsers
 from bridge.silc.adapter import SilcAdapter
 from bridge.store import open_store
+from bridge.store.base import Store
 from bridge.xmpp.adapter import XmppAdapter
 from bridge.xmpp.component import HandshakeRefused
 
@@ -37,14 +38,18 @@ PRUNE_INTERVAL = 3600.0
 STABLE_AFTER = 60.0
 
 
+def open_config_store(config: Config, term: int | None = None) -> Store:
+    """The store `config` names, with its limits; `term`: a standby's lead (`bridge.standby`)."""
+    days = 24 * 3600.0
+    return open_store(config.store.url, term=term, puppet_ttl=config.store.puppet_days * days,
+                      message_ttl=config.store.message_days * days, message_limit=config.store.message_limit)
+
+
 class Bridge:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, store: Store | None = None) -> None:
         self.config = config
         self.stopping = False
-        days = 24 * 3600.0
-        self.store = open_store(config.store.url, puppet_ttl=config.store.puppet_days * days,
-                                message_ttl=config.store.message_days * days,
-                                message_limit=config.store.message_limit)
+        self.store = store or open_config_store(config)
         self.ids = MessageIds(self.store, limit=config.store.message_limit)
         self.router = Router(config.links, max_age=config.delivery.max_age)
         xmpp = XmppAdapter(config.component, self.router.receive, self.store, config.delivery.max_age,

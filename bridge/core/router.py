@@ -44,7 +44,7 @@ class EndpointQueue:
 
     def __init__(self, endpoint: Endpoint, adapter: Adapter, size: int, max_age: float = 0.0,
                  refuse: Callable[[Private, str], None] | None = None,
-                 stats: RelayStats | None = None) -> None:
+                 stats: RelayStats | None = None, relaying: asyncio.Event | None = None) -> None:
         self.endpoint = endpoint
         self.adapter = adapter
         self.stats = stats or RelayStats()
@@ -52,6 +52,7 @@ class EndpointQueue:
         self.max_age = max_age
         self.items: collections.deque[Event] = collections.deque(maxlen=size)
         self.ready = asyncio.Event()
+        self.relaying = relaying  # cleared: deliveries wait (the router is paused)
         self.dropped = 0
         self.stale = 0
 
@@ -95,6 +96,8 @@ class EndpointQueue:
                                     MessageKind.NOTICE))
 
     async def _deliver(self, event: Event) -> None:
+        if self.relaying is not None:
+            await self.relaying.wait()
         try:
             await self.adapter.deliver(self.endpoint.room, event)
         except Undeliverable as why:
@@ -121,6 +124,8 @@ class Router:
         self.adapters: dict[str, Adapter] = {}
         self.queues: dict[Endpoint, EndpointQueue] = {}
         self.stats = RelayStats()  # set before the first event to count them all
+        self.relaying = asyncio.Event()
+        self.relaying.set()
         # For each endpoint: (other endpoint, its config, origin's config), deduplicated.
         self.routes: dict[Endpoint, list[tuple[Endpoint, EndpointConfig, EndpointConfig]]] = {}
         for link in links:
@@ -162,11 +167,20 @@ class Router:
         for endpoint in endpoints:
             self._queue(endpoint).put(Message(endpoint, BRIDGE, text, MessageKind.NOTICE))
 
+    def pause(self, paused: bool) -> None:
+        """Hold every delivery (events stay queued, within the queues' bounds and `max_age`),
+        or let them go again: a standby's leader unsure whether it still leads."""
+        if paused:
+            self.relaying.clear()
+        else:
+            self.relaying.set()
+        log.warning("relay_paused" if paused else "relay_resumed")
+
     def _queue(self, endpoint: Endpoint) -> EndpointQueue:
         queue = self.queues.get(endpoint)
         if queue is None:
             queue = EndpointQueue(endpoint, self.adapters[endpoint.network], self.queue_size,
-                                  self.max_age, self.privates.refuse, self.stats)
+                                  self.max_age, self.privates.refuse, self.stats, self.relaying)
             self.queues[endpoint] = queue
         return queue
 

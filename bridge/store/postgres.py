@@ -45,7 +45,8 @@ from bridge.core.backoff import Backoff
 from bridge.core.events import Identity
 from bridge.store import POSTGRES_SCHEMES as SCHEMES
 from bridge.store.base import PuppetRecord, StoreUnavailable
-from bridge.store.postgres_schema import migrate, privileges_problem
+from bridge.store.lease import LeaseLost, check_term
+from bridge.store.postgres_schema import TRANSIENT, migrate, privileges_problem
 from bridge.store.sqlite import (MESSAGE_LIMIT, MESSAGE_TTL, PUPPET_CACHE, PUPPET_TTL, SEEN_EVERY,
                                  escape_localpart, fold_localpart)
 
@@ -64,12 +65,6 @@ READ_TIMEOUT = 2.0
 WRITE_TIMEOUT = 30.0
 #: Local parts loaded in the background at once, at most.
 LOADS = 100
-
-#: What a lost, refused or interrupted connection raises, and what a database going down,
-#: full or read-only (a standby) answers: retried. Anything else is a bug or bad data.
-TRANSIENT = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-             asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InsufficientResourcesError,
-             asyncpg.exceptions.TransactionRollbackError, asyncpg.exceptions.ReadOnlySQLTransactionError)
 
 
 def problem(url: str) -> str | None:
@@ -114,10 +109,12 @@ def _in_thread(make: Callable[[], Awaitable[Any]], timeout: float | None = None)
 
 class PostgresStore:
     def __init__(self, url: str, *, puppet_ttl: float = PUPPET_TTL, message_ttl: float = MESSAGE_TTL,
-                 message_limit: int = MESSAGE_LIMIT) -> None:
+                 message_limit: int = MESSAGE_LIMIT, term: int | None = None) -> None:
         if not url.startswith(SCHEMES):
             raise ValueError("unsupported store url (use postgresql://user@host/database)")
         self.url = url
+        self.term = term  # a standby's lead (`bridge.store.lease`): writes only while it lasts
+        self.fenced = False  # another instance leads now: nothing more is written
         self.puppet_ttl, self.message_ttl, self.message_limit = puppet_ttl, message_ttl, message_limit
         # In memory, least recently used first: key -> (record, when last written as seen),
         # folded local part -> identity.
@@ -305,6 +302,11 @@ class PostgresStore:
             log.error("store_write_failed", error=f"{type(exc).__name__}: {exc}",
                       puppets=len(puppets), messages=len(messages))
             return
+        except LeaseLost as exc:  # the new leader reads the store as it was: so be it
+            if not self.fenced:
+                log.error("store_writes_refused", reason=str(exc))
+            self.fenced = True
+            return
         finally:
             self._writing = {}
         for key, record in claimed:
@@ -315,6 +317,8 @@ class PostgresStore:
                      keys: dict, prune: tuple[float, int] | None) -> tuple[list, list]:
         """Write one batch; the puppets whose local part the database chose, and those pruned."""
         claimed, pruned = [], []
+        if self.term is not None:
+            await check_term(conn, self.term)
         for key, (record, seen, new) in puppets.items():
             if new:
                 stored = await _claim(conn, Identity(key[0], key[1], record.nick), record.localpart, seen)
