@@ -175,3 +175,19 @@ async def test_a_full_queue_counts_what_it_drops():
     await settle(router)
     assert sorted(counted.dropped) == [("irc2/#b", "queue full", 1)] * 2 + [("xmpp/r@muc", "queue full", 1)] * 2
     assert len(counted.relayed) == 6
+
+
+async def test_a_paused_router_holds_deliveries_until_it_resumes():
+    router, adapters = make((LINK,))
+    task = asyncio.create_task(router.run())
+    try:
+        router.pause(True)
+        router.receive(msg("irc1", "#a", "bob", "held"))
+        await asyncio.sleep(0.05)
+        assert adapters["xmpp"].delivered == [] and adapters["irc2"].delivered == []
+        router.pause(False)
+        await asyncio.sleep(0.05)
+        assert [e.text for _, e in adapters["xmpp"].delivered] == ["held"]
+        assert [e.text for _, e in adapters["irc2"].delivered] == ["held"]
+    finally:
+        task.cancel()
