@@ -162,7 +162,7 @@ class Component:
         self.connect_timeout = connect_timeout
         self.stream: _Stream | None = None
         self.online = False
-        self.outgoing = Outgoing()  # the room messages we sent: the one owner of their ids
+        self.outgoing = Outgoing(secret=config.secret)  # the room messages we sent: the one owner of their ids
         self.ping_target = config.jid.partition(".")[2] or config.jid  # set by the adapter
         # Our iqs waiting for an answer: id -> (where it went, the waiting future).
         self._pending: dict[str, tuple[str, asyncio.Future[ET.Element | None]]] = {}
