@@ -51,7 +51,9 @@ class Bridge:
         self.stopping = False
         self.store = store or open_config_store(config)
         self.ids = MessageIds(self.store, limit=config.store.message_limit)
-        self.router = Router(config.links, max_age=config.delivery.max_age)
+        # A standby's leader delivers nothing before its store has what led to it.
+        self.router = Router(config.links, max_age=config.delivery.max_age,
+                             barrier=self.store if config.store.standby else None)
         xmpp = XmppAdapter(config.component, self.router.receive, self.store, config.delivery.max_age,
                            self.ids)
         self.adapters: list[Adapter] = [xmpp]

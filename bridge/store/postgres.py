@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import json
 import threading
@@ -63,6 +64,8 @@ CONNECT_TIMEOUT = 5.0
 CLOSE_WAIT = 10.0
 READ_TIMEOUT = 2.0
 WRITE_TIMEOUT = 30.0
+#: How long a delivery waits for the writes before it to be committed (`durable`).
+DURABLE_WAIT = 2.0
 #: Local parts loaded in the background at once, at most.
 LOADS = 100
 
@@ -145,6 +148,9 @@ class PostgresStore:
         self._writer: asyncio.Task | None = None
         self._away = False  # the writer lost the database and has not reached it again
         self._flush_soon = False
+        # Writes made so far, those in the batch being committed, and those committed (or
+        # given up on): what `durable` waits for.
+        self._writes = self._taken = self._done = 0
         self._open()
 
     @classmethod
@@ -220,6 +226,23 @@ class PostgresStore:
         except TimeoutError:
             return False
 
+    def mark(self) -> int:
+        """A mark for the writes made so far (see `durable`)."""
+        return self._writes
+
+    async def durable(self, mark: int) -> None:
+        """Return once the writes made before `mark()` gave `mark` are committed; at once
+        when the database is away (nothing can be), or after `DURABLE_WAIT`. A standby's
+        router awaits this before each delivery: what a new leader reads (the rooms' cursors,
+        the message ids) is then never older than what the old one delivered."""
+        if self._done >= mark or self._away or self.fenced:
+            return
+        self.flush()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DURABLE_WAIT):
+                async with self._committed:
+                    await self._committed.wait_for(lambda: self._done >= mark or self._away or self.fenced)
+
     def close(self) -> None:
         """Stop without waiting for the database (what is queued is lost; `aclose` waits)."""
         if self._writer is not None:
@@ -262,6 +285,8 @@ class PostgresStore:
                 raise
             except TRANSIENT as exc:
                 self._away = True
+                async with self._committed:
+                    self._committed.notify_all()  # `durable` waits no more
                 if self._writer_conn is not None:
                     self._writer_conn.terminate()
                     self._writer_conn = None
@@ -284,6 +309,7 @@ class PostgresStore:
         if self._writer_conn is None:
             self._writer_conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT)
         conn = self._writer_conn
+        self._taken = self._writes
         puppets = self._writing = self._puppet_writes
         self._puppet_writes = {}
         messages, self._message_writes = self._message_writes, collections.deque()
@@ -296,19 +322,20 @@ class PostgresStore:
                 async with conn.transaction():
                     claimed, pruned = await self._write(conn, puppets, messages, cursors, keys, prune)
         except TRANSIENT:
+            self._writing = {}
             self._requeue(puppets, messages, cursors, keys, prune)
             raise
         except asyncpg.PostgresError as exc:  # not the connection: these writes cannot be made
             log.error("store_write_failed", error=f"{type(exc).__name__}: {exc}",
                       puppets=len(puppets), messages=len(messages))
-            return
+            claimed = pruned = []
         except LeaseLost as exc:  # the new leader reads the store as it was: so be it
             if not self.fenced:
                 log.error("store_writes_refused", reason=str(exc))
             self.fenced = True
-            return
-        finally:
-            self._writing = {}
+            claimed = pruned = []
+        self._writing = {}
+        self._done = self._taken
         for key, record in claimed:
             self._reassign(key, record)
         self._forget_puppets(pruned)
@@ -496,6 +523,7 @@ class PostgresStore:
     def _queue_puppet(self, key: tuple[str, str], record: PuppetRecord, seen: float, new: bool) -> None:
         queued = self._puppet_writes.get(key)
         self._puppet_writes[key] = (record, seen, new or bool(queued and queued[2]))
+        self._writes += 1
 
     def _remember_puppet(self, row: asyncpg.Record) -> None:
         """A puppet read from the database; memory, where it has it, is newer."""
@@ -524,6 +552,7 @@ class PostgresStore:
         created = time.time()
         self._cache_message(link, origin_id, endpoint, native_id, created)
         self._message_writes.append((link, origin_id, endpoint, native_id, created))
+        self._writes += 1
         self._trim_backlog()
 
     def _cache_message(self, link: str, origin_id: str, endpoint: str, native_id: str,
@@ -570,6 +599,7 @@ class PostgresStore:
 
     def pin_key(self, network: str, host: str, fingerprint: str) -> None:
         self._keys[(network, host)] = self._key_writes[(network, host)] = fingerprint
+        self._writes += 1
         self.flush()
 
     # -- cursors ---------------------------------------------------------
@@ -581,11 +611,13 @@ class PostgresStore:
     def set_cursor(self, name: str, value: object) -> None:
         self._cursors[name] = value
         self._dirty.add(name)
+        self._writes += 1
 
     def save_cursor(self, name: str, value: object) -> None:
         """Move a cursor and have it committed soon after this turn of the event loop."""
         self._cursors[name] = value
         self._dirty.add(name)
+        self._writes += 1
         if not self._flush_soon:
             self._flush_soon = True
             asyncio.get_running_loop().call_soon(self.flush)
