@@ -99,15 +99,22 @@ class XmppAdapter(Adapter):
         return room is not None and room.is_own_nick(identity.nick)
 
     def security(self, room: str | None = None) -> list[str]:
-        """XEP-0114 has no TLS: the component link is as safe as the path it takes."""
-        where = f"XMPP server to the bridge ({self.config.server}:{self.config.port})"
+        """The component link: TLS where configured (`tls: true`), else plain XEP-0114 TCP,
+        as safe as the path it takes."""
+        c = self.config
+        where = f"XMPP server to the bridge ({c.server}:{c.port})"
         peer = self.component.peer()
         if peer is None:
             return [f"{where}: not connected"]
+        tls = self.component.tls_session()
+        if tls is not None:
+            verified = (f"certificate verified for {c.certificate_name}" if c.tls_verify
+                        else "certificate NOT verified")
+            return [f"{where}: TLS {tls.version()} ({tls.cipher()[0]}), {verified}"]
         if ipaddress.ip_address(peer.partition("%")[0]).is_loopback:
-            return [f"{where}: loopback, on this machine (plain TCP, XEP-0114 has no TLS)"]
-        return [f"{where}: plain TCP from {peer}, NOT encrypted (XEP-0114 has no TLS): "
-                "keep it on a private network"]
+            return [f"{where}: loopback, on this machine (plain TCP, no TLS)"]
+        return [f"{where}: plain TCP from {peer}, NOT encrypted: keep it on a private network, "
+                "or use TLS where the server offers it (component.tls)"]
 
     def connected(self) -> bool:
         return self.component.online
