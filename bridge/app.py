@@ -26,6 +26,7 @@ from bridge.irc.users import IrcUsers
 from bridge.reload import Reloader
 from bridge.silc.adapter import SilcAdapter
 from bridge.store import open_store
+from bridge.store.base import Store
 from bridge.xmpp.adapter import XmppAdapter
 from bridge.xmpp.component import HandshakeRefused
 
@@ -39,17 +40,24 @@ PRUNE_INTERVAL = 3600.0
 STABLE_AFTER = 60.0
 
 
+def open_config_store(config: Config, term: int | None = None) -> Store:
+    """The store `config` names, with its limits; `term`: a standby's lead (`bridge.standby`)."""
+    days = 24 * 3600.0
+    return open_store(config.store.url, term=term, puppet_ttl=config.store.puppet_days * days,
+                      message_ttl=config.store.message_days * days, message_limit=config.store.message_limit)
+
+
 class Bridge:
-    def __init__(self, config: Config, path: str | None = None) -> None:
-        """`path`: the config file `config` came from, read again on a reload."""
+    def __init__(self, config: Config, path: str | None = None, store: Store | None = None) -> None:
+        """`path`: the config file `config` came from, read again on a reload; `store`: one
+        already open (a standby's leader opens it to take the lead)."""
         self.config = config
         self.stopping = False
-        days = 24 * 3600.0
-        self.store = open_store(config.store.url, puppet_ttl=config.store.puppet_days * days,
-                                message_ttl=config.store.message_days * days,
-                                message_limit=config.store.message_limit)
+        self.store = store or open_config_store(config)
         self.ids = MessageIds(self.store, limit=config.store.message_limit)
-        self.router = Router(config.links, max_age=config.delivery.max_age)
+        # A standby's leader delivers nothing before its store has what led to it.
+        self.router = Router(config.links, max_age=config.delivery.max_age,
+                             barrier=self.store if config.store.standby else None)
         xmpp = XmppAdapter(config.component, self.router.receive, self.store, config.delivery.max_age,
                            self.ids)
         self.xmpp = xmpp

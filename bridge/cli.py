@@ -104,6 +104,9 @@ def _run(path: str) -> int:
     for problem in warnings:
         structlog.get_logger("bridge.config").warning("config_warning", path=problem.path,
                                                       line=problem.line, problem=problem.message)
+    if config.store.standby:  # stands by until it leads: `bridge.standby`
+        from bridge.standby import run_standby
+        return _run_async(run_standby(config))
     try:
         bridge = Bridge(config, path)
     except StoreUnavailable as exc:

@@ -272,6 +272,9 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     if portal is not None and portal.history and store is not None and not store.url.startswith("sqlite:"):
         r.error("portal.history", _node_at(root, "portal", "history") or top["portal"][1],
                 "portal history is kept in SQLite stores only, for now: set it to 0 or use sqlite://")
+    if store is not None and store.standby and not store.url.startswith(POSTGRES_SCHEMES):
+        r.error("store.standby", _node_at(root, "store", "standby") or root,
+                "a standby shares its store with the leader: it needs a postgresql:// store url")
     _check_places(r, root, store, networks)
 
     errors = [p for p in r.problems if not p.warning]

@@ -211,6 +211,9 @@ class StoreConfig:
     puppet_days: float = checked(positive, 365.0)
     message_days: float = checked(positive, 7.0)
     message_limit: int = checked(at_least(1000), 200_000)
+    #: Run as one of several instances with this config on one PostgreSQL store: the one
+    #: that holds the lead relays, the others stand by (`bridge.store.lease`).
+    standby: bool = False
 
 
 @dataclass(frozen=True)

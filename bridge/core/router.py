@@ -15,6 +15,7 @@ import asyncio
 import collections
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import structlog
 
@@ -40,19 +41,31 @@ class RelayStats:
         """Events for `target` that were not delivered, and why."""
 
 
+class Barrier(Protocol):
+    """What a delivery waits for: the store's writes made before its event came in
+    (`bridge.store.postgres.PostgresStore.durable`)."""
+
+    def mark(self) -> int: ...
+
+    async def durable(self, mark: int) -> None: ...
+
+
 class EndpointQueue:
     """Bounded FIFO feeding one endpoint's adapter, oldest dropped when full."""
 
     def __init__(self, endpoint: Endpoint, adapter: Adapter, size: int, max_age: float = 0.0,
                  refuse: Callable[[Private, str], None] | None = None,
-                 stats: RelayStats | None = None) -> None:
+                 stats: RelayStats | None = None, relaying: asyncio.Event | None = None,
+                 barrier: Barrier | None = None) -> None:
         self.endpoint = endpoint
         self.adapter = adapter
         self.stats = stats or RelayStats()
         self.refuse = refuse or (lambda event, why: None)
         self.max_age = max_age
-        self.items: collections.deque[Event] = collections.deque(maxlen=size)
+        self.items: collections.deque[tuple[int, Event]] = collections.deque(maxlen=size)  # (mark, event)
         self.ready = asyncio.Event()
+        self.relaying = relaying  # cleared: deliveries wait (the router is paused)
+        self.barrier = barrier
         self.dropped = 0
         self.stale = 0
 
@@ -63,7 +76,7 @@ class EndpointQueue:
             if self.dropped & (self.dropped - 1) == 0:  # log at 1, 2, 4, 8, ... drops
                 log.warning("relay_queue_overflow", network=self.endpoint.network,
                             room=self.endpoint.room, dropped=self.dropped)
-        self.items.append(event)
+        self.items.append((self.barrier.mark() if self.barrier else 0, event))
         self.ready.set()
 
     async def work(self) -> None:
@@ -71,7 +84,7 @@ class EndpointQueue:
             await self.ready.wait()
             stale: list[str] = []
             while self.items:
-                event = self.items.popleft()
+                mark, event = self.items.popleft()
                 if self.max_age and time.time() - event.time > self.max_age:
                     self.stats.dropped(self.endpoint, "too old")
                     if isinstance(event, Private):
@@ -82,7 +95,7 @@ class EndpointQueue:
                 if stale:
                     await self._stale(stale)
                     stale = []
-                await self._deliver(event)
+                await self._deliver(event, mark)
             if stale:
                 await self._stale(stale)
             self.ready.clear()
@@ -95,7 +108,11 @@ class EndpointQueue:
         await self._deliver(Message(self.endpoint, BRIDGE, stale_text(len(origins), origins, self.max_age),
                                     MessageKind.NOTICE))
 
-    async def _deliver(self, event: Event) -> None:
+    async def _deliver(self, event: Event, mark: int = 0) -> None:
+        if self.barrier is not None and mark:
+            await self.barrier.durable(mark)
+        if self.relaying is not None:
+            await self.relaying.wait()
         try:
             await self.adapter.deliver(self.endpoint.room, event)
         except Undeliverable as why:
@@ -113,7 +130,7 @@ class EndpointQueue:
 
 class Router:
     def __init__(self, links: tuple[LinkConfig, ...], queue_size: int = 10_000,
-                 max_age: float = 0.0) -> None:
+                 max_age: float = 0.0, barrier: Barrier | None = None) -> None:
         # One read from a busy IRC server can hold a thousand lines, all emitted
         # before a worker runs: the bound must absorb such a burst, not drop it.
         self.links = links
@@ -124,6 +141,9 @@ class Router:
         self.workers: dict[Endpoint, asyncio.Task] = {}
         self._tasks: asyncio.TaskGroup | None = None  # while running: where workers start
         self.stats = RelayStats()  # set before the first event to count them all
+        self.relaying = asyncio.Event()
+        self.relaying.set()
+        self.barrier = barrier  # a standby's: see `Barrier`
         # For each endpoint: (other endpoint, its config, origin's config), deduplicated.
         self.routes: dict[Endpoint, list[tuple[Endpoint, EndpointConfig, EndpointConfig]]] = _routes(links)
         self.privates = PrivateRoutes(self.adapters, self.routes,
@@ -184,11 +204,21 @@ class Router:
         for endpoint in endpoints:
             self._queue(endpoint).put(Message(endpoint, BRIDGE, text, MessageKind.NOTICE))
 
+    def pause(self, paused: bool) -> None:
+        """Hold every delivery (events stay queued, within the queues' bounds and `max_age`),
+        or let them go again: a standby's leader unsure whether it still leads."""
+        if paused:
+            self.relaying.clear()
+        else:
+            self.relaying.set()
+        log.warning("relay_paused" if paused else "relay_resumed")
+
     def _queue(self, endpoint: Endpoint) -> EndpointQueue:
         queue = self.queues.get(endpoint)
         if queue is None:
             queue = EndpointQueue(endpoint, self.adapters[endpoint.network], self.queue_size,
-                                  self.max_age, self.privates.refuse, self.stats)
+                                  self.max_age, self.privates.refuse, self.stats, self.relaying,
+                                  self.barrier)
             self.queues[endpoint] = queue
             if self._tasks is not None:
                 self._restart(queue)

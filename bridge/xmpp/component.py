@@ -195,7 +195,7 @@ class Component:
         self.connect_timeout = connect_timeout
         self.stream: _Stream | None = None
         self.online = False
-        self.outgoing = Outgoing()  # the room messages we sent: the one owner of their ids
+        self.outgoing = Outgoing(secret=config.secret)  # the room messages we sent: the one owner of their ids
         self.ping_target = config.server_domain  # set by the adapter
         self.tls = tls_context(config)
         # Our iqs waiting for an answer: id -> (where it went, the waiting future).

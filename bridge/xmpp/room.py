@@ -408,7 +408,9 @@ class Room:
                 continue
             self._heard(key, stamp)
             nick = resource(sender)
-            ours = self.component.outgoing.echo(xml.get("id", ""), sender)  # it arrived after all
+            # It arrived after all; or an earlier run sent it (its store may not have the id).
+            ours = (self.component.outgoing.echo(xml.get("id", ""), sender)
+                    or self.component.outgoing.minted(xml.get("id", ""), sender))
             if not ours and not self.is_own_nick(nick):
                 self._relay(xml, nick, child_text(xml, "body") or "", when=stamp)
         if replay and not overlap and len(replay) >= HISTORY_FULL and self._gap_from:
@@ -592,10 +594,10 @@ class Room:
 
     def _send(self, sender: str, nick: str, inner: str, when: float | None) -> str:
         """A groupchat message from occupant `nick` (JID `sender`), kept until its copy comes."""
-        msg_id = self.component.new_id()
+        occupant = f"{self.jid}/{nick}"
+        msg_id = self.component.outgoing.new_id(occupant)
         stanza = (f"<message type='groupchat' to={attr(self.jid)} from={attr(sender)} id='{msg_id}'>"
                   f"{inner}</message>")
-        occupant = f"{self.jid}/{nick}"
         self.component.outgoing.add(msg_id, self.jid, occupant, stanza, when)
         self.component.send(stanza)
         self._ours.append((msg_id, occupant))

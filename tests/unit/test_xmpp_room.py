@@ -452,6 +452,28 @@ async def test_a_restarted_bridge_knows_its_own_lines_when_the_history_replays_t
     assert [e.text for e in events] == ["said meanwhile"]  # not our puppet's line back to IRC
 
 
+async def test_a_bridge_killed_before_its_store_had_the_id_still_knows_its_line_in_the_history(tmp_path):
+    """A standby that takes over (or a restart) reads a store the old run could not finish
+    writing: the id of its last line is missing there, but the id's signature says whose it is;
+    only for the occupant it was made for (a stranger reusing it is heard)."""
+    config = ComponentConfig(jid="bridge.example.org", secret="x")
+    first = Room(ROOM, {}, config, FakeComponent(), SqliteStore(":memory:"), [].append)
+    first.component.outgoing = Outgoing(secret="x")
+    first.joined.set()
+    await first.deliver(Message(IRC, BOB, "said by our puppet"))
+    ours = first.component.sent[-1].get("id")
+    events = []
+    again = Room(ROOM, {}, config, FakeComponent(), SqliteStore(str(tmp_path / "new.db")), events.append)
+    again.component.outgoing = Outgoing(secret="x")
+    again.join()
+    again.on_presence(presence("bridge", codes=("110",)), "bridge.example.org")
+    again.on_message(delayed("bob", "said by our puppet", ours), "bridge.example.org")
+    again.on_message(delayed("mallory", "reusing the id", ours), "bridge.example.org")
+    again.on_message(subject(), "bridge.example.org")
+    assert [e.text for e in events] == ["reusing the id"]
+    assert not Outgoing(secret="another").minted(ours, f"{ROOM}/bob")
+
+
 def error_presence(answering, condition, text=""):
     """The server's error answer to one of our presences (RFC 6120 8.3.1: with its id)."""
     text = f"<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>{text}</text>" if text else ""
