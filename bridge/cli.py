@@ -106,7 +106,7 @@ def _run(path: str) -> int:
                                                       line=problem.line, problem=problem.message)
     if config.store.standby:  # stands by until it leads: `bridge.standby`
         from bridge.standby import run_standby
-        return _run_async(run_standby(config))
+        return _run_async(run_standby(config, path))
     try:
         bridge = Bridge(config, path)
     except StoreUnavailable as exc:

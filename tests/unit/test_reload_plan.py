@@ -123,3 +123,18 @@ async def test_the_router_routes_by_new_links_and_starts_and_stops_workers():
     assert not any(e.network == "oftc" for e in [*router.queues, *router.workers])
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_standby_reads_the_config_again_on_sighup_for_its_next_lead(tmp_path):
+    from bridge.standby import _Latest
+
+    path = tmp_path / "config.yaml"
+    path.write_text(BASE)
+    latest = _Latest(config(), str(path))
+    path.write_text(edit(edit(BASE, "  a: [", "  c: ["), "sqlite://:memory:", "sqlite:///other.db"))
+    await latest._read(str(path))
+    assert [link.name for link in latest.config.links] == ["c", "b"]
+    assert latest.config.store.url == "sqlite://:memory:"  # the store needs a restart
+    path.write_text("links: [")
+    await latest._read(str(path))  # refused: the config it had stays
+    assert [link.name for link in latest.config.links] == ["c", "b"]
