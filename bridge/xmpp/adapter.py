@@ -79,8 +79,8 @@ class XmppAdapter(Adapter):
                                 self.ids)
         self.rooms[room].max_age = self.max_age
         self.component.ping_target = room.partition("@")[2]  # the MUC service answers pings
-        if self.component.online:  # added by a reload
-            self.rooms[room].join()
+        if self.component.online:  # added by a reload: joined in turn with the others
+            self.joins.add(room)
 
     def remove_endpoint(self, room: str) -> None:
         self.rooms.pop(room).close("unlinked from the bridge")
