@@ -158,7 +158,7 @@ class IrcAdapter(Adapter):
         self.rooms.pop(folded, None)
         self.links.pop(folded, None)
         self.topics.pop(folded, None)
-        self._join_due.pop(folded, None)
+        self.joins.remove(room)
         self._out_since.pop(folded, None)
         if folded in self.joined:
             self.joined.discard(folded)

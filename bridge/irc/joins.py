@@ -79,7 +79,18 @@ class Joins:
         self._warned: tuple | None = None  # the last CHANLIMIT warning, not said twice
 
     def add(self, channel: str) -> None:
+        """A channel to be in (at start, or linked by a reload: then joined in turn)."""
         self.channels.append(channel)
+        self._queue[channel] = None
+
+    def remove(self, channel: str) -> None:
+        """A channel no longer linked: not joined again."""
+        self.channels.remove(channel)
+        for held in (self._queue, self._due):
+            held.pop(channel, None)
+        self._sent.discard(channel)
+        if channel in self._refused:
+            self._refused.remove(channel)
 
     # The connection's life
 

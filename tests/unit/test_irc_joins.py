@@ -192,3 +192,19 @@ async def test_the_outbox_holds_a_channel_s_lines_until_its_join_without_reorder
             "PRIVMSG #early :1", "PRIVMSG #late :2", "PRIVMSG #early :3"]
     finally:
         task.cancel()
+
+
+def test_a_channel_linked_by_a_reload_joins_in_turn_and_an_unlinked_one_never_again():
+    joins, sent, inside, clock = make(["#a", "#b"])
+    joins.motd_done()
+    joins.tick()
+    inside.update({"#a", "#b"})
+    joins.add("#new")
+    joins.remove("#b")
+    inside.discard("#b")
+    assert not joins.may_send("#new")  # lines for it wait for its JOIN
+    run_for(joins, clock, JOIN_INTERVAL)
+    assert channels_of(sent) == ["#a", "#b", "#new"] and joins.may_send("#new")
+    inside.add("#new")
+    run_for(joins, clock, 3 * REJOIN_INTERVAL)
+    assert channels_of(sent) == ["#a", "#b", "#new"]  # #b, left, is not joined again
