@@ -139,7 +139,8 @@ class Router:
             for ep in link.endpoints:
                 if ep.network == adapter.network:
                     adapter.add_endpoint(ep.room, {"topic": ep.topic, "puppets": ep.puppets,
-                                                   "passphrase": ep.passphrase, "link": link.name})
+                                                   "passphrase": ep.passphrase, "link": link.name,
+                                                   "xmpp_users": ep.xmpp_users})
 
     def receive(self, event: Event) -> None:
         """The sink every adapter emits into; never blocks. Events from `BRIDGE` are the
