@@ -88,6 +88,8 @@ class Users:
         """Learn who the members of a channel just joined are, in one WHOIS per WHOIS_BATCH
         unknown ones, so that they can be found by nick before they say anything (the JOIN
         reply names them by Client ID only)."""
+        if not self.config.hears_channels:
+            return
         unknown = [i for i in channel.members if i not in self._users and not self._is_own(i)]
         for start in range(0, min(len(unknown), MEMBERS_ASKED), WHOIS_BATCH):
             try:
@@ -117,8 +119,13 @@ class Users:
         return self._queue.qsize()
 
     def _queue_event(
-        self, ids: tuple[bytes, ...], build: Callable[..., ev.SessionEvent | None], with_key: bool = False
+        self, ids: tuple[bytes, ...], build: Callable[..., ev.SessionEvent | None], with_key: bool = False,
+        private: bool = False,
     ) -> None:
+        """`build(*users)` once the users `ids` are resolved; of a client that does not hear
+        its channels, only `private` messages are (the rest need nobody resolved)."""
+        if ids and not private and not self.config.hears_channels:
+            return
         try:
             self._queue.put_nowait((ids, build, with_key))
         except asyncio.QueueFull:
