@@ -138,8 +138,9 @@ class SilcAdapter(Adapter):
             await self._client.run()
             return
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self.users.run(), name=f"silc {self.network} users")
+            sweep = tasks.create_task(self.users.run(), name=f"silc {self.network} users")
             await self._client.run()
+            sweep.cancel()  # the relay client was closed
 
     async def deliver(self, room: str, event: Event) -> None:
         """Waits while the channel is not joined (events meanwhile wait in the router's
