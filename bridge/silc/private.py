@@ -13,6 +13,10 @@ sender's network and room and how to answer. Only users in a channel the relay c
 in are written to: a stranger's nick may belong to anyone. What the bridge says itself
 goes with the NOTICE and NOREPLY flags: no away message answers it.
 
+An XMPP user with a SILC client of their own (`bridge.silc.users`) writes from it instead,
+as themselves, and what SILC users write to that client goes to them (`received_by`), from
+the writer's puppet in the MUC where the user last spoke.
+
 A SILC user is remembered by their key (the identity's native id), not by their nick.
 """
 
@@ -119,7 +123,7 @@ class SilcPrivates:
         if session is None:
             raise Undeliverable(f"muc-bridge is not connected to SILC network {adapter.network} just now")
         user = self.member(to) or await self._identify(session, to)
-        if user is None or adapter.users.own(user):
+        if user is None or adapter.users.own(user):  # IDENTIFY may find an XMPP user's own client
             raise Undeliverable(f"{to} is not in any channel muc-bridge is in on SILC network "
                                 f"{adapter.network}")
         own = adapter.users.client_of(event.sender)
@@ -141,12 +145,14 @@ class SilcPrivates:
                                 f"({exc})") from None
 
     def member(self, nick: str, room: str = "") -> ev.User | None:
-        """The user called `nick` in the joined channel `room` (any joined channel when "")."""
+        """The SILC user called `nick` in the joined channel `room` (any joined channel when
+        ""); never an XMPP user's own client."""
         session = self._session()
         if session is None:
             return None
         channels = [c for key, c in self._joined().items() if not room or key == room.casefold()]
-        return session.user_called(nick, (i for channel in channels for i in channel.members))
+        return session.user_called(nick, (i for channel in channels for i in channel.members),
+                                   skip=self.adapter.users.own)
 
     async def _identify(self, session: Session, nick: str) -> ev.User | None:
         """Someone not resolved since the relay client joined: by IDENTIFY, the command made

@@ -283,8 +283,7 @@ class SilcUsers:
 
     def _taken(self, nick: str, room: str) -> bool:
         """Someone (not one of these clients) in `room` is called `nick`, as the relay sees."""
-        found = self.adapter.privates.member(nick, room)
-        return found is not None and not self.own(found)
+        return self.adapter.privates.member(nick, room) is not None
 
     def _close(self, user: UserClient, reason: str) -> None:
         if self.users.get(user.identity.native_id) is user:

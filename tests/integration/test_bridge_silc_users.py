@@ -96,6 +96,16 @@ async def test_xmpp_users_speak_in_silc_through_clients_of_their_own(prosody, xm
             await sam.wait_for(Joined, timeout=15, nick="alice")
             assert (await sam.getkey("alice")).fingerprint == fingerprint
 
+            # her client's connection drops: nothing is lost meanwhile, and it comes back
+            await silc.drop("alice")
+            await sam.wait_for(SignedOff, nick="alice")
+            alice.say(ROOM, "while down")
+            await sam.wait_for(ChannelMessage, timeout=10,
+                               text=lambda t: t in ("<alice> while down", "while down"))
+            await sam.wait_for(Joined, timeout=15, nick="alice")
+            alice.say(ROOM, "up again")
+            await sam.wait_for(ChannelMessage, timeout=10, nick="alice", text="up again")
+
             # idle: the client quits on its own
             await sam.wait_for(SignedOff, timeout=IDLE + 6, nick="alice")
             assert "alice" not in silc.channel_nicks("hackers")

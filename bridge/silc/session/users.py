@@ -102,14 +102,17 @@ class Users:
                 if user.client_id not in self._users:
                     self._remember(user)
 
-    def user_called(self, nick: str, among: Iterable[bytes] | None = None) -> ev.User | None:
+    def user_called(self, nick: str, among: Iterable[bytes] | None = None,
+                    skip: Callable[[ev.User], bool] | None = None) -> ev.User | None:
         """The user called `nick` (case-insensitively) among the Client IDs `among` (among all
-        users resolved so far when None), if resolved already; never the bridge's own client."""
+        users resolved so far when None), if resolved already; never the bridge's own client,
+        nor one `skip` says no to."""
         folded = nick.casefold()
         ids = reversed(self._users) if among is None else among  # the most recently seen first
         for client_id in ids:
             user = self._users.get(client_id)
-            if user is not None and user.nick.casefold() == folded and not self._is_own(client_id):
+            if user is not None and user.nick.casefold() == folded and not self._is_own(client_id) \
+                    and not (skip and skip(user)):
                 return user
         return None
 
