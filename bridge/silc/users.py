@@ -32,14 +32,13 @@ import stringprep
 import time
 import unicodedata
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 from cryptography.hazmat.primitives import serialization
 
-from bridge.core.events import BRIDGE, Event, Identity, Kick, Message, NickChange, Part
+from bridge.core.events import Event, Identity, Kick, Message, NickChange, Part
 from bridge.silc import events as ev
 from bridge.silc.channel import Channel
 from bridge.silc.client import ClientConfig, SilcClient
@@ -157,20 +156,20 @@ class SilcUsers:
         self.fingerprints: set[str] = set()  # of every user key pair, kept after its client quits
         self.held: dict[str, float] = {}  # native id -> monotonic time until which the relay speaks
         self._closing: set[asyncio.Task] = set()
+        self._full = False  # said in the log that the cap is reached
 
     def speaker(self, room: str, event: Message) -> tuple[SilcClient, Channel] | None:
         """The client (and its channel) that says `event`, a line from elsewhere, in `room`
         when it is an XMPP user's and their own client is there; else None (the relay says it),
         and their client is made or joins the channel for their next line."""
         sender = event.sender
-        if room.casefold() not in self.rooms or sender.network != "xmpp" or sender == BRIDGE or event.late:
-            return None
+        if room.casefold() not in self.rooms or sender.network != "xmpp" or event.late:
+            return None  # the bridge's own notices, other networks' people, replays
         user = self.users.get(sender.native_id) or self._open(sender, room)
         if user is None:
             return None
         user.identity, user.last_active = sender, time.monotonic()
-        if event.endpoint.network == "xmpp":
-            user.occupant = f"{event.endpoint.room}/{sender.nick}"
+        user.occupant = f"{event.endpoint.room}/{sender.nick}"
         self._enter(user, room)
         channel = user.channel(room)
         return (user.client, channel) if channel is not None else None
@@ -182,7 +181,7 @@ class SilcUsers:
         if isinstance(event, Kick) and event.target.network == "xmpp":
             kicked = self.users.get(event.target.native_id)
             if kicked is not None:
-                self._leave(kicked, room, event.reason or "kicked")
+                self._leave(kicked, room, "kicked", event.reason)
             return False  # the relay says who kicked them
         if user is None or room.casefold() not in user.rooms:
             return False
@@ -193,7 +192,7 @@ class SilcUsers:
                 self._spawn(user.client.change_nick(*self._nicks(event.new_nick, room)))
             return user.channel(room) is not None
         if isinstance(event, Part):
-            self._leave(user, room, event.reason or "left")
+            self._leave(user, room, "left", event.reason)
             return True
         return False
 
@@ -220,7 +219,9 @@ class SilcUsers:
             return None
         self.held.pop(identity.native_id, None)
         if len(self.users) >= self.config.xmpp_user_clients:
-            log.info("silc_user_clients_full", network=self.network, clients=len(self.users))
+            if not self._full:  # once until one closes
+                log.info("silc_user_clients_full", network=self.network, clients=len(self.users))
+                self._full = True
             return None
         user = UserClient(identity)
         self.users[identity.native_id] = user
@@ -240,6 +241,7 @@ class SilcUsers:
         )
         user.client = SilcClient(self.network, client_config, keypair, self.adapter._check_server_key,
                                  self._heard(user))
+        user.client.log = user.log.bind(network=self.network)
         for key in user.rooms:
             user.client.add_channel(self.adapter._rooms[key], self.adapter._private_keys.get(key))
         user.log.info("silc_user_client_opened", clients=len(self.users))
@@ -266,10 +268,10 @@ class SilcUsers:
         if user.client is not None:
             user.client.add_channel(self.adapter._rooms[key], self.adapter._private_keys.get(key))
 
-    def _leave(self, user: UserClient, room: str, reason: str) -> None:
+    def _leave(self, user: UserClient, room: str, why: str, message: str) -> None:
         user.rooms.discard(room.casefold())
         if not user.rooms:
-            self._close(user, reason)
+            self._close(user, why, message)
         elif user.client is not None:
             self._spawn(user.client.leave_channel(room))
 
@@ -285,11 +287,14 @@ class SilcUsers:
         """Someone (not one of these clients) in `room` is called `nick`, as the relay sees."""
         return self.adapter.privates.member(nick, room) is not None
 
-    def _close(self, user: UserClient, reason: str) -> None:
+    def _close(self, user: UserClient, why: str, message: str = "") -> None:
+        """Quit `user`'s client, for reason `why` (logged), with the QUIT message `message`
+        (their own words, not logged) or else `why`."""
         if self.users.get(user.identity.native_id) is user:
             del self.users[user.identity.native_id]
-        user.log.info("silc_user_client_closed", reason=reason, clients=len(self.users))
-        self._spawn(user.close(reason))
+        self._full = False
+        user.log.info("silc_user_client_closed", reason=why, clients=len(self.users))
+        self._spawn(user.close(message or why))
 
     def _spawn(self, work) -> None:
         task = asyncio.create_task(work)
