@@ -209,9 +209,6 @@ class SilcUsers:
         user.last_active = time.monotonic()
         return client
 
-    def user_of(self, client: SilcClient) -> UserClient | None:
-        return next((u for u in self.users.values() if u.client is client), None)
-
     def _open(self, identity: Identity, room: str) -> UserClient | None:
         """A new client for `identity`, unless over the cap or held back."""
         now = time.monotonic()
