@@ -279,6 +279,11 @@ class SilcNetworkConfig:
     heartbeat: float = checked(seconds, 300.0)
     #: A link silent this long is dead (a SILC PING goes out after half of it).
     ping_timeout: float = checked(seconds, 25.0)
+    #: Endpoints with `xmpp_users: connect`: XMPP users' own SILC clients on this network, at
+    #: most (beyond it, users speak through the relay client); 0: none.
+    xmpp_user_clients: int = checked(at_least(0), 20)
+    #: Such a client quits after this long without a line from its user.
+    xmpp_user_idle: float = checked(seconds, 3600.0)
 
 
 @dataclass(frozen=True)
@@ -301,6 +306,10 @@ class EndpointConfig:
     #: eager: XMPP puppets join when the foreign user joins, not when they first speak.
     puppets: str = checked(one_of("lazy", "eager"), "lazy")
     passphrase: str | None = None  # SILC channel private key
+    #: SILC endpoints: how XMPP occupants appear there. relay: as `<alice> text` from the
+    #: relay client; connect: each through a SILC client of their own (a key pair the bridge
+    #: makes for them), once they speak.
+    xmpp_users: str = checked(one_of("relay", "connect"), "relay")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ Place = tuple[str, str]
 
 def endpoint_options(link: LinkConfig, ep: EndpointConfig) -> dict[str, Any]:
     """What an adapter is told about one of its rooms (`Adapter.add_endpoint`)."""
-    return {"topic": ep.topic, "puppets": ep.puppets, "passphrase": ep.passphrase, "link": link.name}
+    return {"topic": ep.topic, "puppets": ep.puppets, "passphrase": ep.passphrase, "link": link.name,
+            "xmpp_users": ep.xmpp_users}
 
 
 @dataclass(frozen=True)

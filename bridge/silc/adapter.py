@@ -2,7 +2,9 @@
 
 SILC users are identified by the SHA-1 fingerprint of their public key, so
 their puppets stay the same across nick changes and reconnects. Others appear
-in SILC through the relay client (`<alice> hello`). Private messages to and
+in SILC through the relay client (`<alice> hello`); in channels whose endpoint says
+`xmpp_users: connect`, XMPP users who speak get SILC clients of their own
+(`bridge.silc.users`), whose doings the relay client does not pass on. Private messages to and
 from the relay client: `bridge.silc.private`. The server's key is pinned on
 first use (or given in the config); a changed key is refused.
 
@@ -53,6 +55,7 @@ from bridge.silc.client import ClientConfig, SilcClient
 from bridge.silc.keyguard import KeyGuard
 from bridge.silc.message import ChannelKey, MessageFlag
 from bridge.silc.private import SilcPrivates
+from bridge.silc.users import SilcUsers
 from bridge.silc.pubkey import PublicKey, load_or_create_key_pair, normalize_fingerprint, pretty_fingerprint
 from bridge.silc.session import CommandError, KeyRefused, NotConnected, SessionConfig, SessionError
 from bridge.silc.ske import Proposal
@@ -95,6 +98,7 @@ class SilcAdapter(Adapter):
         self.reactions = Gatherer(self._show_reactions)
         self.room_events = RoomEvents()  # kicks and nick changes elsewhere, as lines here
         self.privates = SilcPrivates(self)
+        self.users = SilcUsers(self)
 
     # --- Adapter ---
 
@@ -104,6 +108,8 @@ class SilcAdapter(Adapter):
         if passphrase:
             self._private_keys[room.casefold()] = ChannelKey.from_passphrase(passphrase)
             self._guards[room.casefold()] = KeyGuard(self.network, room, self.log)
+        if options.get("xmpp_users") == "connect" and self.config.xmpp_user_clients:
+            self.users.rooms.add(room.casefold())
         if self._client is not None:
             self._client.add_channel(room, self._private_keys.get(room.casefold()))
 
@@ -136,7 +142,13 @@ class SilcAdapter(Adapter):
         for key, room in self._rooms.items():
             self._client.add_channel(room, self._private_keys.get(key))
         self._started.set()
-        await self._client.run()
+        if not self.users.rooms:
+            await self._client.run()
+            return
+        async with asyncio.TaskGroup() as tasks:
+            sweep = tasks.create_task(self.users.run(), name=f"silc {self.network} users")
+            await self._client.run()
+            sweep.cancel()  # the relay client was closed
 
     async def deliver(self, room: str, event: Event) -> None:
         """Waits while the channel is not joined (events meanwhile wait in the router's
@@ -160,26 +172,30 @@ class SilcAdapter(Adapter):
             elif isinstance(event, Message) and event.replaces is not None and event.sender != BRIDGE:
                 self.pacer.offer((room, str(event.endpoint), event.replaces), (room, event))
             elif isinstance(event, Message):
-                self._send(channel, event)
+                self._send(room, channel, event)
             elif isinstance(event, Retraction):
                 old = self.recent.get((str(event.endpoint), event.target))
-                self._send(channel, Message(event.endpoint, event.sender, retraction_text(old),
-                                            MessageKind.NOTICE, time=event.time))
+                self._send(room, channel, Message(event.endpoint, event.sender, retraction_text(old),
+                                                  MessageKind.NOTICE, time=event.time))
             elif isinstance(event, Reaction):
                 if not event.removed:
                     self.reactions.add(room, clean(event.sender.nick), clean(event.emoji)[:16],
                                        self.recent.get((str(event.endpoint), event.target)))
             elif isinstance(event, Topic):
                 if (setter := topic_setter_text(event)) is not None:  # the topic names the relay
-                    self._send(channel, Message(event.endpoint, BRIDGE, setter, MessageKind.NOTICE))
+                    self._send(room, channel, Message(event.endpoint, BRIDGE, setter, MessageKind.NOTICE))
                 await session.set_topic(channel, clean(event.text).replace("\n", " "))
+            elif self.users.follow(room, event):  # done by the user's own client
+                pass
             elif (line := self.room_events.line(room, event)) is not None:  # kicks, nick changes
-                self._send(channel, Message(event.endpoint, BRIDGE, line, MessageKind.NOTICE,
-                                            time=event.time))
+                self._send(room, channel, Message(event.endpoint, BRIDGE, line, MessageKind.NOTICE,
+                                                  time=event.time))
         except (NotConnected, CommandError, asyncio.TimeoutError, DecodeError) as exc:
             self.log.warning("silc_deliver_failed", room=room, kind=type(event).__name__, reason=str(exc))
 
     def wants(self, event: Event) -> bool:
+        if isinstance(event, Part):  # users' own clients leave with them
+            return bool(self.users.rooms)
         return isinstance(event, (Message, Topic, Retraction, Reaction, Kick, NickChange))
 
     def reach(self, room: str, nick: str) -> str | None:
@@ -188,14 +204,17 @@ class SilcAdapter(Adapter):
     def refuse(self, event: Private, why: str) -> None:
         self.privates.refuse(event, why)
 
-    def _send(self, channel, event: Message) -> None:
-        flags, chunks = self._chunks(event)
+    def _send(self, room: str, channel, event: Message) -> None:
+        """From the sender's own client if they have one in the channel, else from the relay."""
+        own = self.users.speaker(room, event)
+        client, channel = own or (self._client, channel)
+        flags, chunks = self._chunks(event, own=own is not None)
         for chunk in chunks:
-            self._client.send(channel, chunk, flags)
+            client.send(channel, chunk, flags)
 
-    def _chunks(self, event: Message) -> tuple[int, list[bytes]]:
+    def _chunks(self, event: Message, own: bool = False) -> tuple[int, list[bytes]]:
         """`event` as SILC shows it (`_render`), in message-sized pieces."""
-        flags, text = self._render(event)
+        flags, text = self._render(event, own)
         return flags, split_utf8(clean(text), MAX_MESSAGE_BYTES)
 
     def _show_correction(self, item: object) -> None:
@@ -214,7 +233,7 @@ class SilcAdapter(Adapter):
         if channel is None or not channel.secured:
             return
         try:
-            self._send(channel, event)
+            self._send(room, channel, event)
         except (NotConnected, DecodeError) as exc:
             self.log.warning("silc_deliver_failed", room=room, kind=kind, reason=str(exc))
 
@@ -225,7 +244,8 @@ class SilcAdapter(Adapter):
                        fingerprint=pretty_fingerprint(identity.native_id) if known else None)
 
     def is_own(self, identity: Identity) -> bool:
-        return identity.network == self.network and identity.native_id == self._own_fingerprint
+        return identity.network == self.network and (identity.native_id == self._own_fingerprint
+                                                     or identity.native_id in self.users.fingerprints)
 
     def connected(self) -> bool:
         return self._client is not None and self._client.connected
@@ -280,8 +300,8 @@ class SilcAdapter(Adapter):
         return lines
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close("muc-bridge shutting down")
+        relay = self._client.close("muc-bridge shutting down") if self._client is not None else asyncio.sleep(0)
+        await asyncio.gather(relay, self.users.close())
 
     # --- for the router ---
 
@@ -332,6 +352,8 @@ class SilcAdapter(Adapter):
             self.emit(item)
 
     def _translate(self, event: ev.SessionEvent) -> list[Event]:
+        if self.users.own(getattr(event, "user", None)) or self.users.own(getattr(event, "target", None)):
+            return []  # an XMPP user's own client: what it does came from the MUC
         if isinstance(event, ev.ChannelMessage):
             endpoint = self._endpoint(event.channel)
             if endpoint is None:
@@ -399,10 +421,12 @@ class SilcAdapter(Adapter):
             return Identity(self.network, f"nick:{user.nick}", user.nick)
         return Identity(self.network, user.fingerprint, user.nick)
 
-    def _render(self, event: Message) -> tuple[int, str]:
+    def _render(self, event: Message, own: bool = False) -> tuple[int, str]:
+        """Flags and text; `own`: said by the sender's own client, so without their nick."""
         if event.sender == BRIDGE:
             return MessageFlag.UTF8 | MessageFlag.NOTICE, event.text
-        template = self.config.action_format if event.kind is MessageKind.ACTION else self.config.format
+        template = "{text}" if own else \
+            self.config.action_format if event.kind is MessageKind.ACTION else self.config.format
         origin, text = str(event.endpoint), event.text
         if event.replaces is not None:
             text = correction_text(self.recent.get((origin, event.replaces)), event.text)

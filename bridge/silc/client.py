@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -56,6 +56,7 @@ class ClientConfig:
     port: int
     nick: str
     session: SessionConfig
+    alt_nicks: tuple[str, ...] = ()  # tried in turn when the server refuses `nick`
     heartbeat: float = 300.0  # seconds between HEARTBEATs
     tick: float = 15.0  # how often to check rekey and missing channels
     ping_timeout: float = 25.0  # silence that means a dead link; a PING goes out after half of it
@@ -107,6 +108,13 @@ class SilcClient:
         """Stop serving `name`: it is left at once (the maintenance round is woken)."""
         self.specs.pop(name.casefold(), None)
         self._wake.set()
+
+    async def change_nick(self, nick: str, alt_nicks: tuple[str, ...] = ()) -> None:
+        """Take `nick` (or an alternative) now if connected, and after each reconnect."""
+        self.config = replace(self.config, nick=nick, alt_nicks=alt_nicks)
+        if self.connected:
+            with contextlib.suppress(NotConnected):
+                await self._take_nick(self.session)
 
     def channel(self, name: str) -> Channel | None:
         return self.joined.get(name.casefold())
@@ -314,12 +322,19 @@ class SilcClient:
             await self._secure_joined(session)
 
     async def _after_register(self, session: Session) -> None:
-        if self.config.nick and self.config.nick != session.nick:
-            try:
-                await session.set_nick(self.config.nick)
-            except (CommandError, asyncio.TimeoutError, DecodeError) as exc:
-                self.log.warning("silc_nick_refused", nick=self.config.nick, reason=str(exc) or "timeout")
+        await self._take_nick(session)
         await self._join_missing(session)
+
+    async def _take_nick(self, session: Session) -> None:
+        """The configured nick, else the first alternative the server takes."""
+        for nick in (self.config.nick, *self.config.alt_nicks):
+            if not nick or nick == session.nick:
+                return
+            try:
+                await session.set_nick(nick)
+                return
+            except (CommandError, asyncio.TimeoutError, DecodeError) as exc:
+                self.log.warning("silc_nick_refused", nick=nick, reason=str(exc) or "timeout")
 
     async def _join_missing(self, session: Session) -> None:
         now = time.monotonic()

@@ -13,6 +13,10 @@ sender's network and room and how to answer. Only users in a channel the relay c
 in are written to: a stranger's nick may belong to anyone. What the bridge says itself
 goes with the NOTICE and NOREPLY flags: no away message answers it.
 
+An XMPP user with a SILC client of their own (`bridge.silc.users`) writes from it instead,
+as themselves, and what SILC users write to that client goes to them (`received_by`), from
+the writer's puppet in the MUC where the user last spoke.
+
 A SILC user is remembered by their key (the identity's native id), not by their nick.
 """
 
@@ -23,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from bridge.core.events import Endpoint, Event, Message, MessageKind, Private
+from bridge.core.events import Endpoint, Event, Identity, Message, MessageKind, Private
 from bridge.core.private import Due, Partner, Partners, Undeliverable, help_text, hint_text
 from bridge.silc import events as ev
 from bridge.silc.buffer import DecodeError
@@ -34,6 +38,7 @@ from bridge.silc.text import SIGNATURE_MARKS, clean, decode_text
 
 if TYPE_CHECKING:
     from bridge.silc.adapter import SilcAdapter
+    from bridge.silc.client import SilcClient
 
 log = structlog.get_logger(__name__)
 
@@ -57,15 +62,7 @@ class SilcPrivates:
     def received(self, event: ev.PrivateMessage) -> list[Event]:
         """A private message to the relay client."""
         adapter, user = self.adapter, event.user
-        if event.keyed:
-            self._help(event, "muc-bridge: your message was not delivered: muc-bridge reads no private "
-                              f"messages under a private message key; remove the key you set for "
-                              f"{self._relay()} and send it again.")
-            return []
-        if event.flags & (MessageFlag.DATA | MessageFlag.PACKET):
-            log.info("silc_private_data_skipped", network=adapter.network, flags=hex(event.flags))
-            return []
-        text = decode_text(event.data, event.flags).strip()
+        text = self._text(event, self._relay())
         if not text:
             return []
         me = adapter._identity(user)
@@ -73,13 +70,38 @@ class SilcPrivates:
         if partner is None:
             self._help(event, help_text(self._relay()))
             return []
-        rooms = tuple(adapter._rooms[key] for key, channel in self._joined().items()
-                      if user.client_id in channel.members)
+        return [self._private(event, self._joined(), text, partner.nick, partner.network, partner.address)]
+
+    def received_by(self, event: ev.PrivateMessage, client: SilcClient, to: Identity, occupant: str) -> list[Event]:
+        """A private message to the own client (`client`) of XMPP user `to`: for them, at
+        `occupant` (their occupant JID in the room where they last spoke)."""
+        text = self._text(event, to.nick)
+        if not text:
+            return []
+        return [self._private(event, client.joined, text, to.nick, to.network, occupant)]
+
+    def _text(self, event: ev.PrivateMessage, written_to: str) -> str:
+        """What a private message says; "" when there is nothing to pass on."""
+        if event.keyed:
+            self._help(event, "muc-bridge: your message was not delivered: muc-bridge reads no private "
+                              f"messages under a private message key; remove the key you set for "
+                              f"{written_to} and send it again.")
+            return ""
+        if event.flags & (MessageFlag.DATA | MessageFlag.PACKET):
+            log.info("silc_private_data_skipped", network=self.adapter.network, flags=hex(event.flags))
+            return ""
+        return decode_text(event.data, event.flags).strip()
+
+    def _private(self, event: ev.PrivateMessage, joined: dict[str, Channel], text: str, to_nick: str,
+                 to_network: str, to_address: str) -> Private:
+        """The `Private` for someone elsewhere, written where the sender shares `joined` channels."""
+        adapter, user = self.adapter, event.user
+        rooms = tuple(adapter._rooms[key] for key, channel in joined.items() if user.client_id in channel.members)
         kind = (MessageKind.ACTION if event.flags & MessageFlag.ACTION
                 else MessageKind.NOTICE if event.flags & MessageFlag.NOTICE else MessageKind.PLAIN)
-        return [Private(Endpoint(adapter.network, rooms[0] if rooms else ""), me,
-                        SIGNATURE_MARKS[event.signature] + text, partner.nick, partner.network,
-                        partner.address, reply=user.nick, rooms=rooms, kind=kind)]
+        return Private(Endpoint(adapter.network, rooms[0] if rooms else ""), adapter._identity(user),
+                       SIGNATURE_MARKS[event.signature] + text, to_nick, to_network, to_address,
+                       reply=user.nick, rooms=rooms, kind=kind)
 
     def refuse(self, event: Private, why: str) -> None:
         session = self._session()
@@ -90,38 +112,47 @@ class SilcPrivates:
         self._say(session, user, f"muc-bridge: your message to {event.to_nick} was not delivered: {why}")
 
     def reach(self, room: str, nick: str) -> str | None:
-        user = self._member(nick, room)
+        user = self.member(nick, room)
         return user.nick if user is not None else None
 
     async def deliver(self, event: Private) -> None:
+        """From the relay client (`<alice> text`, after a hint the first time), or from the
+        sender's own client if they have one (`bridge.silc.users`)."""
         adapter, to = self.adapter, event.to_address
         session = self._session()
         if session is None:
             raise Undeliverable(f"muc-bridge is not connected to SILC network {adapter.network} just now")
-        user = self._member(to) or await self._identify(session, to)
-        if user is None:
+        user = self.member(to) or await self._identify(session, to)
+        if user is None or adapter.users.own(user):  # IDENTIFY may find an XMPP user's own client
             raise Undeliverable(f"{to} is not in any channel muc-bridge is in on SILC network "
                                 f"{adapter.network}")
+        own = adapter.users.client_of(event.sender)
         person = adapter._identity(user).native_id
-        self.partners.talked(person, Partner(event.sender.nick, event.endpoint.network, event.reply))
         try:
-            if self._hinted.due((person, event.sender.key)):
-                self._say(session, user, hint_text(event.sender.nick, event.endpoint.network,
-                                                   event.endpoint.room, self._relay()))
-            flags, chunks = adapter._chunks(Message(event.endpoint, event.sender, event.text, event.kind))
+            if own is not None:
+                session = own.session
+            else:
+                self.partners.talked(person, Partner(event.sender.nick, event.endpoint.network, event.reply))
+                if self._hinted.due((person, event.sender.key)):
+                    self._say(session, user, hint_text(event.sender.nick, event.endpoint.network,
+                                                       event.endpoint.room, self._relay()))
+            flags, chunks = adapter._chunks(Message(event.endpoint, event.sender, event.text, event.kind),
+                                            own=own is not None)
             for chunk in chunks:
                 session.send_private_message(user.client_id, chunk, flags)
         except NotConnected as exc:
             raise Undeliverable(f"the connection to SILC network {adapter.network} was lost "
                                 f"({exc})") from None
 
-    def _member(self, nick: str, room: str = "") -> ev.User | None:
-        """The user called `nick` in the joined channel `room` (any joined channel when "")."""
+    def member(self, nick: str, room: str = "") -> ev.User | None:
+        """The SILC user called `nick` in the joined channel `room` (any joined channel when
+        ""); never an XMPP user's own client."""
         session = self._session()
         if session is None:
             return None
         channels = [c for key, c in self._joined().items() if not room or key == room.casefold()]
-        return session.user_called(nick, (i for channel in channels for i in channel.members))
+        return session.user_called(nick, (i for channel in channels for i in channel.members),
+                                   skip=self.adapter.users.own)
 
     async def _identify(self, session: Session, nick: str) -> ev.User | None:
         """Someone not resolved since the relay client joined: by IDENTIFY, the command made

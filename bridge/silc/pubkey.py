@@ -120,10 +120,11 @@ def key_pair_from_private(private: rsa.RSAPrivateKey, identifier: str) -> KeyPai
     return KeyPair(private, decode_public_key(encoded))
 
 
-def load_or_create_key_pair(key_dir: str | os.PathLike[str], username: str) -> KeyPair:
-    """The bridge's key pair from `key_dir`, made (mode 0600) if missing."""
+def load_or_create_key_pair(key_dir: str | os.PathLike[str], username: str, name: str = PRIVATE_FILE) -> KeyPair:
+    """The key pair in file `name` of `key_dir` (the bridge's own by default), made (mode
+    0600, the directory 0700) if missing."""
     directory = Path(key_dir)
-    path = directory / PRIVATE_FILE
+    path = directory / name
     identifier = identifier_for(username)
     if path.exists():
         private = serialization.load_pem_private_key(path.read_bytes(), password=None)

@@ -241,3 +241,24 @@ def test_the_component_link_is_plain_unless_tls_and_a_ca_file_must_hold_certific
         (4, "component.ca_file", f"no such file: {tmp_path / 'none.pem'}")]
     assert problems(tls.replace("CA", str(tmp_path / "key.pem"))) == [
         (4, "component.ca_file", f"{tmp_path / 'key.pem'} holds no CA certificate in PEM form")]
+
+
+def test_xmpp_users_is_relay_unless_a_silc_endpoint_says_connect():
+    config = parse_config(GOOD)
+    assert [e.xmpp_users for e in config.links[0].endpoints] == ["relay"] * 3
+    assert config.networks["silcnet"].xmpp_user_clients == 20
+    text = GOOD.replace("    - silc: silcnet/hackers\n", "    - silc: silcnet/hackers\n      xmpp_users: connect\n") \
+               .replace("    host: silc.example.net\n", "    host: silc.example.net\n    xmpp_user_clients: 1\n"
+                        "    xmpp_user_idle: 60\n")
+    config = parse_config(text)
+    assert config.links[0].endpoints[2].xmpp_users == "connect"
+    assert (config.networks["silcnet"].xmpp_user_clients, config.networks["silcnet"].xmpp_user_idle) == (1, 60.0)
+    found = problems(text.replace("xmpp_users: connect", "xmpp_users: puppets")
+                     .replace("xmpp_user_idle: 60", "xmpp_user_idle: 0")
+                     .replace("    - irc: libera/#hackers\n", "    - irc: libera/#hackers\n      xmpp_users: connect\n"))
+    assert found == [
+        (13, "networks.silcnet.xmpp_user_idle", "must be a number of seconds above 0"),
+        (18, "links.hackers[1].xmpp_users",
+         "only SILC endpoints take xmpp_users, for now (XMPP users reach IRC through the relay)"),
+        (20, "links.hackers[2].xmpp_users", "must be relay or connect"),
+    ]

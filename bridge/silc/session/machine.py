@@ -68,6 +68,9 @@ class SessionConfig:
     command_timeout: float = 20.0
     resolve_timeout: float = 10.0
     event_queue: int = 10_000  # beyond it events are dropped (logged): room for a burst behind a WHOIS
+    #: False for a client that only speaks (an XMPP user's own): what others say and do in
+    #: its channels is no event, and nobody there is looked up; private messages still are.
+    hears_channels: bool = True
 
 
 class Session(Commands, Users, Messages, Notifies, Rekeying):

@@ -47,7 +47,7 @@ class Messages:
             self.log.debug("silc_channel_message_ignored", dst=str(p.dst))
             return
         sender = p.src.data
-        if self._is_own(sender):
+        if self._is_own(sender) or not self.config.hears_channels:
             return
         try:
             msg, _ = decrypt_channel_message(channel.receiving_keys(), p.payload, sender, channel.id.data)
@@ -75,7 +75,8 @@ class Messages:
             self.log.info("silc_private_message_ignored", src=str(p.src))
             return
         if p.flags & PacketFlag.PRIVMSG_KEY:  # the bridge has no private message keys: unread
-            self._queue_event((p.src.data,), lambda u: u and ev.PrivateMessage(u, 0, b"", keyed=True))
+            self._queue_event((p.src.data,), lambda u: u and ev.PrivateMessage(u, 0, b"", keyed=True),
+                              private=True)
             return
         msg = decode_plain(p.payload)
         if msg.flags & MessageFlag.PACKET:
@@ -88,7 +89,7 @@ class Messages:
             signature = check_signature(msg.signed, user.fingerprint, user.public_key)
             return ev.PrivateMessage(user, msg.flags, msg.data, signature)
 
-        self._queue_event((p.src.data,), build, _needs_sender_key(msg))
+        self._queue_event((p.src.data,), build, _needs_sender_key(msg), private=True)
 
     def _on_channel_key(self, p: Packet) -> None:
         payload = ChannelKeyPayload.decode(p.payload)

@@ -88,6 +88,8 @@ class Users:
         """Learn who the members of a channel just joined are, in one WHOIS per WHOIS_BATCH
         unknown ones, so that they can be found by nick before they say anything (the JOIN
         reply names them by Client ID only)."""
+        if not self.config.hears_channels:
+            return
         unknown = [i for i in channel.members if i not in self._users and not self._is_own(i)]
         for start in range(0, min(len(unknown), MEMBERS_ASKED), WHOIS_BATCH):
             try:
@@ -100,14 +102,17 @@ class Users:
                 if user.client_id not in self._users:
                     self._remember(user)
 
-    def user_called(self, nick: str, among: Iterable[bytes] | None = None) -> ev.User | None:
+    def user_called(self, nick: str, among: Iterable[bytes] | None = None,
+                    skip: Callable[[ev.User], bool] | None = None) -> ev.User | None:
         """The user called `nick` (case-insensitively) among the Client IDs `among` (among all
-        users resolved so far when None), if resolved already; never the bridge's own client."""
+        users resolved so far when None), if resolved already; never the bridge's own client,
+        nor one `skip` says no to."""
         folded = nick.casefold()
         ids = reversed(self._users) if among is None else among  # the most recently seen first
         for client_id in ids:
             user = self._users.get(client_id)
-            if user is not None and user.nick.casefold() == folded and not self._is_own(client_id):
+            if user is not None and user.nick.casefold() == folded and not self._is_own(client_id) \
+                    and not (skip and skip(user)):
                 return user
         return None
 
@@ -117,8 +122,13 @@ class Users:
         return self._queue.qsize()
 
     def _queue_event(
-        self, ids: tuple[bytes, ...], build: Callable[..., ev.SessionEvent | None], with_key: bool = False
+        self, ids: tuple[bytes, ...], build: Callable[..., ev.SessionEvent | None], with_key: bool = False,
+        private: bool = False,
     ) -> None:
+        """`build(*users)` once the users `ids` are resolved; of a client that does not hear
+        its channels, only `private` messages are (the rest need nobody resolved)."""
+        if ids and not private and not self.config.hears_channels:
+            return
         try:
             self._queue.put_nowait((ids, build, with_key))
         except asyncio.QueueFull:

@@ -154,6 +154,9 @@ class Cell:
         first = self.client_by_nick(nick)
         return [c for c in self.registered() if first and c.prepared_nick == first.prepared_nick]
 
+    def client_ids(self) -> list[bytes]:
+        return [c.id for c in self.registered()]
+
     def client_by_id(self, ident: SilcId) -> Client | None:
         return next((c for c in self.registered() if ident.type == ID_CLIENT and c.id == ident.data), None)
 

@@ -234,7 +234,11 @@ def nick(cell: Cell, client: Client, cmd: Command) -> None:
         raise CommandError(Status.ERR_BAD_NICKNAME) from exc
     if name != client.nick:  # like silcd, the same nickname keeps its ID
         old = client.id_payload
-        client.old_id, client.id = client.id, client_id(cell.server_id[:4], prepared)
+        try:
+            new_id = client_id(cell.server_id[:4], prepared, cell.client_ids())
+        except ValueError as exc:
+            raise CommandError(Status.ERR_NICKNAME_IN_USE) from exc
+        client.old_id, client.id = client.id, new_id
         client.nick, client.prepared_nick = name, prepared
         # Like silcd, to the client itself only when it is on a channel.
         for peer in ([client] if client.channels else []) + cell.peers_of(client):

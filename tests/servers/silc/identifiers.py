@@ -7,6 +7,7 @@ import hashlib
 import os
 import stringprep
 import unicodedata
+from collections.abc import Iterable
 
 _APPENDIX_C = set("!*,?@")  # nicknames only
 
@@ -75,10 +76,18 @@ def server_id(ip: bytes, port: int) -> bytes:
     return ip + port.to_bytes(2, "big") + os.urandom(2)
 
 
-def client_id(ip: bytes, prepared_nick: str) -> bytes:
+def client_id(ip: bytes, prepared_nick: str, taken: Iterable[bytes] = ()) -> bytes:
     """IPv4 address, 8-bit random number, first 88 bits of MD5 of the prepared
-    nickname (silc-spec 3.1.1)."""
-    return ip + os.urandom(1) + hashlib.md5(prepared_nick.encode()).digest()[:11]
+    nickname (silc-spec 3.1.1), not one of the IDs `taken`: the random number tells
+    apart up to 2^8 clients from one address with one nickname (a gateway's users),
+    and with all of them taken there is none (ValueError; silc-commands NICK:
+    SILC_STATUS_ERR_NICKNAME_IN_USE)."""
+    nick_hash = hashlib.md5(prepared_nick.encode()).digest()[:11]
+    used = {i[4] for i in taken if i[:4] == ip and i[5:] == nick_hash}
+    free = [n for n in range(256) if n not in used]
+    if not free:
+        raise ValueError("2^8 clients from this address have this nickname")
+    return ip + bytes([free[os.urandom(1)[0] % len(free)]]) + nick_hash
 
 
 def channel_id(server: bytes, counter: int) -> bytes:

@@ -301,7 +301,10 @@ class SilcTestServer:
         client.nick = nick
         client.username = new.username if "@" in new.username else f"{new.username}@{client.host}"
         client.realname = new.realname or new.username
-        client.id = client_id(self.cell.server_id[:4], client.prepared_nick)
+        try:
+            client.id = client_id(self.cell.server_id[:4], client.prepared_nick, self.cell.client_ids())
+        except ValueError as exc:
+            raise Disconnect(Status.ERR_NICKNAME_IN_USE, str(exc)) from exc
         client.send(PacketType.NEW_ID, client.id_payload)
         cipher = client.session.cipher
         for line in (

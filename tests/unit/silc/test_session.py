@@ -590,3 +590,25 @@ async def test_random_payloads_of_every_type_are_dropped_not_fatal(h):
     await asyncio.sleep(0.3)
     assert not h.session.done.done() and not h.task.done()
     await h.session.ping()
+
+
+async def test_a_client_that_does_not_hear_its_channels_looks_nobody_up_but_its_private_messages():
+    h = await connect(hears_channels=False)
+    try:
+        alice = h.server.add_user(5, "alice")
+        h.server.members = [alice]
+        channel = await joined(h)
+        await h.session.resolve_members(channel)
+        h.server.channel_message(alice, "hello bridge")
+        h.server.notify(Notify.JOIN, (1, encode_id_payload(h.server.add_user(6, "bob"))),
+                        (2, encode_id_payload(h.server.channel_id)))
+        h.server.send(PacketType.PRIVATE_MESSAGE, encode_plain(MessageFlag.UTF8, b"psst"), src=alice)
+        pm = await h.next_event()
+        assert isinstance(pm, ev.PrivateMessage) and pm.data == b"psst"
+        await asyncio.sleep(0.05)
+        assert not h.events
+        assert [c.command for c in h.server.commands].count(Command.WHOIS) == 1  # alice's, for the PM
+        assert len(channel.members) == 3  # who is in still followed: its messages need the key
+        h.session.send_channel_message(channel, b"it still speaks")
+    finally:
+        h.task.cancel()

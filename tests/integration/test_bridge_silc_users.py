@@ -1,0 +1,111 @@
+"""`xmpp_users: connect` on a SILC endpoint, through the whole bridge: an XMPP occupant who
+speaks appears in the SILC channel as a SILC client of their own, under a key the bridge
+keeps for them; over the cap, or until their client is in, the relay speaks for them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.integration.bridge_harness import ROOM, bridge_ready, config_text, running_bridge, silc_network
+from tests.integration.test_bridge_addresses import chat
+from tests.servers.silc.server import SilcTestServer
+from tests.servers.silc.user import ChannelMessage, Joined, NickChanged, PrivateMessage, SignedOff, TestUser
+
+pytestmark = pytest.mark.timeout(90)
+IDLE = 4.0
+
+
+def config(prosody, tmp_path, silc) -> str:
+    networks = silc_network("silcnet", silc, tmp_path).replace(
+        "}\n", f", xmpp_user_clients: 1, xmpp_user_idle: {IDLE}}}\n")
+    links = f"  l:\n    - xmpp: {ROOM}\n    - silc: silcnet/hackers\n      xmpp_users: connect\n"
+    return config_text(prosody, tmp_path, networks, links)
+
+
+async def test_xmpp_users_speak_in_silc_through_clients_of_their_own(prosody, xmpp_user, tmp_path):
+    async with SilcTestServer() as silc, TestUser("sam", silc.port) as sam:
+        await sam.join("hackers")
+        alice, bob = await xmpp_user("alice"), await xmpp_user("bob")
+        await alice.join(ROOM, "alice")
+        await bob.join(ROOM, "bob")
+        async with running_bridge(config(prosody, tmp_path, silc)):
+            await bridge_ready(alice, [], "")
+            await sam.wait_for(ChannelMessage, timeout=15, text=lambda t: "end-to-end" in t)
+
+            # the first line goes through the relay at once; alice's own client comes in for the next
+            alice.say(ROOM, "one")
+            await sam.wait_for(ChannelMessage, timeout=10, nick="relay", text="<alice> one")
+            await sam.wait_for(Joined, timeout=15, nick="alice")
+            alice.say(ROOM, "two")
+            await sam.wait_for(ChannelMessage, timeout=10, nick="alice", text="two")
+            alice.me(ROOM, "waves")
+            waved = await sam.wait_for(ChannelMessage, timeout=10, nick="alice", text="waves")
+            assert waved.action
+            fingerprint = (await sam.getkey("alice")).fingerprint
+            assert fingerprint != (await sam.getkey("relay")).fingerprint
+            whois = await sam.whois("alice")
+            assert "XMPP user" in whois.get(5).decode() and "alice" not in whois.get(4).decode()
+
+            # the cap is 1: bob speaks through the relay, and goes on doing so
+            bob.say(ROOM, "from bob")
+            await sam.wait_for(ChannelMessage, timeout=10, nick="relay", text="<bob> from bob")
+            await asyncio.sleep(1.0)  # his client would be in by now
+            bob.say(ROOM, "bob again")
+            await sam.wait_for(ChannelMessage, timeout=10, nick="relay", text="<bob> bob again")
+            assert not sam.events_of(Joined, nick="bob")
+
+            # sam reaches the MUC once; nothing of alice's client comes back
+            await sam.say("hackers", "from silc")
+            await alice.wait_for_message(ROOM, "from silc", nick="sam")
+            await bob.wait_for_message(ROOM, "from silc", nick="sam")
+            await asyncio.sleep(1.0)  # a duplicate or an echo would be here by now
+            assert [m.body for m in bob.messages if m.nick == "sam"] == ["from silc"]
+            assert sorted(m.body for m in bob.messages if m.body and m.nick not in ("sam", "bridge")) == \
+                ["/me waves", "bob again", "from bob", "one", "two"]  # each as alice or bob said it, once
+            assert alice.occupants(ROOM) == {"alice", "bob", "bridge", "sam"}
+
+            # a nick change in the MUC is alice's client's own
+            await alice.change_nick(ROOM, "alicia")
+            renamed = await sam.wait_for(NickChanged, timeout=10, old="alice")
+            assert renamed.new == "alicia"
+            alice.say(ROOM, "renamed")
+            await sam.wait_for(ChannelMessage, timeout=10, nick="alicia", text="renamed")
+            assert not sam.events_of(ChannelMessage, nick="relay", text=lambda t: "known as" in t)
+
+            # private messages both ways between sam and alice's client
+            await sam.msg("alicia", "psst")
+            got = await alice.chats.wait_for(lambda m: m.body == "psst", timeout=10)
+            assert (got.room, got.nick) == (ROOM, "sam")
+            chat(alice, f"{ROOM}/sam", "hi sam", "pm-1")
+            await sam.wait_for(PrivateMessage, timeout=10, nick="alicia", text="hi sam")
+            assert not sam.events_of(PrivateMessage, nick="relay")
+
+            # alice leaves the MUC: her client leaves SILC
+            await alice.leave(ROOM, "gone fishing")
+            await sam.wait_for(SignedOff, timeout=10, nick="alicia")
+            await alice.join(ROOM, "alice")
+
+        # after a restart alice's client has the same key
+        async with running_bridge(config(prosody, tmp_path, silc)):
+            await bridge_ready(alice, [], "", after=(len(alice.presences), 0))
+            await asyncio.sleep(0.5)  # the bot's join is reflected before the relay client is in
+            alice.say(ROOM, "back")
+            await sam.wait_for(ChannelMessage, timeout=15, nick="relay", text="<alice> back")
+            await sam.wait_for(Joined, timeout=15, nick="alice")
+            assert (await sam.getkey("alice")).fingerprint == fingerprint
+
+            # her client's connection drops: nothing is lost meanwhile, and it comes back
+            await silc.drop("alice")
+            await sam.wait_for(SignedOff, nick="alice")
+            alice.say(ROOM, "while down")
+            await sam.wait_for(ChannelMessage, timeout=10,
+                               text=lambda t: t in ("<alice> while down", "while down"))
+            await sam.wait_for(Joined, timeout=15, nick="alice")
+            alice.say(ROOM, "up again")
+            await sam.wait_for(ChannelMessage, timeout=10, nick="alice", text="up again")
+
+            # idle: the client quits on its own
+            await sam.wait_for(SignedOff, timeout=IDLE + 6, nick="alice")
+            assert "alice" not in silc.channel_nicks("hackers")
