@@ -64,8 +64,10 @@ CONNECT_TIMEOUT = 5.0
 CLOSE_WAIT = 10.0
 READ_TIMEOUT = 2.0
 WRITE_TIMEOUT = 30.0
-#: How long a delivery waits for the writes before it to be committed (`durable`).
-DURABLE_WAIT = 2.0
+#: How long a delivery waits for the writes before it to be committed (`durable`): longer
+#: than the lease takes to find its database lost (`lease.CHECK_EVERY` + `CHECK_TIMEOUT`),
+#: so that by then the router is paused and the delivery held, not sent uncommitted.
+DURABLE_WAIT = 4.0
 #: Local parts loaded in the background at once, at most.
 LOADS = 100
 
@@ -231,17 +233,18 @@ class PostgresStore:
         return self._writes
 
     async def durable(self, mark: int) -> None:
-        """Return once the writes made before `mark()` gave `mark` are committed; at once
-        when the database is away (nothing can be), or after `DURABLE_WAIT`. A standby's
-        router awaits this before each delivery: what a new leader reads (the rooms' cursors,
-        the message ids) is then never older than what the old one delivered."""
-        if self._done >= mark or self._away or self.fenced:
+        """Return once the writes made before `mark()` gave `mark` are committed, or this
+        store is fenced, or after `DURABLE_WAIT`. A standby's router awaits this before each
+        delivery: what a new leader reads (the rooms' cursors, the message ids) is then never
+        older than what the old one delivered. The database away is no reason to go on: a
+        delivery made then may be made again by the next leader."""
+        if self._done >= mark or self.fenced:
             return
         self.flush()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(DURABLE_WAIT):
                 async with self._committed:
-                    await self._committed.wait_for(lambda: self._done >= mark or self._away or self.fenced)
+                    await self._committed.wait_for(lambda: self._done >= mark or self.fenced)
 
     def close(self) -> None:
         """Stop without waiting for the database (what is queued is lost; `aclose` waits)."""

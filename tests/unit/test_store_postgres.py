@@ -60,6 +60,26 @@ async def test_writes_made_while_the_database_is_away_reach_it_when_it_is_back(o
     await store.aclose()
 
 
+async def test_a_delivery_waits_for_its_writes_while_the_database_is_away(own_postgres, monkeypatch):
+    """A standby's leader cut off from its database must not deliver what the next leader
+    would deliver again: `durable` holds until the write is in (or the lease pauses the
+    router), not returning at once because nothing can be committed."""
+    monkeypatch.setattr(postgres, "DURABLE_WAIT", 120.0)
+    url = own_postgres.create_database("bridge")
+    store = open_store(url)
+    assert await store.commit()
+    own_postgres.stop()
+    store.save_cursor("heard:xmpp/room@muc", {"until": 7})
+    assert not await store.commit(timeout=1.0) and store._away
+    waiting = asyncio.ensure_future(store.durable(store.mark()))
+    await asyncio.sleep(1.0)
+    assert not waiting.done()
+    own_postgres.start()
+    await asyncio.wait_for(waiting, 60.0)
+    assert await count(url, "cursors WHERE name = 'heard:xmpp/room@muc'") == 1
+    await store.aclose()
+
+
 async def test_the_backlog_is_bounded_and_the_oldest_go_first(own_postgres, monkeypatch):
     monkeypatch.setattr(postgres, "BACKLOG", 100)
     url = own_postgres.create_database("bridge")
