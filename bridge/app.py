@@ -93,8 +93,9 @@ class Bridge:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGHUP, self.reloader.on_signal)
+        if self.reloader.path is not None:  # a file to read again (the demo has none: SIGHUP is its own)
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGHUP, self.reloader.on_signal)
         log.info("bridge_starting", links=len(self.config.links), networks=len(self.config.networks))
         for link in self.config.links:
             self.announce_silc(link)
