@@ -6,7 +6,8 @@ answered from memory, and only this store's own tasks talk to the database:
 - Opening it (before the event loop runs, as `muc-bridge run` does) connects, waiting
   for the database at most `START_WAIT`, migrates, prunes and loads what is served from
   memory: every cursor and pinned key (a few per room and server), the `PUPPET_CACHE`
-  puppets seen last and the newest `MESSAGE_CACHE` message-id mappings.
+  puppets seen last and the newest `MESSAGE_CACHE` message-id mappings (with the other
+  names their messages have on the same endpoints).
 - Reads a cache may miss are done ahead of need: the XMPP adapter awaits `prepare` with
   the identities of an event before it delivers it, which loads their puppets (and the
   holders of the local parts new ones would get); the router awaits `prepare_messages`
@@ -202,9 +203,10 @@ class PostgresStore:
                 "SELECT network, native_id, localpart, nick, seen FROM puppets ORDER BY seen DESC LIMIT $1",
                 PUPPET_CACHE)):
             self._remember_puppet(row)
-        for row in reversed(await conn.fetch(
+        for row in await conn.fetch(  # each with its message's other names on its endpoint
                 "SELECT link, origin_id, endpoint, native_id, created FROM messages "
-                "ORDER BY created DESC LIMIT $1", MESSAGE_CACHE)):
+                "WHERE (link, origin_id, endpoint) IN (SELECT link, origin_id, endpoint FROM messages "
+                "ORDER BY created DESC LIMIT $1) ORDER BY created", MESSAGE_CACHE):
             self._cache_message(*row)
 
     def flush(self) -> None:
@@ -582,7 +584,9 @@ class PostgresStore:
     def _cache_message(self, link: str, origin_id: str, endpoint: str, native_id: str,
                        created: float, loaded: bool = False) -> None:
         """A mapping made now, or `loaded` from the database (memory, where it has the row,
-        is as new; among a message's names there, a loaded one takes its place by age)."""
+        is as new). A message's names on one endpoint are in memory all or none, oldest
+        first, and leave it together, least recently used first: its first name and its
+        newest stay right."""
         row = (link, endpoint, native_id)
         if loaded and row in self._rows:
             return
@@ -593,8 +597,16 @@ class PostgresStore:
         while loaded and at and self._rows[(link, endpoint, names[at - 1])][1] > created:
             at -= 1
         names.insert(at, native_id)
+        for name in names:
+            self._rows.move_to_end((link, endpoint, name))
         while len(self._rows) > MESSAGE_CACHE:
-            self._forget_message(next(iter(self._rows)))
+            self._forget_names(next(iter(self._rows)))
+
+    def _forget_names(self, row: tuple[str, str, str]) -> None:
+        """Forget `row` and the other names its message has on that endpoint."""
+        link, endpoint, _ = row
+        for name in list(self._names.get((link, self._rows[row][0], endpoint), ())):
+            self._forget_message((link, endpoint, name))
 
     def _forget_message(self, row: tuple[str, str, str]) -> None:
         found = self._rows.pop(row, None)
@@ -621,7 +633,7 @@ class PostgresStore:
         keep = self.message_limit if keep is None else keep
         while self._rows and (len(self._rows) > keep
                               or next(iter(self._rows.values()))[1] < now - self.message_ttl):
-            self._forget_message(next(iter(self._rows)))
+            self._forget_names(next(iter(self._rows)))
         self._prune = (now, keep)
         self.flush()
 
