@@ -57,7 +57,7 @@ class Bridge:
         self.ids = MessageIds(self.store, limit=config.store.message_limit)
         # A standby's leader delivers nothing before its store has what led to it.
         self.router = Router(config.links, max_age=config.delivery.max_age,
-                             barrier=self.store if config.store.standby else None)
+                             barrier=self.store if config.store.standby else None, ids=self.ids)
         xmpp = XmppAdapter(config.component, self.router.receive, self.store, config.delivery.max_age,
                            self.ids)
         self.xmpp = xmpp

@@ -8,15 +8,20 @@ need: the message called `native_id` on one endpoint, what is it called on anoth
 
 The newest `memory` entries are answered from memory; all go to the store, which keeps
 them for `MESSAGE_TTL` and at most `limit` of them (pruned every `prune_every` writes, and
-by the app now and then). Endpoints that give no ids (SILC, an IRC server without
-`msgid`) record nothing: their messages cannot be referred to.
+by the app now and then). A store that answers from memory only (PostgreSQL's) loads the
+older ones an event refers to before the event is delivered: the router awaits `prepare`.
+A name translated as an event arrives (an XMPP room's stanza-id or client id for the
+message a correction names) may be unknown then; the event carries it as it came, and the
+read-ahead finds the message by any of its names. Endpoints that give no ids (SILC, an IRC
+server without `msgid`) record nothing: their messages cannot be referred to.
 """
 
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterable
 
-from bridge.core.events import Endpoint
+from bridge.core.events import Endpoint, Event, Message, Reaction, Retraction
 from bridge.store.base import Store
 
 #: Entries answered from memory (each direction).
@@ -30,6 +35,16 @@ _SEP = "\x1f"  # between endpoint and id in an origin key; XML cannot carry it
 
 def origin_key(endpoint: Endpoint, native_id: str) -> str:
     return f"{endpoint}{_SEP}{native_id}"
+
+
+def references(event: Event) -> tuple[str, ...]:
+    """The ids (on `event`'s endpoint) of the earlier messages `event` names: the one it
+    corrects or answers, reacts to or retracts."""
+    if isinstance(event, Message):
+        return tuple(ref for ref in (event.replaces, event.reply_to) if ref is not None)
+    if isinstance(event, Reaction | Retraction):
+        return (event.target,)
+    return ()
 
 
 class MessageIds:
@@ -86,6 +101,16 @@ class MessageIds:
         if names is not None:
             return names[0] if sent else names[1]
         return self.store.find_message(link, key, str(to), first=sent)
+
+    async def prepare(self, links: Iterable[str], event: Event, to: Endpoint) -> None:
+        """Have at hand what `translate` needs for the messages `event` names, on its way to
+        `to` in one of `links`: the store loads those it has on disk only, in one read."""
+        where = str(event.endpoint)
+        lookups = [(link, where, native_id, origin_key(event.endpoint, native_id))
+                   for native_id in references(event) for link in links
+                   if self.translate(link, event.endpoint, native_id, to) is None]
+        if lookups:
+            await self.store.prepare_messages(lookups)
 
     def _keep(self, table: collections.OrderedDict, key: tuple[str, str, str], value: str) -> None:
         table[key] = value

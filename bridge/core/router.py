@@ -6,7 +6,10 @@ count): a stuck network must not grow memory or stall the others. An event
 older than `max_age` when its turn comes is dropped too, and the room gets one
 line saying how many, instead of a late flood. Private messages go through one queue per
 recipient network (`bridge.core.private`); one that cannot be delivered, or is too old,
-goes back to its sender's adapter to be refused.
+goes back to its sender's adapter to be refused. Before an event that names an earlier
+message (a correction, reply, reaction or retraction) is delivered, the message ids its
+adapter will translate are read ahead from the store (`MessageIds.prepare`): every adapter
+then finds them however old, within the store's bounds.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import structlog
@@ -22,6 +25,7 @@ import structlog
 from bridge.config_types import EndpointConfig, LinkConfig
 from bridge.core.adapter import Adapter
 from bridge.core.events import BRIDGE, Endpoint, Event, Message, MessageKind, Private, Topic
+from bridge.core.idmap import MessageIds
 from bridge.core.notices import stale_text
 from bridge.core.private import PrivateRoutes, Undeliverable
 from bridge.core.reload import endpoint_options
@@ -56,7 +60,8 @@ class EndpointQueue:
     def __init__(self, endpoint: Endpoint, adapter: Adapter, size: int, max_age: float = 0.0,
                  refuse: Callable[[Private, str], None] | None = None,
                  stats: RelayStats | None = None, relaying: asyncio.Event | None = None,
-                 barrier: Barrier | None = None) -> None:
+                 barrier: Barrier | None = None,
+                 read_ahead: Callable[[Endpoint, Event], Awaitable[None]] | None = None) -> None:
         self.endpoint = endpoint
         self.adapter = adapter
         self.stats = stats or RelayStats()
@@ -66,6 +71,7 @@ class EndpointQueue:
         self.ready = asyncio.Event()
         self.relaying = relaying  # cleared: deliveries wait (the router is paused)
         self.barrier = barrier
+        self.read_ahead = read_ahead  # awaited with (this endpoint, event) right before delivery
         self.dropped = 0
         self.stale = 0
 
@@ -113,6 +119,8 @@ class EndpointQueue:
             await self.barrier.durable(mark)
         if self.relaying is not None:
             await self.relaying.wait()
+        if self.read_ahead is not None:
+            await self.read_ahead(self.endpoint, event)
         try:
             await self.adapter.deliver(self.endpoint.room, event)
         except Undeliverable as why:
@@ -130,7 +138,8 @@ class EndpointQueue:
 
 class Router:
     def __init__(self, links: tuple[LinkConfig, ...], queue_size: int = 10_000,
-                 max_age: float = 0.0, barrier: Barrier | None = None) -> None:
+                 max_age: float = 0.0, barrier: Barrier | None = None,
+                 ids: MessageIds | None = None) -> None:
         # One read from a busy IRC server can hold a thousand lines, all emitted
         # before a worker runs: the bound must absorb such a burst, not drop it.
         self.links = links
@@ -144,6 +153,8 @@ class Router:
         self.relaying = asyncio.Event()
         self.relaying.set()
         self.barrier = barrier  # a standby's: see `Barrier`
+        self.ids = ids  # read ahead before delivery, when given
+        self.link_names = _link_names(links)
         # For each endpoint: (other endpoint, its config, origin's config), deduplicated.
         self.routes: dict[Endpoint, list[tuple[Endpoint, EndpointConfig, EndpointConfig]]] = _routes(links)
         self.privates = PrivateRoutes(self.adapters, self.routes,
@@ -177,6 +188,7 @@ class Router:
         self.links = links
         self.routes.clear()  # in place: `privates` reads the same dict
         self.routes.update(_routes(links))
+        self.link_names = _link_names(links)
         for endpoint in [e for e in self.queues if e.room and e not in self.routes]:
             self._close(endpoint)
         if self._tasks is not None:
@@ -218,11 +230,17 @@ class Router:
         if queue is None:
             queue = EndpointQueue(endpoint, self.adapters[endpoint.network], self.queue_size,
                                   self.max_age, self.privates.refuse, self.stats, self.relaying,
-                                  self.barrier)
+                                  self.barrier, self._read_ahead)
             self.queues[endpoint] = queue
             if self._tasks is not None:
                 self._restart(queue)
         return queue
+
+    async def _read_ahead(self, to: Endpoint, event: Event) -> None:
+        """The ids of the messages `event` names, at hand before `to`'s adapter translates
+        them (under the link it knows `to` by: one of those `to` is in)."""
+        if self.ids is not None:
+            await self.ids.prepare(self.link_names.get(to, ()), event, to)
 
     def _open(self, network: str) -> None:
         """A queue (and its worker) for each routed endpoint of `network`, and for its
@@ -275,3 +293,14 @@ def _routes(links: tuple[LinkConfig, ...]) -> dict[Endpoint, list[tuple[Endpoint
                 if target is not origin and all(to != r[0] for r in out):
                     out.append((to, target, origin))
     return routes
+
+
+def _link_names(links: tuple[LinkConfig, ...]) -> dict[Endpoint, tuple[str, ...]]:
+    """The names of the links each endpoint is in (the message-id map is kept per link)."""
+    names: dict[Endpoint, tuple[str, ...]] = {}
+    for link in links:
+        for ep in link.endpoints:
+            key = Endpoint(ep.network, ep.room)
+            if link.name not in names.get(key, ()):
+                names[key] = names.get(key, ()) + (link.name,)
+    return names

@@ -108,6 +108,11 @@ class Store(Protocol):
         """Have these identities' puppets in memory before a synchronous call needs them
         (a store that reads its disk on the spot does nothing)."""
 
+    async def prepare_messages(self, lookups: Iterable[tuple[str, str, str, str]]) -> None:
+        """Have every name of the messages `lookups` name in memory before `find_origin` and
+        `find_message` need them: each as (link, endpoint, native id, the origin id it has if
+        it was said there)."""
+
     def flush(self) -> None:
         """Commit pending writes now (or have them committed soon, without waiting)."""
 

@@ -6,13 +6,15 @@ answered from memory, and only this store's own tasks talk to the database:
 - Opening it (before the event loop runs, as `muc-bridge run` does) connects, waiting
   for the database at most `START_WAIT`, migrates, prunes and loads what is served from
   memory: every cursor and pinned key (a few per room and server), the `PUPPET_CACHE`
-  puppets seen last and the newest `MESSAGE_CACHE` message-id mappings.
+  puppets seen last and the newest `MESSAGE_CACHE` message-id mappings (with the other
+  names their messages have on the same endpoints).
 - Reads a cache may miss are done ahead of need: the XMPP adapter awaits `prepare` with
   the identities of an event before it delivers it, which loads their puppets (and the
-  holders of the local parts new ones would get). A local part nobody asked for since the
-  opening misses once (`identity_for_localpart` answers None) and is loaded in the background
-  for the next try; a message older than the newest `MESSAGE_CACHE` is not found (a
-  correction of it goes out as a new message).
+  holders of the local parts new ones would get); the router awaits `prepare_messages`
+  with the messages an event refers to (a correction, reply, reaction or retraction of
+  one older than the newest `MESSAGE_CACHE`), which loads every name each has. A local part
+  nobody asked for since the opening misses once (`identity_for_localpart` answers None)
+  and is loaded in the background for the next try.
 - Writes are queued and committed by the writer task at each `flush`, in one transaction
   (group commits, as SQLite's). A puppet made while its row was not in memory (the database
   was away) gets a provisional local part; the writer claims it in the database and, if the
@@ -53,8 +55,11 @@ from bridge.store.sqlite import (MESSAGE_LIMIT, MESSAGE_TTL, PUPPET_CACHE, PUPPE
 
 log = structlog.get_logger(__name__)
 
-#: Message-id mappings kept in memory (the newest); older ones are not found.
+#: Message-id mappings kept in memory (the newest, and those read ahead since); older ones
+#: are read from the database before an event that refers to them is delivered.
 MESSAGE_CACHE = 20_000
+#: Mappings one read ahead loads at most (a message has one per endpoint and name).
+MESSAGE_READ = 1000
 #: Message-id mappings queued while the database is away; past this the oldest are dropped.
 BACKLOG = 100_000
 #: How long opening waits for the database, and connecting, one read and one commit may take.
@@ -200,9 +205,10 @@ class PostgresStore:
                 "SELECT network, native_id, localpart, nick, seen FROM puppets ORDER BY seen DESC LIMIT $1",
                 PUPPET_CACHE)):
             self._remember_puppet(row)
-        for row in reversed(await conn.fetch(
+        for row in await conn.fetch(  # each with its message's other names on its endpoint
                 "SELECT link, origin_id, endpoint, native_id, created FROM messages "
-                "ORDER BY created DESC LIMIT $1", MESSAGE_CACHE)):
+                "WHERE (link, origin_id, endpoint) IN (SELECT link, origin_id, endpoint FROM messages "
+                "ORDER BY created DESC LIMIT $1) ORDER BY created", MESSAGE_CACHE):
             self._cache_message(*row)
 
     def flush(self) -> None:
@@ -440,6 +446,23 @@ class PostgresStore:
         for row in rows or ():
             self._remember_puppet(row)
 
+    async def prepare_messages(self, lookups: Iterable[tuple[str, str, str, str]]) -> None:
+        """Load every name of the messages `lookups` name, each as (link, endpoint, native id,
+        the origin it has if it was said there): one read; at once if the database is away."""
+        columns = [list(column) for column in zip(*lookups)]
+        if not columns or self._away:
+            return
+        # The message each lookup names (by a row of its own, or said there), then its rows.
+        rows = await self._read(
+            "WITH ref AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) "
+            "AS r (link, endpoint, native_id, origin_id)), "
+            "origin AS (SELECT m.link, m.origin_id FROM messages m "
+            "JOIN ref USING (link, endpoint, native_id) UNION SELECT link, origin_id FROM ref) "
+            "SELECT link, origin_id, endpoint, native_id, created FROM messages JOIN origin "
+            "USING (link, origin_id) ORDER BY created DESC LIMIT $5", *columns, MESSAGE_READ)
+        for row in reversed(rows or ()):
+            self._cache_message(*row, loaded=True)
+
     async def _read(self, sql: str, *args: Any) -> list | None:
         """Rows of one query on the reader's connection, or None when the database is away."""
         async with self._reader_lock:
@@ -456,6 +479,9 @@ class PostgresStore:
                 if self._reader_conn is not None:
                     self._reader_conn.terminate()
                     self._reader_conn = None
+                return None
+            except asyncpg.PostgresError as exc:  # not the connection: the read is done without
+                log.error("store_read_failed", error=f"{type(exc).__name__}: {exc}")
                 return None
 
     def _load_localpart(self, folded: str) -> None:
@@ -559,12 +585,31 @@ class PostgresStore:
         self._trim_backlog()
 
     def _cache_message(self, link: str, origin_id: str, endpoint: str, native_id: str,
-                       created: float) -> None:
-        self._forget_message((link, endpoint, native_id))
-        self._rows[(link, endpoint, native_id)] = (origin_id, created)
-        self._names.setdefault((link, origin_id, endpoint), []).append(native_id)
+                       created: float, loaded: bool = False) -> None:
+        """A mapping made now, or `loaded` from the database (memory, where it has the row,
+        is as new). A message's names on one endpoint are in memory all or none, oldest
+        first, and leave it together, least recently used first: its first name and its
+        newest stay right."""
+        row = (link, endpoint, native_id)
+        if loaded and row in self._rows:
+            return
+        self._forget_message(row)
+        self._rows[row] = (origin_id, created)
+        names = self._names.setdefault((link, origin_id, endpoint), [])
+        at = len(names)
+        while loaded and at and self._rows[(link, endpoint, names[at - 1])][1] > created:
+            at -= 1
+        names.insert(at, native_id)
+        for name in names:
+            self._rows.move_to_end((link, endpoint, name))
         while len(self._rows) > MESSAGE_CACHE:
-            self._forget_message(next(iter(self._rows)))
+            self._forget_names(next(iter(self._rows)))
+
+    def _forget_names(self, row: tuple[str, str, str]) -> None:
+        """Forget `row` and the other names its message has on that endpoint."""
+        link, endpoint, _ = row
+        for name in list(self._names.get((link, self._rows[row][0], endpoint), ())):
+            self._forget_message((link, endpoint, name))
 
     def _forget_message(self, row: tuple[str, str, str]) -> None:
         found = self._rows.pop(row, None)
@@ -591,7 +636,7 @@ class PostgresStore:
         keep = self.message_limit if keep is None else keep
         while self._rows and (len(self._rows) > keep
                               or next(iter(self._rows.values()))[1] < now - self.message_ttl):
-            self._forget_message(next(iter(self._rows)))
+            self._forget_names(next(iter(self._rows)))
         self._prune = (now, keep)
         self.flush()
 

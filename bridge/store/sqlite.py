@@ -374,6 +374,9 @@ class SqliteStore:
     async def prepare(self, identities: Iterable[Identity]) -> None:
         pass  # a puppet is read from the file when asked for
 
+    async def prepare_messages(self, lookups: Iterable[tuple[str, str, str, str]]) -> None:
+        pass  # so is a message id
+
     async def commit(self) -> bool:
         self.flush()
         return True

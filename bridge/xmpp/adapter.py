@@ -47,7 +47,7 @@ class XmppAdapter(Adapter):
         super().__init__("xmpp", emit)
         self.config = config
         self.store = store
-        self.ids = ids or MessageIds(store)
+        self.ids = ids if ids is not None else MessageIds(store)  # (an empty one is falsy)
         self.max_age = max_age
         self.rooms: dict[str, Room] = {}
         #: The other networks, by name (the bridge fills it): what puppets are.

@@ -88,7 +88,8 @@ class RoomMeaning:
             self.said[stanza_id] = self.said[msg_id]
 
     def _canonical(self, msg_id: str) -> str:
-        """The id the rest of the link knows a room message by (whichever name it was given)."""
+        """The id the rest of the link knows a room message by (whichever name it was given);
+        one not in memory stays as it came: the router's read-ahead finds it by that name."""
         ep = self.room.endpoint
         return self.room.ids.translate(self.link, ep, msg_id, ep) or msg_id
 

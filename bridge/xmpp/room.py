@@ -102,7 +102,7 @@ class Room:
         self.component = component
         self.store = store
         self.emit = emit
-        self.ids = ids or MessageIds(store)
+        self.ids = ids if ids is not None else MessageIds(store)  # (an empty one is falsy)
         self.meaning = RoomMeaning(self)  # what is more than text, both ways
         self.kicks = Kicks(self)
         self.subjects = Subjects(self)  # topics from elsewhere

@@ -6,9 +6,12 @@ import signal
 
 import pytest
 
-from bridge.core.events import Identity
+from bridge.core.events import Endpoint, Identity, Message
+from bridge.core.idmap import MessageIds
 from bridge.store import open_store, postgres
 from bridge.store.base import StoreUnavailable
+
+XMPP, IRC = Endpoint("xmpp", "room@muc"), Endpoint("libera", "#room")
 
 
 async def write_a_turn(store, n: int) -> None:
@@ -171,3 +174,69 @@ async def test_what_a_delivery_waits_for_is_in_the_database_when_durable_returns
     finally:
         await conn.close()
     await store.aclose()
+
+
+async def test_message_ids_are_read_ahead_at_once_while_the_database_is_away(own_postgres, monkeypatch):
+    monkeypatch.setattr(postgres, "MESSAGE_CACHE", 10)
+    url = own_postgres.create_database("bridge")
+    store = open_store(url)
+    ids = MessageIds(store, memory=5)
+    ids.remember("l", IRC, "m0", XMPP, "sent-0")
+    ids.alias("l", XMPP, "sent-0", "stanza-0")
+    for n in range(1, 50):
+        ids.remember("l", IRC, f"m{n}", XMPP, f"x{n}")
+    assert await store.commit()
+    own_postgres.stop()
+    store.flush()
+    reply = Message(IRC, Identity("libera", "bob", "bob"), "yes", reply_to="m0")
+    async with asyncio.timeout(5):  # a failed connection, then no more tries
+        for _ in range(3):
+            await ids.prepare(["l"], reply, XMPP)
+    assert ids.translate("l", IRC, "m0", XMPP) is None  # relayed as a plain reply meanwhile
+    own_postgres.start()
+    assert await store.commit(timeout=60.0)
+    await ids.prepare(["l"], reply, XMPP)
+    assert ids.translate("l", IRC, "m0", XMPP) == "stanza-0"
+    await store.aclose()
+
+
+async def test_a_messages_names_on_an_endpoint_are_in_memory_all_or_none(postgres_server, monkeypatch):
+    """Its first name there is what a correction names (XEP-0308), its newest what a reply
+    names (the room's stanza-id): with only one of them in memory, one would be wrong."""
+    monkeypatch.setattr(postgres, "MESSAGE_CACHE", 4)
+    url = postgres_server.create_database("names")
+    store = open_store(url)
+    ids = MessageIds(store, memory=0)
+    ids.remember("l", IRC, "m0", XMPP, "sent-0")
+    ids.remember("l", IRC, "m1", XMPP, "x1")
+    ids.alias("l", XMPP, "sent-0", "stanza-0")
+    assert await store.commit()
+    ids.remember("l", IRC, "m2", XMPP, "x2")
+    ids.remember("l", IRC, "m3", XMPP, "x3")  # over the bound: m1's name leaves first
+    assert ids.translate("l", IRC, "m0", XMPP, sent=True) == "sent-0"
+    ids.remember("l", IRC, "m4", XMPP, "x4")
+    assert ids.translate("l", IRC, "m0", XMPP, sent=True) is None  # both left, not one
+    assert ids.translate("l", IRC, "m0", XMPP) is None
+    await store.aclose()
+
+    monkeypatch.setattr(postgres, "MESSAGE_CACHE", 2)
+    ids = MessageIds(open_store(url), memory=0)  # the newest 2 rows: x4, x3
+    await ids.prepare(["l"], Message(IRC, Identity("libera", "bob", "bob"), "fix", replaces="m0"), XMPP)
+    assert ids.translate("l", IRC, "m0", XMPP, sent=True) == "sent-0"  # all its names read
+    assert ids.translate("l", IRC, "m0", XMPP) == "stanza-0"
+    await ids.store.aclose()
+
+
+async def test_opening_loads_the_newest_messages_with_all_their_names(postgres_server, monkeypatch):
+    url = postgres_server.create_database("opening")
+    store = open_store(url)
+    ids = MessageIds(store, memory=0)
+    ids.remember("l", IRC, "m0", XMPP, "sent-0")
+    ids.remember("l", IRC, "m1", XMPP, "x1")
+    ids.alias("l", XMPP, "sent-0", "stanza-0")  # among the newest two rows; sent-0 is not
+    await store.aclose()
+    monkeypatch.setattr(postgres, "MESSAGE_CACHE", 2)
+    ids = MessageIds(open_store(url), memory=0)
+    assert ids.translate("l", IRC, "m0", XMPP, sent=True) == "sent-0"
+    assert ids.translate("l", IRC, "m0", XMPP) == "stanza-0"
+    await ids.store.aclose()
