@@ -102,6 +102,7 @@ class Channel:
     gone: dict[str, list[str]] = field(default_factory=dict)  # members before a rejoin
     topic: str = ""
     topic_by: str = ""
+    secret: bool = False  # NAMES said "@" (+s) or "*" (+p)
 
 
 class UserLink:
@@ -197,7 +198,7 @@ class UserLink:
         me = self.roster.fold(self.client.nick)
         members = tuple(self._member(entry) for nick, entry in chan.members.items() if nick != me)
         mine = chan.members.get(me, [self.client.nick, ""])
-        return Snapshot(self._member(mine), members, irc_to_text(chan.topic), chan.topic_by)
+        return Snapshot(self._member(mine), members, irc_to_text(chan.topic), chan.topic_by, chan.secret)
 
     def _member(self, entry: list[str]) -> Member:
         """The member with their most significant prefix mode (ISUPPORT PREFIX order)."""
@@ -265,6 +266,7 @@ class UserLink:
         channel = self._channel(event.arguments[-2] if len(event.arguments) >= 2 else None)
         if channel is None or channel.joined:
             return
+        channel.secret = len(event.arguments) >= 3 and event.arguments[-3] in "@*"  # RFC 2812 5.1
         prefix = getattr(self.client.features, "prefix", None)
         symbols = "".join(prefix) if isinstance(prefix, dict) else "" if prefix is True else "@+"
         table = prefix if isinstance(prefix, dict) else {"@": "o", "+": "v"}

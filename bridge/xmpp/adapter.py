@@ -57,6 +57,7 @@ class XmppAdapter(Adapter):
         """Serve portal rooms (`bridge.xmpp.portal`) for the users' connections `networks`."""
         self.portal = Portal(config, self.config.jid, networks, self.component.send, self.store,
                              lambda jid: jid in self.rooms)
+        self.queries.portal_rooms = self.portal.in_use
         return self.portal
 
     def operate(self, control: Control) -> None:

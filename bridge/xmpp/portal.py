@@ -391,6 +391,24 @@ class Portal(PortalView):
             self.rooms[(user, network, channel)] = PortalRoom(jid, network, channel, nick=nick,
                                                               persistent=True)
 
+    def in_use(self, asker: str) -> list[tuple[str, str]]:
+        """The portal channels in use, for disco#items on the component: (room JID, name),
+        one per channel, sorted; to a user the portal lets in, the channels they are in and
+        those no connection saw as secret or private (+s, +p: IRC's LIST hides them too);
+        to anyone else, none."""
+        asker = bare(asker)
+        if not allowed(asker, self.config.users):
+            return []
+        found: dict[str, str] = {}
+        for (user, network, channel), room in self.rooms.items():
+            jid = address(network, channel, self.domain)
+            if jid in found:
+                continue
+            snapshot = self.networks.snapshot(user, network, room.channel)
+            if user == asker or (snapshot is not None and not snapshot.secret):
+                found[jid] = f"{room.channel} on {network}"
+        return sorted(found.items())
+
     def _server_iq(self, iq: ET.Element, where: PortalJid, user: str) -> bool:
         """disco#items on `NET@component`: the network's public channels (IRC LIST, XEP-0030
         with RSM, XEP-0059); other iqs there get the component's answers."""

@@ -690,3 +690,44 @@ async def test_the_network_lists_its_public_channels(prosody, inspircd, xmpp_use
         jids = {item[0] for item in found["disco_items"]["items"]}
         assert {f"#one%ircnet@{prosody.component_jid}", f"#two%ircnet@{prosody.component_jid}"} <= jids
         assert not any(jid.startswith("#hidden") for jid in jids)  # secret: the server does not list it
+
+
+async def test_the_component_lists_the_portal_channels_in_use_paged(prosody, inspircd, xmpp_user, irc_user,
+                                                                    tmp_path):
+    bob = await irc_user(inspircd, "bob")
+    await bob.join("#hidden")
+    bob.send("MODE", "#hidden", "+s")
+    await bob.wait_for(lambda l: l.command == "MODE" and l.target == "#hidden", T)
+    async with portal_bridge(prosody, inspircd, tmp_path, users="[alice@localhost, carol@localhost]"):
+        alice, carol, dave = await xmpp_user("alice"), await xmpp_user("carol"), await xmpp_user("dave")
+        for channel in ("#one", "#two", "#three"):
+            await alice.join(room(prosody, channel), "alice", timeout=T)
+        await carol.join(room(prosody, "#one"), "carol", timeout=T)
+        await carol.join(room(prosody, "#hidden"), "carol", timeout=T)
+        for user in (alice, carol, dave):
+            user.client.register_plugin("xep_0030")
+            user.client.register_plugin("xep_0059")
+
+        async def listed(user, per_page: int) -> tuple[list[tuple[str, str]], int]:
+            """Every page (XEP-0059 2.2) through slixmpp's RSM iterator."""
+            iq = user.client.make_iq_get(ito=prosody.component_jid)
+            iq.enable("disco_items")
+            found, pages = [], 0
+            async for answer in user.client.plugin["xep_0059"].iterate(iq, "disco_items", amount=per_page):
+                pages += 1
+                found += [(jid, name) for jid, _, name in answer["disco_items"]["items"]]
+                assert int(answer["disco_items"]["rsm"]["count"]) == (4 if user is carol else 3)
+            return found, pages
+
+        c = prosody.component_jid
+        seen, pages = await listed(alice, 2)
+        assert sorted(seen) == sorted([(f"#one%ircnet@{c}", "#one on ircnet"), (f"#three%ircnet@{c}", "#three on ircnet"),
+                               (f"#two%ircnet@{c}", "#two on ircnet")])  # once each, #hidden not shown
+        assert pages == 2
+        seen, _ = await listed(carol, 1)
+        assert f"#hidden%ircnet@{c}" in dict(seen)  # she is in it
+        assert len(seen) == 4
+        answer = await dave.client.plugin["xep_0030"].get_items(jid=c, timeout=T)
+        assert answer["disco_items"]["items"] == set()  # not a portal user: nothing
+        info = await alice.client.plugin["xep_0030"].get_info(jid=c, timeout=T)
+        assert "http://jabber.org/protocol/rsm" in info["disco_info"]["features"]
