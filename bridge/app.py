@@ -22,6 +22,7 @@ from bridge.ops.http import StatusServer
 from bridge.ops.metrics import Metrics
 from bridge.ops.watch import Watch
 from bridge.irc.users import IrcUsers
+from bridge.store.sealed import SaslCredentials
 from bridge.silc.adapter import SilcAdapter
 from bridge.store import open_store
 from bridge.xmpp.adapter import XmppAdapter
@@ -62,8 +63,10 @@ class Bridge:
         if self.metrics is not None:
             self.router.stats = self.metrics  # before the first event: every one is counted
         if config.portal.networks:  # portal users' own IRC connections: no link, no router
-            users = IrcUsers(config.portal, config.networks, max_age=config.delivery.max_age)
-            users.view = xmpp.serve_portal(config.portal, users)
+            logins = SaslCredentials(self.store, config.portal.secret_file)
+            users = IrcUsers(config.portal, config.networks, max_age=config.delivery.max_age,
+                             credentials=logins.get)
+            users.view = xmpp.serve_portal(config.portal, users, logins)
             self.adapters.append(users)
 
     def _network_adapter(self, net: IrcNetworkConfig | SilcNetworkConfig) -> Adapter:

@@ -72,13 +72,18 @@ class RelayClient:
         fold: Callable[[str], str] = str.lower,
         max_age: float = 300.0,
         prelude: tuple[str, ...] = (),
+        on_sasl_failed: Callable[[str], None] | None = None,
     ) -> None:
         """`notice(room, text)` gives the lines that say `text` in `room` as the bridge;
         relayed lines older than `max_age` seconds when their turn comes are dropped;
-        `prelude` goes first on every connection (a portal user's WEBIRC)."""
+        `prelude` goes first on every connection (a portal user's WEBIRC). A SASL login
+        that fails (or a server without SASL) is logged and registration goes on without
+        it, unless `on_sasl_failed` is given: then registration stops there and it is told
+        the server's text (a portal user's connection, which is to log in or not be)."""
         self.config = config
         self.fold = fold  # the network's case mapping, for telling our own nick
         self.prelude = prelude
+        self.on_sasl_failed = on_sasl_failed
         self.network = config.name
         self.on_registered = on_registered
         self.on_lost = on_lost
@@ -366,6 +371,9 @@ class RelayClient:
                     wanted.append("sasl")
                 else:
                     log.error("irc_sasl_unavailable", network=self.network)
+                    if self.on_sasl_failed is not None:
+                        self.on_sasl_failed("the server offers no SASL login")
+                        return
             if wanted:
                 self.control("CAP REQ :" + " ".join(wanted))
             else:
@@ -378,6 +386,9 @@ class RelayClient:
                 self.control("AUTHENTICATE PLAIN")
             else:
                 self._cap_end()
+        elif sub == "NAK" and self.config.sasl is not None and self.on_sasl_failed is not None \
+                and "sasl" in (args[-1] if len(args) > 1 else "").split():
+            self.on_sasl_failed("the server refused the SASL capability")
         elif sub == "NAK":
             log.warning("irc_caps_refused", network=self.network, caps=args[-1] if len(args) > 1 else "")
             self._cap_end()
@@ -405,7 +416,10 @@ class RelayClient:
 
     def _on_sasl_failed(self, event: Event) -> None:
         log.error("irc_sasl_failed", network=self.network, reply=event.type)
-        self._cap_end()
+        if self.on_sasl_failed is not None:
+            self.on_sasl_failed(event.arguments[-1] if event.arguments else event.type)
+        else:
+            self._cap_end()
 
     def _cap_end(self) -> None:
         if self._cap_open and not self.registered:

@@ -2,7 +2,11 @@
 
 Each is a `RelayClient` (the relay's hardening, flood control, delivery window, ping timeout
 and reconnects with backoff) under a configuration of its own: the user's nick (made an IRC
-nick: `irc_nick`), an ident and real name that do not show the JID, no SASL. Connections are
+nick: `irc_nick`), an ident and real name that do not show the JID, and SASL PLAIN with the
+account the user gave (`configure` command, `bridge.store.sealed`), read when the connection
+opens. A SASL login that fails ends the connection, as biboumi does: joins under way are
+refused with the server's text, channels joined are left, and the network's address says
+why (connecting without the login would put the user on IRC as someone else). Connections are
 capped per network and per user (`portal.per_network`, `portal.per_user`) and go (QUIT) once
 they are in no channel and have carried no private message for `PRIVATE_IDLE`. An identd on
 an opt-in port (`bridge.irc.identd`) answers each one's own ident; where the network gave
@@ -21,7 +25,7 @@ import hashlib
 import ipaddress
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import structlog
@@ -29,7 +33,7 @@ from irc.client import Event as IrcEvent
 from irc.events import numeric
 
 from bridge import __version__
-from bridge.config_types import IrcNetworkConfig, NetworkConfig, PortalConfig
+from bridge.config_types import IrcNetworkConfig, NetworkConfig, PortalConfig, SaslConfig
 from bridge.core.adapter import Adapter
 from bridge.core.events import Event, Identity, MessageKind
 from bridge.core.portal import Member, PortalNetworks, PortalView, Refused, Snapshot
@@ -116,11 +120,13 @@ class UserLink:
         nick = irc_nick(nick)
         digest = hashlib.sha256(user.encode()).digest()
         ident = "x" + digest.hex()[:9]
+        login = users.credentials(user, config.name)
         self.client = RelayClient(
             replace(config, nick=nick, alt_nicks=(nick + "_", nick + "__"), username=ident,
-                    realname=nick, sasl=None),
+                    realname=nick, sasl=SaslConfig(*login) if login else None),
             on_registered=self._registered, on_lost=self._lost, notice=self._dropped,
-            fold=self.roster.fold, max_age=users.max_age, prelude=webirc(config, digest))
+            fold=self.roster.fold, max_age=users.max_age, prelude=webirc(config, digest),
+            on_sasl_failed=self._sasl_failed if login else None)
         self.channels: dict[str, Channel] = {}  # folded name ->
         self.last_private = float("-inf")  # monotonic time of the last private message
         self.raw_until = 0.0  # the server's replies go to the user until then (a raw command)
@@ -233,6 +239,21 @@ class UserLink:
                 channel.joined = False
                 channel.gone.update(channel.members)
             channel.members = {}
+
+    def _sasl_failed(self, why: str) -> None:
+        """The SASL login failed: this connection ends (no reconnect with the same login)."""
+        account = self.client.config.sasl.username if self.client.config.sasl else ""
+        self.log.warning("portal_sasl_failed")
+        text = f"{self.network}: logging in as {account} failed ({why}); not connected. " \
+               "Change or clear the login with the bridge's configure command."
+        self.view.server_said(self.user, self.network, text)
+        for channel in list(self.channels.values()):
+            if channel.joined:
+                self.view.out(self.user, self.network, channel.name, text)
+            else:
+                self.view.refused(self.user, self.network, channel.name, Refused("not-authorized", text))
+        self.channels.clear()
+        self.users.drop(self, "SASL login failed")
 
     def _on_isupport(self, event: IrcEvent) -> None:
         features = self.client.features
@@ -458,8 +479,11 @@ class IrcUsers(Adapter, PortalNetworks):
     protocol = "IRC"
 
     def __init__(self, config: PortalConfig, networks: Mapping[str, NetworkConfig],
-                 max_age: float = 300.0) -> None:
+                 max_age: float = 300.0, credentials: Callable[[str, str], tuple[str, str] | None]
+                 = lambda user, network: None) -> None:
+        """`credentials(user, network)`: the SASL account and password the user gave."""
         super().__init__("portal:irc", lambda event: None)
+        self.credentials = credentials
         self.config = config
         self.networks = {name: networks[name] for name in config.networks
                          if isinstance(networks.get(name), IrcNetworkConfig)}
@@ -569,10 +593,15 @@ class IrcUsers(Adapter, PortalNetworks):
 
     def reap_if_idle(self, link: UserLink) -> None:
         """QUIT a connection that serves nothing any more."""
-        if link.idle() and self.links.get((link.user, link.network)) is link:
+        if link.idle():
+            self.drop(link, "left every channel")
+
+    def drop(self, link: UserLink, why: str) -> None:
+        """End `link` (QUIT with `why`), if it is still the user's connection."""
+        if self.links.get((link.user, link.network)) is link:
             del self.links[(link.user, link.network)]
-            link.log.info("portal_connection_closed", connections=len(self.links))
-            task = asyncio.create_task(link.close("left every channel"))
+            link.log.info("portal_connection_closed", connections=len(self.links), reason=why)
+            task = asyncio.create_task(link.close(why))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 

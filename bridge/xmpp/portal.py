@@ -615,11 +615,12 @@ class Portal(PortalView):
                       f"<text xmlns='{NS_STANZAS}' xml:lang='en'>{text(why)}</text></error></message>")
 
     def _resources(self, user: str) -> set[str]:
-        """The user's resources in portal rooms and those that wrote privately lately."""
+        """The user's resources in portal rooms (or joining one) and those that wrote
+        privately lately."""
         found = set(self.chatting.get(user, ()))
         for (owner, _, _), room in self.rooms.items():
             if owner == user:
-                found.update(room.resources)
+                found.update(room.resources, room.waiting)
         return found
 
     def topic(self, user: str, network: str, channel: str, nick: str, said: str) -> None:

@@ -8,7 +8,8 @@ With portal mode on, disco#items on the component lists the portal channels in u
 (`Portal.in_use`), paged with XEP-0059 (slixmpp's xep_0059 stanza on DiscoItems).
 An iq first passes the gate here: to an address that does not exist, item-not-found
 (`Addresses`); an ad-hoc command (XEP-0050, `bridge.xmpp.commands`) to the component from
-anyone but an admin, forbidden; a namespace nobody here serves, or any other `set`,
+anyone but an admin, forbidden (portal users' own, `bridge.xmpp.portal_commands`, from
+anyone the portal does not let in); a namespace nobody here serves, or any other `set`,
 service-unavailable (RFC 6120 8.4), so slixmpp only sees what one of its plugins answers.
 """
 
@@ -32,6 +33,7 @@ from bridge.core.adapter import Adapter
 from bridge.core.profile import Profile
 from bridge.xmpp.addresses import COMPONENT, Addresses
 from bridge.xmpp.commands import NS_COMMANDS, Commands
+from bridge.xmpp.portal_commands import PortalCommands
 from bridge.xmpp.stanza import NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_PING, NS_VERSION
 
 NS_VCARD = "vcard-temp"
@@ -61,6 +63,7 @@ class Queries:
         self.commands: Commands | None = None  # the operator's commands, when the bridge has them
         #: The portal channels in use as `asker` may see them, (room JID, name); None: no portal.
         self.portal_rooms: Callable[[str], list[tuple[str, str]]] | None = None
+        self.user_commands: PortalCommands | None = None  # portal users' commands
 
     def setup(self, stream: ComponentXMPP) -> None:
         """Register the plugins and our answers on a new stream."""
@@ -76,6 +79,8 @@ class Queries:
                                          self._version))
         if self.commands is not None:
             self.commands.setup(stream)
+        if self.user_commands is not None:
+            self.user_commands.setup(stream)
 
     def handle(self, iq: ET.Element) -> None:
         """An iq get or set to one of our addresses."""
@@ -85,6 +90,12 @@ class Queries:
         if entity is None:
             self.addresses.error("iq", iq, "cancel", "item-not-found",
                                  f"{iq.get('to', '')} does not exist: this bridge has no such user")
+        elif (entity is COMPONENT and namespace == NS_COMMANDS and iq.get("type") == "set"
+              and self.user_commands is not None and self.user_commands.serves(query.get("node", ""))):
+            if self.user_commands.allowed(iq.get("from", "")):
+                self.dispatch(iq)
+            else:
+                self.addresses.error("iq", iq, "auth", "forbidden", "only portal users may run this command")
         elif (entity is COMPONENT and namespace == NS_COMMANDS and iq.get("type") == "set"
               and self.commands is not None):
             if self.commands.allowed(iq):
@@ -104,6 +115,8 @@ class Queries:
         entity = self._entity(jid)
         if node:
             info = self.commands.info(node) if entity is COMPONENT and self.commands else None
+            if info is None and entity is COMPONENT and self.user_commands is not None:
+                info = self.user_commands.info(node)
             if info is None:
                 raise XMPPError("item-not-found", text="no such node")
             return info
@@ -111,7 +124,7 @@ class Queries:
         if entity is COMPONENT:
             info.add_identity("gateway", "irc", "muc-bridge")
             info.add_identity("component", "generic", "muc-bridge")
-            features = COMPONENT_FEATURES + ((NS_COMMANDS,) if self.commands else ()) \
+            features = COMPONENT_FEATURES + ((NS_COMMANDS,) if self.commands or self.user_commands else ()) \
                 + ((NS_RSM,) if self.portal_rooms else ())
         else:
             info.add_identity("client", "bot", entity.nick)
@@ -122,8 +135,9 @@ class Queries:
 
     def _items(self, jid, node, ifrom, data) -> DiscoItems:
         entity = self._entity(jid)
-        if entity is COMPONENT and node == NS_COMMANDS and self.commands is not None:
-            return self.commands.items(ifrom)
+        if entity is COMPONENT and node == NS_COMMANDS:
+            items = self.commands.items(ifrom) if self.commands is not None else DiscoItems()
+            return self.user_commands.items(str(ifrom), items) if self.user_commands else items
         if entity is COMPONENT and not node and self.portal_rooms is not None:
             return page(self.portal_rooms(str(ifrom)), data["disco_items"]["rsm"])
         return DiscoItems()
