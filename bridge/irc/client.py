@@ -21,6 +21,7 @@ import base64
 import contextlib
 import random
 import ssl
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 
@@ -97,44 +98,25 @@ class RelayClient:
         self.caps: set[str] = set()
         self.registered = False
         self.connections = 0  # how many times we connected (tests and logs)
-        self._handlers: list[tuple[str, Handler, int]] = []
+        #: Handlers given to `on`, per event type (the client's own are `_OWN`).
+        self._handlers: dict[str, list[tuple[int, Handler]]] = {}
         self._reactor: AioReactor | None = None
-        self._lost = asyncio.Event()
+        #: Done when the current connection is lost (a future: an Event would cost a deque).
+        self._lost: asyncio.Future[None] | None = None
         self._registered_at: float | None = None
         self._cap_open = False  # CAP negotiation started and not yet ended
         self._cap_ls: str | None = ""  # CAP LS collected so far; None once answered
         self._nicks: Iterator[str] = iter(())
         self._nick_tries = 0
-        for name, handler, priority in (
-            ("ping", self._on_ping, -50),  # before the library's own PONG, which it stops
-            ("pong", self._on_pong, 0),
-            ("error", self._on_error, 0),
-            ("disconnect", self._on_disconnect, 0),
-            ("cap", self._on_cap, 0),
-            ("authenticate", self._on_authenticate, 0),
-            ("saslsuccess", lambda e: self._cap_end(), 0),
-            ("saslalready", lambda e: self._cap_end(), 0),
-            ("loggedin", self._on_loggedin, 0),
-            ("loggedout", self._on_loggedout, 0),
-            ("welcome", self._on_welcome, -10),  # before the adapter joins its channels
-            ("join", self._on_own_mask, -10),
-            ("396", self._on_displayed_host, 0),
-            # Own nick changes after the adapter's handlers, which must still see the old nick.
-            ("nick", self._on_nick, 10),
-        ):
-            self.on(name, handler, priority)
-        for name in SASL_FAILURES:
-            self.on(name, self._on_sasl_failed)
-        for name in NICK_REFUSED:
-            self.on(name, self._on_nick_refused)
 
     # Public interface for the adapter
 
     def on(self, event_type: str, handler: Handler, priority: int = 0) -> None:
-        """Call `handler(event)` for `event_type` events of the current connection."""
-        self._handlers.append((event_type, handler, priority))
-        if self._reactor is not None:
-            self._install(event_type, handler, priority)
+        """Call `handler(event)` for `event_type` events of the current connection
+        ("all_events": every event), after the client's own of the same priority."""
+        handlers = self._handlers.setdefault(event_type, [])
+        handlers.append((priority, handler))
+        handlers.sort(key=lambda entry: entry[0])
 
     def is_me(self, nick: str | None) -> bool:
         return nick is not None and self.fold(nick) == self.fold(self.nick)
@@ -181,8 +163,9 @@ class RelayClient:
     async def run(self) -> None:
         """Stay connected until cancelled."""
         self._reactor = AioReactor(on_connect=self._on_transport, loop=asyncio.get_running_loop())
-        for event_type, handler, priority in self._handlers:
-            self._install(event_type, handler, priority)
+        # One handler on the reactor, before the library's own (its PONG, at -42), that
+        # dispatches here: no closure per event type and connection (thousands of portal users).
+        self._reactor.add_global_handler("all_events", self._dispatch, -100)
         backoff = Backoff()
         while True:
             try:
@@ -230,7 +213,7 @@ class RelayClient:
         was registered (None if it never was)."""
         conn = HardenedConnection(self._reactor, self.network)
         self.conn = conn
-        self._lost = asyncio.Event()
+        self._lost = asyncio.get_running_loop().create_future()
         self._begin_registration()
         self.connections += 1
         c = self.config
@@ -253,7 +236,7 @@ class RelayClient:
         tasks = [asyncio.create_task(self.outbox.run(conn.send_raw), name=f"irc {self.network} writer"),
                  asyncio.create_task(self._watch(conn), name=f"irc {self.network} watchdog")]
         try:
-            await self._lost.wait()
+            await self._lost
         finally:
             for task in tasks:
                 task.cancel()
@@ -299,13 +282,20 @@ class RelayClient:
         conn.disconnect(reason)
         transport.abort()  # do not wait to flush into a dead link
 
-    def _install(self, event_type: str, handler: Handler, priority: int) -> None:
-        def for_current(conn, event):
-            if conn is self.conn:
-                return handler(event)
+    def _dispatch(self, conn, event: Event) -> str | None:
+        """An event of the reactor: to the handlers of its type, in priority order, if it
+        is of the current connection; "NO MORE" from one stops the rest."""
+        if conn is not self.conn:
             return None
-
-        self._reactor.add_global_handler(event_type, for_current, priority)
+        own = _OWN.get(event.type, ())
+        given = self._handlers.get(event.type, ()), self._handlers.get("all_events", ())
+        handlers = [(priority, getattr(self, name)) for priority, name in own]
+        if given[0] or given[1]:
+            handlers = sorted([*handlers, *given[0], *given[1]], key=lambda entry: entry[0])
+        for _, handler in handlers:
+            if handler(event) == "NO MORE":
+                return "NO MORE"
+        return None
 
     def _on_transport(self, protocol, transport) -> None:
         # Called by the library before it sends PASS/NICK/USER: asking for
@@ -332,7 +322,8 @@ class RelayClient:
         was_registered = self.registered
         self.registered = False
         self.outbox.connection_lost()
-        self._lost.set()
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
         log.info("irc_disconnected", network=self.network,
                  reason=event.arguments[0] if event.arguments else "")
         if was_registered:
@@ -379,7 +370,7 @@ class RelayClient:
             else:
                 self._cap_end()
         elif sub == "ACK":
-            acked = {cap.lstrip("~=") for cap in args[-1].split() if not cap.startswith("-")}
+            acked = {sys.intern(cap.lstrip("~=")) for cap in args[-1].split() if not cap.startswith("-")}
             self.caps |= acked
             log.info("irc_caps", network=self.network, caps=sorted(self.caps))
             if "sasl" in acked and self.config.sasl is not None:
@@ -420,6 +411,9 @@ class RelayClient:
             self.on_sasl_failed(event.arguments[-1] if event.arguments else event.type)
         else:
             self._cap_end()
+
+    def _on_sasl_done(self, event: Event) -> None:
+        self._cap_end()
 
     def _cap_end(self) -> None:
         if self._cap_open and not self.registered:
@@ -475,3 +469,30 @@ def _nick_candidates(config: IrcNetworkConfig) -> Iterator[str]:
     yield from config.alt_nicks
     while True:
         yield f"{config.nick}{random.randint(10, 999)}"
+
+
+#: The client's own handlers: event type -> [(priority, method)], in priority order.
+_OWN: dict[str, list[tuple[int, str]]] = {}
+for _type, _method, _priority in (
+    ("ping", "_on_ping", -50),  # before the library's own PONG, which it stops
+    ("pong", "_on_pong", 0),
+    ("error", "_on_error", 0),
+    ("disconnect", "_on_disconnect", 0),
+    ("cap", "_on_cap", 0),
+    ("authenticate", "_on_authenticate", 0),
+    ("saslsuccess", "_on_sasl_done", 0),
+    ("saslalready", "_on_sasl_done", 0),
+    ("loggedin", "_on_loggedin", 0),
+    ("loggedout", "_on_loggedout", 0),
+    ("welcome", "_on_welcome", -10),  # before the adapter joins its channels
+    ("join", "_on_own_mask", -10),
+    ("396", "_on_displayed_host", 0),
+    # Own nick changes after the adapter's handlers, which must still see the old nick.
+    ("nick", "_on_nick", 10),
+    *((name, "_on_sasl_failed", 0) for name in SASL_FAILURES),
+    *((name, "_on_nick_refused", 0) for name in NICK_REFUSED),
+):
+    _OWN.setdefault(_type, []).append((_priority, _method))
+for _handlers in _OWN.values():
+    _handlers.sort(key=lambda entry: entry[0])
+del _type, _method, _priority, _handlers

@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import ipaddress
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -97,13 +98,17 @@ def irc_nick(nick: str) -> str:
     return out if out and not (out[0].isdigit() or out[0] == "-") else ("_" + out)[:MAX_NICK]
 
 
-@dataclass
+@dataclass(slots=True)
 class Channel:
+    """A channel as one connection has it. Nicks are interned: a thousand connections in
+    one channel hold one copy of each member's nick, not a thousand."""
+
     name: str  # as the user asked for it
     key: str = ""
     joined: bool = False  # 366 seen
-    members: dict[str, list[str]] = field(default_factory=dict)  # folded nick -> [nick, modes]
-    gone: dict[str, list[str]] = field(default_factory=dict)  # members before a rejoin
+    members: dict[str, str] = field(default_factory=dict)  # folded nick -> nick
+    modes: dict[str, str] = field(default_factory=dict)  # folded nick -> prefix modes held, if any
+    gone: dict[str, str] = field(default_factory=dict)  # members before a rejoin
     topic: str = ""
     topic_by: str = ""
     secret: bool = False  # NAMES said "@" (+s) or "*" (+p)
@@ -133,7 +138,6 @@ class UserLink:
         self.listing: asyncio.Future[list[tuple[str, int, str]]] | None = None  # a LIST under way
         self.listed: list[tuple[str, int, str]] = []
         self.task: asyncio.Task | None = None
-        self.log = log.bind(network=self.network, user_hash=ident)
         # One handler for every event, dispatched by type here: one closure per connection
         # instead of one per event type (thousands of connections).
         self.client.on("all_events", self._dispatch)
@@ -148,6 +152,11 @@ class UserLink:
     @property
     def view(self) -> PortalView:
         return self.users.view
+
+    @property
+    def log(self):
+        """The log, with the network and a hash of the user (never the JID)."""
+        return log.bind(network=self.network, user_hash=self.client.config.username)
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.client.run(), name=f"irc {self.network} portal user")
@@ -202,14 +211,19 @@ class UserLink:
         if chan is None or not chan.joined:
             return None
         me = self.roster.fold(self.client.nick)
-        members = tuple(self._member(entry) for nick, entry in chan.members.items() if nick != me)
-        mine = chan.members.get(me, [self.client.nick, ""])
-        return Snapshot(self._member(mine), members, irc_to_text(chan.topic), chan.topic_by, chan.secret)
+        members = tuple(self._member(chan, folded) for folded in chan.members if folded != me)
+        mine = self._member(chan, me) if me in chan.members else Member(self.client.nick)
+        return Snapshot(mine, members, irc_to_text(chan.topic), chan.topic_by, chan.secret)
 
-    def _member(self, entry: list[str]) -> Member:
+    def _member(self, chan: Channel, folded: str) -> Member:
         """The member with their most significant prefix mode (ISUPPORT PREFIX order)."""
-        nick, held = entry
-        return Member(nick, next((mode for mode in self._prefix_modes() if mode in held), ""))
+        held = chan.modes.get(folded, "")
+        return Member(chan.members[folded], next((mode for mode in self._prefix_modes() if mode in held), "")
+                      if held else "")
+
+    def _names(self, nick: str) -> tuple[str, str]:
+        """`nick` folded and as given, both interned (shared by every connection)."""
+        return sys.intern(self.roster.fold(nick)), sys.intern(nick)
 
     def _prefix_modes(self) -> str:
         prefix = getattr(self.client.features, "prefix", None)
@@ -238,7 +252,7 @@ class UserLink:
             if channel.joined:
                 channel.joined = False
                 channel.gone.update(channel.members)
-            channel.members = {}
+            channel.members, channel.modes = {}, {}
 
     def _sasl_failed(self, why: str) -> None:
         """The SASL login failed: this connection ends (no reconnect with the same login)."""
@@ -276,10 +290,11 @@ class UserLink:
             return
         nick = event.source.nick
         if self.client.is_me(nick):
-            channel.members, channel.joined = {}, False  # NAMES follows
+            channel.members, channel.modes, channel.joined = {}, {}, False  # NAMES follows
             return
-        channel.members[self.roster.fold(nick)] = [nick, ""]
-        channel.gone.pop(self.roster.fold(nick), None)
+        folded, nick = self._names(nick)
+        channel.members[folded] = nick
+        channel.gone.pop(folded, None)
         if channel.joined:
             self.view.member(self.user, self.network, channel.name, Member(nick))
 
@@ -295,14 +310,17 @@ class UserLink:
             nick = name.lstrip(symbols).partition("!")[0]
             held = name[:len(name) - len(name.lstrip(symbols))]
             if nick:
-                channel.members[self.roster.fold(nick)] = [nick, "".join(table.get(s, "") for s in held)]
+                folded, nick = self._names(nick)
+                channel.members[folded] = nick
+                if held:
+                    channel.modes[folded] = "".join(table.get(s, "") for s in held)
 
     def _on_end_of_names(self, event: IrcEvent) -> None:  # 366: <me> <channel> :End of /NAMES list
         channel = self._channel(event.arguments[0] if event.arguments else None)
         if channel is None or channel.joined:
             return
         channel.joined = True
-        for folded, (nick, _) in channel.gone.items():
+        for folded, nick in channel.gone.items():
             if folded not in channel.members:
                 self.view.left(self.user, self.network, channel.name, nick, "")
         channel.gone = {}
@@ -343,6 +361,7 @@ class UserLink:
             self.users.reap_if_idle(self)
             return
         channel.members.pop(self.roster.fold(nick), None)
+        channel.modes.pop(self.roster.fold(nick), None)
         if channel.joined:
             self.view.left(self.user, self.network, channel.name, nick, reason, kicked_by)
 
@@ -352,6 +371,7 @@ class UserLink:
         nick, folded = event.source.nick, self.roster.fold(event.source.nick)
         reason = irc_to_text(event.arguments[0]) if event.arguments else ""
         for channel in self.channels.values():
+            channel.modes.pop(folded, None)
             if channel.members.pop(folded, None) is not None and channel.joined:
                 self.view.left(self.user, self.network, channel.name, nick, reason)
 
@@ -363,13 +383,16 @@ class UserLink:
         if me:
             self.client.config = replace(self.client.config, nick=new)
         for channel in self.channels.values():
-            entry = channel.members.pop(self.roster.fold(old), None)
-            if entry is None:
+            folded = self.roster.fold(old)
+            if channel.members.pop(folded, None) is None:
                 continue
-            entry[0] = new
-            channel.members[self.roster.fold(new)] = entry
+            held = channel.modes.pop(folded, "")
+            folded, nick = self._names(new)
+            channel.members[folded] = nick
+            if held:
+                channel.modes[folded] = held
             if channel.joined:
-                self.view.renamed(self.user, self.network, channel.name, old, self._member(entry), me)
+                self.view.renamed(self.user, self.network, channel.name, old, self._member(channel, folded), me)
 
     def _on_mode(self, event: IrcEvent) -> None:  # MODE <channel> <modes> [<params>]
         channel = self._channel(event.target)
@@ -378,12 +401,16 @@ class UserLink:
         prefix_modes = self._prefix_modes()
         for sign, mode, nick in modes.parse(event.arguments, getattr(self.client.features, "chanmodes", None),
                                             prefix_modes):
-            entry = channel.members.get(self.roster.fold(nick)) if nick and mode in prefix_modes else None
-            if entry is None:
+            folded = self.roster.fold(nick) if nick and mode in prefix_modes else None
+            if folded not in channel.members:
                 continue
-            before = self._member(entry)
-            entry[1] = entry[1].replace(mode, "") + (mode if sign == "+" else "")
-            after = self._member(entry)
+            before = self._member(channel, folded)
+            held = channel.modes.get(folded, "").replace(mode, "") + (mode if sign == "+" else "")
+            if held:
+                channel.modes[folded] = held
+            else:
+                channel.modes.pop(folded, None)
+            after = self._member(channel, folded)
             if after != before and channel.joined:
                 self.view.member(self.user, self.network, channel.name, after, self.client.is_me(nick))
 
@@ -552,8 +579,8 @@ class IrcUsers(Adapter, PortalNetworks):
     def set_mode(self, user: str, network: str, channel: str, nick: str, mode: str) -> None:
         link = self.links.get((user, network))
         chan = link.channels.get(link.roster.fold(channel)) if link is not None else None
-        entry = chan.members.get(link.roster.fold(nick)) if chan is not None else None
-        if entry is None:
+        folded = link.roster.fold(nick)
+        if chan is None or folded not in chan.members:
             raise Refused("item-not-found", f"{nick} is not in {channel}")
         order = link._prefix_modes()
         if mode:  # the next mode up where the network has none of the kind (no halfops: +o)
@@ -561,8 +588,9 @@ class IrcUsers(Adapter, PortalNetworks):
             if not mode:
                 raise Refused("not-acceptable", f"{network} has no channel mode +{wanted}")
         higher = order[:order.index(mode)] if mode else order  # what the member is to lose
-        taken = "".join(m for m in entry[1] if m in higher)
-        given = mode if mode and mode not in entry[1] else ""
+        held = chan.modes.get(folded, "")
+        taken = "".join(m for m in held if m in higher)
+        given = mode if mode and mode not in held else ""
         changes = (f"-{taken}" if taken else "") + (f"+{given}" if given else "")
         if changes:
             link.client.control(f"MODE {channel} {changes} {' '.join([nick] * (len(taken) + len(given)))}")
