@@ -162,10 +162,9 @@ class RelayClient:
 
     async def run(self) -> None:
         """Stay connected until cancelled."""
+        # The connection hands its events to `_dispatch`, not to the reactor's handlers
+        # (whose one of its own, the library's PONG, we do ourselves).
         self._reactor = AioReactor(on_connect=self._on_transport, loop=asyncio.get_running_loop())
-        # One handler on the reactor, before the library's own (its PONG, at -42), that
-        # dispatches here: no closure per event type and connection (thousands of portal users).
-        self._reactor.add_global_handler("all_events", self._dispatch, -100)
         backoff = Backoff()
         while True:
             try:
@@ -211,7 +210,7 @@ class RelayClient:
     async def _session(self) -> float | None:
         """Connect and serve one connection until it is lost; returns when it
         was registered (None if it never was)."""
-        conn = HardenedConnection(self._reactor, self.network)
+        conn = HardenedConnection(self._reactor, self.network, self._dispatch)
         self.conn = conn
         self._lost = asyncio.get_running_loop().create_future()
         self._begin_registration()
@@ -282,20 +281,22 @@ class RelayClient:
         conn.disconnect(reason)
         transport.abort()  # do not wait to flush into a dead link
 
-    def _dispatch(self, conn, event: Event) -> str | None:
-        """An event of the reactor: to the handlers of its type, in priority order, if it
-        is of the current connection; "NO MORE" from one stops the rest."""
+    def _dispatch(self, conn, event: Event) -> None:
+        """An event of a connection: to the handlers of its type, in priority order, if it
+        is of the current connection (one a handler made anew meanwhile is not); "NO MORE"
+        from one stops the rest."""
         if conn is not self.conn:
-            return None
-        own = _OWN.get(event.type, ())
-        given = self._handlers.get(event.type, ()), self._handlers.get("all_events", ())
-        handlers = [(priority, getattr(self, name)) for priority, name in own]
-        if given[0] or given[1]:
-            handlers = sorted([*handlers, *given[0], *given[1]], key=lambda entry: entry[0])
+            return
+        own = _OWN.get(event.type)
+        typed, every = self._handlers.get(event.type), self._handlers.get("all_events")
+        if own is None and not (typed and every):  # one list, in order already: a channel's lines
+            handlers = typed or every or ()
+        else:
+            handlers = [(priority, getattr(self, name)) for priority, name in own or ()]
+            handlers = sorted([*handlers, *(typed or ()), *(every or ())], key=lambda entry: entry[0])
         for _, handler in handlers:
             if handler(event) == "NO MORE":
-                return "NO MORE"
-        return None
+                return
 
     def _on_transport(self, protocol, transport) -> None:
         # Called by the library before it sends PASS/NICK/USER: asking for
