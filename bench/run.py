@@ -2,7 +2,8 @@
 
 Starts Prosody and InspIRCd on loopback in a temp dir (and, for nway, the project's
 SILC test server as a subprocess: tests/servers/silc), then for each gateway
-(muc-bridge, then biboumi with and without its message history) connects the load
+(muc-bridge, muc-bridge in portal mode, then biboumi with and without its message
+history) connects the load
 clients, runs the scenarios `--repeat` times and prints one JSON line and a table
 line per run; at the end the medians, the muc-bridge / biboumi ratios and the
 issue's targets, and the same into docs/performance.md. Every process it started
