@@ -14,5 +14,10 @@ USER bridge
 # and SILC key_dir (silc-keys) are relative paths, so they land here, writable by the user.
 WORKDIR /data
 VOLUME ["/data"]
+# Asks the bridge's /health (ready: every network connected, every linked room joined) at the
+# config's metrics.listen, e.g. `metrics: {listen: "127.0.0.1:9102"}`; a config without
+# metrics has nothing to ask, and the check passes saying so.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+    CMD ["muc-bridge", "health", "--config", "/config/config.yaml"]
 ENTRYPOINT ["muc-bridge"]
 CMD ["run", "--config", "/config/config.yaml"]

@@ -19,12 +19,15 @@ from bridge.core.router import Router
 from bridge.irc.adapter import IrcAdapter
 from bridge.ops.control import Control
 from bridge.ops.http import StatusServer
+from bridge.ops import systemd
 from bridge.ops.metrics import Metrics
 from bridge.ops.watch import Watch
 from bridge.irc.users import IrcUsers
-from bridge.store.sealed import SaslCredentials
+from bridge.reload import Reloader
 from bridge.silc.adapter import SilcAdapter
 from bridge.store import open_store
+from bridge.store.base import Store
+from bridge.store.sealed import SaslCredentials
 from bridge.xmpp.adapter import XmppAdapter
 from bridge.xmpp.component import HandshakeRefused
 
@@ -38,26 +41,38 @@ PRUNE_INTERVAL = 3600.0
 STABLE_AFTER = 60.0
 
 
+def open_config_store(config: Config, term: int | None = None) -> Store:
+    """The store `config` names, with its limits; `term`: a standby's lead (`bridge.standby`)."""
+    days = 24 * 3600.0
+    return open_store(config.store.url, term=term, puppet_ttl=config.store.puppet_days * days,
+                      message_ttl=config.store.message_days * days, message_limit=config.store.message_limit)
+
+
 class Bridge:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, path: str | None = None, store: Store | None = None) -> None:
+        """`path`: the config file `config` came from, read again on a reload; `store`: one
+        already open (a standby's leader opens it to take the lead)."""
         self.config = config
         self.stopping = False
-        days = 24 * 3600.0
-        self.store = open_store(config.store.url, puppet_ttl=config.store.puppet_days * days,
-                                message_ttl=config.store.message_days * days,
-                                message_limit=config.store.message_limit)
+        self.store = store or open_config_store(config)
         self.ids = MessageIds(self.store, limit=config.store.message_limit)
-        self.router = Router(config.links, max_age=config.delivery.max_age)
+        # A standby's leader delivers nothing before its store has what led to it.
+        self.router = Router(config.links, max_age=config.delivery.max_age,
+                             barrier=self.store if config.store.standby else None)
         xmpp = XmppAdapter(config.component, self.router.receive, self.store, config.delivery.max_age,
                            self.ids)
+        self.xmpp = xmpp
         self.adapters: list[Adapter] = [xmpp]
+        self.supervisors: dict[Adapter, asyncio.Task] = {}
         for net in config.networks.values():
-            self.adapters.append(self._network_adapter(net))
+            self.adapters.append(self.network_adapter(net))
             xmpp.networks[net.name] = self.adapters[-1]
         for adapter in self.adapters:
             self.router.add_adapter(adapter)
         self.watch = Watch({adapter.network: adapter for adapter in self.adapters})
         self.control = Control(config, self.router, list(self.adapters), xmpp, self.watch)
+        self.reloader = Reloader(self, path)
+        self.control.reload = self.reloader.reload
         xmpp.operate(self.control)
         self.metrics = Metrics(self.control) if config.metrics is not None else None
         if self.metrics is not None:
@@ -69,7 +84,7 @@ class Bridge:
             users.view = xmpp.serve_portal(config.portal, users, logins)
             self.adapters.append(users)
 
-    def _network_adapter(self, net: IrcNetworkConfig | SilcNetworkConfig) -> Adapter:
+    def network_adapter(self, net: IrcNetworkConfig | SilcNetworkConfig) -> Adapter:
         if isinstance(net, IrcNetworkConfig):
             return IrcAdapter(net, self.router.receive, max_age=self.config.delivery.max_age, ids=self.ids)
         return SilcAdapter(net, self.router.receive, self.store)
@@ -81,27 +96,35 @@ class Bridge:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self.reloader.on_signal)
         log.info("bridge_starting", links=len(self.config.links), networks=len(self.config.networks))
         for link in self.config.links:
-            self._announce_silc(link)
+            self.announce_silc(link)
             self._announce_downtime(link)
         tasks = [asyncio.create_task(self.router.run(), name="router"),
                  asyncio.create_task(self._commit_loop(), name="store commits"),
-                 asyncio.create_task(self.watch.run(), name="network watch")]
-        tasks += [asyncio.create_task(self._supervise(adapter), name=f"adapter {adapter.network}")
-                  for adapter in self.adapters]
+                 asyncio.create_task(self.watch.run(), name="network watch"),
+                 asyncio.create_task(systemd.run(self.control.unready), name="systemd")]
+        for adapter in self.adapters:
+            self.supervise(adapter)
+        tasks += self.supervisors.values()
         if self.metrics is not None:
             pages = StatusServer(self.config.metrics.listen, self.metrics, self.control)
             tasks.append(asyncio.create_task(pages.run(), name="metrics and health"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
+                if task.cancelled():  # a network a reload retired
+                    continue
                 if task.exception() is not None:
                     log.error("bridge_task_failed", task=task.get_name(), error=repr(task.exception()))
                 task.result()  # a fatal error (a refused component secret) ends the bridge
         finally:
             self.stopping = True  # an adapter that ends now is not started again
+            systemd.notify(systemd.STOPPING)
             await self._leave()  # while still connected, so the goodbyes go out
+            tasks += self.supervisors.values()  # networks a reload added
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -118,22 +141,33 @@ class Bridge:
                 log.warning("adapter_close_failed", network=adapter.network, error=repr(exc))
         await asyncio.gather(*(leave(adapter) for adapter in self.adapters))
 
+    def supervise(self, adapter: Adapter) -> None:
+        self.supervisors[adapter] = asyncio.create_task(self._supervise(adapter),
+                                                        name=f"adapter {adapter.network}")
+
+    async def unsupervise(self, adapter: Adapter) -> None:
+        """Stop running `adapter` (a reload removed or replaced it; it was closed)."""
+        task = self.supervisors.pop(adapter)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
     async def _supervise(self, adapter: Adapter) -> None:
-        """Run one adapter for as long as the bridge runs. One that fails (a SILC key_dir
-        it cannot write, a bug) is logged and started again after a backoff, while the
-        other networks relay; only a refused component secret ends the bridge."""
+        """Run one adapter for as long as the bridge runs (and it is one of the bridge's:
+        a reload may retire it). One that fails (a SILC key_dir it cannot write, a bug) is
+        logged and started again after a backoff, while the other networks relay; only a
+        refused component secret ends the bridge."""
         backoff = Backoff(initial=5.0, maximum=300.0)
         while True:
             started = time.monotonic()
             try:
                 await adapter.run()
-                if self.stopping:
+                if self.stopping or adapter not in self.adapters:
                     return
                 log.error("adapter_stopped", network=adapter.network)
             except Exception as exc:
                 if _refused(exc):
                     raise
-                if self.stopping:
+                if self.stopping or adapter not in self.adapters:
                     return
                 log.error("adapter_failed", network=adapter.network, error=_describe(exc))
             if time.monotonic() - started >= STABLE_AFTER:
@@ -164,7 +198,7 @@ class Bridge:
             others = [Endpoint(o.network, o.room) for o in link.endpoints if o is not ep]
             self.router.announce(others, gap_text(f"{ep.network}/{ep.room}", last, now))
 
-    def _announce_silc(self, link: LinkConfig) -> None:
+    def announce_silc(self, link: LinkConfig) -> None:
         """Say, once per start, that SILC's end-to-end encryption ends at the bridge:
         in each SILC channel of the link and in its MUC rooms."""
         adapters = {adapter.network: adapter for adapter in self.adapters}

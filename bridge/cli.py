@@ -1,4 +1,4 @@
-"""The `muc-bridge` command: run, check-config, demo."""
+"""The `muc-bridge` command: run, check-config, health, demo."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--config", "-c", required=True, help="path to the YAML config")
     check = sub.add_parser("check-config", help="validate a config and exit")
     check.add_argument("--config", "-c", required=True)
+    health = sub.add_parser("health", help="ask the running bridge's /health (metrics.listen in the "
+                            "config): exit 0 if ready, 1 if not (a container health check)")
+    health.add_argument("--config", "-c", required=True)
     demo = sub.add_parser("demo", help="run against local Prosody and InspIRCd started for you")
     demo.add_argument("--install", action="store_true",
                       help="apt-get install the servers first if missing (as root)")
@@ -26,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from bridge.demo.run import run_demo
         return _run_async(run_demo(install=args.install))
+    if args.command == "health":
+        return _health(args.config)
     return _check(args.config) if args.command == "check-config" else _run(args.config)
 
 
@@ -56,6 +61,37 @@ def _check(path: str) -> int:
     return 0
 
 
+def _health(path: str) -> int:
+    """Only `metrics.listen` is read: every 30 s, a full check (a PostgreSQL store is
+    connected to) would be too much. Without it there is nothing to ask: exit 0, saying so."""
+    from bridge.ops.http import probe
+    try:
+        listen = _yaml_value(path, "metrics", "listen")
+    except (OSError, ValueError) as exc:
+        print(f"muc-bridge health: {path}: {exc}", file=sys.stderr)
+        return 1
+    if listen is None:
+        print(f"muc-bridge health: no metrics.listen in {path}: nothing to ask, not checked")
+        return 0
+    status, text = probe(listen)
+    print(f"muc-bridge health: {status} {text.strip()}")
+    return 0 if status == 200 else 1
+
+
+def _yaml_value(path: str, *keys: str) -> str | None:
+    """The string at `keys` in the YAML file `path` (`${VAR}` expanded), or None."""
+    import os
+    import yaml
+    with open(path, encoding="utf-8") as f:
+        try:
+            node = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"not valid YAML ({str(exc).splitlines()[0]})") from None
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    return os.path.expandvars(node) if isinstance(node, str) else None
+
+
 def _run(path: str) -> int:
     config, warnings = _load(path)
     if config is None:
@@ -68,8 +104,11 @@ def _run(path: str) -> int:
     for problem in warnings:
         structlog.get_logger("bridge.config").warning("config_warning", path=problem.path,
                                                       line=problem.line, problem=problem.message)
+    if config.store.standby:  # stands by until it leads: `bridge.standby`
+        from bridge.standby import run_standby
+        return _run_async(run_standby(config, path))
     try:
-        bridge = Bridge(config)
+        bridge = Bridge(config, path)
     except StoreUnavailable as exc:
         print(f"muc-bridge: {exc}", file=sys.stderr)
         return 1

@@ -27,6 +27,7 @@ from bridge.config_types import (
     LinkConfig,
     LogConfig,
     MetricsConfig,
+    MucJoinsConfig,
     PortalConfig,
     SaslConfig,
     SilcNetworkConfig,
@@ -257,7 +258,8 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     component = store = log = None
     if "component" in top:
         component = r.section("component", top["component"][1], ComponentConfig, secrets=("secret",),
-                              nested={"puppet_joins": lambda p, n: r.section(p, n, FloodConfig)})
+                              nested={"puppet_joins": lambda p, n: r.section(p, n, FloodConfig),
+                                      "joins": lambda p, n: r.section(p, n, MucJoinsConfig)})
     store = r.section("store", top["store"][1], StoreConfig) if "store" in top else StoreConfig()
     log = r.section("log", top["log"][1], LogConfig) if "log" in top else LogConfig()
     delivery = (r.section("delivery", top["delivery"][1], DeliveryConfig)
@@ -270,6 +272,9 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     if portal is not None and portal.history and store is not None and not store.url.startswith("sqlite:"):
         r.error("portal.history", _node_at(root, "portal", "history") or top["portal"][1],
                 "portal history is kept in SQLite stores only, for now: set it to 0 or use sqlite://")
+    if store is not None and store.standby and not store.url.startswith(POSTGRES_SCHEMES):
+        r.error("store.standby", _node_at(root, "store", "standby") or root,
+                "a standby shares its store with the leader: it needs a postgresql:// store url")
     _check_places(r, root, store, networks)
     if portal is not None and portal.networks:
         problem = _secret_file_problem(Path(portal.secret_file))

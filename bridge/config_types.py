@@ -9,6 +9,7 @@ misbehave with) is refused with its key and line before anything starts.
 from __future__ import annotations
 
 import math
+import ssl
 import string
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field
@@ -121,6 +122,19 @@ def listen_address(value: str) -> str | None:
     return None
 
 
+def ca_bundle(value: str) -> str | None:
+    """A PEM file of CA certificates that Python's ssl module can load."""
+    try:
+        ssl.create_default_context(cafile=value)
+    except (ssl.SSLError, ValueError):  # SSLError first: it is an OSError too
+        return f"{value} holds no CA certificate in PEM form"
+    except FileNotFoundError:
+        return f"no such file: {value}"
+    except OSError as exc:
+        return f"cannot read {value}: {exc.strerror or exc}"
+    return None
+
+
 def domain(value: str) -> str | None:
     if any(c in value for c in "@/") or "." not in value.strip(".") or word(value):
         return "must be a domain like bridge.example.org"
@@ -137,6 +151,19 @@ class FloodConfig:
 
 
 @dataclass(frozen=True)
+class MucJoinsConfig(FloodConfig):
+    """MUC joins of the bot (and the puppets that come back with it), as a token bucket:
+    `burst` rooms at once, then one more per `interval` seconds. Neither Prosody 0.12
+    (mod_limits shapes c2s and s2s only) nor ejabberd (no shaper on components, no
+    `min_presence_interval` by default) limits a component's joins: this keeps the stream
+    steady (each join brings the room's occupants, subject and history back) and lets the
+    first rooms join at once."""
+
+    burst: int = checked(at_least(1), 20)
+    interval: float = checked(seconds_or_off, 0.025)
+
+
+@dataclass(frozen=True)
 class ComponentConfig:
     jid: str = checked(domain)
     secret: str = checked(one_line)
@@ -148,10 +175,30 @@ class ComponentConfig:
     #: grows with the square of it: docs/design-notes.md.
     puppet_limit: int = checked(at_least(0), 20)
     puppet_joins: FloodConfig = field(default_factory=FloodConfig)  # new puppets per room
+    joins: MucJoinsConfig = field(default_factory=MucJoinsConfig)  # rooms (re)joined, all rooms
     nick_suffix: str = checked(one_line, "[i]")  # appended (again) while a nick is taken
     ping_interval: float = checked(seconds, 60.0)  # XEP-0410 self-ping per room
     #: A component link silent this long is dead (an XEP-0199 ping goes out after half of it).
     ping_timeout: float = checked(seconds, 25.0)
+    #: TLS from the first byte, as on ejabberd's `ejabberd_service` with `tls: true` (XEP-0114
+    #: itself is plain TCP; this is no STARTTLS). The server's certificate is verified against
+    #: the system's CAs, or those in `ca_file`, for the name `tls_name`.
+    tls: bool = False
+    tls_verify: bool = True
+    ca_file: str | None = checked(ca_bundle, None)
+    #: Default: the XMPP server's domain, the component's own without its first label
+    #: (bridge.example.org: example.org).
+    tls_name: str | None = checked(word, None)
+
+    @property
+    def server_domain(self) -> str:
+        """The XMPP server's domain: the component's own without its first label."""
+        return self.jid.partition(".")[2] or self.jid
+
+    @property
+    def certificate_name(self) -> str:
+        """The name the server's TLS certificate must carry."""
+        return self.tls_name or self.server_domain
 
 
 @dataclass(frozen=True)
@@ -164,6 +211,9 @@ class StoreConfig:
     puppet_days: float = checked(positive, 365.0)
     message_days: float = checked(positive, 7.0)
     message_limit: int = checked(at_least(1000), 200_000)
+    #: Run as one of several instances with this config on one PostgreSQL store: the one
+    #: that holds the lead relays, the others stand by (`bridge.store.lease`).
+    standby: bool = False
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,11 @@ import sys
 import structlog
 
 
+#: Each logger bound once, on first use (speed); the tests turn it off, since a cached
+#: logger never again reaches `structlog.testing.capture_logs`.
+CACHE_LOGGERS = True
+
+
 def setup_logging(level: str = "info", fmt: str = "auto") -> None:
     """Route structlog (and stdlib logging, e.g. slixmpp's) to stderr."""
     if fmt == "auto":
@@ -27,7 +32,7 @@ def setup_logging(level: str = "info", fmt: str = "auto") -> None:
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=lambda *_: _StderrLogger(),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=CACHE_LOGGERS,
     )
     handler = _StderrHandler()
     handler.setFormatter(

@@ -1,4 +1,8 @@
-"""Fixtures shared by unit and integration tests: the store backends.
+"""Fixtures shared by unit and integration tests: the store backends, and logging.
+
+- every test: loggers are not cached (a logger cached after a test set up the bridge's
+  logging would never reach a later test's `capture_logs`), and structlog's defaults are
+  back after the test.
 
 - `postgres_server`: one real PostgreSQL (tests/servers/postgres.py) for the session.
 - `backend`: parametrized over "sqlite" and "postgres": a fresh, empty store location per
@@ -14,10 +18,19 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import structlog
 
+from bridge import log
 from tests.servers.postgres import PostgresServer
 
 _databases = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _uncached_logging(monkeypatch):
+    monkeypatch.setattr(log, "CACHE_LOGGERS", False)
+    yield
+    structlog.reset_defaults()
 
 
 def _postgres():

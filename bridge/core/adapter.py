@@ -1,7 +1,8 @@
 """The contract between the core and a network adapter.
 
 An adapter owns its network's connections. It learns which rooms to serve
-(`add_endpoint`) before `run`, emits events it sees there through `emit`, and
+(`add_endpoint`) before `run`, and more or fewer of them while it runs (a reload:
+`add_endpoint`, `remove_endpoint`), emits events it sees there through `emit`, and
 delivers events from other endpoints through `deliver`. It never emits events
 caused by the bridge's own clients or puppets, and `is_own` lets the router
 check that again. What the bridge has to say about an endpoint (a gap, a paused
@@ -33,7 +34,12 @@ class Adapter(abc.ABC):
 
     @abc.abstractmethod
     def add_endpoint(self, room: str, options: Mapping[str, Any]) -> None:
-        """Serve `room` (join it once connected, rejoin after reconnects)."""
+        """Serve `room` (join it once connected, rejoin after reconnects); while running,
+        join it soon."""
+
+    def remove_endpoint(self, room: str) -> None:
+        """Stop serving `room` (a reload unlinked it): leave it and forget it. An adapter
+        that serves no rooms has none to leave."""
 
     @abc.abstractmethod
     async def run(self) -> None:

@@ -58,6 +58,7 @@ from bridge.irc.client import RelayClient
 from bridge.irc import modes
 from bridge.irc.connection import MAX_RECEIVED_LINE
 from bridge.irc.formatting import irc_to_text
+from bridge.irc.joins import REJOIN_INTERVAL, Joins
 from bridge.irc.private import IrcPrivates
 from bridge.irc.roster import Roster
 from bridge.irc.split import clean, truncate, wire_lines
@@ -66,14 +67,8 @@ from bridge.irc.styling import text_to_irc
 
 log = structlog.get_logger(__name__)
 
-#: How often a linked channel we are not in is joined again (after a kick, a
-#: ban, a full channel...), and how soon after being kicked.
-REJOIN_INTERVAL = 60.0
-REJOIN_AFTER_KICK = 5.0
 #: Longest sender nick shown in a relayed line (XMPP nicks may be 1023 bytes).
 MAX_SHOWN_NICK = 64
-#: JOIN lines carry several channels, up to this many bytes.
-JOIN_LINE = 400
 #: Marks the native id of a user known by nick only. Account names are IRC parameters
 #: (ACCOUNT, extended-join) and services never allow ":" in them: no account looks like this.
 NICK_KEY = "nick:"
@@ -105,7 +100,8 @@ class IrcAdapter(Adapter):
         self.rooms: dict[str, str] = {}  # folded channel -> channel as configured
         self.joined: set[str] = set()  # folded
         self.topics: dict[str, str] = {}  # folded channel -> current topic, as IRC has it
-        self._join_due: dict[str, float] = {}  # folded channel -> when to try JOIN again
+        self.joins = Joins(config.name, self.client.control, self.in_room)  # channels as configured
+        self.client.outbox.gate, self.client.outbox.held = self.joins.may_send, self.joins.hurry
         self._out_since: dict[str, float] = {}  # folded channel -> since when we do not hear it
         # Message ids and semantics: the link of each channel, texts relayed here (for
         # corrections and excerpts), each user's last line (for s/old/new/), our lines
@@ -123,6 +119,8 @@ class IrcAdapter(Adapter):
             self._notice_lines(room, text), room, "reactions"))
         on = self.client.on
         on("featurelist", self._on_isupport)
+        on("endofmotd", self._on_motd_done)
+        on("nomotd", self._on_motd_done)
         on("join", self._on_join)
         on("part", self._on_part)
         on("kick", self._on_kick)
@@ -150,7 +148,23 @@ class IrcAdapter(Adapter):
 
     def add_endpoint(self, room: str, options: Mapping[str, Any]) -> None:
         self.rooms[self.roster.fold(room)] = room  # options: topic direction is the router's
+        self.joins.add(room)
         self.links[self.roster.fold(room)] = options.get("link", "")
+        if self.client.registered:  # added by a reload: JOIN ahead of any line for it
+            self._join_missing()
+
+    def remove_endpoint(self, room: str) -> None:
+        folded = self.roster.fold(room)
+        self.rooms.pop(folded, None)
+        self.links.pop(folded, None)
+        self.topics.pop(folded, None)
+        self.joins.remove(room)
+        self._out_since.pop(folded, None)
+        if folded in self.joined:
+            self.joined.discard(folded)
+            self.roster.drop(room)
+            self.client.control(f"PART {room} :unlinked from the bridge")
+        log.info("irc_unlinked", network=self.network, room=room)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -321,9 +335,12 @@ class IrcAdapter(Adapter):
     # Connection life
 
     def _on_registered(self) -> None:
-        self._join_due.clear()
+        self.joins.registered()
+        self.client.outbox.open()  # relayed lines for a channel wait for its JOIN (`joins`)
+
+    def _on_motd_done(self, event: IrcEvent) -> None:
+        self.joins.motd_done()
         self._join_missing()
-        self.client.outbox.open()
 
     def _on_lost(self) -> None:
         heard = self.client.last_heard
@@ -335,23 +352,13 @@ class IrcAdapter(Adapter):
 
     async def _keep_joined(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(self.joins.wait())
             if self.client.registered:
                 self._join_missing()
 
     def _join_missing(self) -> None:
-        now = time.monotonic()
-        due = [room for folded, room in self.rooms.items()
-               if folded not in self.joined and self._join_due.get(folded, 0.0) <= now]
-        line: list[str] = []
-        for room in due:
-            self._join_due[self.roster.fold(room)] = now + REJOIN_INTERVAL
-            if line and len(",".join(line + [room])) > JOIN_LINE:
-                self.client.control("JOIN " + ",".join(line))
-                line = []
-            line.append(room)
-        if line:
-            self.client.control("JOIN " + ",".join(line))
+        if self.joins.tick():
+            self.client.outbox.wake()  # lines that waited for these JOINs
 
     # IRC events
 
@@ -369,11 +376,10 @@ class IrcAdapter(Adapter):
         return Identity(self.network, account or NICK_KEY + self.roster.fold(nick), nick)
 
     def _on_isupport(self, event: IrcEvent) -> None:
+        self.joins.isupport(event.arguments)
         casemapping = getattr(self.client.features, "casemapping", None)
         if casemapping:
             self.roster.set_casemapping(casemapping)
-            self._join_due = {self.roster.fold(self.rooms[f]): due for f, due in self._join_due.items()
-                              if f in self.rooms}
             self.rooms = {self.roster.fold(room): room for room in self.rooms.values()}
 
     def _on_join(self, event: IrcEvent) -> None:
@@ -398,7 +404,7 @@ class IrcAdapter(Adapter):
 
     def _on_part(self, event: IrcEvent) -> None:
         nick, channel = event.source.nick, event.target
-        if self.client.is_me(nick):
+        if self.client.is_me(nick) and self.roster.fold(channel) in self.rooms:
             self._left(channel, "parted")
             return
         endpoint = self._endpoint(channel)
@@ -415,7 +421,6 @@ class IrcAdapter(Adapter):
         reason = irc_to_text(event.arguments[1]) if len(event.arguments) > 1 else ""
         if self.client.is_me(victim):
             self._left(channel, "kicked", by=event.source.nick)
-            self._join_due[self.roster.fold(channel)] = time.monotonic() + REJOIN_AFTER_KICK
             return
         endpoint = self._endpoint(channel)
         if endpoint is None:
@@ -437,6 +442,7 @@ class IrcAdapter(Adapter):
         folded = self.roster.fold(channel)
         if folded in self.joined:
             self._out_since.setdefault(folded, time.time())
+            self.joins.left(self.rooms[folded], kicked=how == "kicked")
         self.joined.discard(folded)
         self.roster.drop(channel)
         log.warning("irc_left_channel", network=self.network, room=channel, how=how, **fields)
@@ -615,8 +621,14 @@ class IrcAdapter(Adapter):
                              time=_time(tags)))
 
     def _on_join_failed(self, event: IrcEvent) -> None:
-        log.warning("irc_join_failed", network=self.network, room=event.arguments[0] if event.arguments else "",
-                    reply=event.type, retry_in=REJOIN_INTERVAL)
+        endpoint = self._endpoint(event.arguments[0] if event.arguments else None)
+        if endpoint is None:
+            return
+        if event.type == "toomanychannels":  # said once per wave of refusals, not retried
+            self.joins.too_many(endpoint.room)
+            return
+        log.warning("irc_join_failed", network=self.network, room=endpoint.room, reply=event.type,
+                    retry_in=REJOIN_INTERVAL)
 
     def _on_refused(self, event: IrcEvent) -> None:
         log.warning("irc_refused", network=self.network, room=event.arguments[0] if event.arguments else "",

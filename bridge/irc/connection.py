@@ -12,6 +12,9 @@ connection (and the rest of that read). This subclass overrides the minimum:
 - `process_data`: each line is parsed and dispatched on its own; a line that
   fails is logged as `irc_line_dropped` and skipped. A user's PRIVMSG, most of
   what a busy channel sends, takes a short parser of its own.
+- `_process_line`: parameters are split on spaces only (`parse`), as the grammar says;
+  the library splits on whatever Python calls white space, so `PING <tab>` had no
+  parameter and failed, and a parameter holding a tab or a no-break space was cut.
 - `features`: an ISUPPORT token whose value the library cannot parse (`PREFIX=(ov)@+)x`)
   is skipped alone, logged; the rest of its 005 line still counts.
 - `_handle_other`: a QUIT without a reason (it is optional: modern IRC, "QUIT
@@ -32,6 +35,7 @@ from collections.abc import Callable
 import structlog
 from irc.client import Event, NickMask, ServerNotConnectedError, is_channel
 from irc.client_aio import AioConnection
+from irc.events import Command
 from irc.features import FeatureSet
 from irc.message import Tag
 
@@ -83,6 +87,30 @@ def decode(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def parse(line: str) -> tuple[str | None, str | None, str, list[str]]:
+    """A received line's tags, source, command and parameters, as modern IRC's "Message
+    format" reads them: parts and parameters are separated by spaces (0x20) and nothing
+    else; a parameter that starts with a colon is the last and may hold spaces."""
+    tags = source = None
+    if line[:1] == "@":
+        tags, _, line = line[1:].partition(" ")
+        line = line.lstrip(" ")
+    if line[:1] == ":":
+        source, _, line = line[1:].partition(" ")
+        line = line.lstrip(" ")
+    command, _, rest = line.partition(" ")
+    if not command:
+        raise ValueError("a line without a command")
+    params: list[str] = []
+    while rest := rest.lstrip(" "):
+        if rest[0] == ":":
+            params.append(rest[1:])
+            break
+        param, _, rest = rest.partition(" ")
+        params.append(param)
+    return tags, source, command, params
 
 
 class Features(FeatureSet):
@@ -164,6 +192,24 @@ class HardenedConnection(AioConnection):
 
     def _handle_event(self, event: Event) -> None:
         self.handler(self, event)
+
+    def _process_line(self, line: str) -> None:
+        """The library's dispatch of one line (without its `all_raw_messages` event,
+        which nothing here listens to), over `parse`."""
+        tags, prefix, word, arguments = parse(line)
+        source = NickMask.from_group(prefix)
+        command = Command.lookup(word)
+        if source and not self.real_server_name:
+            self.real_server_name = source
+        if command == "nick":
+            if source.nick == self.real_nickname:
+                self.real_nickname = arguments[0]
+        elif command == "welcome":  # the nick we were given, whatever we asked for
+            self.real_nickname = arguments[0]
+        elif command == "featurelist":
+            self.features.load(arguments)
+        handler = self._handle_message if command in ("privmsg", "notice") else self._handle_other
+        handler(arguments, command, source, Tag.from_group(tags))
 
     def _handle_other(self, arguments, command, source, tags) -> None:
         if command == "quit" and not arguments:

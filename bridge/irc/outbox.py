@@ -22,6 +22,10 @@ bucket, not the barrier, sets the rate, so no barrier is spent on time alone:
 a fault in mid-drain sends up to `BARRIER_LINES` lines again, which may then
 be seen twice.
 
+A channel's relayed lines may have to wait for something (the adapter's JOIN of it:
+`gate`): the queue then stops at the first of them, and `held` is told which channel holds
+it up; `wake` starts it again. FIFO order is kept (a later line never overtakes an earlier one).
+
 Each relayed line carries when its event happened. One older than `max_age`
 when its turn comes is dropped and counted, and a run of such drops in a
 channel becomes one notice there (`core.notices.stale_text`), written where
@@ -95,6 +99,9 @@ class Outbox:
         self._stale: dict[str, list[Batch]] = {}  # room -> messages dropped there, not yet said
         self._open = False
         self._wake = asyncio.Event()
+        #: May relayed lines for this room go out now? If not, `held(room)` is told.
+        self.gate: Callable[[str], bool] = lambda room: True
+        self.held: Callable[[str], None] = lambda room: None
 
     def __len__(self) -> int:
         return len(self._text)
@@ -134,6 +141,10 @@ class Outbox:
     def open(self) -> None:
         """Registered and joined: relayed lines may go out."""
         self._open = True
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Something a `gate` waited for happened: look at the queue again."""
         self._wake.set()
 
     def ping(self) -> None:
@@ -180,7 +191,7 @@ class Outbox:
         refuses that line (it is dropped); any other error leaves it unconfirmed, to be
         sent again on the next connection."""
         while True:
-            if not (self._control or self._barrier_due or (self._open and (self._text or self._stale))):
+            if not (self._control or self._barrier_due or (self._open and self._relayable())):
                 await self._idle()
                 continue
             await self.bucket.take()
@@ -197,6 +208,16 @@ class Outbox:
                 log.warning("irc_write_failed", network=self.network, error=type(exc).__name__)
             if entry is not None:
                 self._written_relayed(entry)
+
+    def _relayable(self) -> bool:
+        """Whether a relayed line (or a stale notice) could go out now."""
+        if self._text:
+            room = self._text[0][1].room
+            if self.gate(room):
+                return True
+            self.held(room)
+            return False
+        return bool(self._stale)
 
     async def _idle(self) -> None:
         """Wait for work. Relayed lines written since the last barrier get theirs once
@@ -238,6 +259,10 @@ class Outbox:
                 self._text.appendleft(entry)
                 self._announce(batch.room)
                 continue
+            if not self.gate(batch.room):
+                self._text.appendleft(entry)
+                self.held(batch.room)
+                return None
             return entry[0], entry
         return None
 

@@ -9,7 +9,7 @@ Everything here reads the adapters through their contract (`connected`, `joined`
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -23,6 +23,7 @@ from bridge.core.router import Router
 from bridge.ops.watch import Watch
 
 if TYPE_CHECKING:
+    from bridge.reload import Outcome
     from bridge.xmpp.adapter import XmppAdapter
     from bridge.xmpp.room import Puppet
 
@@ -64,10 +65,12 @@ class Control:
                  xmpp: XmppAdapter, watch: Watch) -> None:
         self.config = config
         self.router = router
-        self.adapters: Mapping[str, Adapter] = {a.network: a for a in adapters}
+        self.adapters: dict[str, Adapter] = {a.network: a for a in adapters}
         self.xmpp = xmpp
         self.watch = watch
         self.admins = Admins(config.admins)
+        #: Read the config file again and apply it (`bridge.reload`); the bridge sets it.
+        self.reload: Callable[[], Awaitable[Outcome]] | None = None
 
     # -- what is there ---------------------------------------------------
 

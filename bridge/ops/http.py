@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 
 import structlog
 
@@ -85,3 +86,20 @@ class StatusServer:
             text = "ready\n" if not problems else "not ready: " + "; ".join(problems) + "\n"
             return (503 if problems else 200), "text/plain", text.encode()
         return 404, "text/plain", b"/metrics or /health\n"
+
+
+def probe(listen: str, timeout: float = 5.0) -> tuple[int, str]:
+    """GET /health from a bridge listening on `listen` (a wildcard address is asked on
+    loopback): the status (0: no answer) and the text."""
+    host, _, port = listen.rpartition(":")
+    host = {"0.0.0.0": "127.0.0.1", "[::]": "::1"}.get(host, host.strip("[]"))
+    try:
+        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        try:
+            conn.request("GET", "/health")
+            answer = conn.getresponse()
+            return answer.status, answer.read(MAX_REQUEST).decode("utf-8", "replace")
+        finally:
+            conn.close()
+    except (OSError, http.client.HTTPException) as exc:
+        return 0, f"no answer from {listen}: {getattr(exc, 'strerror', None) or exc!r}"

@@ -31,11 +31,17 @@ class Metrics(RelayStats):
         self._latency = Histogram("muc_bridge_relay_latency_seconds",
                                   "From a message's arrival to its delivery to the other side",
                                   ("target",), buckets=LATENCY_BUCKETS, registry=self.registry)
+        self._links: dict[tuple[Endpoint, Endpoint], str] = {}
+        self._children: dict[tuple[Endpoint, Endpoint], tuple] = {}
+        self.relink()
+        self.registry.register(_State(control))
+
+    def relink(self) -> None:
+        """Label by the links of the running config (again, after a reload)."""
         #: (origin, target) -> the link between them, for the label.
         self._links = {(Endpoint(a.network, a.room), Endpoint(b.network, b.room)): link.name
-                       for link in control.config.links for a in link.endpoints for b in link.endpoints}
-        self._children: dict[tuple[Endpoint, Endpoint], tuple] = {}
-        self.registry.register(_State(control))
+                       for link in self.control.config.links for a in link.endpoints for b in link.endpoints}
+        self._children.clear()
 
     # -- RelayStats: on the relay path, so a dict lookup and two increments ---
 

@@ -107,6 +107,14 @@ class SilcAdapter(Adapter):
         if self._client is not None:
             self._client.add_channel(room, self._private_keys.get(room.casefold()))
 
+    def remove_endpoint(self, room: str) -> None:
+        key = room.casefold()
+        self._rooms.pop(key, None)
+        self._private_keys.pop(key, None)
+        self._guards.pop(key, None)
+        if self._client is not None:
+            self._client.remove_channel(room)
+
     async def run(self) -> None:
         cfg = self.config
         keypair = await asyncio.to_thread(load_or_create_key_pair, cfg.key_dir, cfg.username)

@@ -98,7 +98,15 @@ class SilcClient:
         self.outbox = Outbox(config.window, network)
 
     def add_channel(self, name: str, private_key: ChannelKey | None = None) -> None:
+        """Serve `name`: joined now if connected (the maintenance round is woken), else
+        once connected."""
         self.specs[name.casefold()] = ChannelSpec(name, private_key)
+        self._wake.set()
+
+    def remove_channel(self, name: str) -> None:
+        """Stop serving `name`: it is left at once (the maintenance round is woken)."""
+        self.specs.pop(name.casefold(), None)
+        self._wake.set()
 
     def channel(self, name: str) -> Channel | None:
         return self.joined.get(name.casefold())
@@ -301,6 +309,7 @@ class SilcClient:
                     session.heartbeat()
             if now - session.keys_since >= cfg.rekey_interval or session.bytes_since_rekey >= cfg.rekey_bytes:
                 session.start_rekey()
+            await self._leave_removed(session)
             await self._join_missing(session)
             await self._secure_joined(session)
 
@@ -338,6 +347,17 @@ class SilcClient:
                 spec.failures += 1
                 spec.retry_at = now + min(600.0, self.config.tick * 2**spec.failures)
                 self.log.warning("silc_join_failed", channel=spec.name, reason=str(exc) or "timeout")
+            except NotConnected:
+                return
+
+    async def _leave_removed(self, session: Session) -> None:
+        for key in [key for key in self.joined if key not in self.specs]:
+            channel = self.joined.pop(key)
+            try:
+                await session.leave(channel)
+                self.log.info("silc_left", channel=channel.name)
+            except (CommandError, asyncio.TimeoutError, DecodeError) as exc:
+                self.log.warning("silc_leave_failed", channel=channel.name, reason=str(exc) or "timeout")
             except NotConnected:
                 return
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import json
 import threading
@@ -45,7 +46,8 @@ from bridge.core.backoff import Backoff
 from bridge.core.events import Identity
 from bridge.store import POSTGRES_SCHEMES as SCHEMES
 from bridge.store.base import PuppetRecord, StoreUnavailable
-from bridge.store.postgres_schema import migrate, privileges_problem
+from bridge.store.lease import LeaseLost, check_term
+from bridge.store.postgres_schema import TRANSIENT, migrate, privileges_problem
 from bridge.store.sqlite import (MESSAGE_LIMIT, MESSAGE_TTL, PUPPET_CACHE, PUPPET_TTL, SEEN_EVERY,
                                  escape_localpart, fold_localpart)
 
@@ -62,14 +64,10 @@ CONNECT_TIMEOUT = 5.0
 CLOSE_WAIT = 10.0
 READ_TIMEOUT = 2.0
 WRITE_TIMEOUT = 30.0
+#: How long a delivery waits for the writes before it to be committed (`durable`).
+DURABLE_WAIT = 2.0
 #: Local parts loaded in the background at once, at most.
 LOADS = 100
-
-#: What a lost, refused or interrupted connection raises, and what a database going down,
-#: full or read-only (a standby) answers: retried. Anything else is a bug or bad data.
-TRANSIENT = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-             asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InsufficientResourcesError,
-             asyncpg.exceptions.TransactionRollbackError, asyncpg.exceptions.ReadOnlySQLTransactionError)
 
 
 def problem(url: str) -> str | None:
@@ -114,10 +112,12 @@ def _in_thread(make: Callable[[], Awaitable[Any]], timeout: float | None = None)
 
 class PostgresStore:
     def __init__(self, url: str, *, puppet_ttl: float = PUPPET_TTL, message_ttl: float = MESSAGE_TTL,
-                 message_limit: int = MESSAGE_LIMIT) -> None:
+                 message_limit: int = MESSAGE_LIMIT, term: int | None = None) -> None:
         if not url.startswith(SCHEMES):
             raise ValueError("unsupported store url (use postgresql://user@host/database)")
         self.url = url
+        self.term = term  # a standby's lead (`bridge.store.lease`): writes only while it lasts
+        self.fenced = False  # another instance leads now: nothing more is written
         self.puppet_ttl, self.message_ttl, self.message_limit = puppet_ttl, message_ttl, message_limit
         # In memory, least recently used first: key -> (record, when last written as seen),
         # folded local part -> identity.
@@ -148,6 +148,9 @@ class PostgresStore:
         self._writer: asyncio.Task | None = None
         self._away = False  # the writer lost the database and has not reached it again
         self._flush_soon = False
+        # Writes made so far, those in the batch being committed, and those committed (or
+        # given up on): what `durable` waits for.
+        self._writes = self._taken = self._done = 0
         self._open()
 
     @classmethod
@@ -223,6 +226,23 @@ class PostgresStore:
         except TimeoutError:
             return False
 
+    def mark(self) -> int:
+        """A mark for the writes made so far (see `durable`)."""
+        return self._writes
+
+    async def durable(self, mark: int) -> None:
+        """Return once the writes made before `mark()` gave `mark` are committed; at once
+        when the database is away (nothing can be), or after `DURABLE_WAIT`. A standby's
+        router awaits this before each delivery: what a new leader reads (the rooms' cursors,
+        the message ids) is then never older than what the old one delivered."""
+        if self._done >= mark or self._away or self.fenced:
+            return
+        self.flush()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DURABLE_WAIT):
+                async with self._committed:
+                    await self._committed.wait_for(lambda: self._done >= mark or self._away or self.fenced)
+
     def close(self) -> None:
         """Stop without waiting for the database (what is queued is lost; `aclose` waits)."""
         if self._writer is not None:
@@ -265,6 +285,8 @@ class PostgresStore:
                 raise
             except TRANSIENT as exc:
                 self._away = True
+                async with self._committed:
+                    self._committed.notify_all()  # `durable` waits no more
                 if self._writer_conn is not None:
                     self._writer_conn.terminate()
                     self._writer_conn = None
@@ -287,6 +309,7 @@ class PostgresStore:
         if self._writer_conn is None:
             self._writer_conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT)
         conn = self._writer_conn
+        self._taken = self._writes
         puppets = self._writing = self._puppet_writes
         self._puppet_writes = {}
         messages, self._message_writes = self._message_writes, collections.deque()
@@ -299,14 +322,20 @@ class PostgresStore:
                 async with conn.transaction():
                     claimed, pruned = await self._write(conn, puppets, messages, cursors, keys, prune)
         except TRANSIENT:
+            self._writing = {}
             self._requeue(puppets, messages, cursors, keys, prune)
             raise
         except asyncpg.PostgresError as exc:  # not the connection: these writes cannot be made
             log.error("store_write_failed", error=f"{type(exc).__name__}: {exc}",
                       puppets=len(puppets), messages=len(messages))
-            return
-        finally:
-            self._writing = {}
+            claimed = pruned = []
+        except LeaseLost as exc:  # the new leader reads the store as it was: so be it
+            if not self.fenced:
+                log.error("store_writes_refused", reason=str(exc))
+            self.fenced = True
+            claimed = pruned = []
+        self._writing = {}
+        self._done = self._taken
         for key, record in claimed:
             self._reassign(key, record)
         self._forget_puppets(pruned)
@@ -315,6 +344,8 @@ class PostgresStore:
                      keys: dict, prune: tuple[float, int] | None) -> tuple[list, list]:
         """Write one batch; the puppets whose local part the database chose, and those pruned."""
         claimed, pruned = [], []
+        if self.term is not None:
+            await check_term(conn, self.term)
         for key, (record, seen, new) in puppets.items():
             if new:
                 stored = await _claim(conn, Identity(key[0], key[1], record.nick), record.localpart, seen)
@@ -492,6 +523,7 @@ class PostgresStore:
     def _queue_puppet(self, key: tuple[str, str], record: PuppetRecord, seen: float, new: bool) -> None:
         queued = self._puppet_writes.get(key)
         self._puppet_writes[key] = (record, seen, new or bool(queued and queued[2]))
+        self._writes += 1
 
     def _remember_puppet(self, row: asyncpg.Record) -> None:
         """A puppet read from the database; memory, where it has it, is newer."""
@@ -520,6 +552,7 @@ class PostgresStore:
         created = time.time()
         self._cache_message(link, origin_id, endpoint, native_id, created)
         self._message_writes.append((link, origin_id, endpoint, native_id, created))
+        self._writes += 1
         self._trim_backlog()
 
     def _cache_message(self, link: str, origin_id: str, endpoint: str, native_id: str,
@@ -566,6 +599,7 @@ class PostgresStore:
 
     def pin_key(self, network: str, host: str, fingerprint: str) -> None:
         self._keys[(network, host)] = self._key_writes[(network, host)] = fingerprint
+        self._writes += 1
         self.flush()
 
     # -- cursors ---------------------------------------------------------
@@ -577,11 +611,13 @@ class PostgresStore:
     def set_cursor(self, name: str, value: object) -> None:
         self._cursors[name] = value
         self._dirty.add(name)
+        self._writes += 1
 
     def save_cursor(self, name: str, value: object) -> None:
         """Move a cursor and have it committed soon after this turn of the event loop."""
         self._cursors[name] = value
         self._dirty.add(name)
+        self._writes += 1
         if not self._flush_soon:
             self._flush_soon = True
             asyncio.get_running_loop().call_soon(self.flush)

@@ -1,5 +1,5 @@
 """The PostgreSQL store's schema: its numbered migrations (as SQLite's, in PostgreSQL's
-dialect), and what a role needs to make or use the tables."""
+dialect), what a role needs to make or use the tables, and which errors are worth a retry."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ from bridge.store.sqlite import fold_localpart
 
 log = structlog.get_logger(__name__)
 
-#: Schema upgrades, numbered as SQLite's (`bridge.store.sqlite.MIGRATIONS`); PostgreSQL's dialect.
+#: What a lost, refused or interrupted connection raises, and what a database going down,
+#: full or read-only (a standby) answers: retried. Anything else is a bug or bad data.
+TRANSIENT = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+             asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InsufficientResourcesError,
+             asyncpg.exceptions.TransactionRollbackError, asyncpg.exceptions.ReadOnlySQLTransactionError)
+
+#: Schema upgrades, numbered as SQLite's (`bridge.store.sqlite.MIGRATIONS`) up to 4; PostgreSQL's dialect.
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE puppets (
@@ -66,6 +72,17 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX puppets_folded ON puppets (folded);
     CREATE INDEX puppets_seen ON puppets (seen);
     """,
+    # PostgreSQL only (SQLite has no standby): who leads, see `bridge.store.lease`.
+    """
+    CREATE TABLE lease (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        term BIGINT NOT NULL,
+        holder TEXT NOT NULL,
+        since DOUBLE PRECISION NOT NULL,
+        released BOOLEAN NOT NULL
+    );
+    INSERT INTO lease VALUES (1, 0, '', 0, TRUE);
+    """,
 )
 
 
@@ -100,7 +117,7 @@ async def privileges_problem(conn: asyncpg.Connection) -> str | None:
             return (f"role {user} may not create tables in schema {schema}: the store makes its "
                     f"tables there (GRANT CREATE ON SCHEMA {schema} TO {user}, or make it the owner)")
         return None
-    for table in ("puppets", "messages", "cursors", "server_keys", "schema_version"):
+    for table in ("puppets", "messages", "cursors", "server_keys", "schema_version", "lease"):
         if not await conn.fetchval("SELECT has_table_privilege($1, 'SELECT,INSERT,UPDATE,DELETE')", table):
             return f"role {user} may not read and write the store's table {table}"
     return None

@@ -1,4 +1,10 @@
-"""The XMPP side of every link: one component, one Room per linked MUC."""
+"""The XMPP side of every link: one component, one Room per linked MUC.
+
+When the stream comes up, the rooms are joined in a steady stream (`component.joins`, a
+token bucket: `bridge.core.pacing`) rather than in one write, in config order; a room's puppets
+come back with it and count against the same budget; a room something is to be delivered to
+goes to the head of the queue. Self-pings are spread over `ping_interval` likewise.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,9 @@ from bridge.config_types import ComponentConfig, PortalConfig
 from bridge.core.adapter import Adapter, EventSink
 from bridge.core.events import Event, Identity, NickChange, Private
 from bridge.core.idmap import MessageIds
+from bridge.core.pacing import PacedQueue
 from bridge.core.portal import PortalNetworks
+from bridge.core.ratelimit import TokenBucket
 from bridge.store.base import Store
 from bridge.store.sealed import SaslCredentials
 from bridge.xmpp.addresses import Addresses
@@ -54,6 +62,7 @@ class XmppAdapter(Adapter):
         self.queries = Queries(self.addresses, self.networks, self.component.dispatch)
         self.component.outgoing.on_stanza_id = self._stanza_id
         self.portal: Portal | None = None  # portal rooms, when the config opens any
+        self.joins = PacedQueue(self._join, TokenBucket(config.joins.burst, config.joins.interval))
 
     def serve_portal(self, config: PortalConfig, networks: PortalNetworks,
                      credentials: SaslCredentials) -> Portal:
@@ -76,10 +85,18 @@ class XmppAdapter(Adapter):
                                 self.ids)
         self.rooms[room].max_age = self.max_age
         self.component.ping_target = room.partition("@")[2]  # the MUC service answers pings
+        if self.component.online:  # added by a reload: joined in turn with the others
+            self.joins.add(room)
+
+    def remove_endpoint(self, room: str) -> None:
+        self.rooms.pop(room).close("unlinked from the bridge")
+        if self.rooms:
+            self.component.ping_target = next(iter(self.rooms)).partition("@")[2]
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.component.run())
+            tasks.create_task(self.joins.run(), name="xmpp joins")
             tasks.create_task(self._housekeeping())
 
     async def deliver(self, room: str, event: Event) -> None:
@@ -87,6 +104,8 @@ class XmppAdapter(Adapter):
         if isinstance(event, Private):
             await self.privates.deliver(event)
         else:
+            if room in self.joins:  # not joined yet: it goes next
+                self.joins.first(room)
             await self.rooms[room].deliver(event)
 
     def reach(self, room: str, nick: str) -> str | None:
@@ -105,15 +124,22 @@ class XmppAdapter(Adapter):
         return room is not None and room.is_own_nick(identity.nick)
 
     def security(self, room: str | None = None) -> list[str]:
-        """XEP-0114 has no TLS: the component link is as safe as the path it takes."""
-        where = f"XMPP server to the bridge ({self.config.server}:{self.config.port})"
+        """The component link: TLS where configured (`tls: true`), else plain XEP-0114 TCP,
+        as safe as the path it takes."""
+        c = self.config
+        where = f"XMPP server to the bridge ({c.server}:{c.port})"
         peer = self.component.peer()
         if peer is None:
             return [f"{where}: not connected"]
+        tls = self.component.tls_session()
+        if tls is not None:
+            verified = (f"certificate verified for {c.certificate_name}" if c.tls_verify
+                        else "certificate NOT verified")
+            return [f"{where}: TLS {tls.version()} ({tls.cipher()[0]}), {verified}"]
         if ipaddress.ip_address(peer.partition("%")[0]).is_loopback:
-            return [f"{where}: loopback, on this machine (plain TCP, XEP-0114 has no TLS)"]
-        return [f"{where}: plain TCP from {peer}, NOT encrypted (XEP-0114 has no TLS): "
-                "keep it on a private network"]
+            return [f"{where}: loopback, on this machine (plain TCP, no TLS)"]
+        return [f"{where}: plain TCP from {peer}, NOT encrypted: keep it on a private network, "
+                "or use TLS where the server offers it (component.tls)"]
 
     def connected(self) -> bool:
         return self.component.online
@@ -135,27 +161,43 @@ class XmppAdapter(Adapter):
     # -- connection lifecycle --------------------------------------------
 
     async def _online(self) -> None:
-        for room in self.rooms.values():
-            room.online()
+        self.joins.bucket.reset()
+        for jid in self.rooms:
+            self.joins.add(jid)
         if self.portal is not None:
             self.portal.online()
 
+    def _join(self, jid: str) -> int:
+        """Join one room (with its puppets) if the stream is still up: the presences sent."""
+        room = self.rooms[jid]
+        if not self.component.online:
+            return 0
+        room.online()
+        return 1 + len(room.puppets)
+
     def _offline(self) -> None:
+        self.joins.clear()
         for room in self.rooms.values():
             room.offline()
 
     async def _housekeeping(self) -> None:
-        """Self-ping every room and let idle puppets go, for as long as the adapter runs
-        (a failure in one round is logged; the next round comes all the same)."""
+        """Self-ping every room and let its idle puppets go, once per `ping_interval`, for as
+        long as the adapter runs (a failure in one round is logged; the next round comes all
+        the same). The rooms take their turns spread over the interval, not all at once:
+        500 rooms make 8 pings a second, not 500 in one write every minute."""
         while True:
-            await asyncio.sleep(self.config.ping_interval)
-            if not self.component.online:
-                continue
+            rooms = list(self.rooms.values())
+            spacing = self.config.ping_interval / (len(rooms) + 1)
             try:
-                for room in self.rooms.values():
-                    room.sweep_idle()
-                await asyncio.gather(*(room.self_ping() for room in self.rooms.values()),
-                                     *([self.portal.probe(self.component.query)] if self.portal else []))
+                async with asyncio.TaskGroup() as pings:
+                    for room in rooms:
+                        await asyncio.sleep(spacing)
+                        if self.component.online:
+                            room.sweep_idle()
+                            pings.create_task(room.self_ping())
+                    await asyncio.sleep(spacing)
+                    if self.portal is not None and self.component.online:
+                        pings.create_task(self.portal.probe(self.component.query))
             except Exception:
                 log.exception("xmpp_housekeeping_failed", network="xmpp")
 

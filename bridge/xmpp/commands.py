@@ -2,8 +2,9 @@
 XEP-0004 forms (slixmpp's own plugins, on the stream `Queries` sets up), and the chat.
 
 Commands: `status`, `security` (pick a link, get its report, optionally posted in its MUC
-rooms), `reconnect` (pick a network) and `puppets` (the list; the ones picked are
-removed from their room). Only admins run them: anyone else's command gets `forbidden`
+rooms), `reconnect` (pick a network), `puppets` (the list; the ones picked are
+removed from their room) and `reload` (the config file read again and applied: what changed,
+or why it was refused, in the answer's notes). Only admins run them: anyone else's command gets `forbidden`
 (XEP-0050 section 4.6, "the requesting JID is not allowed to execute the command"), and
 the command list (disco#items on the commands node, section 2.2) is empty for them.
 The words are `bridge.ops.control`'s; this module only shapes them.
@@ -36,6 +37,7 @@ COMMANDS = {
     "security": "Security report of a link",
     "reconnect": "Reconnect a network",
     "puppets": "List puppets, remove some",
+    "reload": "Reload the config file",
 }
 #: Command sessions kept (slixmpp keeps every one it starts, finished or not).
 SESSIONS = 64
@@ -191,6 +193,16 @@ class Commands:
                 removed.append(item)
         session["notes"] = [("info", f"Removed {len(removed)}: {', '.join(removed)}" if removed
                              else "Nobody removed.")]
+        return _done(session, None)
+
+
+    async def _reload(self, iq, session: dict) -> dict:
+        log.info("operator_reload", network="xmpp", sender=str(iq["from"]).partition("/")[0])
+        outcome = await self.control.reload()
+        # XEP-0050 <note/> types: error (refused: nothing changed), info, warn (needs a restart).
+        session["notes"] = ([("error", line) for line in outcome.problems]
+                            + [("info", line) for line in outcome.changes]
+                            + [("warn", line) for line in outcome.kept])
         return _done(session, None)
 
 

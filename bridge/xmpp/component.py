@@ -10,11 +10,16 @@ hands those back to slixmpp's own plugins (`dispatch`; `bridge.xmpp.queries`).
 A link that is quiet for half of `ping_timeout` gets an XEP-0199 ping; one silent
 for all of it is dead and dropped (TCP keepalive and TCP_USER_TIMEOUT back this up
 for writes into a blackhole), and so is one whose write buffer only grows.
+
+XEP-0114 is plain TCP. With `tls: true` the link is TLS from the first byte instead (as
+ejabberd's `ejabberd_service` listener with `tls: true` offers it; no STARTTLS, no
+fallback to plain), the server's certificate verified for the XMPP server's domain.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from xml.etree import ElementTree as ET
@@ -40,20 +45,48 @@ StreamSetup = Callable[[ComponentXMPP], None]
 MAX_WRITE_BUFFER = 4 << 20
 #: How often the link's silence is checked.
 WATCH_TICK = 1.0
+#: The name slixmpp's connect loop is given for "TLS from the first byte" (any name it
+#: finds in `tls_services` is connected to that way).
+DIRECT_TLS = "direct-tls"
 
 
 class HandshakeRefused(Exception):
     """The server refused the component's secret; retrying cannot help."""
 
 
+def tls_context(config: ComponentConfig) -> ssl.SSLContext | None:
+    """The client side of the link's TLS (None without `tls`): the server's certificate
+    verified against `ca_file`'s CAs, else the system's, unless `tls_verify: false`."""
+    if not config.tls:
+        return None
+    context = ssl.create_default_context(cafile=config.ca_file)
+    if not config.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class _Stream(ComponentXMPP):
-    def __init__(self, config: ComponentConfig, on_stanza: StanzaHandler, outgoing: Outgoing) -> None:
+    def __init__(self, config: ComponentConfig, on_stanza: StanzaHandler, outgoing: Outgoing,
+                 tls: ssl.SSLContext | None = None) -> None:
         super().__init__(config.jid, config.secret, config.server, config.port)
         self.on_stanza = on_stanza
         self.outgoing = outgoing
         self.ping_timeout = config.ping_timeout
         self.last_received = time.monotonic()
         self.reflections = ReflectionFilter(outgoing)
+        self.tls = tls
+        if tls is not None:
+            # slixmpp's connect loop (1.10 to 1.17) connects to each name in `tls_services`
+            # with TLS from the first byte, `default_domain` as the name the certificate
+            # must carry (and SNI); without `enable_plaintext` it never tries plain TCP.
+            self.tls_services = {DIRECT_TLS}
+            self.enable_direct_tls, self.enable_plaintext = True, False
+            self.default_domain = config.certificate_name
+
+    def get_ssl_context(self) -> ssl.SSLContext:
+        """Ours, whatever slixmpp's version would add to its own."""
+        return self.tls or super().get_ssl_context()
 
     def connection_made(self, transport, send_event: bool = True) -> None:
         self.reflections = ReflectionFilter(self.outgoing)  # a new stream from its first byte
@@ -162,8 +195,9 @@ class Component:
         self.connect_timeout = connect_timeout
         self.stream: _Stream | None = None
         self.online = False
-        self.outgoing = Outgoing()  # the room messages we sent: the one owner of their ids
-        self.ping_target = config.jid.partition(".")[2] or config.jid  # set by the adapter
+        self.outgoing = Outgoing(secret=config.secret)  # the room messages we sent: the one owner of their ids
+        self.ping_target = config.server_domain  # set by the adapter
+        self.tls = tls_context(config)
         # Our iqs waiting for an answer: id -> (where it went, the waiting future).
         self._pending: dict[str, tuple[str, asyncio.Future[ET.Element | None]]] = {}
         self._writes = Coalescer(self._write)
@@ -258,6 +292,13 @@ class Component:
         address = stream.transport.get_extra_info("peername")
         return address[0] if address else None
 
+    def tls_session(self) -> ssl.SSLObject | None:
+        """The link's TLS session while online over TLS."""
+        stream = self.stream
+        if not self.online or stream is None or stream.transport is None:
+            return None
+        return stream.transport.get_extra_info("ssl_object")
+
     def abort(self) -> None:
         """Drop the stream (a dead link); `run` reconnects."""
         if self.stream is not None:
@@ -293,13 +334,19 @@ class Component:
             if condition == "not-authorized":
                 refused.append(text or condition)
 
-        stream = self.stream = _Stream(self.config, self.on_stanza, self.outgoing)
+        def connection_failed(error: object) -> None:
+            if isinstance(error, ssl.SSLError):
+                self._tls_failed(error)
+            finish(error)
+
+        stream = self.stream = _Stream(self.config, self.on_stanza, self.outgoing, self.tls)
         self.setup(stream)
         stream.add_event_handler("session_start", lambda _: started.set())
         stream.add_event_handler("stream_error", stream_error)
         stream.add_event_handler("disconnected", finish)
-        stream.add_event_handler("connection_failed", finish)
-        log.info("xmpp_connecting", network="xmpp", server=self.config.server, port=self.config.port)
+        stream.add_event_handler("connection_failed", connection_failed)
+        log.info("xmpp_connecting", network="xmpp", server=self.config.server, port=self.config.port,
+                 tls=self.config.tls)
         stream.connect()
         waiter = asyncio.ensure_future(started.wait())
         try:
@@ -334,6 +381,20 @@ class Component:
             await _retire(stream, watch)
         log.warning("xmpp_offline", network="xmpp", reason=reason)
         return True
+
+    def _tls_failed(self, error: ssl.SSLError) -> None:
+        """Say why TLS failed and what to change (the connection is tried again later)."""
+        c = self.config
+        where = dict(network="xmpp", server=c.server, port=c.port)
+        if isinstance(error, ssl.SSLCertVerificationError):
+            log.error("xmpp_certificate_refused", **where, name=c.certificate_name,
+                      error=error.verify_message,
+                      hint="give the CA that signed the server's certificate in component.ca_file, "
+                           "or the name it carries in component.tls_name")
+        else:
+            log.error("xmpp_tls_failed", **where, error=error.reason or str(error),
+                      hint="does this port speak TLS from the first byte (ejabberd_service with "
+                           "tls: true)? If not, set component.tls: false")
 
     async def close(self) -> None:
         stream = self.stream

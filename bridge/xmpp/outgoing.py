@@ -7,11 +7,19 @@ answer our iqs). A room reflects every message to every occupant, its sender inc
 until then the message is *pending*, and after a reconnect it is sent again unless the
 room's history shows it arrived. A copy counts as ours only when it comes from the
 occupant that sent it.
+
+The ids of room messages are signed for their occupant with a key from the component
+secret (`Outgoing.new_id`), so that any run of the bridge knows its own in a room's history
+(`minted`), also one that never stored their ids: a standby that took over from a leader
+killed between a send and the store's commit of its id.
 """
 
 from __future__ import annotations
 
+import base64
 import collections
+import hashlib
+import hmac
 import secrets
 import time
 from collections.abc import Callable
@@ -25,6 +33,8 @@ log = structlog.get_logger(__name__)
 PENDING_LIMIT = 4096
 #: Confirmed ids remembered, to recognise a copy that comes late or twice.
 CONFIRMED_MEMORY = 16384
+#: Characters of a message id's signature (6 bytes, base64).
+TAG = 8
 
 
 def new_id() -> str:
@@ -42,7 +52,8 @@ class Pending:
 
 
 class Outgoing:
-    def __init__(self, limit: int = PENDING_LIMIT, memory: int = CONFIRMED_MEMORY) -> None:
+    def __init__(self, limit: int = PENDING_LIMIT, memory: int = CONFIRMED_MEMORY, secret: str = "") -> None:
+        self._key = hashlib.blake2b(secret.encode(), digest_size=32, person=b"muc-bridge ids").digest()
         self.limit = limit
         self.memory = memory
         self.pending: collections.OrderedDict[str, Pending] = collections.OrderedDict()
@@ -53,6 +64,20 @@ class Outgoing:
 
     def __len__(self) -> int:
         return len(self.pending)
+
+    def new_id(self, occupant: str) -> str:
+        """A fresh id for a room message from `occupant`, signed (see the module's doc)."""
+        nonce = new_id()
+        return nonce + self._tag(nonce, occupant)
+
+    def minted(self, msg_id: str, sender: str) -> bool:
+        """Was `msg_id` made by a bridge with our secret, for a message from occupant `sender`?"""
+        nonce, tag = msg_id[:-TAG], msg_id[-TAG:]
+        return bool(nonce) and hmac.compare_digest(tag.encode(), self._tag(nonce, sender).encode())
+
+    def _tag(self, nonce: str, occupant: str) -> str:
+        mac = hashlib.blake2b(f"{nonce} {occupant}".encode(), key=self._key, digest_size=6).digest()
+        return base64.urlsafe_b64encode(mac).decode()
 
     def add(self, msg_id: str, room: str, occupant: str, stanza: str, when: float | None = None) -> None:
         """`stanza` (with `msg_id`) goes to `room` from `occupant`; keep it until confirmed."""

@@ -130,7 +130,8 @@ class Room:
         # presence (or error) says whether it was ours: not counted as ours meanwhile.
         self.parked: dict[str, Identity] = {}
         self.bot_nick_tries = 0
-        self.leave_first = False  # the bot left on purpose, to join again at once
+        #: The id of the bot's leave before a rejoin (`online`), while its answer may come.
+        self.leave_id: str | None = None
         self.max_age = 300.0  # the adapter sets delivery.max_age
         # What the bot heard, for a rejoin's history: until when, and the recent messages
         # (kept in the store too, so that a restarted bridge asks for what it missed).
@@ -181,8 +182,8 @@ class Room:
             since = max(self.heard_until - HISTORY_MARGIN, time.time() - self.max_age)
             history = f"<history since='{_stamp(since)}'/>"
         self.component.send(
-            f"<presence to={attr(self.jid + '/' + self.bot_nick)} from={attr(self.bot_jid)}>"
-            f"<x xmlns='{NS_MUC}'>{history}</x></presence>")
+            f"<presence id='{self.component.new_id()}' to={attr(self.jid + '/' + self.bot_nick)} "
+            f"from={attr(self.bot_jid)}><x xmlns='{NS_MUC}'>{history}</x></presence>")
         self.log.info("muc_joining", nick=self.bot_nick)
         self._join_started = time.monotonic()
         self._retry_join(JOIN_TIMEOUT, "join_timeout")
@@ -218,13 +219,25 @@ class Room:
         no resumption). A server may still hold the bot of the old stream (Prosody keeps
         a component's occupants when its link drops, or the bridge was restarted): a
         join would then be a mere presence update, with no history, so the bot leaves
-        first."""
-        self.leave_first = True
-        self.component.send(f"<presence type='unavailable' to={attr(self.jid + '/' + self.bot_nick)} "
-                            f"from={attr(self.bot_jid)}/>")
+        first. The leave's answer is the old bot's departure, or an error with the leave's
+        id (RFC 6120 8.3.1) where the room does not exist, or nothing at all where the room
+        exists without the bot (Prosody and ejabberd both ignore it)."""
+        self.leave_id = self.component.new_id()
+        self.component.send(f"<presence type='unavailable' id='{self.leave_id}' "
+                            f"to={attr(self.jid + '/' + self.bot_nick)} from={attr(self.bot_jid)}/>")
         self.join()
         for puppet in list(self.puppets.values()):
             self._send_join(puppet)
+
+    def close(self, status: str) -> None:
+        """The room is no longer linked: every puppet and the bot leave it, with `status`."""
+        for puppet in list(self.puppets.values()):
+            self.leave(puppet, status)
+        if self.component.online:
+            self.component.send(f"<presence type='unavailable' to={attr(self.jid + '/' + self.bot_nick)} "
+                                f"from={attr(self.bot_jid)}><status>{text(status)}</status></presence>")
+        self.offline()
+        self.log.info("muc_unlinked")
 
     async def self_ping(self, timeout: float = 30.0) -> None:
         """XEP-0410: check that the bot is still in the room; rejoin if not."""
@@ -237,7 +250,7 @@ class Room:
             return
         if reply.get("type") == "error" and error_condition(reply) not in (
                 "service-unavailable", "feature-not-implemented"):
-            self.log.warning("muc_dropped", condition=error_condition(reply))
+            self.log.warning("muc_dropped", condition=error_condition(reply), text=error_text(reply))
             self.online()
 
     # -- incoming stanzas ------------------------------------------------
@@ -252,8 +265,8 @@ class Room:
         kind = xml.get("type")
         x, codes = muc_statuses(xml)
         if kind == "error":
-            if self.leave_first:  # the answer to our leave: the bot was not in (a new room)
-                self.leave_first = False
+            if self.leave_id is not None and xml.get("id") == self.leave_id:
+                self.leave_id = None  # the answer to our leave: the bot was not in (a new room)
                 return
             self._bot_join_failed(xml)
             return
@@ -310,7 +323,8 @@ class Room:
                     self._puppet_message_failed(puppet, xml)
             return
         if kind == "error":
-            self.log.warning("muc_message_error", condition=error_condition(xml))
+            self.log.warning("muc_message_error", condition=error_condition(xml),
+                             text=error_text(xml))
             if error_condition(xml) == "not-acceptable":
                 self.online()
             return
@@ -394,7 +408,9 @@ class Room:
                 continue
             self._heard(key, stamp)
             nick = resource(sender)
-            ours = self.component.outgoing.echo(xml.get("id", ""), sender)  # it arrived after all
+            # It arrived after all; or an earlier run sent it (its store may not have the id).
+            ours = (self.component.outgoing.echo(xml.get("id", ""), sender)
+                    or self.component.outgoing.minted(xml.get("id", ""), sender))
             if not ours and not self.is_own_nick(nick):
                 self._relay(xml, nick, child_text(xml, "body") or "", when=stamp)
         if replay and not overlap and len(replay) >= HISTORY_FULL and self._gap_from:
@@ -437,8 +453,8 @@ class Room:
     def _bot_presence(self, xml: ET.Element, kind: str | None, codes: set[str]) -> None:
         if kind == "unavailable":
             self.joined.clear()
-            if self.leave_first:  # our own leave before a rejoin: the join is on its way
-                self.leave_first = False
+            if self.leave_id is not None:  # our own leave before a rejoin: the join is on its way
+                self.leave_id = None
                 return
             self.log.warning("muc_bot_removed", codes=sorted(codes))
             self._retry_join(5.0, "removed")
@@ -452,6 +468,7 @@ class Room:
                 f"<iq type='set' id='{self.component.new_id()}' to={attr(self.jid)} "
                 f"from={attr(self.bot_jid)}><query xmlns='{NS_MUC}#owner'>"
                 f"<x xmlns='jabber:x:data' type='submit'/></query></iq>")
+        self.leave_id = None  # in: a leave still unanswered was ignored (the bot was not in)
         if not self.joined.is_set():
             self.log.info("muc_joined", nick=self.bot_nick)
             self.bot_nick_tries = 0
@@ -524,7 +541,7 @@ class Room:
                 self._resend(puppet)
             else:
                 self.log.warning("puppet_join_failed", puppet=puppet.jid,
-                                 condition=error_condition(xml))
+                                 condition=error_condition(xml), text=error_text(xml))
                 self._resend(puppet, via_bot=True)
                 self._forget(puppet)
         elif kind == "unavailable":  # kicked, or the server dropped it
@@ -541,7 +558,8 @@ class Room:
 
     def _puppet_message_failed(self, puppet: Puppet, xml: ET.Element) -> None:
         """The room refused a puppet's message: it was not (or no longer) in."""
-        self.log.info("puppet_message_refused", puppet=puppet.jid, condition=error_condition(xml))
+        self.log.info("puppet_message_refused", puppet=puppet.jid, condition=error_condition(xml),
+                      text=error_text(xml))
         self.component.outgoing.drop(xml.get("id", ""))  # sent again below, with a new id
         body = next((b for i, b in puppet.unconfirmed if i == xml.get("id")), None)
         if body is None:
@@ -576,10 +594,10 @@ class Room:
 
     def _send(self, sender: str, nick: str, inner: str, when: float | None) -> str:
         """A groupchat message from occupant `nick` (JID `sender`), kept until its copy comes."""
-        msg_id = self.component.new_id()
+        occupant = f"{self.jid}/{nick}"
+        msg_id = self.component.outgoing.new_id(occupant)
         stanza = (f"<message type='groupchat' to={attr(self.jid)} from={attr(sender)} id='{msg_id}'>"
                   f"{inner}</message>")
-        occupant = f"{self.jid}/{nick}"
         self.component.outgoing.add(msg_id, self.jid, occupant, stanza, when)
         self.component.send(stanza)
         self._ours.append((msg_id, occupant))

@@ -477,15 +477,17 @@ class FaultRun:
 
         await self._people()
         marks = self._marks()
-        config = self._config()
-        self.bridge = (InProcessBridge(config) if self.bridge_mode == "inprocess"
-                       else SubprocessBridge(config, self.events, self.tmp))
-        await self.bridge.start()
-        stack.push_async_callback(self.bridge.stop)
+        await self._start_bridge(self._config())
         await self._ready(marks, timeout=20.0)
         self._senders = [asyncio.create_task(self._send_loop(network), name=f"stream {network}")
                          for network in self.networks]
         await self._warm_up()
+
+    async def _start_bridge(self, config: str) -> None:
+        self.bridge = (InProcessBridge(config) if self.bridge_mode == "inprocess"
+                       else SubprocessBridge(config, self.events, self.tmp))
+        await self.bridge.start()
+        self._stack.push_async_callback(self.bridge.stop)
 
     def _config(self) -> str:
         timeout = "" if self.ping_timeout is None else f", ping_timeout: {self.ping_timeout:g}"

@@ -28,6 +28,8 @@ MEMORY_SAMPLE = 509
 MEMORY_LIMIT = 4 << 30
 #: Crashing inputs kept per kind of crash in one run.
 KEEP_PER_CRASH = 3
+#: Seconds between progress lines in a long run.
+PROGRESS_EVERY = 300.0
 
 
 class Violation(AssertionError):
@@ -147,9 +149,16 @@ def fuzz(target: Target, count: int, seconds: float | None, seed: int,
     with target.context(), _hard_limit(hard):
         started = time.perf_counter()  # the context (keys, a loop) is not the target's time
         deadline = started + seconds if seconds else None
+        progress = started + PROGRESS_EVERY
         for n in range(count):
-            if deadline and n and n % 16 == 0 and time.perf_counter() > deadline:
-                break
+            if n and n % 16 == 0:
+                now = time.perf_counter()
+                if deadline and now > deadline:
+                    break
+                if now > progress:
+                    progress = now + PROGRESS_EVERY
+                    log(f"  {target.name}: {n:,} inputs so far, {report.crash_count} crashes, "
+                        f"{len(report.hangs)} hangs, {n / (now - started):,.0f}/s")
             data = target.generate(rng)
             sampled = n % MEMORY_SAMPLE == 0
             if sampled:

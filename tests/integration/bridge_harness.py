@@ -35,6 +35,12 @@ def irc_network(name: str, server, nick: str = "relay", extra: str = "") -> str:
             f"nick: {nick}, flood: {{burst: 50, interval: 0.02}}{extra}}}\n")
 
 
+def silc_network(name: str, server, key_dir) -> str:
+    """A SILC network entry for `server` (the project's SILC test server), nick relay."""
+    return (f"  {name}: {{type: silc, host: 127.0.0.1, port: {server.port}, nick: relay, "
+            f"key_dir: {key_dir}/silc-keys}}\n")
+
+
 @contextlib.asynccontextmanager
 async def running_bridge(text: str):
     bridge = Bridge(parse_config(text))

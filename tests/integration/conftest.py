@@ -7,6 +7,9 @@ Fixtures (function scope; each server starts in well under a second):
 - `inspircd`: a running `InspIRCd` (plain `port`, TLS `tls_port`, `cert_path`), same options
   mechanism (`password=`, `flood_limits=`).
 - `ngircd`: a running `NgIRCd` (plain `port`).
+- `ejabberd`: one running ejabberd 23.01 (tests/servers/ejabberd.py) for the whole session, the
+  same names as `prosody` (localhost, muc.localhost, bridge.localhost); tests use fresh room
+  names on it. `ejabberd_user`: factory like `xmpp_user`, on it.
 - `xmpp_user`: factory, `alice = await xmpp_user("alice")` registers alice@localhost on the
   `prosody` fixture and logs her in; `irc_user`: factory, `bob = await irc_user(inspircd, "bob")`.
   Users are disconnected at teardown.
@@ -23,6 +26,7 @@ import pytest
 
 from bridge.demo.servers import InspIRCd, NgIRCd, Prosody, ServerFailed, ServerMissing
 from tests.integration.clients import IrcUser, XmppUser
+from tests.servers.ejabberd import Ejabberd
 from tests.servers.silc.server import SilcTestServer
 
 HERE = Path(__file__).parent
@@ -72,20 +76,46 @@ async def silc_server():
         yield server
 
 
-@pytest.fixture
-async def xmpp_user(prosody: Prosody):
+@pytest.fixture(scope="session")
+def ejabberd():
+    """One ejabberd for the session (Erlang takes a couple of seconds to start)."""
+    try:
+        server = Ejabberd()
+        server.start()
+    except (ServerMissing, ServerFailed) as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.remove()
+
+
+@contextlib.asynccontextmanager
+async def _users(server):
     users: list[XmppUser] = []
 
     async def make(name: str, password: str | None = None) -> XmppUser:
         password = password or f"{name}-password"
-        await prosody.register(name, password)
-        user = await XmppUser.login(prosody, name, password)
+        await server.register(name, password)
+        user = await XmppUser.login(server, name, password)
         users.append(user)
         return user
 
-    yield make
-    for user in users:
-        await user.close()
+    try:
+        yield make
+    finally:
+        for user in users:
+            await user.close()
+
+
+@pytest.fixture
+async def xmpp_user(prosody: Prosody):
+    async with _users(prosody) as make:
+        yield make
+
+
+@pytest.fixture
+async def ejabberd_user(ejabberd: Ejabberd):
+    async with _users(ejabberd) as make:
+        yield make
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ import asyncio
 import pytest
 from slixmpp.exceptions import IqError
 
-from tests.integration.bridge_harness import ROOM, bridge_ready, config_text, irc_network, running_bridge
+from tests.integration.bridge_harness import (ROOM, bridge_ready, config_text, irc_network, running_bridge,
+                                             silc_network)
 from tests.integration.clients import Inbox
 from tests.servers.scripted_ircd import ScriptedIrcd
 from tests.servers.silc.server import SilcTestServer
@@ -123,8 +124,7 @@ async def test_the_vcard_of_someone_who_left_irc_says_so(pair, inspircd, irc_use
 @pytest.mark.timeout(90)
 async def test_a_silc_puppets_vcard_shows_the_key_fingerprint(prosody, xmpp_user, tmp_path):
     async with SilcTestServer() as silc:
-        networks = (f"  silcnet: {{type: silc, host: 127.0.0.1, port: {silc.port}, nick: relay, "
-                    f"key_dir: {tmp_path}/silc-keys}}\n")
+        networks = silc_network("silcnet", silc, tmp_path)
         links = f"  l:\n    - xmpp: {ROOM}\n    - silc: silcnet/hackers\n"
         async with TestUser("sam", silc.port) as sam:
             await sam.join("hackers")

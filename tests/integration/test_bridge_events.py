@@ -11,7 +11,7 @@ import asyncio
 import pytest
 
 from tests.integration.bridge_harness import (
-    ROOM, bridge_ready, config_text, irc_network, running_bridge,
+    ROOM, bridge_ready, config_text, irc_network, running_bridge, silc_network,
 )
 from tests.integration.clients import wait_until
 
@@ -278,8 +278,7 @@ async def test_on_silc_nick_changes_and_topic_setters_are_told_and_notices_marke
     from tests.servers.silc.server import SilcTestServer
     from tests.servers.silc.user import ChannelMessage, TestUser
     async with SilcTestServer() as silc:
-        networks = (f"  silcnet: {{type: silc, host: 127.0.0.1, port: {silc.port}, nick: relay, "
-                    f"key_dir: {tmp_path}/silc-keys}}\n")
+        networks = silc_network("silcnet", silc, tmp_path)
         text = config_text(prosody, tmp_path, networks, link(f"xmpp: {ROOM}", "silc: silcnet/hackers"))
         async with TestUser("sam", silc.port) as sam:
             await sam.join("hackers")

@@ -10,7 +10,7 @@ import pytest
 
 from bridge.core.events import Endpoint
 from tests.integration.bridge_harness import (
-    ROOM, bridge_ready, config_text, irc_network, running_bridge,
+    ROOM, bridge_ready, config_text, irc_network, running_bridge, silc_network,
 )
 
 CHAN = "#room"
@@ -322,9 +322,7 @@ async def test_on_silc_corrections_retractions_replies_and_reactions_read_as_tex
     from tests.servers.silc.server import SilcTestServer
     from tests.servers.silc.user import ChannelMessage, TestUser
     async with SilcTestServer() as silc:
-        networks = irc_network("net", inspircd) + (
-            f"  silcnet: {{type: silc, host: 127.0.0.1, port: {silc.port}, nick: relay, "
-            f"key_dir: {tmp_path}/silc-keys}}\n")
+        networks = irc_network("net", inspircd) + silc_network("silcnet", silc, tmp_path)
         text = config_text(prosody, tmp_path, networks,
                            link(f"xmpp: {ROOM}", f"irc: net/{CHAN}", "silc: silcnet/hackers"))
         bob = await irc_user(inspircd, "bob", caps=TAGS)

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from tests.integration.bridge_harness import ROOM, bridge_ready, config_text, irc_network, running_bridge
+from tests.integration.bridge_harness import (ROOM, bridge_ready, config_text, irc_network, running_bridge,
+                                             silc_network)
 from tests.servers.silc.numbers import CMODE_PRIVKEY
 from tests.servers.silc.server import SilcTestServer
 from tests.servers.silc.user import ChannelMessage, TestUser
@@ -18,9 +19,7 @@ CHAN = "#room"
 async def test_three_networks_each_message_once_everywhere(prosody, inspircd, xmpp_user, irc_user,
                                                            tmp_path):
     async with SilcTestServer() as silc:
-        networks = irc_network("irc", inspircd) + (
-            f"  silcnet: {{type: silc, host: 127.0.0.1, port: {silc.port}, nick: relay, "
-            f"key_dir: {tmp_path}/silc-keys}}\n")
+        networks = irc_network("irc", inspircd) + silc_network("silcnet", silc, tmp_path)
         links = f"  l:\n    - xmpp: {ROOM}\n    - irc: irc/{CHAN}\n    - silc: silcnet/hackers\n"
         bob = await irc_user(inspircd, "bob")
         await bob.join(CHAN)
@@ -77,8 +76,7 @@ async def test_a_private_key_channel_without_its_mode_is_paused_and_the_room_tol
         await sam.join("hackers")  # sam founds the channel
         await sam.set_mode("hackers", CMODE_PRIVKEY)
         sam.set_private_key("hackers", "open sesame")
-        networks = (f"  silcnet: {{type: silc, host: 127.0.0.1, port: {silc.port}, nick: relay, "
-                    f"key_dir: {tmp_path}/silc-keys}}\n")
+        networks = silc_network("silcnet", silc, tmp_path)
         links = (f"  l:\n    - xmpp: {ROOM}\n    - silc: silcnet/hackers\n"
                  f"      passphrase_file: {secret}\n")
         alice = await xmpp_user("alice")

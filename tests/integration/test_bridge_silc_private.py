@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.bridge_harness import ROOM, bridge_ready, config_text, irc_network, running_bridge
+from tests.integration.bridge_harness import (ROOM, bridge_ready, config_text, irc_network, running_bridge,
+                                             silc_network)
 from tests.integration.test_bridge_addresses import chat, errors
 from tests.servers.silc.numbers import PacketFlag, PacketType
 from tests.servers.silc.server import SilcTestServer
@@ -21,8 +22,7 @@ HINT = f"alice (xmpp, room {ROOM}) writes to you privately through muc-bridge"
 
 async def test_private_messages_between_xmpp_and_silc_both_ways(prosody, xmpp_user, tmp_path):
     async with SilcTestServer() as silc:
-        networks = (f"  silcnet: {{type: silc, host: 127.0.0.1, port: {silc.port}, nick: relay, "
-                    f"key_dir: {tmp_path}/silc-keys}}\n")
+        networks = silc_network("silcnet", silc, tmp_path)
         links = f"  l:\n    - xmpp: {ROOM}\n    - silc: silcnet/hackers\n"
         async with TestUser("sam", silc.port) as sam, TestUser("tess", silc.port) as tess:
             await sam.join("hackers")
@@ -85,8 +85,7 @@ async def test_a_silc_user_silent_since_the_relay_client_reconnected_is_still_re
     """The relay client's new session knows the channel's members only by Client ID: it asks
     who they are when it joins, not only when they speak."""
     async with SilcTestServer() as silc:
-        networks = (f"  silcnet: {{type: silc, host: 127.0.0.1, port: {silc.port}, nick: relay, "
-                    f"key_dir: {tmp_path}/silc-keys}}\n")
+        networks = silc_network("silcnet", silc, tmp_path)
         links = f"  l:\n    - xmpp: {ROOM}\n    - silc: silcnet/hackers\n"
         async with TestUser("sam", silc.port) as sam:
             await sam.join("hackers")
@@ -107,9 +106,7 @@ async def test_a_silc_user_silent_since_the_relay_client_reconnected_is_still_re
 
 async def test_private_messages_between_irc_and_silc(prosody, inspircd, xmpp_user, irc_user, tmp_path):
     async with SilcTestServer() as silc:
-        networks = irc_network("irc", inspircd) + (
-            f"  silcnet: {{type: silc, host: 127.0.0.1, port: {silc.port}, nick: relay, "
-            f"key_dir: {tmp_path}/silc-keys}}\n")
+        networks = irc_network("irc", inspircd) + silc_network("silcnet", silc, tmp_path)
         links = f"  l:\n    - xmpp: {ROOM}\n    - irc: irc/{CHAN}\n    - silc: silcnet/hackers\n"
         bob = await irc_user(inspircd, "bob")
         await bob.join(CHAN)

@@ -61,7 +61,7 @@ def fields(answer) -> dict:
 async def test_an_admin_lists_the_commands_and_sees_the_status(ops):
     _, alice, *_ = ops
     items = await alice.client.plugin["xep_0030"].get_items(jid=BRIDGE, node=NS_COMMANDS, timeout=5)
-    assert sorted(i[1] for i in items["disco_items"]["items"]) == ["puppets", "reconnect", "security", "status"]
+    assert sorted(i[1] for i in items["disco_items"]["items"]) == ["puppets", "reconnect", "reload", "security", "status"]
     info = await alice.client.plugin["xep_0030"].get_info(jid=BRIDGE, timeout=5)
     assert NS_COMMANDS in info["disco_info"]["features"]
     info = await alice.client.plugin["xep_0030"].get_info(jid=BRIDGE, node="status", timeout=5)

@@ -71,6 +71,10 @@ CASES = [
                                         '20D4 C62D  04F6 E198 8C81 6A6E A3A2"\n    heartbeat:'}, None),
     ("postgres store not reachable", {"sqlite://{tmp}/bridge.db": "postgres://bridge:pw@db.invalid/bridge"},
      (6, "store.url")),
+    ("standby on a SQLite store", {"{tmp}/bridge.db\n": "{tmp}/bridge.db\n  standby: true\n"},
+     (7, "store.standby")),
+    ("standby that is not a boolean", {"{tmp}/bridge.db\n": "{tmp}/bridge.db\n  standby: maybe\n"},
+     (7, "store.standby")),
     ("store of an unknown kind", {"sqlite://{tmp}/bridge.db": "mysql://bridge@db/bridge"}, (6, "store.url")),
     ("store url without a file", {"sqlite://{tmp}/bridge.db": "sqlite://"}, (6, "store.url")),
     ("store under a file", {"{tmp}/bridge.db": "{tmp}/afile/bridge.db"}, (6, "store.url")),
@@ -196,6 +200,7 @@ def test_check_config_passes_exactly_what_run_starts(tmp_path, monkeypatch, caps
 POSTGRES_CASES = [
     ("postgres store", "postgresql://bridge@127.0.0.1:{port}/{db}", None),
     ("postgres:// store", "postgres://bridge@127.0.0.1:{port}/{db}", None),
+    ("postgres store with a standby", "postgresql://bridge@127.0.0.1:{port}/{db}\n  standby: true", None),
     ("no such database", "postgresql://bridge@127.0.0.1:{port}/nosuchdb", (6, "store.url")),
     ("no server on the port", "postgresql://bridge@127.0.0.1:1/{db}", (6, "store.url")),
     ("no such role", "postgresql://nobody@127.0.0.1:{port}/{db}", (6, "store.url")),

@@ -226,3 +226,18 @@ def test_a_path_too_long_for_the_file_system_is_a_problem_not_a_traceback(tmp_pa
     found = problems(GOOD + f"store: {{url: 'sqlite://{long}/bridge.db'}}\n")
     assert [(path, message) for _, path, message in found] == [
         ("store.url", "cannot be a database file: File name too long")]
+
+
+def test_the_component_link_is_plain_unless_tls_and_a_ca_file_must_hold_certificates(tmp_path):
+    from bridge.demo.servers import make_self_signed_cert
+    plain = parse_config(GOOD).component
+    assert (plain.tls, plain.tls_verify, plain.ca_file, plain.tls_name) == (False, True, None, None)
+    assert plain.server_domain == "example.org"  # the name a TLS certificate must carry
+    make_self_signed_cert(tmp_path / "ca.pem", tmp_path / "key.pem", "example.org")
+    tls = GOOD.replace("  secret:", "  tls: true\n  ca_file: CA\n  tls_name: xmpp.example.org\n  secret:")
+    c = parse_config(tls.replace("CA", str(tmp_path / "ca.pem"))).component
+    assert (c.tls, c.ca_file, c.tls_name) == (True, str(tmp_path / "ca.pem"), "xmpp.example.org")
+    assert problems(tls.replace("CA", str(tmp_path / "none.pem"))) == [
+        (4, "component.ca_file", f"no such file: {tmp_path / 'none.pem'}")]
+    assert problems(tls.replace("CA", str(tmp_path / "key.pem"))) == [
+        (4, "component.ca_file", f"{tmp_path / 'key.pem'} holds no CA certificate in PEM form")]

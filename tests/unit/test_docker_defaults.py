@@ -4,6 +4,7 @@ working directory, and the image's working directory is a volume its user owns.
 (No Docker engine runs the tests: the Dockerfile is read, not built.)
 """
 
+import json
 import os
 import re
 
@@ -43,3 +44,11 @@ def test_the_image_works_in_a_volume_its_user_owns():
     # ...that the image's user owns and the USER line comes before.
     assert re.search(rf"chown {user}(:\S+)? {re.escape(workdir)}\b", text)
     assert text.index(f"USER {user}") < text.rindex(f"WORKDIR {workdir}")
+
+
+def test_the_healthcheck_asks_the_health_endpoint_of_the_config_the_image_runs():
+    text = open(os.path.join(ROOT, "Dockerfile")).read()
+    check = re.search(r"^HEALTHCHECK .*?CMD (\[.*?\])$", text, re.M | re.S)
+    run = re.findall(r"^CMD (\[.*\])$", text, re.M)[-1]
+    assert check and json.loads(check[1])[:2] == ["muc-bridge", "health"]  # tests/unit/test_health_command.py
+    assert json.loads(check[1])[2:] == json.loads(run)[1:] == ["--config", "/config/config.yaml"]

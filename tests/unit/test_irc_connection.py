@@ -3,7 +3,7 @@
 import asyncio
 
 import pytest
-from irc.client_aio import AioReactor
+from irc.client_aio import AioConnection, AioReactor
 
 from bridge.core.coalesce import FLUSH_SIZE
 from bridge.irc.connection import HardenedConnection, LineBuffer
@@ -79,18 +79,35 @@ SAME_AS_LIBRARY = [
     ":bob!b@h JOIN #c",
     "@time=2026-11-25T10:00:00.000Z :bob!b@h JOIN #c",
     ":server.test PRIVMSG me :from a server",
+    ":bob!b@h KICK #c eve :a reason with  spaces",
+    ":bob!b@h   MODE #c +ov  eve bob",
+    ":server.test 353 me = #c :@bob +eve carol",
+    ":server.test 005 me CASEMAPPING=ascii NICKLEN=30 :are supported",
+    "PING :token",
+    ":bob!b@h QUIT :gone",
 ]
 
 
 @pytest.mark.parametrize("line", SAME_AS_LIBRARY)
-def test_the_privmsg_fast_path_gives_what_the_library_gives(conn, line):
+async def test_our_parsers_give_what_the_library_gives_on_ordinary_lines(conn, line):
     conn.process_data(line.encode() + b"\r\n")
-    fast = [(e.type, e.source, e.target, e.arguments, e.tags) for e in conn.seen]
+    ours = [(e.type, e.source, e.target, e.arguments, e.tags) for e in conn.seen]
     conn.seen.clear()
-    conn._process_line(line)  # the library's own parser
-    slow = [(e.type, e.source, e.target, e.arguments, e.tags) for e in conn.seen
-            if e.type != "all_raw_messages"]
-    assert fast == slow and fast
+    AioConnection._process_line(conn, line)  # the library's own parser
+    library = [(e.type, e.source, e.target, e.arguments, e.tags) for e in conn.seen
+               if e.type != "all_raw_messages"]
+    assert ours == library and ours
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    (":srv PING \t", ("ping", "srv", "\t", ["\t"])),  # the library: no parameter, IndexError
+    (":bob!b@h JOIN #a\u00a0b", ("join", "bob!b@h", "#a\u00a0b", [])),  # not two channels
+    (":bob!b@h TOPIC #c x\ty", ("topic", "bob!b@h", "#c", ["x\ty"])),
+])
+async def test_parameters_are_split_on_spaces_only(conn, line, expected):
+    conn.process_data(line.encode() + b"\r\n")
+    assert events(conn, expected[0]) == [expected]
+    assert conn.dropped_lines == 0
 
 
 @pytest.mark.parametrize("word", ["\x1e", "\x1chi\x1f", "\x1e\x1e"])

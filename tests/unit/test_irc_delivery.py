@@ -12,7 +12,7 @@ import pytest
 from bridge.config_types import FloodConfig
 from bridge.core.events import BRIDGE, Endpoint, Message, MessageKind
 from bridge.core.notices import gap_text, stale_text
-from bridge.irc import adapter as adapter_module
+from bridge.irc import joins as joins_module
 from bridge.irc.adapter import IrcAdapter
 from tests.servers.scripted_ircd import Recorder, ScriptedIrcd, running
 from tests.unit.test_irc_scripted import CHAN, NET, joined, make_adapter, make_config, xmpp_msg
@@ -157,7 +157,7 @@ def says_gap(event, room, since, until):
 
 
 async def test_a_rejoin_after_a_kick_says_once_what_may_be_missing(ircd, monkeypatch):
-    monkeypatch.setattr(adapter_module, "REJOIN_AFTER_KICK", 1.0)
+    monkeypatch.setattr(joins_module, "REJOIN_AFTER_KICK", 1.0)
     adapter, events = make_adapter(ircd.port)
     async with running(adapter):
         client = await joined(ircd)

@@ -10,7 +10,7 @@ from bridge.config_types import FloodConfig, IrcNetworkConfig, SaslConfig
 from bridge.core.events import (
     BRIDGE, Endpoint, Identity, Join, Kick, Message, MessageKind, NickChange, Part, Presence, Topic,
 )
-from bridge.irc import adapter as adapter_module
+from bridge.irc import joins as joins_module
 from bridge.irc import client as client_module
 from bridge.irc.adapter import NICK_KEY, IrcAdapter
 from bridge.irc.split import MAX_LINE
@@ -415,7 +415,7 @@ async def test_topic_shown_on_join_is_not_relayed_and_own_actions_are_silent(irc
 
 
 async def test_kicked_relay_client_rejoins(ircd, monkeypatch):
-    monkeypatch.setattr(adapter_module, "REJOIN_AFTER_KICK", 0.1)
+    monkeypatch.setattr(joins_module, "REJOIN_AFTER_KICK", 0.1)
     adapter, events = make_adapter(ircd.port)
     async with running(adapter):
         client = await joined(ircd)

@@ -175,3 +175,53 @@ async def test_a_full_queue_counts_what_it_drops():
     await settle(router)
     assert sorted(counted.dropped) == [("irc2/#b", "queue full", 1)] * 2 + [("xmpp/r@muc", "queue full", 1)] * 2
     assert len(counted.relayed) == 6
+
+
+async def test_a_paused_router_holds_deliveries_until_it_resumes():
+    router, adapters = make((LINK,))
+    task = asyncio.create_task(router.run())
+    try:
+        router.pause(True)
+        router.receive(msg("irc1", "#a", "bob", "held"))
+        await asyncio.sleep(0.05)
+        assert adapters["xmpp"].delivered == [] and adapters["irc2"].delivered == []
+        router.pause(False)
+        await asyncio.sleep(0.05)
+        assert [e.text for _, e in adapters["xmpp"].delivered] == ["held"]
+        assert [e.text for _, e in adapters["irc2"].delivered] == ["held"]
+    finally:
+        task.cancel()
+
+
+async def test_with_a_barrier_an_event_waits_for_the_writes_made_before_it_came_in():
+    class Writes:
+        def __init__(self):
+            self.made, self.committed = 0, 0
+            self.done = asyncio.Event()
+
+        def mark(self):
+            return self.made
+
+        async def durable(self, mark):
+            while self.committed < mark:
+                await self.done.wait()
+                self.done.clear()
+
+    writes = Writes()
+    router = Router((LINK,), barrier=writes)
+    adapters = {}
+    for net in ("xmpp", "irc1", "irc2"):
+        adapters[net] = FakeAdapter(net, router.receive)
+        router.add_adapter(adapters[net])
+    task = asyncio.create_task(router.run())
+    try:
+        writes.made = 1  # the room's cursor moved when it heard the message
+        router.receive(msg("xmpp", "r@muc", "alice", "heard"))
+        await asyncio.sleep(0.05)
+        assert adapters["irc1"].delivered == []
+        writes.committed = 1
+        writes.done.set()
+        await asyncio.sleep(0.05)
+        assert [e.text for _, e in adapters["irc1"].delivered] == ["heard"]
+    finally:
+        task.cancel()

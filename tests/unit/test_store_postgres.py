@@ -134,3 +134,20 @@ async def test_a_store_the_role_may_not_make_tables_in_says_so(own_postgres):
     own_postgres.psql("CREATE ROLE reader LOGIN")
     with pytest.raises(StoreUnavailable, match="cannot open the PostgreSQL store: InsufficientPrivilegeError"):
         open_store(f"postgresql://reader@127.0.0.1:{own_postgres.port}/bridge")
+
+
+async def test_what_a_delivery_waits_for_is_in_the_database_when_durable_returns(postgres_server):
+    url = postgres_server.create_database("durable")
+    store = open_store(url)
+    assert await store.commit()
+    store.save_cursor("heard:xmpp/room@muc", {"until": 7})
+    mark = store.mark()
+    await store.durable(mark)
+    import asyncpg
+    conn = await asyncpg.connect(url)
+    try:
+        assert await conn.fetchval("SELECT value FROM cursors WHERE name = 'heard:xmpp/room@muc'") \
+            == '{"until": 7}'
+    finally:
+        await conn.close()
+    await store.aclose()

@@ -5,7 +5,8 @@ from types import SimpleNamespace
 
 from bridge.config_types import ComponentConfig
 from bridge.core.coalesce import FLUSH_SIZE
-from bridge.xmpp.component import Component
+from bridge.xmpp.component import Component, _Stream, tls_context
+from bridge.xmpp.outgoing import Outgoing
 
 
 class FakeTransport:
@@ -196,3 +197,30 @@ async def test_an_unknown_encoding_is_a_stream_error_not_a_crash(capsys):
                          b"xmlns:stream='http://etherx.jabber.org/streams' id='s1'>")
     assert transport.closed and b"not-well-formed" in b"".join(transport.written)
     assert "xmpp_stream_malformed" in capsys.readouterr().out
+
+
+async def test_with_tls_a_failed_handshake_never_falls_back_to_a_plain_stream():
+    """A port that does not speak TLS: the stream's first bytes are a TLS ClientHello
+    (record type 22), each attempt; never a plain stream header with the secret after it."""
+    firsts: list[bytes] = []
+
+    async def server(reader, writer):
+        firsts.append(await reader.read(1))
+        writer.close()
+
+    listener = await asyncio.start_server(server, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    config = ComponentConfig("bridge.localhost", "secret", port=port, tls=True)
+    stream = _Stream(config, lambda *_: None, Outgoing(), tls_context(config))
+    failed = asyncio.Event()
+    stream.add_event_handler("connection_failed", lambda _: failed.set())
+    try:
+        stream.connect()
+        async with asyncio.timeout(5):
+            await failed.wait()
+        await asyncio.sleep(0.3)  # time for any other attempt of the same round
+    finally:
+        stream.cancel_connection_attempt()
+        stream.abort()
+        listener.close()
+    assert firsts and set(firsts) == {b"\x16"}

@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 from xml.etree import ElementTree as ET
 
 import pytest
+from structlog.testing import capture_logs
 
 from bridge.config_types import ComponentConfig
 from bridge.core.events import Endpoint, Identity, Join, Kick, Message, MessageKind, NickChange, Part, Topic
@@ -451,15 +452,83 @@ async def test_a_restarted_bridge_knows_its_own_lines_when_the_history_replays_t
     assert [e.text for e in events] == ["said meanwhile"]  # not our puppet's line back to IRC
 
 
-async def test_the_answer_to_the_leave_before_a_join_is_not_taken_for_a_failed_join(room, capsys):
+async def test_a_bridge_killed_before_its_store_had_the_id_still_knows_its_line_in_the_history(tmp_path):
+    """A standby that takes over (or a restart) reads a store the old run could not finish
+    writing: the id of its last line is missing there, but the id's signature says whose it is;
+    only for the occupant it was made for (a stranger reusing it is heard)."""
+    config = ComponentConfig(jid="bridge.example.org", secret="x")
+    first = Room(ROOM, {}, config, FakeComponent(), SqliteStore(":memory:"), [].append)
+    first.component.outgoing = Outgoing(secret="x")
+    first.joined.set()
+    await first.deliver(Message(IRC, BOB, "said by our puppet"))
+    ours = first.component.sent[-1].get("id")
+    events = []
+    again = Room(ROOM, {}, config, FakeComponent(), SqliteStore(str(tmp_path / "new.db")), events.append)
+    again.component.outgoing = Outgoing(secret="x")
+    again.join()
+    again.on_presence(presence("bridge", codes=("110",)), "bridge.example.org")
+    again.on_message(delayed("bob", "said by our puppet", ours), "bridge.example.org")
+    again.on_message(delayed("mallory", "reusing the id", ours), "bridge.example.org")
+    again.on_message(subject(), "bridge.example.org")
+    assert [e.text for e in events] == ["reusing the id"]
+    assert not Outgoing(secret="another").minted(ours, f"{ROOM}/bob")
+
+
+def error_presence(answering, condition, text=""):
+    """The server's error answer to one of our presences (RFC 6120 8.3.1: with its id)."""
+    text = f"<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>{text}</text>" if text else ""
+    return stanza(f"<presence from='{ROOM}/bridge' to='bridge.example.org' type='error' "
+                  f"id='{answering.get('id')}'><error type='cancel'>"
+                  f"<{condition} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>{text}</error></presence>")
+
+
+async def test_the_answer_to_the_leave_before_a_join_is_not_taken_for_a_failed_join(room):
     room.offline()
-    room.online()  # leaves first, then joins: a server without that room answers the leave with an error
-    room.on_presence(stanza(f"<presence from='{ROOM}/bridge' to='bridge.example.org' type='error'>"
-                            f"<error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
-                            f"</error></presence>"), "bridge.example.org")
-    room.on_presence(presence("bridge", codes=("110", "201")), "bridge.example.org")
+    with capture_logs() as logs:
+        room.online()  # leaves first, then joins: a server without that room answers the leave with an error
+        leave = room.component.sent[-2]
+        room.on_presence(error_presence(leave, "item-not-found"), "bridge.example.org")
+        room.on_presence(presence("bridge", codes=("110", "201")), "bridge.example.org")
     assert room.joined.is_set() and room.bot_nick == "bridge"
-    assert "muc_join_failed" not in capsys.readouterr().out
+    assert [e["event"] for e in logs] == ["muc_joining", "muc_joined"]
+
+
+async def test_a_refused_join_after_an_unanswered_leave_is_logged_with_the_servers_text(room):
+    """A room that exists and that the bot is not in ignores its leave (Prosody and ejabberd
+    both): the next error is the join's, refused, and the log says what the server said."""
+    room.offline()
+    with capture_logs() as logs:
+        room.online()
+        join = room.component.sent[-1]
+        room.on_presence(error_presence(join, "registration-required",
+                                        "Membership is required to enter this room"),
+                         "bridge.example.org")
+    failed = [e for e in logs if e["event"] == "muc_join_failed"]
+    assert [(e["room"], e["condition"], e["text"]) for e in failed] == [
+        (ROOM, "registration-required", "Membership is required to enter this room")]
+
+
+async def test_a_refused_puppet_join_is_logged_with_the_servers_text(room):
+    await room.deliver(Message(IRC, BOB, "from irc"))
+    pjid = "bob%libera@bridge.example.org/bridge"
+    with capture_logs() as logs:
+        room.on_presence(stanza(f"<presence from='{ROOM}/bob' to='{pjid}' type='error'><error type='auth'>"
+                                f"<forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+                                f"<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>You have been banned "
+                                f"from this room</text></error></presence>"), pjid)
+    failed = [e for e in logs if e["event"] == "puppet_join_failed"]
+    assert [(e["condition"], e["text"]) for e in failed] == [
+        ("forbidden", "You have been banned from this room")]
+
+
+async def test_after_an_unanswered_leave_and_a_join_a_kick_is_not_taken_for_our_leave(room):
+    room.offline()
+    with capture_logs() as logs:
+        room.online()
+        room.on_presence(presence("bridge", codes=("110",)), "bridge.example.org")
+        room.on_presence(presence("bridge", kind="unavailable", codes=("110", "307"),
+                                  item="<item role='none'/>"), "bridge.example.org")
+    assert "muc_bot_removed" in [e["event"] for e in logs]
 
 
 @pytest.mark.parametrize("bot_first", [True, False])
