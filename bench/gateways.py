@@ -126,7 +126,7 @@ class MucBridge(GatewayProcess):
 
     async def start(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(
             p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
         args = ["run", "--config", str(self.config_path)]
         if self.uvloop:
@@ -137,6 +137,27 @@ class MucBridge(GatewayProcess):
             await self._spawn(sys.executable, "-m", "bridge", *args, env=env)
         await asyncio.sleep(0.2)
         self.check_alive()
+
+
+class MucBridgePortal(MucBridge):
+    """muc-bridge in portal mode only (no links): the bench user joins `#room%bench@component`
+    with a connection of their own, as with biboumi; no history kept (`portal.history` 0)."""
+
+    def __init__(self, workdir: Path, prosody: BenchProsody, ircd: BenchInspIRCd) -> None:
+        super().__init__(workdir, prosody, ircd)
+        self.name = "muc-bridge-portal"
+        self.log_path = workdir / f"{self.name}.log"
+
+    def room_jid(self, channel: str) -> str:
+        return f"{channel}%{self.network}@{self.prosody.component_jid}"
+
+    def config(self) -> dict:
+        config = super().config()
+        config["networks"] = {self.network: config["networks"][self.network]}
+        config["links"] = {}
+        config["portal"] = {"networks": [self.network], "users": ["*"], "history": 0,
+                            "secret_file": str(self.workdir / "portal.key")}
+        return config
 
 
 class Biboumi(GatewayProcess):

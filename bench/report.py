@@ -21,6 +21,9 @@ COLUMNS = (
     ("cpu_prosody_s", "Prosody CPU s"), ("cpu_silc_s", "SILC server CPU s"),
 )
 BASELINES = ("biboumi", "biboumi-nohist")
+#: Our gateways compared with the baselines: relaying through a linked MUC room, and
+#: serving the IRC channel itself (portal mode, as biboumi does).
+OURS = ("muc-bridge", "muc-bridge-portal")
 RATIO_FIELDS = (("msg_per_s", "throughput"), ("p50_ms", "p50"), ("p99_ms", "p99"),
                 ("cpu_s_per_1k", "CPU/1k"))
 DOC_START = "<!-- bench:results:start (written by python -m bench.run) -->"
@@ -58,19 +61,20 @@ def medians(rows: list[dict]) -> dict[tuple[str, str], dict]:
     return out
 
 
-def ratios(table: dict[tuple[str, str], dict]) -> list[tuple[str, str, str, float | None]]:
-    """muc-bridge / baseline for each shared scenario and ratio field."""
+def ratios(table: dict[tuple[str, str], dict]) -> list[tuple[str, str, str, str, float | None]]:
+    """ours / baseline for each of our gateways, shared scenario and ratio field."""
     out = []
     for (gateway, scenario), row in sorted(table.items()):
         if gateway not in BASELINES:
             continue
-        ours = table.get(("muc-bridge", scenario))
-        if ours is None:
-            continue
-        for field, name in RATIO_FIELDS:
-            a, b = ours.get(field), row.get(field)
-            out.append((gateway, scenario, name,
-                        round(a / b, 2) if isinstance(a, (int, float)) and b else None))
+        for us in OURS:
+            ours = table.get((us, scenario))
+            if ours is None:
+                continue
+            for field, name in RATIO_FIELDS:
+                a, b = ours.get(field), row.get(field)
+                out.append((us, gateway, scenario, name,
+                            round(a / b, 2) if isinstance(a, (int, float)) and b else None))
     return out
 
 
@@ -104,9 +108,15 @@ def targets(table: dict[tuple[str, str], dict]) -> list[tuple[str, str, bool | N
         return (name, "not run" if value is None else str(value),
                 None if value is None else bool(ok(value)), "–" if floor is None else str(floor))
 
+    def beside(field: str, scenario: str):
+        """The portal's figure, when biboumi without history ran beside it."""
+        if get("biboumi-nohist", scenario, field) is None:
+            return None
+        return get("muc-bridge-portal", scenario, field)
+
     hops = [get("floor", f"paced_{s}", "p50_ms") for s in ("irc_to_irc", "xmpp_to_xmpp")]
     loss = [row.get("lost_max", row.get("lost", 0)) for (gw, _), row in table.items()
-            if gw == "muc-bridge"]
+            if gw in OURS]
     k200 = table.get(("muc-bridge", "puppet_scale K=200"), {})
     k2000 = table.get(("muc-bridge", "puppet_scale K=2000"), {})
     return [
@@ -121,6 +131,12 @@ def targets(table: dict[tuple[str, str], dict]) -> list[tuple[str, str, bool | N
         check("zero loss (every run)", sum(loss) if loss else None, lambda v: v == 0),
         check("puppet_scale K=200 <= 1.5 s", k200.get("all_arrived_s"), lambda v: v <= 1.5,
               k200.get("irc_floor_s")),
+        *(check(f"portal {s} >= biboumi-nohist (last column)", beside("msg_per_s", s),
+                lambda v, s=s: v >= get("biboumi-nohist", s, "msg_per_s"),
+                get("biboumi-nohist", s, "msg_per_s")) for s in ("irc_to_xmpp", "xmpp_to_irc")),
+        *(check(f"portal {s} p50 <= biboumi-nohist (last column)", beside("p50_ms", s),
+                lambda v, s=s: v <= get("biboumi-nohist", s, "p50_ms"),
+                get("biboumi-nohist", s, "p50_ms")) for s in ("paced_irc_to_xmpp", "paced_xmpp_to_irc")),
         check("puppet_scale K=2000 completes, no loss",
               f"{k2000['all_arrived_s']} s, {k2000.get('lost', 0)} lost" if k2000 else None,
               lambda v: k2000.get("lost", 0) == 0, k2000.get("irc_floor_s")),
@@ -198,15 +214,15 @@ def markdown(table: dict[tuple[str, str], dict], header: dict, profiles: dict[st
         lines.append(f"| {gateway} | {scenario} | " + " | ".join(cells) + " |")
     rat = ratios(table)
     if rat:
-        lines += ["", "muc-bridge / biboumi (throughput: above 1 is better for us; latency "
+        lines += ["", "ours / biboumi (throughput: above 1 is better for us; latency "
                   "and CPU: below 1 is better for us):", "",
-                  "| baseline | scenario | " + " | ".join(n for _, n in RATIO_FIELDS) + " |",
-                  "|---|---|" + "---:|" * len(RATIO_FIELDS)]
-        grouped: dict[tuple[str, str], dict[str, float | None]] = {}
-        for baseline, scenario, name, value in rat:
-            grouped.setdefault((baseline, scenario), {})[name] = value
-        for (baseline, scenario), values in grouped.items():
-            lines.append(f"| {baseline} | {scenario} | "
+                  "| ours | baseline | scenario | " + " | ".join(n for _, n in RATIO_FIELDS) + " |",
+                  "|---|---|---|" + "---:|" * len(RATIO_FIELDS)]
+        grouped: dict[tuple[str, str, str], dict[str, float | None]] = {}
+        for us, baseline, scenario, name, value in rat:
+            grouped.setdefault((us, baseline, scenario), {})[name] = value
+        for (us, baseline, scenario), values in grouped.items():
+            lines.append(f"| {us} | {baseline} | {scenario} | "
                          + " | ".join(fmt(values.get(n)) for _, n in RATIO_FIELDS) + " |")
     relative = against_floor(table)
     if relative:
@@ -236,9 +252,9 @@ def print_summary(table: dict[tuple[str, str], dict]) -> None:
         print(f"  {gateway:15} {scenario:20} " + "  ".join(f"{h}={fmt(v)}" for h, v in cells))
     rat = ratios(table)
     if rat:
-        print("\nmuc-bridge / baseline:")
-        for baseline, scenario, name, value in rat:
-            print(f"  vs {baseline:15} {scenario:20} {name:10} {fmt(value)}")
+        print("\nours / baseline:")
+        for us, baseline, scenario, name, value in rat:
+            print(f"  {us:17} vs {baseline:15} {scenario:20} {name:10} {fmt(value)}")
     relative = against_floor(table)
     if relative:
         print("\nAgainst the floor of the same run:")

@@ -2,7 +2,8 @@
 
 Starts Prosody and InspIRCd on loopback in a temp dir (and, for nway, the project's
 SILC test server as a subprocess: tests/servers/silc), then for each gateway
-(muc-bridge, then biboumi with and without its message history) connects the load
+(muc-bridge, muc-bridge in portal mode, then biboumi with and without its message
+history) connects the load
 clients, runs the scenarios `--repeat` times and prints one JSON line and a table
 line per run; at the end the medians, the muc-bridge / biboumi ratios and the
 issue's targets, and the same into docs/performance.md. Every process it started
@@ -30,23 +31,24 @@ import structlog
 from bench import report, scenarios
 from bench.gateways import (
     CHANNEL, NWAY_CHANNELS, NWAY_ROOM, REPO, ROOM, SILC_CHANNEL, Biboumi, GatewayProcess,
-    MucBridge,
+    MucBridge, MucBridgePortal,
 )
 from bench.irc_client import IrcClient
 from bench.profile import Profiler, top_frames
 from bench.scenarios import Phase, irc_endpoint, xmpp_endpoint
 from bench.servers import PROSODY_GC, BenchInspIRCd, BenchProsody
 from bench.silc import SilcServer, silc_endpoint
-from bench.xmpp_client import XmppClient
+from bench.xmpp_client import XmppClient, XmppError
 from tests.servers.silc import TestUser
 
 SCENARIOS = ("irc_to_xmpp", "xmpp_to_irc", "paced", "nway", "puppet_scale")
-#: Scenarios biboumi is measured in (it has no n-way links, and puppet_scale is ours).
+#: Scenarios biboumi and muc-bridge's portal are measured in (a portal room is one user's
+#: IRC connection: no n-way links, no puppets).
 BASELINE_SCENARIOS = ("irc_to_xmpp", "xmpp_to_irc", "paced")
 #: Burst scenarios profiled with --profile.
 PROFILED = ("irc_to_xmpp", "xmpp_to_irc", "paced", "nway")
 PROFILED_RUNS = 3  # runs of each under one py-spy session, for enough samples
-GATEWAYS = ("floor", "muc-bridge", "biboumi", "biboumi-nohist")
+GATEWAYS = ("floor", "muc-bridge", "muc-bridge-portal", "biboumi", "biboumi-nohist")
 #: Not run unless named: muc-bridge on uvloop (`pip install uvloop`), to see what a
 #: faster event loop would give.
 EXPERIMENTS = ("muc-bridge-uvloop",)
@@ -125,6 +127,9 @@ class Suite:
             if bridge.name in self.args.gateways:
                 await self._phase(bridge, self.args.scenarios)
         baseline = [s for s in self.args.scenarios if s in BASELINE_SCENARIOS]
+        portal = MucBridgePortal(self.workdir / "muc-bridge-portal", self.prosody, self.ircd)
+        if portal.name in self.args.gateways:
+            await self._phase(portal, baseline)
         for history in (True, False):
             gateway = Biboumi(self.workdir / f"biboumi-{history}", self.prosody, self.ircd,
                               [self.prosody.jid(USER)], history)
@@ -237,9 +242,9 @@ class Suite:
         self.clients.append(irc)
         await irc.join(CHANNEL)
         others = self._others()
-        if isinstance(gateway, Biboumi):
+        if isinstance(gateway, (Biboumi, MucBridgePortal)):  # the user's own IRC connection
             room = gateway.room_jid(CHANNEL)
-            await xmpp.join(room, NICK, timeout=30)
+            await join_served(xmpp, room, NICK)
             return Phase(gateway.name, gateway.pid, xmpp_endpoint("xmpp", xmpp, room, NICK),
                          irc_endpoint("irc", irc, CHANNEL), CHANNEL, ircd.host, ircd.port,
                          xmpp, room, others=others)
@@ -287,6 +292,19 @@ class Suite:
         if self.args.json:
             with open(self.args.json, "a") as f:
                 f.write(json.dumps(row) + "\n")
+
+
+async def join_served(xmpp: XmppClient, room: str, nick: str, timeout: float = 30.0) -> None:
+    """Join a room the gateway serves itself, trying again while its component is not yet
+    connected (the XMPP server answers for it then: remote-server-timeout)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                return await xmpp.join(room, nick, timeout=timeout)
+            except XmppError as exc:
+                if "remote-server-timeout" not in str(exc) and "service-unavailable" not in str(exc):
+                    raise
+            await asyncio.sleep(0.5)
 
 
 def quiet_logs() -> None:

@@ -27,6 +27,7 @@ from bridge.reload import Reloader
 from bridge.silc.adapter import SilcAdapter
 from bridge.store import open_store
 from bridge.store.base import Store
+from bridge.store.sealed import SaslCredentials
 from bridge.xmpp.adapter import XmppAdapter
 from bridge.xmpp.component import HandshakeRefused
 
@@ -77,8 +78,10 @@ class Bridge:
         if self.metrics is not None:
             self.router.stats = self.metrics  # before the first event: every one is counted
         if config.portal.networks:  # portal users' own IRC connections: no link, no router
-            users = IrcUsers(config.portal, config.networks, max_age=config.delivery.max_age)
-            users.view = xmpp.serve_portal(config.portal, users)
+            logins = SaslCredentials(self.store, config.portal.secret_file)
+            users = IrcUsers(config.portal, config.networks, max_age=config.delivery.max_age,
+                             credentials=logins.get)
+            users.view = xmpp.serve_portal(config.portal, users, logins)
             self.adapters.append(users)
 
     def network_adapter(self, net: IrcNetworkConfig | SilcNetworkConfig) -> Adapter:

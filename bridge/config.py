@@ -276,6 +276,12 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         r.error("store.standby", _node_at(root, "store", "standby") or root,
                 "a standby shares its store with the leader: it needs a postgresql:// store url")
     _check_places(r, root, store, networks)
+    if portal is not None and portal.networks:
+        problem = _secret_file_problem(Path(portal.secret_file))
+        if problem:
+            node = _node_at(root, "portal", "secret_file")
+            r.error("portal.secret_file", node or top["portal"][1], problem if node else
+                    f"the default {portal.secret_file!r} (relative to {os.getcwd()}): {problem}")
 
     errors = [p for p in r.problems if not p.warning]
     if errors or None in (component, store, log, delivery, admins, portal) \
@@ -475,6 +481,19 @@ def _check_places(r: _Reader, root: yaml.Node, store: StoreConfig | None,
                 r.error(f"networks.{name}.key_dir", node or _node_at(root, "networks", name),
                         problem if node else f"the default {net.key_dir!r} "
                         f"(relative to {os.getcwd()}): {problem}")
+
+
+def _secret_file_problem(path: Path) -> str | None:
+    """What would keep portal users' logins from being sealed with the key in `path`."""
+    path = Path(os.path.abspath(path))
+    try:
+        if path.is_dir():
+            return f"{path} is a directory"
+        if path.exists():
+            return None if os.access(path, os.R_OK) else f"{path} is not readable by {_user()}"
+        return _creatable(path.parent, "the key file's directory")
+    except OSError as exc:  # a name too long for the file system, say
+        return f"cannot be the key file: {exc.strerror}"
 
 
 def _node_at(node: yaml.Node, *keys: str) -> yaml.Node | None:

@@ -346,6 +346,9 @@ class PortalConfig:
     #: or CAP_NET_BIND_SERVICE).
     identd_port: int = checked(port_or_off, 0)
     identd_host: str = checked(one_line, "0.0.0.0")
+    #: The key that seals users' SASL passwords in the store (`bridge.store.sealed`), in a
+    #: file of its own (made 0600 on first use); relative paths are to the working directory.
+    secret_file: str = checked(one_line, "portal-secret.key")
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ class Snapshot:
     members: tuple[Member, ...]
     topic: str
     topic_by: str = ""
+    secret: bool = False  # +s or +p: not to be shown to anyone who is not in it
 
 
 class Refused(Exception):

@@ -21,6 +21,7 @@ import base64
 import contextlib
 import random
 import ssl
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 
@@ -72,13 +73,18 @@ class RelayClient:
         fold: Callable[[str], str] = str.lower,
         max_age: float = 300.0,
         prelude: tuple[str, ...] = (),
+        on_sasl_failed: Callable[[str], None] | None = None,
     ) -> None:
         """`notice(room, text)` gives the lines that say `text` in `room` as the bridge;
         relayed lines older than `max_age` seconds when their turn comes are dropped;
-        `prelude` goes first on every connection (a portal user's WEBIRC)."""
+        `prelude` goes first on every connection (a portal user's WEBIRC). A SASL login
+        that fails (or a server without SASL) is logged and registration goes on without
+        it, unless `on_sasl_failed` is given: then registration stops there and it is told
+        the server's text (a portal user's connection, which is to log in or not be)."""
         self.config = config
         self.fold = fold  # the network's case mapping, for telling our own nick
         self.prelude = prelude
+        self.on_sasl_failed = on_sasl_failed
         self.network = config.name
         self.on_registered = on_registered
         self.on_lost = on_lost
@@ -92,44 +98,25 @@ class RelayClient:
         self.caps: set[str] = set()
         self.registered = False
         self.connections = 0  # how many times we connected (tests and logs)
-        self._handlers: list[tuple[str, Handler, int]] = []
+        #: Handlers given to `on`, per event type (the client's own are `_OWN`).
+        self._handlers: dict[str, list[tuple[int, Handler]]] = {}
         self._reactor: AioReactor | None = None
-        self._lost = asyncio.Event()
+        #: Done when the current connection is lost (a future: an Event would cost a deque).
+        self._lost: asyncio.Future[None] | None = None
         self._registered_at: float | None = None
         self._cap_open = False  # CAP negotiation started and not yet ended
         self._cap_ls: str | None = ""  # CAP LS collected so far; None once answered
         self._nicks: Iterator[str] = iter(())
         self._nick_tries = 0
-        for name, handler, priority in (
-            ("ping", self._on_ping, -50),  # before the library's own PONG, which it stops
-            ("pong", self._on_pong, 0),
-            ("error", self._on_error, 0),
-            ("disconnect", self._on_disconnect, 0),
-            ("cap", self._on_cap, 0),
-            ("authenticate", self._on_authenticate, 0),
-            ("saslsuccess", lambda e: self._cap_end(), 0),
-            ("saslalready", lambda e: self._cap_end(), 0),
-            ("loggedin", self._on_loggedin, 0),
-            ("loggedout", self._on_loggedout, 0),
-            ("welcome", self._on_welcome, -10),  # before the adapter joins its channels
-            ("join", self._on_own_mask, -10),
-            ("396", self._on_displayed_host, 0),
-            # Own nick changes after the adapter's handlers, which must still see the old nick.
-            ("nick", self._on_nick, 10),
-        ):
-            self.on(name, handler, priority)
-        for name in SASL_FAILURES:
-            self.on(name, self._on_sasl_failed)
-        for name in NICK_REFUSED:
-            self.on(name, self._on_nick_refused)
 
     # Public interface for the adapter
 
     def on(self, event_type: str, handler: Handler, priority: int = 0) -> None:
-        """Call `handler(event)` for `event_type` events of the current connection."""
-        self._handlers.append((event_type, handler, priority))
-        if self._reactor is not None:
-            self._install(event_type, handler, priority)
+        """Call `handler(event)` for `event_type` events of the current connection
+        ("all_events": every event), after the client's own of the same priority."""
+        handlers = self._handlers.setdefault(event_type, [])
+        handlers.append((priority, handler))
+        handlers.sort(key=lambda entry: entry[0])
 
     def is_me(self, nick: str | None) -> bool:
         return nick is not None and self.fold(nick) == self.fold(self.nick)
@@ -175,9 +162,9 @@ class RelayClient:
 
     async def run(self) -> None:
         """Stay connected until cancelled."""
+        # The connection hands its events to `_dispatch`, not to the reactor's handlers
+        # (whose one of its own, the library's PONG, we do ourselves).
         self._reactor = AioReactor(on_connect=self._on_transport, loop=asyncio.get_running_loop())
-        for event_type, handler, priority in self._handlers:
-            self._install(event_type, handler, priority)
         backoff = Backoff()
         while True:
             try:
@@ -223,9 +210,9 @@ class RelayClient:
     async def _session(self) -> float | None:
         """Connect and serve one connection until it is lost; returns when it
         was registered (None if it never was)."""
-        conn = HardenedConnection(self._reactor, self.network)
+        conn = HardenedConnection(self._reactor, self.network, self._dispatch)
         self.conn = conn
-        self._lost = asyncio.Event()
+        self._lost = asyncio.get_running_loop().create_future()
         self._begin_registration()
         self.connections += 1
         c = self.config
@@ -248,7 +235,7 @@ class RelayClient:
         tasks = [asyncio.create_task(self.outbox.run(conn.send_raw), name=f"irc {self.network} writer"),
                  asyncio.create_task(self._watch(conn), name=f"irc {self.network} watchdog")]
         try:
-            await self._lost.wait()
+            await self._lost
         finally:
             for task in tasks:
                 task.cancel()
@@ -294,13 +281,22 @@ class RelayClient:
         conn.disconnect(reason)
         transport.abort()  # do not wait to flush into a dead link
 
-    def _install(self, event_type: str, handler: Handler, priority: int) -> None:
-        def for_current(conn, event):
-            if conn is self.conn:
-                return handler(event)
-            return None
-
-        self._reactor.add_global_handler(event_type, for_current, priority)
+    def _dispatch(self, conn, event: Event) -> None:
+        """An event of a connection: to the handlers of its type, in priority order, if it
+        is of the current connection (one a handler made anew meanwhile is not); "NO MORE"
+        from one stops the rest."""
+        if conn is not self.conn:
+            return
+        own = _OWN.get(event.type)
+        typed, every = self._handlers.get(event.type), self._handlers.get("all_events")
+        if own is None and not (typed and every):  # one list, in order already: a channel's lines
+            handlers = typed or every or ()
+        else:
+            handlers = [(priority, getattr(self, name)) for priority, name in own or ()]
+            handlers = sorted([*handlers, *(typed or ()), *(every or ())], key=lambda entry: entry[0])
+        for _, handler in handlers:
+            if handler(event) == "NO MORE":
+                return
 
     def _on_transport(self, protocol, transport) -> None:
         # Called by the library before it sends PASS/NICK/USER: asking for
@@ -327,7 +323,8 @@ class RelayClient:
         was_registered = self.registered
         self.registered = False
         self.outbox.connection_lost()
-        self._lost.set()
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
         log.info("irc_disconnected", network=self.network,
                  reason=event.arguments[0] if event.arguments else "")
         if was_registered:
@@ -366,18 +363,24 @@ class RelayClient:
                     wanted.append("sasl")
                 else:
                     log.error("irc_sasl_unavailable", network=self.network)
+                    if self.on_sasl_failed is not None:
+                        self.on_sasl_failed("the server offers no SASL login")
+                        return
             if wanted:
                 self.control("CAP REQ :" + " ".join(wanted))
             else:
                 self._cap_end()
         elif sub == "ACK":
-            acked = {cap.lstrip("~=") for cap in args[-1].split() if not cap.startswith("-")}
+            acked = {sys.intern(cap.lstrip("~=")) for cap in args[-1].split() if not cap.startswith("-")}
             self.caps |= acked
             log.info("irc_caps", network=self.network, caps=sorted(self.caps))
             if "sasl" in acked and self.config.sasl is not None:
                 self.control("AUTHENTICATE PLAIN")
             else:
                 self._cap_end()
+        elif sub == "NAK" and self.config.sasl is not None and self.on_sasl_failed is not None \
+                and "sasl" in (args[-1] if len(args) > 1 else "").split():
+            self.on_sasl_failed("the server refused the SASL capability")
         elif sub == "NAK":
             log.warning("irc_caps_refused", network=self.network, caps=args[-1] if len(args) > 1 else "")
             self._cap_end()
@@ -405,6 +408,12 @@ class RelayClient:
 
     def _on_sasl_failed(self, event: Event) -> None:
         log.error("irc_sasl_failed", network=self.network, reply=event.type)
+        if self.on_sasl_failed is not None:
+            self.on_sasl_failed(event.arguments[-1] if event.arguments else event.type)
+        else:
+            self._cap_end()
+
+    def _on_sasl_done(self, event: Event) -> None:
         self._cap_end()
 
     def _cap_end(self) -> None:
@@ -461,3 +470,30 @@ def _nick_candidates(config: IrcNetworkConfig) -> Iterator[str]:
     yield from config.alt_nicks
     while True:
         yield f"{config.nick}{random.randint(10, 999)}"
+
+
+#: The client's own handlers: event type -> [(priority, method)], in priority order.
+_OWN: dict[str, list[tuple[int, str]]] = {}
+for _type, _method, _priority in (
+    ("ping", "_on_ping", -50),  # before the library's own PONG, which it stops
+    ("pong", "_on_pong", 0),
+    ("error", "_on_error", 0),
+    ("disconnect", "_on_disconnect", 0),
+    ("cap", "_on_cap", 0),
+    ("authenticate", "_on_authenticate", 0),
+    ("saslsuccess", "_on_sasl_done", 0),
+    ("saslalready", "_on_sasl_done", 0),
+    ("loggedin", "_on_loggedin", 0),
+    ("loggedout", "_on_loggedout", 0),
+    ("welcome", "_on_welcome", -10),  # before the adapter joins its channels
+    ("join", "_on_own_mask", -10),
+    ("396", "_on_displayed_host", 0),
+    # Own nick changes after the adapter's handlers, which must still see the old nick.
+    ("nick", "_on_nick", 10),
+    *((name, "_on_sasl_failed", 0) for name in SASL_FAILURES),
+    *((name, "_on_nick_refused", 0) for name in NICK_REFUSED),
+):
+    _OWN.setdefault(_type, []).append((_priority, _method))
+for _handlers in _OWN.values():
+    _handlers.sort(key=lambda entry: entry[0])
+del _type, _method, _priority, _handlers

@@ -30,6 +30,7 @@ connection (and the rest of that read). This subclass overrides the minimum:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import structlog
 from irc.client import Event, NickMask, ServerNotConnectedError, is_channel
@@ -130,8 +131,11 @@ class Features(FeatureSet):
 class HardenedConnection(AioConnection):
     buffer_class = LineBuffer
 
-    def __init__(self, reactor, network: str) -> None:
+    def __init__(self, reactor, network: str, handler: Callable[[HardenedConnection, Event], object]) -> None:
+        """`handler(conn, event)` takes every event of this connection, instead of the
+        reactor's sorted list of global handlers (one lock and one sort per line)."""
         super().__init__(reactor)
+        self.handler = handler
         self.network = network
         self.features = Features(network)
         self.last_received = time.monotonic()
@@ -185,6 +189,9 @@ class HardenedConnection(AioConnection):
             return False
         self._handle_message([target, text], command.lower(), NickMask(prefix), Tag.from_group(tags))
         return True
+
+    def _handle_event(self, event: Event) -> None:
+        self.handler(self, event)
 
     def _process_line(self, line: str) -> None:
         """The library's dispatch of one line (without its `all_raw_messages` event,

@@ -2,7 +2,11 @@
 
 Each is a `RelayClient` (the relay's hardening, flood control, delivery window, ping timeout
 and reconnects with backoff) under a configuration of its own: the user's nick (made an IRC
-nick: `irc_nick`), an ident and real name that do not show the JID, no SASL. Connections are
+nick: `irc_nick`), an ident and real name that do not show the JID, and SASL PLAIN with the
+account the user gave (`configure` command, `bridge.store.sealed`), read when the connection
+opens. A SASL login that fails ends the connection, as biboumi does: joins under way are
+refused with the server's text, channels joined are left, and the network's address says
+why (connecting without the login would put the user on IRC as someone else). Connections are
 capped per network and per user (`portal.per_network`, `portal.per_user`) and go (QUIT) once
 they are in no channel and have carried no private message for `PRIVATE_IDLE`. An identd on
 an opt-in port (`bridge.irc.identd`) answers each one's own ident; where the network gave
@@ -20,8 +24,9 @@ import asyncio
 import hashlib
 import ipaddress
 import re
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import structlog
@@ -29,7 +34,7 @@ from irc.client import Event as IrcEvent
 from irc.events import numeric
 
 from bridge import __version__
-from bridge.config_types import IrcNetworkConfig, NetworkConfig, PortalConfig
+from bridge.config_types import IrcNetworkConfig, NetworkConfig, PortalConfig, SaslConfig
 from bridge.core.adapter import Adapter
 from bridge.core.events import Event, Identity, MessageKind
 from bridge.core.portal import Member, PortalNetworks, PortalView, Refused, Snapshot
@@ -93,15 +98,20 @@ def irc_nick(nick: str) -> str:
     return out if out and not (out[0].isdigit() or out[0] == "-") else ("_" + out)[:MAX_NICK]
 
 
-@dataclass
+@dataclass(slots=True)
 class Channel:
+    """A channel as one connection has it. Nicks are interned: a thousand connections in
+    one channel hold one copy of each member's nick, not a thousand."""
+
     name: str  # as the user asked for it
     key: str = ""
     joined: bool = False  # 366 seen
-    members: dict[str, list[str]] = field(default_factory=dict)  # folded nick -> [nick, modes]
-    gone: dict[str, list[str]] = field(default_factory=dict)  # members before a rejoin
+    members: dict[str, str] = field(default_factory=dict)  # folded nick -> nick
+    modes: dict[str, str] = field(default_factory=dict)  # folded nick -> prefix modes held, if any
+    gone: dict[str, str] = field(default_factory=dict)  # members before a rejoin
     topic: str = ""
     topic_by: str = ""
+    secret: bool = False  # NAMES said "@" (+s) or "*" (+p)
 
 
 class UserLink:
@@ -115,18 +125,19 @@ class UserLink:
         nick = irc_nick(nick)
         digest = hashlib.sha256(user.encode()).digest()
         ident = "x" + digest.hex()[:9]
+        login = users.credentials(user, config.name)
         self.client = RelayClient(
             replace(config, nick=nick, alt_nicks=(nick + "_", nick + "__"), username=ident,
-                    realname=nick, sasl=None),
+                    realname=nick, sasl=SaslConfig(*login) if login else None),
             on_registered=self._registered, on_lost=self._lost, notice=self._dropped,
-            fold=self.roster.fold, max_age=users.max_age, prelude=webirc(config, digest))
+            fold=self.roster.fold, max_age=users.max_age, prelude=webirc(config, digest),
+            on_sasl_failed=self._sasl_failed if login else None)
         self.channels: dict[str, Channel] = {}  # folded name ->
         self.last_private = float("-inf")  # monotonic time of the last private message
         self.raw_until = 0.0  # the server's replies go to the user until then (a raw command)
         self.listing: asyncio.Future[list[tuple[str, int, str]]] | None = None  # a LIST under way
         self.listed: list[tuple[str, int, str]] = []
         self.task: asyncio.Task | None = None
-        self.log = log.bind(network=self.network, user_hash=ident)
         # One handler for every event, dispatched by type here: one closure per connection
         # instead of one per event type (thousands of connections).
         self.client.on("all_events", self._dispatch)
@@ -141,6 +152,11 @@ class UserLink:
     @property
     def view(self) -> PortalView:
         return self.users.view
+
+    @property
+    def log(self):
+        """The log, with the network and a hash of the user (never the JID)."""
+        return log.bind(network=self.network, user_hash=self.client.config.username)
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.client.run(), name=f"irc {self.network} portal user")
@@ -195,14 +211,19 @@ class UserLink:
         if chan is None or not chan.joined:
             return None
         me = self.roster.fold(self.client.nick)
-        members = tuple(self._member(entry) for nick, entry in chan.members.items() if nick != me)
-        mine = chan.members.get(me, [self.client.nick, ""])
-        return Snapshot(self._member(mine), members, irc_to_text(chan.topic), chan.topic_by)
+        members = tuple(self._member(chan, folded) for folded in chan.members if folded != me)
+        mine = self._member(chan, me) if me in chan.members else Member(self.client.nick)
+        return Snapshot(mine, members, irc_to_text(chan.topic), chan.topic_by, chan.secret)
 
-    def _member(self, entry: list[str]) -> Member:
+    def _member(self, chan: Channel, folded: str) -> Member:
         """The member with their most significant prefix mode (ISUPPORT PREFIX order)."""
-        nick, held = entry
-        return Member(nick, next((mode for mode in self._prefix_modes() if mode in held), ""))
+        held = chan.modes.get(folded, "")
+        return Member(chan.members[folded], next((mode for mode in self._prefix_modes() if mode in held), "")
+                      if held else "")
+
+    def _names(self, nick: str) -> tuple[str, str]:
+        """`nick` folded and as given, both interned (shared by every connection)."""
+        return sys.intern(self.roster.fold(nick)), sys.intern(nick)
 
     def _prefix_modes(self) -> str:
         prefix = getattr(self.client.features, "prefix", None)
@@ -231,7 +252,22 @@ class UserLink:
             if channel.joined:
                 channel.joined = False
                 channel.gone.update(channel.members)
-            channel.members = {}
+            channel.members, channel.modes = {}, {}
+
+    def _sasl_failed(self, why: str) -> None:
+        """The SASL login failed: this connection ends (no reconnect with the same login)."""
+        account = self.client.config.sasl.username if self.client.config.sasl else ""
+        self.log.warning("portal_sasl_failed")
+        text = f"{self.network}: logging in as {account} failed ({why}); not connected. " \
+               "Change or clear the login with the bridge's configure command."
+        self.view.server_said(self.user, self.network, text)
+        for channel in list(self.channels.values()):
+            if channel.joined:
+                self.view.out(self.user, self.network, channel.name, text)
+            else:
+                self.view.refused(self.user, self.network, channel.name, Refused("not-authorized", text))
+        self.channels.clear()
+        self.users.drop(self, "SASL login failed")
 
     def _on_isupport(self, event: IrcEvent) -> None:
         features = self.client.features
@@ -254,10 +290,11 @@ class UserLink:
             return
         nick = event.source.nick
         if self.client.is_me(nick):
-            channel.members, channel.joined = {}, False  # NAMES follows
+            channel.members, channel.modes, channel.joined = {}, {}, False  # NAMES follows
             return
-        channel.members[self.roster.fold(nick)] = [nick, ""]
-        channel.gone.pop(self.roster.fold(nick), None)
+        folded, nick = self._names(nick)
+        channel.members[folded] = nick
+        channel.gone.pop(folded, None)
         if channel.joined:
             self.view.member(self.user, self.network, channel.name, Member(nick))
 
@@ -265,6 +302,7 @@ class UserLink:
         channel = self._channel(event.arguments[-2] if len(event.arguments) >= 2 else None)
         if channel is None or channel.joined:
             return
+        channel.secret = len(event.arguments) >= 3 and event.arguments[-3] in "@*"  # RFC 2812 5.1
         prefix = getattr(self.client.features, "prefix", None)
         symbols = "".join(prefix) if isinstance(prefix, dict) else "" if prefix is True else "@+"
         table = prefix if isinstance(prefix, dict) else {"@": "o", "+": "v"}
@@ -272,14 +310,17 @@ class UserLink:
             nick = name.lstrip(symbols).partition("!")[0]
             held = name[:len(name) - len(name.lstrip(symbols))]
             if nick:
-                channel.members[self.roster.fold(nick)] = [nick, "".join(table.get(s, "") for s in held)]
+                folded, nick = self._names(nick)
+                channel.members[folded] = nick
+                if held:
+                    channel.modes[folded] = "".join(table.get(s, "") for s in held)
 
     def _on_end_of_names(self, event: IrcEvent) -> None:  # 366: <me> <channel> :End of /NAMES list
         channel = self._channel(event.arguments[0] if event.arguments else None)
         if channel is None or channel.joined:
             return
         channel.joined = True
-        for folded, (nick, _) in channel.gone.items():
+        for folded, nick in channel.gone.items():
             if folded not in channel.members:
                 self.view.left(self.user, self.network, channel.name, nick, "")
         channel.gone = {}
@@ -320,6 +361,7 @@ class UserLink:
             self.users.reap_if_idle(self)
             return
         channel.members.pop(self.roster.fold(nick), None)
+        channel.modes.pop(self.roster.fold(nick), None)
         if channel.joined:
             self.view.left(self.user, self.network, channel.name, nick, reason, kicked_by)
 
@@ -329,6 +371,7 @@ class UserLink:
         nick, folded = event.source.nick, self.roster.fold(event.source.nick)
         reason = irc_to_text(event.arguments[0]) if event.arguments else ""
         for channel in self.channels.values():
+            channel.modes.pop(folded, None)
             if channel.members.pop(folded, None) is not None and channel.joined:
                 self.view.left(self.user, self.network, channel.name, nick, reason)
 
@@ -340,13 +383,16 @@ class UserLink:
         if me:
             self.client.config = replace(self.client.config, nick=new)
         for channel in self.channels.values():
-            entry = channel.members.pop(self.roster.fold(old), None)
-            if entry is None:
+            folded = self.roster.fold(old)
+            if channel.members.pop(folded, None) is None:
                 continue
-            entry[0] = new
-            channel.members[self.roster.fold(new)] = entry
+            held = channel.modes.pop(folded, "")
+            folded, nick = self._names(new)
+            channel.members[folded] = nick
+            if held:
+                channel.modes[folded] = held
             if channel.joined:
-                self.view.renamed(self.user, self.network, channel.name, old, self._member(entry), me)
+                self.view.renamed(self.user, self.network, channel.name, old, self._member(channel, folded), me)
 
     def _on_mode(self, event: IrcEvent) -> None:  # MODE <channel> <modes> [<params>]
         channel = self._channel(event.target)
@@ -355,12 +401,16 @@ class UserLink:
         prefix_modes = self._prefix_modes()
         for sign, mode, nick in modes.parse(event.arguments, getattr(self.client.features, "chanmodes", None),
                                             prefix_modes):
-            entry = channel.members.get(self.roster.fold(nick)) if nick and mode in prefix_modes else None
-            if entry is None:
+            folded = self.roster.fold(nick) if nick and mode in prefix_modes else None
+            if folded not in channel.members:
                 continue
-            before = self._member(entry)
-            entry[1] = entry[1].replace(mode, "") + (mode if sign == "+" else "")
-            after = self._member(entry)
+            before = self._member(channel, folded)
+            held = channel.modes.get(folded, "").replace(mode, "") + (mode if sign == "+" else "")
+            if held:
+                channel.modes[folded] = held
+            else:
+                channel.modes.pop(folded, None)
+            after = self._member(channel, folded)
             if after != before and channel.joined:
                 self.view.member(self.user, self.network, channel.name, after, self.client.is_me(nick))
 
@@ -456,8 +506,11 @@ class IrcUsers(Adapter, PortalNetworks):
     protocol = "IRC"
 
     def __init__(self, config: PortalConfig, networks: Mapping[str, NetworkConfig],
-                 max_age: float = 300.0) -> None:
+                 max_age: float = 300.0, credentials: Callable[[str, str], tuple[str, str] | None]
+                 = lambda user, network: None) -> None:
+        """`credentials(user, network)`: the SASL account and password the user gave."""
         super().__init__("portal:irc", lambda event: None)
+        self.credentials = credentials
         self.config = config
         self.networks = {name: networks[name] for name in config.networks
                          if isinstance(networks.get(name), IrcNetworkConfig)}
@@ -526,8 +579,8 @@ class IrcUsers(Adapter, PortalNetworks):
     def set_mode(self, user: str, network: str, channel: str, nick: str, mode: str) -> None:
         link = self.links.get((user, network))
         chan = link.channels.get(link.roster.fold(channel)) if link is not None else None
-        entry = chan.members.get(link.roster.fold(nick)) if chan is not None else None
-        if entry is None:
+        folded = link.roster.fold(nick)
+        if chan is None or folded not in chan.members:
             raise Refused("item-not-found", f"{nick} is not in {channel}")
         order = link._prefix_modes()
         if mode:  # the next mode up where the network has none of the kind (no halfops: +o)
@@ -535,8 +588,9 @@ class IrcUsers(Adapter, PortalNetworks):
             if not mode:
                 raise Refused("not-acceptable", f"{network} has no channel mode +{wanted}")
         higher = order[:order.index(mode)] if mode else order  # what the member is to lose
-        taken = "".join(m for m in entry[1] if m in higher)
-        given = mode if mode and mode not in entry[1] else ""
+        held = chan.modes.get(folded, "")
+        taken = "".join(m for m in held if m in higher)
+        given = mode if mode and mode not in held else ""
         changes = (f"-{taken}" if taken else "") + (f"+{given}" if given else "")
         if changes:
             link.client.control(f"MODE {channel} {changes} {' '.join([nick] * (len(taken) + len(given)))}")
@@ -567,10 +621,15 @@ class IrcUsers(Adapter, PortalNetworks):
 
     def reap_if_idle(self, link: UserLink) -> None:
         """QUIT a connection that serves nothing any more."""
-        if link.idle() and self.links.get((link.user, link.network)) is link:
+        if link.idle():
+            self.drop(link, "left every channel")
+
+    def drop(self, link: UserLink, why: str) -> None:
+        """End `link` (QUIT with `why`), if it is still the user's connection."""
+        if self.links.get((link.user, link.network)) is link:
             del self.links[(link.user, link.network)]
-            link.log.info("portal_connection_closed", connections=len(self.links))
-            task = asyncio.create_task(link.close("left every channel"))
+            link.log.info("portal_connection_closed", connections=len(self.links), reason=why)
+            task = asyncio.create_task(link.close(why))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 

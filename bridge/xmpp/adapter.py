@@ -24,10 +24,12 @@ from bridge.core.pacing import PacedQueue
 from bridge.core.portal import PortalNetworks
 from bridge.core.ratelimit import TokenBucket
 from bridge.store.base import Store
+from bridge.store.sealed import SaslCredentials
 from bridge.xmpp.addresses import Addresses
 from bridge.xmpp.commands import Commands
 from bridge.xmpp.component import Component
 from bridge.xmpp.portal import Portal
+from bridge.xmpp.portal_commands import PortalCommands
 from bridge.xmpp.private import Privates
 from bridge.xmpp.queries import Queries
 from bridge.xmpp.room import Room
@@ -62,10 +64,14 @@ class XmppAdapter(Adapter):
         self.portal: Portal | None = None  # portal rooms, when the config opens any
         self.joins = PacedQueue(self._join, TokenBucket(config.joins.burst, config.joins.interval))
 
-    def serve_portal(self, config: PortalConfig, networks: PortalNetworks) -> Portal:
-        """Serve portal rooms (`bridge.xmpp.portal`) for the users' connections `networks`."""
+    def serve_portal(self, config: PortalConfig, networks: PortalNetworks,
+                     credentials: SaslCredentials) -> Portal:
+        """Serve portal rooms (`bridge.xmpp.portal`) for the users' connections `networks`,
+        and the users' `configure` command for their SASL `credentials`."""
         self.portal = Portal(config, self.config.jid, networks, self.component.send, self.store,
                              lambda jid: jid in self.rooms)
+        self.queries.portal_rooms = self.portal.in_use
+        self.queries.user_commands = PortalCommands(config, self.config.jid, credentials)
         return self.portal
 
     def operate(self, control: Control) -> None:

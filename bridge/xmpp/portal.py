@@ -391,6 +391,24 @@ class Portal(PortalView):
             self.rooms[(user, network, channel)] = PortalRoom(jid, network, channel, nick=nick,
                                                               persistent=True)
 
+    def in_use(self, asker: str) -> list[tuple[str, str]]:
+        """The portal channels in use, for disco#items on the component: (room JID, name),
+        one per channel, sorted; to a user the portal lets in, the channels they are in and
+        those no connection saw as secret or private (+s, +p: IRC's LIST hides them too);
+        to anyone else, none."""
+        asker = bare(asker)
+        if not allowed(asker, self.config.users):
+            return []
+        found: dict[str, str] = {}
+        for (user, network, channel), room in self.rooms.items():
+            jid = address(network, channel, self.domain)
+            if jid in found:
+                continue
+            snapshot = self.networks.snapshot(user, network, room.channel)
+            if user == asker or (snapshot is not None and not snapshot.secret):
+                found[jid] = f"{room.channel} on {network}"
+        return sorted(found.items())
+
     def _server_iq(self, iq: ET.Element, where: PortalJid, user: str) -> bool:
         """disco#items on `NET@component`: the network's public channels (IRC LIST, XEP-0030
         with RSM, XEP-0059); other iqs there get the component's answers."""
@@ -597,11 +615,12 @@ class Portal(PortalView):
                       f"<text xmlns='{NS_STANZAS}' xml:lang='en'>{text(why)}</text></error></message>")
 
     def _resources(self, user: str) -> set[str]:
-        """The user's resources in portal rooms and those that wrote privately lately."""
+        """The user's resources in portal rooms (or joining one) and those that wrote
+        privately lately."""
         found = set(self.chatting.get(user, ()))
         for (owner, _, _), room in self.rooms.items():
             if owner == user:
-                found.update(room.resources)
+                found.update(room.resources, room.waiting)
         return found
 
     def topic(self, user: str, network: str, channel: str, nick: str, said: str) -> None:

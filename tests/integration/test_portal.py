@@ -16,6 +16,7 @@ from bridge.demo.servers import free_port
 from bridge.xmpp import portal
 from tests.integration.bridge_harness import ROOM, bridge_ready, config_text, irc_network, running_bridge
 from tests.integration.clients import NS_MUC, XmppUser, wait_until
+from tests.servers.scripted_ircd import ScriptedIrcd
 
 pytestmark = pytest.mark.asyncio
 
@@ -690,3 +691,127 @@ async def test_the_network_lists_its_public_channels(prosody, inspircd, xmpp_use
         jids = {item[0] for item in found["disco_items"]["items"]}
         assert {f"#one%ircnet@{prosody.component_jid}", f"#two%ircnet@{prosody.component_jid}"} <= jids
         assert not any(jid.startswith("#hidden") for jid in jids)  # secret: the server does not list it
+
+
+async def test_the_component_lists_the_portal_channels_in_use_paged(prosody, inspircd, xmpp_user, irc_user,
+                                                                    tmp_path):
+    bob = await irc_user(inspircd, "bob")
+    await bob.join("#hidden")
+    bob.send("MODE", "#hidden", "+s")
+    await bob.wait_for(lambda l: l.command == "MODE" and l.target == "#hidden", T)
+    async with portal_bridge(prosody, inspircd, tmp_path, users="[alice@localhost, carol@localhost]"):
+        alice, carol, dave = await xmpp_user("alice"), await xmpp_user("carol"), await xmpp_user("dave")
+        for channel in ("#one", "#two", "#three"):
+            await alice.join(room(prosody, channel), "alice", timeout=T)
+        await carol.join(room(prosody, "#one"), "carol", timeout=T)
+        await carol.join(room(prosody, "#hidden"), "carol", timeout=T)
+        for user in (alice, carol, dave):
+            user.client.register_plugin("xep_0030")
+            user.client.register_plugin("xep_0059")
+
+        async def listed(user, per_page: int) -> tuple[list[tuple[str, str]], int]:
+            """Every page (XEP-0059 2.2) through slixmpp's RSM iterator."""
+            iq = user.client.make_iq_get(ito=prosody.component_jid)
+            iq.enable("disco_items")
+            found, pages = [], 0
+            async for answer in user.client.plugin["xep_0059"].iterate(iq, "disco_items", amount=per_page):
+                pages += 1
+                found += [(jid, name) for jid, _, name in answer["disco_items"]["items"]]
+                assert int(answer["disco_items"]["rsm"]["count"]) == (4 if user is carol else 3)
+            return found, pages
+
+        c = prosody.component_jid
+        seen, pages = await listed(alice, 2)
+        assert sorted(seen) == sorted([(f"#one%ircnet@{c}", "#one on ircnet"), (f"#three%ircnet@{c}", "#three on ircnet"),
+                               (f"#two%ircnet@{c}", "#two on ircnet")])  # once each, #hidden not shown
+        assert pages == 2
+        seen, _ = await listed(carol, 1)
+        assert f"#hidden%ircnet@{c}" in dict(seen)  # she is in it
+        assert len(seen) == 4
+        answer = await dave.client.plugin["xep_0030"].get_items(jid=c, timeout=T)
+        assert answer["disco_items"]["items"] == set()  # not a portal user: nothing
+        info = await alice.client.plugin["xep_0030"].get_info(jid=c, timeout=T)
+        assert "http://jabber.org/protocol/rsm" in info["disco_info"]["features"]
+
+
+async def configure(user, component: str, **values):
+    """Run the `configure` command (XEP-0050) and submit `values` to its form (if any)."""
+    for plugin in ("xep_0030", "xep_0004", "xep_0050"):
+        user.client.register_plugin(plugin)
+    adhoc = user.client.plugin["xep_0050"]
+    first = await adhoc.send_command(component, "configure", timeout=T)
+    if not values:
+        return first, None
+    form = user.client.plugin["xep_0004"].make_form("submit")
+    for var, (kind, value) in values.items():
+        form.add_field(var=var, ftype=kind, value=value)
+    second = await adhoc.send_command(component, "configure", action="complete", payload=form,
+                                      sessionid=first["command"]["sessionid"], timeout=T)
+    return first, second
+
+
+async def test_a_user_sets_a_sasl_login_and_her_next_connection_logs_in(prosody, xmpp_user, tmp_path):
+    """Neither Debian IRC server does SASL without services (InspIRCd's m_sasl only relays
+    to one, ngIRCd has none): the scripted ircd, which speaks CAP and SASL PLAIN, stands in."""
+    ircd = await ScriptedIrcd(accounts={"alice-account": "sesame"}).start()
+    text = config_text(prosody, tmp_path, irc_network("saslnet", ircd), "  {}\n") + \
+        f"portal: {{networks: [saslnet], users: [alice@localhost], secret_file: {tmp_path}/portal.key}}\n"
+    c = prosody.component_jid
+    jid = f"#chan%saslnet@{c}"
+    try:
+        async with running_bridge(text):
+            alice, dave = await xmpp_user("alice"), await xmpp_user("dave")
+            items = await _commands(alice, c)
+            assert "configure" in items and "status" not in items  # hers, not the admins'
+            assert "configure" not in await _commands(dave, c)
+            with pytest.raises(IqError) as refused:
+                await configure(dave, c)
+            assert refused.value.iq["error"]["condition"] == "forbidden"
+
+            first, done = await configure(alice, c, network=("list-single", "saslnet"),
+                                          account=("text-single", "alice-account"),
+                                          password=("text-private", "sesame"))
+            kinds = {var: f["type"] for var, f in first["command"]["form"].get_fields().items()}
+            assert kinds["password"] == "text-private"
+            assert done["command"]["status"] == "completed"
+            assert "alice-account" in done["command"]["notes"][0][1]
+            await alice.join(jid, "alice", timeout=T)
+            mine = next(client for client in ircd.clients if client.nick == "alice")
+            assert mine.account == "alice-account"  # SASL PLAIN with what she gave
+            assert b"sesame" not in (tmp_path / "bridge.db").read_bytes()  # sealed in the store
+            assert (tmp_path / "portal.key").stat().st_mode & 0o777 == 0o600
+            again, _ = await configure(alice, c)
+            assert "saslnet: alice-account" in again["command"]["form"]["instructions"]
+            assert "sesame" not in str(again)
+
+            # A wrong password: her next connection stops there, and she is told (as biboumi does)
+            await alice.leave(jid, timeout=T)
+            await wait_until(lambda: mine.closed.is_set(), T, "the first connection to close")
+            await configure(alice, c, network=("list-single", "saslnet"), account=("text-single", "alice-account"),
+                            password=("text-private", "wrong"))
+            error = presence_error(alice, jid)
+            alice.client.send_presence(pto=f"{jid}/alice")
+            pres = await asyncio.wait_for(error, T)
+            assert pres["error"]["condition"] == "not-authorized"
+            assert "SASL authentication failed" in pres["error"]["text"]
+            told = await alice.chats.wait_for(lambda m: m.room == f"saslnet@{c}", T)
+            assert "logging in as alice-account failed" in told.body
+            second = ircd.clients[-1]
+            await wait_until(lambda: second.closed.is_set(), T, "the failed connection to end")
+            assert not second.registered.is_set() and not second.lines("JOIN")
+
+            # Cleared: she connects without a login
+            _, cleared = await configure(alice, c, network=("list-single", "saslnet"), clear=("boolean", True))
+            assert "forgotten" in cleared["command"]["notes"][0][1]
+            await alice.join(jid, "alice", timeout=T)
+            third = ircd.clients[-1]
+            assert third.account is None and not third.lines("AUTHENTICATE")
+    finally:
+        await ircd.stop()
+
+
+async def _commands(user, component: str) -> set[str]:
+    user.client.register_plugin("xep_0030")
+    items = await user.client.plugin["xep_0030"].get_items(jid=component, node="http://jabber.org/protocol/commands",
+                                                           timeout=T)
+    return {item[1] for item in items["disco_items"]["items"]}

@@ -125,6 +125,12 @@ CASES = [
      (26, "portal.networks[0]")),
     ("portal for nobody", {"links:\n": "portal:\n  networks: [libera]\n  users: []\nlinks:\n"},
      (28, "portal.users")),
+    ("portal key file in a directory made on first use",
+     {"links:\n": "portal: {networks: [libera], users: ['*'], secret_file: {tmp}/new/portal.key}\nlinks:\n"},
+     None),
+    ("portal key file under a file",
+     {"links:\n": "portal: {networks: [libera], users: ['*'], secret_file: {tmp}/afile/portal.key}\nlinks:\n"},
+     (26, "portal.secret_file")),
 ]
 
 

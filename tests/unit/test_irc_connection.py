@@ -25,11 +25,12 @@ class FakeTransport:
 async def conn():
     """A connection as `connect` leaves it, on a fake transport, recording events."""
     reactor = AioReactor(loop=asyncio.get_running_loop())
-    c = HardenedConnection(reactor, "testnet")
+    seen = []
+    c = HardenedConnection(reactor, "testnet",
+                           lambda _, e: seen.append(e) if e.type != "all_raw_messages" else None)
     c.buffer, c.handlers, c.real_server_name, c.real_nickname = LineBuffer(), {}, "srv", "me"
     c.transport, c.connected = FakeTransport(), True
-    c.seen = []
-    reactor.add_global_handler("all_events", lambda _, e: c.seen.append(e) if e.type != "all_raw_messages" else None)
+    c.seen = seen
     return c
 
 
@@ -191,11 +192,14 @@ def test_notices_public_and_private(conn):
 
 
 def test_a_handler_that_fails_drops_only_its_line(conn):
-    def broken(_, event):
+    handler = conn.handler
+
+    def broken(c, event):
         if event.arguments == ["boom"]:
             raise RuntimeError("handler bug")
+        handler(c, event)
 
-    conn.reactor.add_global_handler("pubmsg", broken, -100)
+    conn.handler = broken
     conn.process_data(b":bob!b@h PRIVMSG #c :boom\r\n:bob!b@h PRIVMSG #c :fine\r\n")
     assert [a for *_, a in events(conn, "pubmsg")] == [["fine"]]
 

@@ -280,9 +280,7 @@ def _session(sasl: bool) -> tuple[IrcAdapter, HardenedConnection, list]:
         adapter.add_endpoint(room, {})
     client = adapter.client
     client._reactor = AioReactor(loop=_LOOP)
-    for event_type, handler, priority in client._handlers:
-        client._install(event_type, handler, priority)
-    conn = HardenedConnection(client._reactor, "net")
+    conn = HardenedConnection(client._reactor, "net", client._dispatch)
     conn.buffer, conn.handlers, conn.real_server_name, conn.real_nickname = LineBuffer(), {}, "", ME
     conn.transport, conn.connected, conn.server = _Transport(), True, "irc.test"
     client.conn = conn
