@@ -45,6 +45,7 @@ async def still_serving(server: SilcTestServer) -> None:
         b"SSH-2.0-OpenSSH_9.6\r\n",
         b"\x00\x0e\x00\x05\x06\x00\x00\x00\x00\x00" + os.urandom(10),  # NOTIFY instead of KEY_EXCHANGE
     ],
+    ids=["random", "absurd-id-lengths", "ssh-banner", "notify-first"],  # stable for pytest-xdist
 )
 async def test_garbage_instead_of_a_key_exchange_only_costs_that_connection(server, junk):
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
