@@ -40,11 +40,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @contextlib.asynccontextmanager
 async def _running(server_class, request: pytest.FixtureRequest, tmp_path: Path):
-    server = server_class(tmp_path / server_class.binary, **getattr(request, "param", {}))
-    try:
-        await server.start()
-    except (ServerMissing, ServerFailed) as exc:
-        pytest.fail(str(exc), pytrace=False)
+    for attempt in (1, 2):  # a free port taken meanwhile (another worker's server): new ports
+        where = tmp_path / (server_class.binary if attempt == 1 else f"{server_class.binary}-again")
+        server = server_class(where, **getattr(request, "param", {}))
+        try:
+            await server.start()
+            break
+        except ServerFailed as exc:
+            if attempt == 2:
+                pytest.fail(str(exc), pytrace=False)
+        except ServerMissing as exc:
+            pytest.fail(str(exc), pytrace=False)
     try:
         yield server
     finally:
