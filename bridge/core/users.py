@@ -18,7 +18,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 import structlog
@@ -89,8 +89,9 @@ class OwnClients(abc.ABC, Generic[C]):
         """`user` is called `nick` in the MUC now (`room`: where they changed it)."""
 
     @abc.abstractmethod
-    async def _quit(self, user: C, message: str) -> None:
-        """Close `user`'s client, with the QUIT message `message`."""
+    def _quit(self, user: C, message: str) -> Awaitable[None] | None:
+        """Close `user`'s client, with the QUIT message `message`: at once, so that a new
+        client for the same user may start; what it returns (if anything) finishes it."""
 
     # What the adapter asks
 
@@ -181,10 +182,12 @@ class OwnClients(abc.ABC, Generic[C]):
             del self.users[user.identity.native_id]
         self._full = False
         user.log.info("xmpp_user_client_closed", reason=why, clients=len(self.users))
-        self._spawn(self._quit(user, message or why))
+        done = self._quit(user, message or why)
+        if done is not None:
+            self._spawn(done)
 
-    def _spawn(self, work: Coroutine) -> None:
-        task = asyncio.create_task(work)
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -203,5 +206,5 @@ class OwnClients(abc.ABC, Generic[C]):
 
     async def close(self) -> None:
         users, self.users = list(self.users.values()), {}
-        await asyncio.gather(*(self._quit(u, "muc-bridge shutting down") for u in users), *self._closing,
-                             return_exceptions=True)
+        closing = [self._quit(u, "muc-bridge shutting down") for u in users]
+        await asyncio.gather(*(c for c in closing if c is not None), *self._closing, return_exceptions=True)

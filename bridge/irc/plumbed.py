@@ -124,9 +124,9 @@ class PlumbedUsers(OwnClients[PlumbedUser], PortalView):
     def _rename(self, user: PlumbedUser, nick: str, room: str) -> None:
         self.connections.nick(user.identity.native_id, self.network, self.nick_for(nick))
 
-    async def _quit(self, user: PlumbedUser, message: str) -> None:
+    def _quit(self, user: PlumbedUser, message: str) -> None:
         self._forget(user.link.client.nick)
-        self.connections.drop(user.link, "quit", message)
+        self.connections.drop(user.link, "quit", message)  # `connections` sees it through
 
     async def close(self) -> None:
         await super().close()

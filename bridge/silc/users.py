@@ -25,7 +25,7 @@ import contextlib
 import hashlib
 import stringprep
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -201,7 +201,10 @@ class SilcUsers(OwnClients[UserClient]):
         """Someone (not one of these clients) in `room` is called `nick`, as the relay sees."""
         return self.adapter.privates.member(nick, room) is not None
 
-    async def _quit(self, user: UserClient, message: str) -> None:
+    def _quit(self, user: UserClient, message: str) -> Awaitable[None]:
+        return self._closed(user, message)
+
+    async def _closed(self, user: UserClient, message: str) -> None:
         if user.client is not None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(user.client.close(message), 5.0)
