@@ -20,7 +20,10 @@ retractions and reactions as IRCv3 tags / REDACT where the server carries them,
 else in the text forms of `bridge.core.semantics`; from IRC, `s/old/new/` after
 one's own line, `+draft/reply`, `+draft/react` / `+draft/unreact` (TAGMSG) and
 REDACT become corrections, replies, reactions and retractions. Private messages to the
-relay client (`alice: text`) and from people elsewhere: `bridge.irc.private`. Kicks and nick changes elsewhere are
+relay client (`alice: text`) and from people elsewhere: `bridge.irc.private`. In channels
+whose endpoint says `xmpp_users: connect`, XMPP users who speak get IRC connections of their
+own (`bridge.irc.plumbed`): their lines go out from them once they are in, and nothing those
+connections say or do is emitted. Kicks and nick changes elsewhere are
 one NOTICE line each (`bridge.core.roomevents`); joins and parts elsewhere are not shown on
 IRC. Relayed lines are sent again
 after a reconnect until the server confirms them, and dropped with one notice
