@@ -131,6 +131,12 @@ class OwnClients(abc.ABC, Generic[C]):
             return True
         return False
 
+    def unlinked(self, room: str) -> None:
+        """`room` is no longer served (a reload unlinked it): every client leaves it."""
+        self.rooms.discard(self.fold(room))
+        for user in [u for u in self.users.values() if self.fold(room) in u.rooms]:
+            self._leave(user, room, "unlinked", "")
+
     def client_of(self, identity: Identity) -> C | None:
         """The user `identity`, if their client is connected."""
         user = self.users.get(identity.native_id) if identity.network == "xmpp" else None

@@ -176,7 +176,7 @@ class IrcAdapter(Adapter):
         self.topics.pop(folded, None)
         self.joins.remove(room)
         self._out_since.pop(folded, None)
-        self.users.rooms.discard(folded)
+        self.users.unlinked(room)
         if folded in self.joined:
             self.joined.discard(folded)
             self.roster.drop(room)

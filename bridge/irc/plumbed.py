@@ -103,6 +103,11 @@ class PlumbedUsers(OwnClients[PlumbedUser], PortalView):
 
     # OwnClients
 
+    def _open(self, identity: Identity, room: str) -> PlumbedUser | None:
+        if not self.adapter.client.registered:
+            return None  # the relay speaks meanwhile; its ISUPPORT tells how long nicks may be
+        return super()._open(identity, room)
+
     def _start(self, identity: Identity, room: str) -> PlumbedUser:
         nick = self.nick_for(identity.nick)
         self.connections.join(identity.native_id, self.network, room, nick)

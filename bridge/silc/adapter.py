@@ -118,6 +118,7 @@ class SilcAdapter(Adapter):
         self._rooms.pop(key, None)
         self._private_keys.pop(key, None)
         self._guards.pop(key, None)
+        self.users.unlinked(room)
         if self._client is not None:
             self._client.remove_channel(room)
 

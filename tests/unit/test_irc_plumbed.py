@@ -58,6 +58,8 @@ def test_the_relay_passes_on_nothing_of_their_connections(adapter):
 
 async def test_a_user_who_comes_back_at_once_gets_a_connection_anew(adapter):
     users = adapter.users
+    assert users.speaker("#room", Message(ROOM, ALICE, "one")) is None and users.users == {}
+    adapter.client.registered = True  # a connection is made once the relay knows the network's NICKLEN
     assert users.speaker("#room", Message(ROOM, ALICE, "one")) is None  # connecting: the relay says it
     first = users.users[ALICE.native_id].link
     assert users.follow("#room", Part(ROOM, ALICE, "bye"))
@@ -65,3 +67,6 @@ async def test_a_user_who_comes_back_at_once_gets_a_connection_anew(adapter):
     users.speaker("#room", Message(ROOM, ALICE, "back"))
     again = users.users[ALICE.native_id].link
     assert again is not first and users.connections.links == {(ALICE.native_id, "net"): again}
+    adapter.remove_endpoint("#room")  # a reload unlinked it: the connection goes too
+    assert users.users == {} and users.connections.links == {}
+    assert users.speaker("#room", Message(ROOM, ALICE, "more")) is None and users.users == {}
