@@ -433,9 +433,8 @@ def _endpoint(r: _Reader, path: str, node: yaml.Node, networks: dict[str, Any]) 
         return None
     if endpoint.passphrase is not None and kind != "silc":
         r.error(f"{path}.passphrase", node, "only SILC endpoints take a channel passphrase")
-    if endpoint.xmpp_users != "relay" and kind != "silc":
-        r.error(f"{path}.xmpp_users", items["xmpp_users"][1],
-                "only SILC endpoints take xmpp_users, for now (XMPP users reach IRC through the relay)")
+    if endpoint.xmpp_users != "relay" and kind == "xmpp":
+        r.error(f"{path}.xmpp_users", items["xmpp_users"][1], "only IRC and SILC endpoints take xmpp_users")
     return endpoint
 
 

@@ -75,6 +75,13 @@ def word(value: str) -> str | None:
     return None
 
 
+def irc_nick_suffix(value: str) -> str | None:
+    """What IRC nicks may end with (RFC 2812 2.3.1: letters, digits, `[]\\`_^{|}-`), short."""
+    if len(value) > 8 or any(not (c.isascii() and (c.isalnum() or c in "[]\\`_^{|}-")) for c in value):
+        return "must be at most 8 of the characters IRC nicks hold (letters, digits, []\\`_^{|}-)"
+    return None
+
+
 def words(values: tuple[str, ...]) -> str | None:
     return next((f"{v!r} {problem}" for v in values if (problem := word(v))), None)
 
@@ -260,6 +267,13 @@ class IrcNetworkConfig:
     ping_timeout: float = checked(seconds, 25.0)
     #: Lines waiting for flood control; beyond it the oldest are dropped.
     queue_size: int = checked(at_least(1), 1000)
+    #: Endpoints with `xmpp_users: connect`: XMPP users' own IRC connections on this network,
+    #: at most (beyond it, users speak through the relay client); 0: none.
+    xmpp_user_clients: int = checked(at_least(0), 20)
+    #: Such a connection quits after this long without a line from its user.
+    xmpp_user_idle: float = checked(seconds, 3600.0)
+    #: What their nicks end with: alice speaks as `alice[x]`.
+    xmpp_user_suffix: str = checked(irc_nick_suffix, "[x]")
 
 
 @dataclass(frozen=True)
@@ -306,9 +320,9 @@ class EndpointConfig:
     #: eager: XMPP puppets join when the foreign user joins, not when they first speak.
     puppets: str = checked(one_of("lazy", "eager"), "lazy")
     passphrase: str | None = None  # SILC channel private key
-    #: SILC endpoints: how XMPP occupants appear there. relay: as `<alice> text` from the
-    #: relay client; connect: each through a SILC client of their own (a key pair the bridge
-    #: makes for them), once they speak.
+    #: IRC and SILC endpoints: how XMPP occupants appear there. relay: as `<alice> text` from
+    #: the relay client; connect: each through an IRC connection (`alice[x]`) or a SILC client
+    #: (a key pair the bridge makes for them) of their own, once they speak.
     xmpp_users: str = checked(one_of("relay", "connect"), "relay")
 
 

@@ -20,7 +20,10 @@ retractions and reactions as IRCv3 tags / REDACT where the server carries them,
 else in the text forms of `bridge.core.semantics`; from IRC, `s/old/new/` after
 one's own line, `+draft/reply`, `+draft/react` / `+draft/unreact` (TAGMSG) and
 REDACT become corrections, replies, reactions and retractions. Private messages to the
-relay client (`alice: text`) and from people elsewhere: `bridge.irc.private`. Kicks and nick changes elsewhere are
+relay client (`alice: text`) and from people elsewhere: `bridge.irc.private`. In channels
+whose endpoint says `xmpp_users: connect`, XMPP users who speak get IRC connections of their
+own (`bridge.irc.plumbed`): their lines go out from them once they are in, and nothing those
+connections say or do is emitted. Kicks and nick changes elsewhere are
 one NOTICE line each (`bridge.core.roomevents`); joins and parts elsewhere are not shown on
 IRC. Relayed lines are sent again
 after a reconnect until the server confirms them, and dropped with one notice
@@ -59,6 +62,7 @@ from bridge.irc import modes
 from bridge.irc.connection import MAX_RECEIVED_LINE
 from bridge.irc.formatting import irc_to_text
 from bridge.irc.joins import REJOIN_INTERVAL, Joins
+from bridge.irc.plumbed import PlumbedUsers
 from bridge.irc.private import IrcPrivates
 from bridge.irc.roster import Roster
 from bridge.irc.split import clean, truncate, wire_lines
@@ -113,6 +117,8 @@ class IrcAdapter(Adapter):
         self._echoes: collections.deque[tuple[str, str, Endpoint, str]] = collections.deque(maxlen=ECHOES)
         self.pacer = Pacer(self._show_correction)
         self.privates = IrcPrivates(self)
+        self.users = PlumbedUsers(self, max_age)  # XMPP users' own connections (`xmpp_users: connect`)
+        self.emit = self._unless_own(emit)
         self.whois = Whois(self.client, self.roster.fold)
         self.room_events = RoomEvents()  # kicks and nick changes elsewhere, as lines here
         self.reactions = Gatherer(lambda room, text: self.client.send(
@@ -144,12 +150,22 @@ class IrcAdapter(Adapter):
         for reply in JOIN_FAILURES:
             on(reply, self._on_join_failed)
 
+    def _unless_own(self, emit: EventSink) -> EventSink:
+        """`emit`, passing on nothing XMPP users' own connections did or had done to them
+        (what they do comes from the MUC)."""
+        def filtered(event: Event) -> None:
+            if not self.users.caused(event):
+                emit(event)
+        return filtered
+
     # Adapter interface
 
     def add_endpoint(self, room: str, options: Mapping[str, Any]) -> None:
         self.rooms[self.roster.fold(room)] = room  # options: topic direction is the router's
         self.joins.add(room)
         self.links[self.roster.fold(room)] = options.get("link", "")
+        if options.get("xmpp_users") == "connect" and self.config.xmpp_user_clients:
+            self.users.rooms.add(self.roster.fold(room))
         if self.client.registered:  # added by a reload: JOIN ahead of any line for it
             self._join_missing()
 
@@ -160,6 +176,7 @@ class IrcAdapter(Adapter):
         self.topics.pop(folded, None)
         self.joins.remove(room)
         self._out_since.pop(folded, None)
+        self.users.unlinked(room)
         if folded in self.joined:
             self.joined.discard(folded)
             self.roster.drop(room)
@@ -170,6 +187,7 @@ class IrcAdapter(Adapter):
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.client.run(), name=f"irc {self.network}")
             tasks.create_task(self._keep_joined(), name=f"irc {self.network} joins")
+            tasks.create_task(self.users.run(), name=f"irc {self.network} users")
 
     async def deliver(self, room: str, event: Event) -> None:
         if isinstance(event, Private):
@@ -178,26 +196,33 @@ class IrcAdapter(Adapter):
         if isinstance(event, Message) and event.replaces is not None and event.sender != BRIDGE:
             self.pacer.offer((room, str(event.endpoint), event.replaces), (room, event))
             return
+        client = self.client
         if isinstance(event, Message):
-            lines, when = self._message_lines(room, event), event.time
+            own = self.users.speaker(room, event)  # the sender's own connection, once in the channel
+            client = own.link.client if own is not None else client
+            lines, when = self._message_lines(room, event, client), event.time
         elif isinstance(event, Retraction):
             lines, when = self._retraction_lines(room, event), event.time
         elif isinstance(event, Reaction):
             lines, when = self._reaction_lines(room, event), event.time
         elif isinstance(event, Topic):  # the latest topic, however late: never too old
             lines, when = self._topic_lines(room, event), None
+        elif self.users.follow(room, event):  # done by the user's own connection
+            return
         else:  # kicks and nick changes elsewhere, as one line from the relay
             line = self.room_events.line(room, event)
             if line is None:
                 return
             lines, when = self._notice_lines(room, line), event.time
-        done = self.client.send(lines, room, str(event.endpoint), when)
+        done = client.send(lines, room, str(event.endpoint), when)
         # Wait only once a backlog builds (flood control, a slow server), not
         # for a reconnect: lines queued in one loop turn then go out in one write.
         if self.client.registered and len(self.client.outbox) >= self.client.outbox.size // 2:
             await done
 
     def wants(self, event: Event) -> bool:
+        if isinstance(event, Part):  # users' own connections leave with them
+            return bool(self.users.rooms)
         return isinstance(event, (Message, Topic, Retraction, Reaction, Kick, NickChange))
 
     def reach(self, room: str, nick: str) -> str | None:
@@ -210,7 +235,8 @@ class IrcAdapter(Adapter):
         if identity.network != self.network:
             return False
         account = self.client.account
-        return self.client.is_me(identity.nick) or (account is not None and identity.native_id == account)
+        return self.client.is_me(identity.nick) or (account is not None and identity.native_id == account) \
+            or self.users.own(identity.nick)
 
     async def profile(self, identity: Identity) -> Profile:
         """What WHOIS says about the nick now (real name, account, away), when it answers."""
@@ -234,18 +260,26 @@ class IrcAdapter(Adapter):
         self.client.reconnect("reconnect asked by an operator")
 
     async def close(self) -> None:
-        await self.client.close()
+        await asyncio.gather(self.client.close(), self.users.close())
 
     # Outgoing
 
-    def _message_lines(self, room: str, msg: Message) -> list[str]:
+    def _message_lines(self, room: str, msg: Message, client: RelayClient | None = None) -> list[str]:
+        """`msg` as lines to `room` from the relay (`<alice> text`), or from `client`, its
+        sender's own connection (`text`, /me as CTCP ACTION)."""
+        own = client is not None and client is not self.client
+        client = client or self.client
         command = "NOTICE" if msg.kind is MessageKind.NOTICE or msg.sender == BRIDGE else "PRIVMSG"
         text, tags, styled = msg.text, "", False
         if msg.sender != BRIDGE:
             text, tags = self._meaning(room, msg)
             styled_text = text_to_irc(text)
             text, styled = styled_text, styled_text is not text
-        if msg.sender == BRIDGE:
+        budget = client.budget(command, room) - len(tags)
+        action = own and msg.kind is MessageKind.ACTION  # a CTCP ACTION of the sender's own
+        if action:
+            budget -= len("\x01ACTION \x01")
+        if msg.sender == BRIDGE or own:
             def render(text: str) -> str:
                 return text
         else:
@@ -254,10 +288,11 @@ class IrcAdapter(Adapter):
 
             def render(text: str) -> str:
                 return fmt.format(nick=nick, text=text)
-        budget = self.client.budget(command, room) - len(tags)
         lines = wire_lines(late_mark(msg) + text, render, budget, self.config.max_lines, styled)
+        if action:
+            lines = [f"\x01ACTION {line}\x01" for line in lines]
         log.debug("irc_relay", network=self.network, room=room, lines=len(lines))
-        echoed = "echo-message" in self.client.caps
+        echoed = "echo-message" in self.client.caps and not own
         if lines and msg.native_id is not None and msg.replaces is None and echoed:
             self._echoes.append((self.roster.fold(room), lines[0], msg.endpoint, msg.native_id))
         return [f"{tags if n == 0 else ''}{command} {room} :{line}" for n, line in enumerate(lines)]
@@ -289,7 +324,9 @@ class IrcAdapter(Adapter):
 
     def _show_correction(self, item: object) -> None:
         room, msg = item
-        self.client.send(self._message_lines(room, msg), room, str(msg.endpoint), msg.time)
+        own = self.users.speaker(room, msg)
+        client = own.link.client if own is not None else self.client
+        client.send(self._message_lines(room, msg, client), room, str(msg.endpoint), msg.time)
 
     def _retraction_lines(self, room: str, event: Retraction) -> list[str]:
         """REDACT where the server offers draft/message-redaction and the msgid is known,

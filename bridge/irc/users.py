@@ -624,12 +624,13 @@ class IrcUsers(Adapter, PortalNetworks):
         if link.idle():
             self.drop(link, "left every channel")
 
-    def drop(self, link: UserLink, why: str) -> None:
-        """End `link` (QUIT with `why`), if it is still the user's connection."""
+    def drop(self, link: UserLink, why: str, message: str = "") -> None:
+        """End `link` (QUIT with `message`, else `why`: only `why` is logged), if it is still
+        the user's connection."""
         if self.links.get((link.user, link.network)) is link:
             del self.links[(link.user, link.network)]
             link.log.info("portal_connection_closed", connections=len(self.links), reason=why)
-            task = asyncio.create_task(link.close(why))
+            task = asyncio.create_task(link.close(message or why))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 

@@ -118,6 +118,7 @@ class SilcAdapter(Adapter):
         self._rooms.pop(key, None)
         self._private_keys.pop(key, None)
         self._guards.pop(key, None)
+        self.users.unlinked(room)
         if self._client is not None:
             self._client.remove_channel(room)
 
@@ -207,7 +208,7 @@ class SilcAdapter(Adapter):
     def _send(self, room: str, channel, event: Message) -> None:
         """From the sender's own client if they have one in the channel, else from the relay."""
         own = self.users.speaker(room, event)
-        client, channel = own or (self._client, channel)
+        client, channel = (own.client, own.channel(room)) if own is not None else (self._client, channel)
         flags, chunks = self._chunks(event, own=own is not None)
         for chunk in chunks:
             client.send(channel, chunk, flags)

@@ -126,7 +126,8 @@ class SilcPrivates:
         if user is None or adapter.users.own(user):  # IDENTIFY may find an XMPP user's own client
             raise Undeliverable(f"{to} is not in any channel muc-bridge is in on SILC network "
                                 f"{adapter.network}")
-        own = adapter.users.client_of(event.sender)
+        user_client = adapter.users.client_of(event.sender)
+        own = user_client.client if user_client is not None else None
         person = adapter._identity(user).native_id
         try:
             if own is not None:

@@ -13,14 +13,9 @@ The relay client hears each channel for everyone and drops what these clients sa
 to one goes to its user (`SilcPrivates.received_by`); one from its user to a SILC user goes
 from it (`SilcPrivates.deliver`).
 
-Until a user's client is in the channel (connecting, reconnecting with backoff after a drop,
-kicked out, or over the network's cap `xmpp_user_clients`), their lines go through the relay
-client as `<alice> text`: nothing waits for it. A client quits after `xmpp_user_idle` without
-a line from its user, when its user leaves the last of its channels, or when it could not
-connect for `GIVE_UP` seconds (its user then stays with the relay for `HOLD`).
-
-The shape (capped per network, idle-reaped, reconnecting) is `bridge.irc.users`'s; what
-could be shared (the cap, the sweep, the hold) is kept in `SilcUsers` apart from SILC itself.
+Made lazily, capped (`xmpp_user_clients`), idle-reaped (`xmpp_user_idle`), held back after a
+kick, with the relay speaking for its user meanwhile: `bridge.core.users`, which IRC's
+(`bridge.irc.plumbed`) shares.
 """
 
 from __future__ import annotations
@@ -29,16 +24,16 @@ import asyncio
 import contextlib
 import hashlib
 import stringprep
-import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 from cryptography.hazmat.primitives import serialization
 
-from bridge.core.events import Event, Identity, Kick, Message, NickChange, Part
+from bridge.core.events import Identity
+from bridge.core.users import OwnClient, OwnClients
 from bridge.silc import events as ev
 from bridge.silc.channel import Channel
 from bridge.silc.client import ClientConfig, SilcClient
@@ -53,11 +48,6 @@ log = structlog.get_logger(__name__)
 
 #: Where users' key pairs are kept, under the network's key_dir.
 KEYS = "users"
-#: How often clients are checked for idleness (at most; twice per idle time when shorter).
-SWEEP = 30.0
-#: A client not connected for this long quits; its user speaks through the relay for HOLD.
-GIVE_UP = 300.0
-HOLD = 600.0
 #: silc-spec 3.13: a nickname is at most 128 bytes.
 MAX_NICK = 128
 #: silc-spec Appendix C: ASCII characters no nickname holds.
@@ -115,19 +105,15 @@ def known_fingerprints(key_dir: str) -> set[str]:
     return found
 
 
-class UserClient:
-    """One XMPP user's SILC client, and where that user is in the MUC."""
+class UserClient(OwnClient):
+    """One XMPP user's SILC client."""
 
-    def __init__(self, identity: Identity) -> None:
-        self.identity = identity
+    def __init__(self, identity: Identity, network: str) -> None:
+        super().__init__(identity)
         self.digest = _digest(identity)
         self.client: SilcClient | None = None  # None while its key pair is made
         self.task: asyncio.Task | None = None
-        self.rooms: set[str] = set()  # SILC rooms it is to be in, casefolded
-        self.occupant = ""  # the user's occupant JID where they last spoke (room@muc/nick)
-        self.last_active = time.monotonic()
-        self.down_since: float | None = None  # when a sweep first found it not connected
-        self.log = log.bind(user_hash=_username(self.digest))
+        self.log = log.bind(network=network, user_hash=_username(self.digest))
 
     def channel(self, room: str) -> Channel | None:
         """Its channel `room`, while it is in it and may speak there."""
@@ -135,95 +121,30 @@ class UserClient:
         channel = client.channel(room) if client is not None and client.connected else None
         return channel if channel is not None and channel.secured else None
 
-    async def close(self, reason: str) -> None:
-        if self.client is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.client.close(reason), 5.0)
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
 
-
-class SilcUsers:
-    """The network's XMPP users' clients: made, capped, followed and reaped."""
+class SilcUsers(OwnClients[UserClient]):
+    """The network's XMPP users' SILC clients."""
 
     def __init__(self, adapter: SilcAdapter) -> None:
+        super().__init__(adapter.network, adapter.config.xmpp_user_clients, adapter.config.xmpp_user_idle)
         self.adapter = adapter
         self.config = adapter.config
-        self.network = adapter.network
-        self.rooms: set[str] = set()  # casefolded rooms with `xmpp_users: connect`
-        self.users: dict[str, UserClient] = {}  # identity native id ->
         self.fingerprints: set[str] = set()  # of every user key pair, kept after its client quits
-        self.held: dict[str, float] = {}  # native id -> monotonic time until which the relay speaks
-        self._closing: set[asyncio.Task] = set()
-        self._full = False  # said in the log that the cap is reached
-
-    def speaker(self, room: str, event: Message) -> tuple[SilcClient, Channel] | None:
-        """The client (and its channel) that says `event`, a line from elsewhere, in `room`
-        when it is an XMPP user's and their own client is there; else None (the relay says it),
-        and their client is made or joins the channel for their next line."""
-        sender = event.sender
-        if room.casefold() not in self.rooms or sender.network != "xmpp" or event.late:
-            return None  # the bridge's own notices, other networks' people, replays
-        user = self.users.get(sender.native_id) or self._open(sender, room)
-        if user is None:
-            return None
-        user.identity, user.last_active = sender, time.monotonic()
-        user.occupant = f"{event.endpoint.room}/{sender.nick}"
-        self._enter(user, room)
-        channel = user.channel(room)
-        return (user.client, channel) if channel is not None else None
-
-    def follow(self, room: str, event: Event) -> bool:
-        """A nick change, leave or kick of an XMPP user's elsewhere: their client does the
-        same. True: it is done, the relay need not say it."""
-        user = self.users.get(event.sender.native_id) if event.sender.network == "xmpp" else None
-        if isinstance(event, Kick) and event.target.network == "xmpp":
-            kicked = self.users.get(event.target.native_id)
-            if kicked is not None:
-                self._leave(kicked, room, "kicked", event.reason)
-            return False  # the relay says who kicked them
-        if user is None or room.casefold() not in user.rooms:
-            return False
-        if isinstance(event, NickChange):
-            user.identity = event.new_identity
-            user.occupant = f"{user.occupant.rpartition('/')[0]}/{event.new_nick}"
-            if user.client is not None:
-                self._spawn(user.client.change_nick(*self._nicks(event.new_nick, room)))
-            return user.channel(room) is not None
-        if isinstance(event, Part):
-            self._leave(user, room, "left", event.reason)
-            return True
-        return False
 
     def own(self, user: ev.User | None) -> bool:
         """True for one of these clients (as the relay client sees it)."""
         return user is not None and user.fingerprint in self.fingerprints
 
-    def client_of(self, identity: Identity) -> SilcClient | None:
-        """The connected client of an XMPP user, if they have one."""
-        user = self.users.get(identity.native_id) if identity.network == "xmpp" else None
-        client = user.client if user is not None else None
-        if client is None or not client.connected:
-            return None
-        user.last_active = time.monotonic()
-        return client
-
-    def _open(self, identity: Identity, room: str) -> UserClient | None:
-        """A new client for `identity`, unless over the cap or held back."""
-        now = time.monotonic()
-        if self.held.get(identity.native_id, 0.0) > now:
-            return None
-        self.held.pop(identity.native_id, None)
-        if len(self.users) >= self.config.xmpp_user_clients:
-            if not self._full:  # once until one closes
-                log.info("silc_user_clients_full", network=self.network, clients=len(self.users))
-                self._full = True
-            return None
-        user = UserClient(identity)
-        self.users[identity.native_id] = user
+    def _start(self, identity: Identity, room: str) -> UserClient:
+        user = UserClient(identity, self.network)
         user.task = asyncio.create_task(self._run(user, room), name=f"silc {self.network} user")
         return user
+
+    def _ready(self, user: UserClient, room: str) -> bool:
+        return user.channel(room) is not None
+
+    def _connected(self, user: UserClient) -> bool:
+        return user.client is not None and user.client.connected
 
     async def _run(self, user: UserClient, room: str) -> None:
         cfg = self.config
@@ -238,10 +159,9 @@ class SilcUsers:
         )
         user.client = SilcClient(self.network, client_config, keypair, self.adapter._check_server_key,
                                  self._heard(user))
-        user.client.log = user.log.bind(network=self.network)
+        user.client.log = user.log
         for key in user.rooms:
             user.client.add_channel(self.adapter._rooms[key], self.adapter._private_keys.get(key))
-        user.log.info("silc_user_client_opened", clients=len(self.users))
         await user.client.run()
 
     def _heard(self, user: UserClient) -> Callable[[ev.SessionEvent], None]:
@@ -253,24 +173,21 @@ class SilcUsers:
                 user.rooms.discard(event.channel.casefold())
                 if user.client is not None:
                     user.client.specs.pop(event.channel.casefold(), None)
-                self.held[user.identity.native_id] = time.monotonic() + HOLD
-                self._close(user, "kicked")
+                self.hold(user, "kicked")
         return on_event
 
-    def _enter(self, user: UserClient, room: str) -> None:
-        key = room.casefold()
-        if key in user.rooms:
-            return
-        user.rooms.add(key)
+    def _join(self, user: UserClient, room: str) -> None:
         if user.client is not None:
+            key = room.casefold()
             user.client.add_channel(self.adapter._rooms[key], self.adapter._private_keys.get(key))
 
-    def _leave(self, user: UserClient, room: str, why: str, message: str) -> None:
-        user.rooms.discard(room.casefold())
-        if not user.rooms:
-            self._close(user, why, message)
-        elif user.client is not None:
+    def _part(self, user: UserClient, room: str) -> None:
+        if user.client is not None:
             user.client.remove_channel(room)
+
+    def _rename(self, user: UserClient, nick: str, room: str) -> None:
+        if user.client is not None:
+            self._spawn(user.client.change_nick(*self._nicks(nick, room)))
 
     def _nicks(self, nick: str, room: str) -> tuple[str, tuple[str, ...]]:
         """The SILC nick for MUC nick `nick`, and alternatives: the first is the one nobody
@@ -284,38 +201,18 @@ class SilcUsers:
         """Someone (not one of these clients) in `room` is called `nick`, as the relay sees."""
         return self.adapter.privates.member(nick, room) is not None
 
-    def _close(self, user: UserClient, why: str, message: str = "") -> None:
-        """Quit `user`'s client, for reason `why` (logged), with the QUIT message `message`
-        (their own words, not logged) or else `why`."""
-        if self.users.get(user.identity.native_id) is user:
-            del self.users[user.identity.native_id]
-        self._full = False
-        user.log.info("silc_user_client_closed", reason=why, clients=len(self.users))
-        self._spawn(user.close(message or why))
+    def _quit(self, user: UserClient, message: str) -> Awaitable[None]:
+        return self._closed(user, message)
 
-    def _spawn(self, work) -> None:
-        task = asyncio.create_task(work)
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+    async def _closed(self, user: UserClient, message: str) -> None:
+        if user.client is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(user.client.close(message), 5.0)
+        if user.task is not None:
+            user.task.cancel()
+            await asyncio.gather(user.task, return_exceptions=True)
 
     async def run(self) -> None:
-        """Learn the key pairs made before; quit idle clients and those that cannot connect."""
+        """Learn the key pairs made before; then keep the clients (`OwnClients.run`)."""
         self.fingerprints |= await asyncio.to_thread(known_fingerprints, self.config.key_dir)
-        idle = self.config.xmpp_user_idle
-        while True:
-            await asyncio.sleep(min(SWEEP, idle / 2))
-            now = time.monotonic()
-            for user in list(self.users.values()):
-                connected = user.client is not None and user.client.connected
-                user.down_since = None if connected else (user.down_since or now)
-                if now - user.last_active >= idle:
-                    self._close(user, "idle")
-                elif user.down_since is not None and now - user.down_since >= GIVE_UP:
-                    self.held[user.identity.native_id] = now + HOLD
-                    self._close(user, "could not connect")
-            self.held = {k: until for k, until in self.held.items() if until > now}
-
-    async def close(self) -> None:
-        users, self.users = list(self.users.values()), {}
-        await asyncio.gather(*(u.close("muc-bridge shutting down") for u in users), *self._closing,
-                             return_exceptions=True)
+        await super().run()

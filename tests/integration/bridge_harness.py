@@ -65,3 +65,14 @@ async def bridge_ready(xmpp_user, irc_users, channel: str, room: str = ROOM,
                                        and l.target.lower() == channel.lower())
                             or (l.command == "353" and relay in l.text.replace("@", "").split()),
                             timeout, after=after[1])
+
+
+async def heard_once(listeners, nick: str, text: str, others: list[str], room: str = ROOM) -> None:
+    """`nick`'s line `text` reaches every one of `listeners` in `room`, once; and the last of
+    them heard `others` from everyone else but the bot, each once: nothing came back as an echo."""
+    for listener in listeners:
+        await listener.wait_for_message(room, text, nick=nick)
+    await asyncio.sleep(1.0)  # a duplicate or an echo would be here by now
+    last = listeners[-1]
+    assert [m.body for m in last.messages if m.nick == nick] == [text]
+    assert sorted(m.body for m in last.messages if m.body and m.nick not in (nick, "bridge")) == sorted(others)

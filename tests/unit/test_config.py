@@ -243,22 +243,29 @@ def test_the_component_link_is_plain_unless_tls_and_a_ca_file_must_hold_certific
         (4, "component.ca_file", f"{tmp_path / 'key.pem'} holds no CA certificate in PEM form")]
 
 
-def test_xmpp_users_is_relay_unless_a_silc_endpoint_says_connect():
+def test_xmpp_users_is_relay_unless_an_irc_or_silc_endpoint_says_connect():
     config = parse_config(GOOD)
     assert [e.xmpp_users for e in config.links[0].endpoints] == ["relay"] * 3
     assert config.networks["silcnet"].xmpp_user_clients == 20
+    assert (config.networks["libera"].xmpp_user_clients, config.networks["libera"].xmpp_user_suffix) == (20, "[x]")
     text = GOOD.replace("    - silc: silcnet/hackers\n", "    - silc: silcnet/hackers\n      xmpp_users: connect\n") \
+               .replace("    - irc: libera/#hackers\n", "    - irc: libera/#hackers\n      xmpp_users: connect\n") \
                .replace("    host: silc.example.net\n", "    host: silc.example.net\n    xmpp_user_clients: 1\n"
-                        "    xmpp_user_idle: 60\n")
+                        "    xmpp_user_idle: 60\n") \
+               .replace("    host: irc.example.net\n", "    host: irc.example.net\n    xmpp_user_suffix: '|x'\n")
     config = parse_config(text)
-    assert config.links[0].endpoints[2].xmpp_users == "connect"
+    assert [e.xmpp_users for e in config.links[0].endpoints] == ["relay", "connect", "connect"]
     assert (config.networks["silcnet"].xmpp_user_clients, config.networks["silcnet"].xmpp_user_idle) == (1, 60.0)
-    found = problems(text.replace("xmpp_users: connect", "xmpp_users: puppets")
+    assert config.networks["libera"].xmpp_user_suffix == "|x"
+    found = problems(text.replace("xmpp_users: connect", "xmpp_users: puppets", 1)
                      .replace("xmpp_user_idle: 60", "xmpp_user_idle: 0")
-                     .replace("    - irc: libera/#hackers\n", "    - irc: libera/#hackers\n      xmpp_users: connect\n"))
-    assert found == [
-        (13, "networks.silcnet.xmpp_user_idle", "must be a number of seconds above 0"),
-        (18, "links.hackers[1].xmpp_users",
-         "only SILC endpoints take xmpp_users, for now (XMPP users reach IRC through the relay)"),
-        (20, "links.hackers[2].xmpp_users", "must be relay or connect"),
+                     .replace("'|x'", "'[x y]'")
+                     .replace("    - xmpp: Hackers@conference.example.org\n",
+                              "    - xmpp: Hackers@conference.example.org\n      xmpp_users: connect\n"))
+    assert [(key, problem) for _, key, problem in found] == [
+        ("networks.libera.xmpp_user_suffix",
+         "must be at most 8 of the characters IRC nicks hold (letters, digits, []\\`_^{|}-)"),
+        ("networks.silcnet.xmpp_user_idle", "must be a number of seconds above 0"),
+        ("links.hackers[0].xmpp_users", "only IRC and SILC endpoints take xmpp_users"),
+        ("links.hackers[1].xmpp_users", "must be relay or connect"),
     ]

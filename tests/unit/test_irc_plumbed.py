@@ -1,0 +1,72 @@
+"""XMPP users' own IRC connections on plumbed links: their nicks, the relay passing on nothing
+of theirs, and a user who comes back at once getting a connection anew."""
+
+from types import SimpleNamespace
+
+import pytest
+from irc.features import FeatureSet
+
+from bridge.config_types import IrcNetworkConfig
+from bridge.core.events import Endpoint, Identity, Kick, Message, Part
+from bridge.irc.adapter import IrcAdapter
+
+ROOM = Endpoint("xmpp", "room@muc.example.org")
+ALICE = Identity("xmpp", "alice@example.org", "alice")
+
+
+@pytest.fixture
+async def adapter():
+    emitted = []
+    config = IrcNetworkConfig("net", host="127.0.0.1", port=1, tls=False, xmpp_user_clients=2)
+    adapter = IrcAdapter(config, emitted.append)
+    adapter.emitted = emitted
+    adapter.add_endpoint("#room", {"xmpp_users": "connect"})
+    features = FeatureSet()
+    features.load(["relay", "NICKLEN=16", "are supported"])
+    adapter.client.conn = SimpleNamespace(features=features)
+    yield adapter
+    await adapter.users.close()
+
+
+def test_a_muc_nick_becomes_an_irc_nick_with_the_suffix_within_nicklen(adapter):
+    users = adapter.users
+    assert users.nick_for("alice") == "alice[x]"
+    assert users.nick_for("Alice Smith") == "Alice_Smith[x]"
+    assert users.nick_for("7of9") == "_7of9[x]"
+    assert users.nick_for("a very long nick indeed") == "a_very_long[x]"  # 16 with room for "__"
+    adapter.roster.joined("#room", "alice[x]")  # someone on IRC has it
+    assert users.nick_for("alice") == "alice[x]_"
+
+
+def test_without_nicklen_the_rfc_length_holds(adapter):
+    adapter.client.conn = None
+    assert adapter.users.nick_for("alice") == "alic[x]"  # 9 with room for "__"
+
+
+def test_the_relay_passes_on_nothing_of_their_connections(adapter):
+    here = Endpoint("net", "#room")
+    own, bob = Identity("net", "nick:alice[x]", "alice[x]"), Identity("net", "nick:bob", "bob")
+    adapter.users._forget("alice[x]")  # a connection that just quit
+    adapter.emit(Message(here, own, "an echo"))
+    adapter.emit(Kick(here, bob, own, "out"))
+    adapter.emit(Message(here, bob, "from bob"))
+    assert [e.text for e in adapter.emitted] == ["from bob"]
+    assert adapter.is_own(own) and not adapter.is_own(bob)
+    adapter.roster.joined("#room", "alice[x]")
+    assert adapter.reach("#room", "alice[x]") is None  # no private message to it through the relay
+
+
+async def test_a_user_who_comes_back_at_once_gets_a_connection_anew(adapter):
+    users = adapter.users
+    assert users.speaker("#room", Message(ROOM, ALICE, "one")) is None and users.users == {}
+    adapter.client.registered = True  # a connection is made once the relay knows the network's NICKLEN
+    assert users.speaker("#room", Message(ROOM, ALICE, "one")) is None  # connecting: the relay says it
+    first = users.users[ALICE.native_id].link
+    assert users.follow("#room", Part(ROOM, ALICE, "bye"))
+    assert users.users == {} and users.connections.links == {}
+    users.speaker("#room", Message(ROOM, ALICE, "back"))
+    again = users.users[ALICE.native_id].link
+    assert again is not first and users.connections.links == {(ALICE.native_id, "net"): again}
+    adapter.remove_endpoint("#room")  # a reload unlinked it: the connection goes too
+    assert users.users == {} and users.connections.links == {}
+    assert users.speaker("#room", Message(ROOM, ALICE, "more")) is None and users.users == {}
