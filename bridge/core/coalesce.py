@@ -1,8 +1,10 @@
 """Socket writes gathered per event-loop turn.
 
-A burst relayed in one turn of the loop costs one system call, not one per
-line or stanza; past `limit` bytes it goes out at once, so the peer starts
-on a long burst while the rest of it is still being built.
+The first write of a turn goes out at once (a lone message, the paced case, waits for
+nothing); what follows it in the same turn is gathered and written when the turn ends,
+so a burst relayed in one turn costs two system calls, not one per line or stanza. Past
+`limit` bytes it goes out at once, so the peer starts on a long burst while the rest of
+it is still being built.
 """
 
 from __future__ import annotations
@@ -22,14 +24,22 @@ class Coalescer:
         self.limit = limit
         self._parts: list[bytes] = []
         self.size = 0
+        self._turn = False  # something was written this turn: the rest waits for its end
 
     def add(self, data: bytes) -> None:
-        if not self._parts:
-            asyncio.get_running_loop().call_soon(self.flush)
+        if not self._turn:
+            self._turn = True
+            asyncio.get_running_loop().call_soon(self._turn_over)
+            self._write(data)
+            return
         self._parts.append(data)
         self.size += len(data)
         if self.size >= self.limit:
             self.flush()
+
+    def _turn_over(self) -> None:
+        self._turn = False
+        self.flush()
 
     def flush(self) -> None:
         if self._parts:
