@@ -99,6 +99,13 @@ class Table:
             self._frozen = (self.version, dict(self.members))
         return self._frozen[1]
 
+    def _restart(self) -> None:
+        """Forget the members and the log (no connection reads them), for a NAMES to come."""
+        self.members, self.modes, self.settled = {}, {}, False
+        self.base = self.end
+        self.log.clear()
+        self.version += 1
+
     def _set(self, folded: str, state: State) -> None:
         self.version += 1
         if state is None:
@@ -191,14 +198,14 @@ class Channel:
         if isinstance(place, int):
             del shared.expected[folded]
             self.table, self.at, self.shared, self.waiting = shared, place, None, ""
-        elif not shared.readers:
+        elif not shared.readers:  # the first: what the table still held is nobody's now
+            shared._restart()
             self.table, self.at = shared, shared.end
             shared._move(None, self.at)
             self._cancel()
         else:
             self.table, self.at = Table(), 0
-            self.table._move(None, 0)
-            self.table.readers[0] = 2  # its log kept from the JOIN on, to match it when moving
+            self.table.readers[0] = 2  # the connection, and a pin keeping its log from the JOIN on
         self.change(("join", folded), {folded: (nick, "")})
 
     def leave(self) -> None:

@@ -272,3 +272,24 @@ async def test_a_connection_gone_leaves_the_table_and_the_last_one_takes_it_away
     assert not table.log and table.readers == {table.end: 1}
     await a.close("bye")
     assert users.tables == {}
+
+
+async def test_connections_back_one_after_the_other_after_a_restart_share_a_fresh_table():
+    users, view = portal()
+    a, b = two_in(users, "x y")
+    a._lost()
+    a._registered()  # a is back and has sent its JOIN while b still waits to notice
+    b._lost()
+    b._registered()
+    a._dispatch(ev("join", "a", CHANNEL))
+    a._dispatch(ev("namreply", None, "a", "=", CHANNEL, "a y"))
+    a._dispatch(ev("endofnames", None, "a", CHANNEL, "End"))
+    a._dispatch(ev("join", "b", CHANNEL))
+    b._dispatch(ev("join", "b", CHANNEL))
+    b._dispatch(ev("namreply", None, "b", "=", CHANNEL, "a b y"))
+    b._dispatch(ev("endofnames", None, "b", CHANNEL, "End"))
+    table = users.tables[("net", CHANNEL)]
+    assert a.channels[CHANNEL].table is b.channels[CHANNEL].table is table
+    assert set(table.members) == {"a", "b", "y"}
+    for one in (a, b):
+        assert ("left", CHANNEL, "x", "") in view.lines[one.user]
