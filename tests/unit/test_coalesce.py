@@ -1,9 +1,9 @@
-"""Writes gathered per loop turn: in order, the first of a turn at once, the rest at its
-end (early for long bursts)."""
+"""Writes gathered per loop turn: in order, the first to a quiet connection at once, the
+rest of its turn and of a burst at the turn's end (early for long bursts)."""
 
 import asyncio
 
-from bridge.core.coalesce import Coalescer
+from bridge.core.coalesce import IDLE, Coalescer
 
 
 async def test_the_first_write_of_a_turn_goes_at_once_the_rest_at_its_end_in_order():
@@ -17,8 +17,13 @@ async def test_the_first_write_of_a_turn_goes_at_once_the_rest_at_its_end_in_ord
     await asyncio.sleep(0)
     assert written == [b"a", b"bc"]
     await asyncio.sleep(0)
-    writes.add(b"d")  # a new turn
+    writes.add(b"d")  # the next turn, right after: a burst, gathered
+    assert written == [b"a", b"bc"]
+    await asyncio.sleep(0)
     assert written == [b"a", b"bc", b"d"]
+    await asyncio.sleep(IDLE * 2)
+    writes.add(b"e")  # quiet again: at once
+    assert written == [b"a", b"bc", b"d", b"e"]
 
 
 async def test_past_the_limit_it_writes_at_once_and_keeps_the_order():
