@@ -20,7 +20,6 @@ table, goes on with a table of its own (`Channel.fork`): alone, but right.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import islice
@@ -53,19 +52,19 @@ class Table:
         """`home[key]` is this table while a connection reads it (dropped after the last)."""
         self.members: dict[str, str] = {}  # folded nick -> nick
         self.modes: dict[str, str] = {}  # folded nick -> prefix modes held, if any
-        self.log: deque[Entry] = deque()
+        self.log: list[Entry] = []  # short: what the slowest connection has still to read
         self.base = 0  # the place of log[0]
         self.readers: dict[int, int] = {}  # place -> connections there
         #: Nicks of connections whose JOIN went -> the connection, until its JOIN is logged;
         #: then the place of that JOIN (a reader there, kept for it until it comes).
         self.expected: dict[str, Channel | int] = {}
-        self.movers: set[Channel] = set()  # connections on a table of their own, their JOIN logged here
+        self.movers: dict[Channel, None] = {}  # on a table of their own, their JOIN logged here
         self.settled = False  # a connection's NAMES have been taken
         self.topic = ""
         self.topic_by = ""
         self.secret = False  # NAMES said "@" (+s) or "*" (+p)
         self.version = 0  # members changed
-        self._frozen: tuple[int, dict[str, str]] = (-1, {})
+        self._frozen: tuple[int, dict[str, str]] | None = None
         self._home, self._key = home, key
 
     @property
@@ -83,7 +82,7 @@ class Table:
     def everyone(self, at: int) -> dict[str, tuple[str, str]]:
         """Every member as of place `at`: folded nick -> (nick, modes)."""
         now = {folded: (nick, self.modes.get(folded, "")) for folded, nick in self.members.items()}
-        for entry in reversed(list(islice(self.log, at - self.base, None))):
+        for entry in reversed(self.log[at - self.base:]):
             for folded, state in entry.before.items():
                 if state is None:
                     now.pop(folded, None)
@@ -95,7 +94,7 @@ class Table:
         """folded nick -> nick as of `at`; one copy for every connection asking at the end."""
         if at != self.end:
             return {folded: state[0] for folded, state in self.everyone(at).items()}
-        if self._frozen[0] != self.version:
+        if self._frozen is None or self._frozen[0] != self.version:
             self._frozen = (self.version, dict(self.members))
         return self._frozen[1]
 
@@ -133,10 +132,10 @@ class Table:
                 self.expected[entry.key[1]] = self.end
                 self.readers[self.end] = self.readers.get(self.end, 0) + 1
                 if waiting.placed:  # it read its JOIN first, alone: it may move here
-                    self.movers.add(waiting)
+                    self.movers[waiting] = None
         self.log.append(entry)
         if len(self.log) > LOG_LIMIT:  # a connection that reads nothing: it goes on alone
-            self.log.popleft()
+            del self.log[0]
             self.base += 1
             self.readers = {at: n for at, n in self.readers.items() if at >= self.base}
             self.expected = {nick: at for nick, at in self.expected.items()
@@ -153,7 +152,7 @@ class Table:
         if new is not None:
             self.readers[new] = self.readers.get(new, 0) + 1
         while self.log and self.base not in self.readers:  # read by every connection
-            self.log.popleft()
+            del self.log[0]
             self.base += 1
         if not self.readers and not self.expected and self._home is not None \
                 and self._home.get(self._key) is self:
@@ -220,7 +219,7 @@ class Channel:
         shared, self.shared = self.shared, None
         held = shared.expected.get(self.waiting) if shared is not None else None
         if shared is not None:
-            shared.movers.discard(self)
+            shared.movers.pop(self, None)
         if held is self or isinstance(held, int):
             del shared.expected[self.waiting]
             shared._move(held if isinstance(held, int) else None, None)
@@ -296,7 +295,7 @@ class Channel:
             mine._move(0, None)  # its log no longer kept
             return
         del shared.expected[self.waiting]
-        shared.movers.discard(self)
+        shared.movers.pop(self, None)
         shared._move(place, place + 1 + read)
         self.table, self.at, self.shared, self.waiting = shared, place + 1 + read, None, ""
 
