@@ -6,7 +6,8 @@ limits lifted), each through their own IRC connection, in process: the XMPP side
 Python heap (tracemalloc) is read with one user in and again with K + 1 in; the
 difference over K is the memory per IRC connection (the user's `UserLink`, its
 `RelayClient`, reactor, reader and writer buffers, outbox, per-channel state, the room
-on the XMPP side). Then an IRC user says `--lines` lines in the channel and every one of
+on the XMPP side), and how many connections read the channel's shared member table
+(`bridge.irc.members`). Then an IRC user says `--lines` lines in the channel and every one of
 the K users must get each (no loss). `--own` puts each user in a channel of their own
 instead (no member lists growing with K). The sites that grew most are printed.
 """
@@ -111,6 +112,9 @@ async def measure(ircd: BenchInspIRCd, workdir: Path, k: int, own: bool, lines: 
         gc.collect()
         after = tracemalloc.take_snapshot()
         tracemalloc.stop()
+        shared = users.tables.get((NETWORK, CHANNEL))
+        sharing = sum(1 for link in users.links.values()
+                      if any(c.table is shared for c in link.channels.values())) if shared else 0
         grown = after.compare_to(before, "lineno")
         per = sum(stat.size_diff for stat in grown) / k
         sites = [(f"{s.traceback[0].filename.rpartition('/')[2]}:{s.traceback[0].lineno}",
@@ -126,7 +130,7 @@ async def measure(ircd: BenchInspIRCd, workdir: Path, k: int, own: bool, lines: 
             pass
         missing = sum(max(0, lines - sent.messages[jid]) for jid in audience)
         return {"k": k, "channel": "own" if own else "shared", "per_connection_kib": per / 1024,
-                "join_s": took, "lines": lines * len(audience), "lost": missing, "sites": sites,
+                "join_s": took, "sharing": sharing, "lines": lines * len(audience), "lost": missing, "sites": sites,
                 "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     finally:
         speaker.close()
@@ -152,7 +156,8 @@ async def main(argv: list[str] | None = None) -> int:
                 row = await measure(ircd, workdir, k, args.own, args.lines, args.top)
                 print(f"K={row['k']} ({row['channel']} channels): {row['per_connection_kib']:.1f} KiB per "
                       f"IRC connection (Python heap), joined in {row['join_s']:.1f} s, "
-                      f"{row['lost']} of {row['lines']} lines lost, max RSS {row['max_rss_mib']:.0f} MiB",
+                      f"{row['lost']} of {row['lines']} lines lost, max RSS {row['max_rss_mib']:.0f} MiB, "
+                      f"{row['sharing']} connections on the channel's shared member table",
                       flush=True)
                 for site, size in row["sites"]:
                     print(f"    {size / 1024:7.2f} KiB  {site}", flush=True)

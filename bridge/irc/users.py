@@ -27,7 +27,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import structlog
 from irc.client import Event as IrcEvent
@@ -42,6 +42,7 @@ from bridge.irc import modes
 from bridge.irc.client import RelayClient
 from bridge.irc.formatting import irc_to_text
 from bridge.irc.identd import serve
+from bridge.irc.members import Channel, State, Table
 from bridge.irc.roster import Roster
 from bridge.irc.split import clean, wire_lines
 from bridge.irc.styling import text_to_irc
@@ -98,22 +99,6 @@ def irc_nick(nick: str) -> str:
     return out if out and not (out[0].isdigit() or out[0] == "-") else ("_" + out)[:MAX_NICK]
 
 
-@dataclass(slots=True)
-class Channel:
-    """A channel as one connection has it. Nicks are interned: a thousand connections in
-    one channel hold one copy of each member's nick, not a thousand."""
-
-    name: str  # as the user asked for it
-    key: str = ""
-    joined: bool = False  # 366 seen
-    members: dict[str, str] = field(default_factory=dict)  # folded nick -> nick
-    modes: dict[str, str] = field(default_factory=dict)  # folded nick -> prefix modes held, if any
-    gone: dict[str, str] = field(default_factory=dict)  # members before a rejoin
-    topic: str = ""
-    topic_by: str = ""
-    secret: bool = False  # NAMES said "@" (+s) or "*" (+p)
-
-
 class UserLink:
     """One user's connection to one network and the channels it is in."""
 
@@ -162,6 +147,8 @@ class UserLink:
         self.task = asyncio.create_task(self.client.run(), name=f"irc {self.network} portal user")
 
     async def close(self, message: str) -> None:
+        for channel in self.channels.values():
+            channel.leave()
         try:
             async with asyncio.timeout(4.0):
                 await self.client.close(message, drain=1.0)
@@ -188,11 +175,16 @@ class UserLink:
             self._send_join(self.channels[folded])
 
     def _send_join(self, channel: Channel) -> None:
+        table = self.users.table(self.network, self.roster.fold(channel.name))
+        channel.expect(table, self.roster.fold(self.client.nick))
         self.client.control(f"JOIN {channel.name}" + (f" {channel.key}" if channel.key else ""))
 
     def part(self, channel: str) -> None:
-        if self.channels.pop(self.roster.fold(channel), None) is not None and self.client.registered:
-            self.client.control(f"PART {channel}")
+        chan = self.channels.pop(self.roster.fold(channel), None)
+        if chan is not None:
+            chan.leave()
+            if self.client.registered:
+                self.client.control(f"PART {channel}")
 
     def say(self, target: str, text: str, kind: MessageKind) -> asyncio.Future:
         styled_text = text_to_irc(text)
@@ -211,15 +203,18 @@ class UserLink:
         if chan is None or not chan.joined:
             return None
         me = self.roster.fold(self.client.nick)
-        members = tuple(self._member(chan, folded) for folded in chan.members if folded != me)
-        mine = self._member(chan, me) if me in chan.members else Member(self.client.nick)
-        return Snapshot(mine, members, irc_to_text(chan.topic), chan.topic_by, chan.secret)
+        everyone = chan.everyone()
+        members = tuple(self._member(state) for folded, state in everyone.items() if folded != me)
+        mine = self._member(everyone[me]) if me in everyone else Member(self.client.nick)
+        table = chan.table
+        return Snapshot(mine, members, irc_to_text(table.topic), table.topic_by, table.secret)
 
-    def _member(self, chan: Channel, folded: str) -> Member:
-        """The member with their most significant prefix mode (ISUPPORT PREFIX order)."""
-        held = chan.modes.get(folded, "")
-        return Member(chan.members[folded], next((mode for mode in self._prefix_modes() if mode in held), "")
-                      if held else "")
+    def _member(self, state: tuple[str, str]) -> Member:
+        return Member(state[0], self._top(state[1]))
+
+    def _top(self, held: str) -> str:
+        """The most significant of the prefix modes `held` (ISUPPORT PREFIX order)."""
+        return next((mode for mode in self._prefix_modes() if mode in held), "") if held else ""
 
     def _names(self, nick: str) -> tuple[str, str]:
         """`nick` folded and as given, both interned (shared by every connection)."""
@@ -249,10 +244,7 @@ class UserLink:
 
     def _lost(self) -> None:
         for channel in self.channels.values():
-            if channel.joined:
-                channel.joined = False
-                channel.gone.update(channel.members)
-            channel.members, channel.modes = {}, {}
+            channel.lost()
 
     def _sasl_failed(self, why: str) -> None:
         """The SASL login failed: this connection ends (no reconnect with the same login)."""
@@ -266,6 +258,7 @@ class UserLink:
                 self.view.out(self.user, self.network, channel.name, text)
             else:
                 self.view.refused(self.user, self.network, channel.name, Refused("not-authorized", text))
+            channel.leave()
         self.channels.clear()
         self.users.drop(self, "SASL login failed")
 
@@ -288,21 +281,21 @@ class UserLink:
         channel = self._channel(event.target)
         if channel is None or event.source is None:
             return
-        nick = event.source.nick
-        if self.client.is_me(nick):
-            channel.members, channel.modes, channel.joined = {}, {}, False  # NAMES follows
+        folded, nick = self._names(event.source.nick)
+        if self.client.is_me(nick):  # NAMES follow
+            channel.sit(folded, nick)
             return
-        folded, nick = self._names(nick)
-        channel.members[folded] = nick
-        channel.gone.pop(folded, None)
+        if not channel.placed:
+            return
+        channel.change(("join", folded), {folded: (nick, "")})
         if channel.joined:
             self.view.member(self.user, self.network, channel.name, Member(nick))
 
     def _on_names(self, event: IrcEvent) -> None:  # 353: <me> <symbol> <channel> :<names>
         channel = self._channel(event.arguments[-2] if len(event.arguments) >= 2 else None)
-        if channel is None or channel.joined:
+        if channel is None or channel.names is None:
             return
-        channel.secret = len(event.arguments) >= 3 and event.arguments[-3] in "@*"  # RFC 2812 5.1
+        channel.table.secret = len(event.arguments) >= 3 and event.arguments[-3] in "@*"  # RFC 2812 5.1
         prefix = getattr(self.client.features, "prefix", None)
         symbols = "".join(prefix) if isinstance(prefix, dict) else "" if prefix is True else "@+"
         table = prefix if isinstance(prefix, dict) else {"@": "o", "+": "v"}
@@ -311,58 +304,59 @@ class UserLink:
             held = name[:len(name) - len(name.lstrip(symbols))]
             if nick:
                 folded, nick = self._names(nick)
-                channel.members[folded] = nick
-                if held:
-                    channel.modes[folded] = "".join(table.get(s, "") for s in held)
+                channel.names[folded] = (nick, "".join(table.get(s, "") for s in held))
 
     def _on_end_of_names(self, event: IrcEvent) -> None:  # 366: <me> <channel> :End of /NAMES list
         channel = self._channel(event.arguments[0] if event.arguments else None)
-        if channel is None or channel.joined:
+        if channel is None or channel.names is None:
             return
+        channel.take_names(self._top)
         channel.joined = True
+        now = channel.everyone()
         for folded, nick in channel.gone.items():
-            if folded not in channel.members:
+            if folded not in now:
                 self.view.left(self.user, self.network, channel.name, nick, "")
         channel.gone = {}
         self.view.entered(self.user, self.network, channel.name, self.snapshot(channel.name))
 
     def _on_current_topic(self, event: IrcEvent) -> None:  # 332: <me> <channel> :<topic>
         channel = self._channel(event.arguments[0] if event.arguments else None)
-        if channel is not None and len(event.arguments) > 1:
-            channel.topic = event.arguments[1]
+        if channel is not None and channel.table is not None and len(event.arguments) > 1:
+            channel.table.topic = event.arguments[1]
 
     def _on_topic(self, event: IrcEvent) -> None:
         channel = self._channel(event.target)
-        if channel is None or event.source is None:
+        if channel is None or channel.table is None or event.source is None:
             return
-        channel.topic = event.arguments[0] if event.arguments else ""
-        channel.topic_by = event.source.nick
+        table = channel.table
+        table.topic = event.arguments[0] if event.arguments else ""
+        table.topic_by = event.source.nick
         if channel.joined:
-            self.view.topic(self.user, self.network, channel.name, event.source.nick,
-                            irc_to_text(channel.topic))
+            self.view.topic(self.user, self.network, channel.name, event.source.nick, irc_to_text(table.topic))
 
     def _on_part(self, event: IrcEvent) -> None:
         reason = irc_to_text(event.arguments[0]) if event.arguments else ""
-        self._gone(event.target, event.source.nick if event.source else "", reason)
+        self._gone("part", event.target, event.source.nick if event.source else "", reason)
 
     def _on_kick(self, event: IrcEvent) -> None:
         if len(event.arguments) < 1 or event.source is None:
             return
         reason = irc_to_text(event.arguments[1]) if len(event.arguments) > 1 else ""
-        self._gone(event.target, event.arguments[0], reason, kicked_by=event.source.nick)
+        self._gone("kick", event.target, event.arguments[0], reason, kicked_by=event.source.nick)
 
-    def _gone(self, name: str | None, nick: str, reason: str, kicked_by: str | None = None) -> None:
+    def _gone(self, how: str, name: str | None, nick: str, reason: str, kicked_by: str | None = None) -> None:
         channel = self._channel(name)
         if channel is None or not nick:
             return
+        folded = self.roster.fold(nick)
+        if channel.placed:
+            channel.change((how, folded), {folded: None})
         if self.client.is_me(nick):
+            channel.leave()
             del self.channels[self.roster.fold(channel.name)]
             self.view.out(self.user, self.network, channel.name, reason, kicked_by or "")
             self.users.reap_if_idle(self)
-            return
-        channel.members.pop(self.roster.fold(nick), None)
-        channel.modes.pop(self.roster.fold(nick), None)
-        if channel.joined:
+        elif channel.joined:
             self.view.left(self.user, self.network, channel.name, nick, reason, kicked_by)
 
     def _on_quit(self, event: IrcEvent) -> None:
@@ -371,9 +365,10 @@ class UserLink:
         nick, folded = event.source.nick, self.roster.fold(event.source.nick)
         reason = irc_to_text(event.arguments[0]) if event.arguments else ""
         for channel in self.channels.values():
-            channel.modes.pop(folded, None)
-            if channel.members.pop(folded, None) is not None and channel.joined:
-                self.view.left(self.user, self.network, channel.name, nick, reason)
+            if channel.member(folded) is not None:  # the QUIT is one of this channel's events
+                channel.change(("quit", folded), {folded: None})
+                if channel.joined:
+                    self.view.left(self.user, self.network, channel.name, nick, reason)
 
     def _on_nick(self, event: IrcEvent) -> None:  # before the client follows its own
         if event.source is None or not event.target:
@@ -382,37 +377,42 @@ class UserLink:
         me = self.client.is_me(old)
         if me:
             self.client.config = replace(self.client.config, nick=new)
+        was = self.roster.fold(old)
+        folded, nick = self._names(new)
         for channel in self.channels.values():
-            folded = self.roster.fold(old)
-            if channel.members.pop(folded, None) is None:
+            state = channel.member(was)
+            if state is None:
                 continue
-            held = channel.modes.pop(folded, "")
-            folded, nick = self._names(new)
-            channel.members[folded] = nick
-            if held:
-                channel.modes[folded] = held
+            channel.change(("nick", was, folded), {was: None, folded: (nick, state[1])})  # was == folded: one
             if channel.joined:
-                self.view.renamed(self.user, self.network, channel.name, old, self._member(channel, folded), me)
+                self.view.renamed(self.user, self.network, channel.name, old, self._member((nick, state[1])), me)
 
     def _on_mode(self, event: IrcEvent) -> None:  # MODE <channel> <modes> [<params>]
         channel = self._channel(event.target)
-        if channel is None or not event.arguments:
+        if channel is None or not channel.placed or not event.arguments:
             return
         prefix_modes = self._prefix_modes()
+        before: dict[str, State] = {}
+        after: dict[str, State] = {}
         for sign, mode, nick in modes.parse(event.arguments, getattr(self.client.features, "chanmodes", None),
                                             prefix_modes):
-            folded = self.roster.fold(nick) if nick and mode in prefix_modes else None
-            if folded not in channel.members:
+            if not nick or mode not in prefix_modes:
                 continue
-            before = self._member(channel, folded)
-            held = channel.modes.get(folded, "").replace(mode, "") + (mode if sign == "+" else "")
-            if held:
-                channel.modes[folded] = held
-            else:
-                channel.modes.pop(folded, None)
-            after = self._member(channel, folded)
-            if after != before and channel.joined:
-                self.view.member(self.user, self.network, channel.name, after, self.client.is_me(nick))
+            folded = self.roster.fold(nick)
+            if folded not in after:
+                before[folded] = after[folded] = channel.member(folded)
+            state = after[folded]
+            if state is not None:
+                after[folded] = (state[0], state[1].replace(mode, "") + (mode if sign == "+" else ""))
+        after = {folded: state for folded, state in after.items() if state is not None}
+        if not after:
+            return
+        channel.change(("mode", *event.arguments), after)
+        if channel.joined:
+            for folded, state in after.items():
+                if self._top(state[1]) != self._top(before[folded][1]):
+                    self.view.member(self.user, self.network, channel.name, self._member(state),
+                                     folded == self.roster.fold(self.client.nick))
 
     def _on_message(self, event: IrcEvent) -> None:
         source = event.source
@@ -474,6 +474,7 @@ class UserLink:
         del self.channels[self.roster.fold(channel.name)]
         why = Refused(JOIN_ERRORS.get(event.type, "not-allowed"), self._reply_text(event))
         self.log.info("portal_join_refused", room=channel.name, reply=event.type)
+        channel.leave()
         self.view.refused(self.user, self.network, channel.name, why)
         self.users.reap_if_idle(self)
 
@@ -521,7 +522,16 @@ class IrcUsers(Adapter, PortalNetworks):
         #: Per network, for its case mapping (and the cache of folded names all its users share).
         self.rosters: dict[str, Roster] = {}
         self.casemappings: dict[str, str] = {}
+        #: (network, folded channel) -> its members, shared by every connection in it.
+        self.tables: dict[tuple[str, str], Table] = {}
         self._closing: set[asyncio.Task] = set()
+
+    def table(self, network: str, folded: str) -> Table:
+        """The members of channel `folded` on `network`, shared (kept while someone reads it)."""
+        table = self.tables.get((network, folded))
+        if table is None:
+            table = self.tables[(network, folded)] = Table(self.tables, (network, folded))
+        return table
 
     # PortalNetworks
 
@@ -579,8 +589,8 @@ class IrcUsers(Adapter, PortalNetworks):
     def set_mode(self, user: str, network: str, channel: str, nick: str, mode: str) -> None:
         link = self.links.get((user, network))
         chan = link.channels.get(link.roster.fold(channel)) if link is not None else None
-        folded = link.roster.fold(nick)
-        if chan is None or folded not in chan.members:
+        state = chan.member(link.roster.fold(nick)) if chan is not None else None
+        if state is None:
             raise Refused("item-not-found", f"{nick} is not in {channel}")
         order = link._prefix_modes()
         if mode:  # the next mode up where the network has none of the kind (no halfops: +o)
@@ -588,7 +598,7 @@ class IrcUsers(Adapter, PortalNetworks):
             if not mode:
                 raise Refused("not-acceptable", f"{network} has no channel mode +{wanted}")
         higher = order[:order.index(mode)] if mode else order  # what the member is to lose
-        held = chan.modes.get(folded, "")
+        held = state[1]
         taken = "".join(m for m in held if m in higher)
         given = mode if mode and mode not in held else ""
         changes = (f"-{taken}" if taken else "") + (f"+{given}" if given else "")

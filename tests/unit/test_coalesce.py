@@ -1,20 +1,29 @@
-"""Writes gathered per loop turn: in order, one write per turn, early for long bursts."""
+"""Writes gathered per loop turn: in order, the first to a quiet connection at once, the
+rest of its turn and of a burst at the turn's end (early for long bursts)."""
 
 import asyncio
 
-from bridge.core.coalesce import Coalescer
+from bridge.core.coalesce import IDLE, Coalescer
 
 
-async def test_one_turn_one_write_in_order():
+async def test_the_first_write_of_a_turn_goes_at_once_the_rest_at_its_end_in_order():
     written = []
     writes = Coalescer(written.append)
     writes.add(b"a")
+    assert written == [b"a"]  # a lone message waits for no other
     writes.add(b"b")
-    assert written == []
+    writes.add(b"c")
+    assert written == [b"a"]
     await asyncio.sleep(0)
-    assert written == [b"ab"]
+    assert written == [b"a", b"bc"]
     await asyncio.sleep(0)
-    assert written == [b"ab"]
+    writes.add(b"d")  # the next turn, right after: a burst, gathered
+    assert written == [b"a", b"bc"]
+    await asyncio.sleep(0)
+    assert written == [b"a", b"bc", b"d"]
+    await asyncio.sleep(IDLE * 2)
+    writes.add(b"e")  # quiet again: at once
+    assert written == [b"a", b"bc", b"d", b"e"]
 
 
 async def test_past_the_limit_it_writes_at_once_and_keeps_the_order():
@@ -22,7 +31,7 @@ async def test_past_the_limit_it_writes_at_once_and_keeps_the_order():
     writes = Coalescer(written.append, limit=10)
     for n in range(25):
         writes.add(b"%02d" % n)
-    assert written and all(len(w) == 10 for w in written)  # 5 writes, before the turn ends
+    assert written[0] == b"00" and [len(w) for w in written[1:]] == [10] * 4  # before the turn ends
     await asyncio.sleep(0)
     assert b"".join(written) == b"".join(b"%02d" % n for n in range(25))
 
@@ -30,7 +39,8 @@ async def test_past_the_limit_it_writes_at_once_and_keeps_the_order():
 async def test_clear_forgets_what_was_gathered():
     written = []
     writes = Coalescer(written.append)
+    writes.add(b"this turn's first")
     writes.add(b"for the old connection")
     writes.clear()
     await asyncio.sleep(0)
-    assert written == [] and writes.size == 0
+    assert written == [b"this turn's first"] and writes.size == 0

@@ -211,12 +211,13 @@ def test_send_refuses_line_breaks_and_nul(conn, line):
     assert conn.transport.written == []
 
 
-async def test_lines_of_one_loop_turn_share_one_write_with_crlf(conn):
+async def test_a_turn_s_first_line_goes_at_once_the_rest_share_one_write_with_crlf(conn):
     conn.send_raw("PRIVMSG #c :hi")
+    assert conn.transport.written == [b"PRIVMSG #c :hi\r\n"]
     conn.send_raw("PRIVMSG #c :there")
-    assert conn.transport.written == []
+    conn.send_raw("PRIVMSG #c :all")
     await asyncio.sleep(0)
-    assert conn.transport.written == [b"PRIVMSG #c :hi\r\nPRIVMSG #c :there\r\n"]
+    assert conn.transport.written == [b"PRIVMSG #c :hi\r\n", b"PRIVMSG #c :there\r\nPRIVMSG #c :all\r\n"]
 
 
 async def test_a_long_burst_starts_going_out_before_the_turn_ends_in_order(conn):
@@ -229,6 +230,7 @@ async def test_a_long_burst_starts_going_out_before_the_turn_ends_in_order(conn)
 
 
 async def test_quit_goes_out_at_once(conn):
+    conn.send_raw("PRIVMSG #c :first")
     conn.send_raw("PRIVMSG #c :last")
     conn.send_raw("QUIT :bye")
-    assert conn.transport.written == [b"PRIVMSG #c :last\r\nQUIT :bye\r\n"]
+    assert b"".join(conn.transport.written) == b"PRIVMSG #c :first\r\nPRIVMSG #c :last\r\nQUIT :bye\r\n"

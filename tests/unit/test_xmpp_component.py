@@ -32,12 +32,13 @@ def online_component() -> Component:
     return component
 
 
-async def test_stanzas_of_one_turn_share_one_write():
+async def test_a_turn_s_first_stanza_goes_at_once_the_rest_share_one_write():
     component = online_component()
-    assert component.send("<message id='1'/>") and component.send("<message id='2'/>")
-    assert component.stream.transport.written == []
+    assert component.send("<message id='1'/>")
+    assert component.stream.transport.written == [b"<message id='1'/>"]
+    assert component.send("<message id='2'/>") and component.send("<message id='3'/>")
     await asyncio.sleep(0)
-    assert component.stream.transport.written == [b"<message id='1'/><message id='2'/>"]
+    assert component.stream.transport.written == [b"<message id='1'/>", b"<message id='2'/><message id='3'/>"]
 
 
 async def test_a_long_burst_starts_going_out_before_the_turn_ends_in_order():
