@@ -105,9 +105,12 @@ class MessageIds:
     async def prepare(self, links: Iterable[str], event: Event, to: Endpoint) -> None:
         """Have at hand what `translate` needs for the messages `event` names, on its way to
         `to` in one of `links`: the store loads those it has on disk only, in one read."""
+        named = references(event)
+        if not named:  # most messages: nothing to read ahead
+            return
         where = str(event.endpoint)
         lookups = [(link, where, native_id, origin_key(event.endpoint, native_id))
-                   for native_id in references(event) for link in links
+                   for native_id in named for link in links
                    if self.translate(link, event.endpoint, native_id, to) is None]
         if lookups:
             await self.store.prepare_messages(lookups)
