@@ -98,6 +98,7 @@ class Outbox:
         self._batch_started = 0.0  # when the first of them was written
         self._stale: dict[str, list[Batch]] = {}  # room -> messages dropped there, not yet said
         self._open = False
+        self._write: Callable[[str], None] | None = None  # the running writer's
         self._wake = asyncio.Event()
         #: May relayed lines for this room go out now? If not, `held(room)` is told.
         self.gate: Callable[[str], bool] = lambda room: True
@@ -127,8 +128,19 @@ class Outbox:
         if not lines:
             batch.done.set_result(None)
             return batch.done
+        waiting = collections.deque((line, batch) for line in lines)
+        if self._clear_for(batch):  # nothing queued before it: written now, no writer wake-up
+            idle = not self._unbarriered
+            while waiting and not self.bucket.delay():
+                self.bucket.spend()
+                entry = waiting.popleft()
+                self._send(entry[0], entry)
+            if idle and self._unbarriered:
+                self._wake.set()  # the writer times this batch's barrier
+            if not waiting:
+                return batch.done
         dropped = 0
-        for line in lines:
+        for line, _ in waiting:
             if len(self._text) >= self.size:
                 _finish(self._text.popleft()[1])
                 dropped += 1
@@ -189,25 +201,41 @@ class Outbox:
     async def run(self, write: Callable[[str], None]) -> None:
         """Write lines as the bucket allows, until cancelled. `write` raising ValueError
         refuses that line (it is dropped); any other error leaves it unconfirmed, to be
-        sent again on the next connection."""
-        while True:
-            if not (self._control or self._barrier_due or (self._open and self._relayable())):
-                await self._idle()
-                continue
-            await self.bucket.take()
-            item = self._next()
-            if item is None:
-                continue
-            line, entry = item
-            try:
-                write(line)
-            except ValueError as exc:  # e.g. an overlong line: ours to fix, not fatal
-                log.error("irc_line_refused", network=self.network, error=str(exc))
-                continue
-            except Exception as exc:  # the connection is going: the line stays unconfirmed
-                log.warning("irc_write_failed", network=self.network, error=type(exc).__name__)
+        sent again on the next connection. While it runs, `put` writes a batch itself when
+        nothing is queued before it and the bucket has tokens."""
+        self._write = write
+        try:
+            while True:
+                if not (self._control or self._barrier_due or (self._open and self._relayable())):
+                    await self._idle()
+                    continue
+                await self.bucket.take()
+                item = self._next()
+                if item is not None:
+                    self._send(*item)
+        finally:
+            self._write = None
+
+    def _clear_for(self, batch: Batch) -> bool:
+        """Could `batch` be written now: the writer runs, the way is open for its channel,
+        nothing waits before it, and it is fresh."""
+        return (self._write is not None and self._open and self.gate(batch.room)
+                and not (self._control or self._barrier_due or self._text or self._stale)
+                and (batch.time is None or time.time() - batch.time <= self.max_age))
+
+    def _send(self, line: str, entry: Entry | None) -> None:
+        """Write one line; a relayed one then waits in the window for its barrier."""
+        try:
+            self._write(line)
+        except ValueError as exc:  # e.g. an overlong line: ours to fix, not fatal
+            log.error("irc_line_refused", network=self.network, error=str(exc))
             if entry is not None:
-                self._written_relayed(entry)
+                _finish(entry[1])
+            return
+        except Exception as exc:  # the connection is going: the line stays unconfirmed
+            log.warning("irc_write_failed", network=self.network, error=type(exc).__name__)
+        if entry is not None:
+            self._written_relayed(entry)
 
     def _relayable(self) -> bool:
         """Whether a relayed line (or a stale notice) could go out now."""

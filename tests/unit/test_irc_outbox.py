@@ -110,6 +110,68 @@ async def test_a_refused_line_does_not_stop_the_writer():
     assert relayed(written) == ["PRIVMSG #c :good"]
 
 
+async def test_a_refused_line_still_ends_its_waiter():
+    box = outbox()
+    box.open()
+    done = put(box, ["PRIVMSG #c :bad"])
+
+    def write(line):
+        raise ValueError("CR, LF or NUL")
+
+    task = asyncio.create_task(box.run(write))
+    try:
+        async with asyncio.timeout(2):
+            await done
+    finally:
+        task.cancel()
+
+
+async def test_with_nothing_queued_a_line_is_written_at_once_and_its_barrier_follows():
+    box, written = outbox(), []
+    box.open()
+    task = asyncio.create_task(box.run(written.append))
+    await asyncio.sleep(0)  # the writer is waiting
+    done = put(box, ["PRIVMSG #c :now"])
+    assert written == ["PRIVMSG #c :now"] and done.done()  # in put itself, no writer wake-up
+    try:
+        async with asyncio.timeout(2):
+            while not pings(written):
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+    assert len(pings(written)) == 1
+
+
+async def test_a_line_never_overtakes_queued_ones():
+    now = [0.0]
+
+    async def fake_sleep(seconds):
+        now[0] += seconds
+        await asyncio.sleep(0)
+
+    box = Outbox(TokenBucket(1, 2.0, clock=lambda: now[0], sleep=fake_sleep), 10, "testnet", notice=notice)
+    written = []
+    box.open()
+    task = asyncio.create_task(box.run(written.append))
+    await asyncio.sleep(0)
+    put(box, ["PRIVMSG #c :1", "PRIVMSG #c :2"])  # the first at once, the second waits for a token
+    put(box, ["PRIVMSG #c :3"])
+    held = asyncio.Event()
+    box.gate = lambda room: room != "#held"
+    box.held = lambda room: held.set()
+    try:
+        async with asyncio.timeout(2):
+            while len(relayed(written)) < 3:
+                await asyncio.sleep(0.01)
+        put(box, ["PRIVMSG #held :4"], room="#held")  # its channel not joined yet: queued
+        put(box, ["PRIVMSG #c :5"])  # and so behind it
+        await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+    assert relayed(written) == ["PRIVMSG #c :1", "PRIVMSG #c :2", "PRIVMSG #c :3"]
+    assert held.is_set() and len(box) == 2
+
+
 async def test_every_line_waits_for_the_bucket():
     now = [0.0]
 
