@@ -195,6 +195,10 @@ class UserLink:
         lines = wire_lines(styled_text, lambda piece: piece, budget, MAX_LINES, styled_text is not text)
         if kind is MessageKind.ACTION:
             lines = [f"\x01ACTION {line}\x01" for line in lines]
+        outbox = self.client.outbox
+        if len(outbox) + len(lines) > outbox.size:  # refused, not queued over older lines
+            raise Refused("resource-constraint", f"{self.network} takes your lines slower than you "
+                          f"send them ({len(outbox)} still waiting): this message was not sent")
         return self.client.send([f"{command} {target} :{line}" for line in lines], target, "you",
                                 time.time())
 

@@ -225,7 +225,11 @@ class Portal(PortalView):
             return
         kind_, said = (MessageKind.ACTION, body[4:]) if body.startswith("/me ") else (MessageKind.PLAIN, body)
         msg_id = xml.get("id") or new_id()
-        done = self.networks.say(user, room.network, room.channel, said, kind_)
+        try:
+            done = self.networks.say(user, room.network, room.channel, said, kind_)
+        except Refused as why:
+            self._error("message", xml, why.condition, str(why))
+            return
         done.add_done_callback(lambda _: self._reflect(user, room, msg_id, body))
 
     def _join_overdue(self, user: str, room: PortalRoom, sender: str) -> None:

@@ -677,6 +677,36 @@ async def test_lines_too_old_to_send_after_an_outage_are_told_to_the_user(prosod
         assert "1 message from you" in told.body and "dropped" in told.body
 
 
+async def test_a_message_over_a_full_queue_is_refused_and_none_is_dropped(prosody, inspircd, xmpp_user,
+                                                                        irc_user, tmp_path):
+    """Flood control holds her lines back; once her queue is full a new message gets an error
+    (RFC 6120 resource-constraint, type wait) and no reflection, and every one not refused
+    reaches the channel, in order: nothing queued is dropped to make room."""
+    bob = await irc_user(inspircd, "bob")
+    await bob.join("#chan")
+    network = irc_network("ircnet", inspircd, extra=", queue_size: 3").replace(
+        "burst: 50, interval: 0.02", "burst: 1, interval: 0.3")
+    text = config_text(prosody, tmp_path, network, "  {}\n") + \
+        "portal: {networks: [ircnet], users: [localhost]}\n"
+    async with running_bridge(text):
+        alice = await xmpp_user("alice")
+        jid = room(prosody)
+        await alice.join(jid, "alice", timeout=T)
+        refused = []
+        alice.client.add_event_handler("message_error", lambda msg: refused.append(
+            (msg["id"], msg["error"]["type"], msg["error"]["condition"], msg["error"]["text"])))
+        ids = [alice.send(jid, f"line {i}") for i in range(10)]
+        await wait_until(lambda: len(refused) + len(bob.privmsgs("#chan")) >= 10, 60.0)
+        await asyncio.sleep(1.0)  # nothing more comes
+        said = [line.text for line in bob.privmsgs("#chan")]
+        gone = {msg_id for msg_id, *_ in refused}
+        assert said == [f"line {i}" for i, msg_id in enumerate(ids) if msg_id not in gone]
+        assert refused and all(r[1:3] == ("wait", "resource-constraint") for r in refused)
+        assert "not sent" in refused[0][3]
+        echoed = {m.id for m in alice.messages if m.room == jid and m.nick == "alice" and m.body}
+        assert not echoed & gone
+
+
 async def test_the_network_lists_its_public_channels(prosody, inspircd, xmpp_user, irc_user, tmp_path):
     bob = await irc_user(inspircd, "bob")
     for channel in ("#one", "#two", "#hidden"):
