@@ -12,15 +12,25 @@ A text returned unchanged (the same object) needs no codes kept on the wire.
 
 from __future__ import annotations
 
+import re
+
 CODES = {"*": "\x02", "_": "\x1d", "~": "\x1e", "`": "\x11"}
 FENCE = "```"
 _NO_CODES = dict.fromkeys(map(ord, CODES.values()))
+#: Where a span could open (6.2): a directive at a line's start or after whitespace, not
+#: followed by whitespace, looking through the codes taken out first. A nested span opens
+#: right after its parent's directive, so a text without a match holds no span at all.
+_OPENING = re.compile(r"[*_~`](?<![^\s\x02\x1d\x1e\x11][*_~`])(?=[\x02\x1d\x1e\x11]*[^\s\x02\x1d\x1e\x11])")
 
 
 def text_to_irc(text: str) -> str:
     """`text` with its XEP-0393 spans as IRC formatting codes."""
-    if "*" not in text and "_" not in text and "~" not in text and "`" not in text:
-        return text  # most messages: nothing to look at
+    if _OPENING.search(text) is None:
+        return text  # most messages (snake_case and a*b included): no span can open
+    return _converted(text)
+
+
+def _converted(text: str) -> str:
     text = text.translate(_NO_CODES)  # only the codes written here pass (`wire_lines`)
     out: list[str] = []
     fenced = False

@@ -52,3 +52,20 @@ def test_only_the_codes_written_here_reach_the_wire():
     lines = wire_lines(styled, lambda t: f"<a> {t}", 400, 4, styled=True)
     assert lines == [f"<a> {B}b{B} and  colour"]
     assert wire_lines(f"{B}x{B}", lambda t: t, 400, 4) == ["x"]  # unstyled: no code passes
+
+
+def test_a_text_the_quick_check_passes_over_holds_no_span():
+    """`text_to_irc` returns a text unchanged when no directive could open a span there;
+    the full conversion must agree (random texts over the characters that matter)."""
+    import random
+
+    from bridge.irc import styling
+    rng = random.Random(393)
+    alphabet = "ab *_~`>\n\t\x02\x1d\x11"
+    skipped = 0
+    for _ in range(100000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 12)))
+        if styling._OPENING.search(text) is None:
+            skipped += 1
+            assert styling._converted(text) == text.translate(styling._NO_CODES), repr(text)
+    assert skipped > 1000
