@@ -6,7 +6,10 @@ connected: a PONG stuck behind a thousand relayed lines would get us
 disconnected. Relayed lines wait in a bounded queue and only go out once the
 client is registered and has sent its JOINs; when that queue is full, the
 oldest lines are dropped and counted (`irc_queue_overflow`). Every line, ours
-or relayed, waits for the network's token bucket.
+or relayed, waits for the network's token bucket. A relayed batch with nothing
+queued before it is written by `put` itself while the bucket allows, barriers
+included, without waking the writer: a burst read from the XMPP stream in one
+loop turn goes out as it is read instead of piling up in the queue.
 
 Delivery is acknowledged by a PING barrier. A server handles one client's lines
 in the order they came, so the PONG to a `PING :<random token>` written after
@@ -133,6 +136,9 @@ class Outbox:
             idle = not self._unbarriered
             while waiting and not self.bucket.delay():
                 self.bucket.spend()
+                if self._barrier_due:  # every BARRIER_LINES lines, as the writer would
+                    self._send(self._barrier(), None)
+                    continue
                 entry = waiting.popleft()
                 self._send(entry[0], entry)
             if idle and self._unbarriered:
@@ -220,7 +226,7 @@ class Outbox:
         """Could `batch` be written now: the writer runs, the way is open for its channel,
         nothing waits before it, and it is fresh."""
         return (self._write is not None and self._open and self.gate(batch.room)
-                and not (self._control or self._barrier_due or self._text or self._stale)
+                and not (self._control or self._text or self._stale)
                 and (batch.time is None or time.time() - batch.time <= self.max_age))
 
     def _send(self, line: str, entry: Entry | None) -> None:

@@ -142,6 +142,21 @@ async def test_with_nothing_queued_a_line_is_written_at_once_and_its_barrier_fol
     assert len(pings(written)) == 1
 
 
+async def test_lines_written_at_once_still_get_a_barrier_every_32():
+    box, written = outbox(size=10), []
+    box.open()
+    task = asyncio.create_task(box.run(written.append))
+    await asyncio.sleep(0)
+    try:
+        for i in range(100):  # more than the queue holds, all in one loop turn
+            put(box, [f"PRIVMSG #c :{i}"])
+    finally:
+        task.cancel()
+    assert relayed(written) == [f"PRIVMSG #c :{i}" for i in range(100)]
+    assert len(pings(written)) == 100 // BARRIER_LINES and box.dropped == 0
+    assert written.index("PRIVMSG #c :32") == BARRIER_LINES + 1  # right after the first barrier
+
+
 async def test_a_line_never_overtakes_queued_ones():
     now = [0.0]
 
