@@ -8,6 +8,10 @@ clients, runs the scenarios `--repeat` times and prints one JSON line and a tabl
 line per run; at the end the medians, the muc-bridge / biboumi ratios and the
 issue's targets, and the same into docs/performance.md. Every process it started
 is stopped on the way out, Ctrl-C included.
+
+`--rounds R` goes through the whole sequence (the floor and every gateway) R times, so
+that the gateways take turns: a change in the machine's other load then weighs on all of
+them alike instead of on whichever ran during it. Medians are over every round's runs.
 """
 
 from __future__ import annotations
@@ -64,6 +68,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS),
                         metavar="NAME", help=f"which to run (default all: {' '.join(SCENARIOS)})")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each (medians reported)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="times the whole sequence of gateways runs, taking turns (medians "
+                             "over all rounds' runs; default 1)")
     parser.add_argument("--puppets", default="200,2000",
                         help="K values for puppet_scale, comma-separated (default 200,2000)")
     parser.add_argument("--silc-n", type=int,
@@ -119,19 +126,26 @@ class Suite:
             await self.silc.start()
         for user in (USER, USER2):
             await self.prosody.register(user, PASSWORD)
+        for round_ in range(1, self.args.rounds + 1):
+            if self.args.rounds > 1:
+                print(f"\n#### round {round_} of {self.args.rounds}", flush=True)
+            await self._round(self.workdir / f"round-{round_}")
+
+    async def _round(self, workdir: Path) -> None:
+        """The floor, then each gateway in turn."""
         if "floor" in self.args.gateways:
             await self._floor()
         for uvloop in (False, True):
-            bridge = MucBridge(self.workdir / f"muc-bridge-{uvloop}", self.prosody, self.ircd,
+            bridge = MucBridge(workdir / f"muc-bridge-{uvloop}", self.prosody, self.ircd,
                                uvloop=uvloop, silc_port=self.silc.port if self.silc else None)
             if bridge.name in self.args.gateways:
                 await self._phase(bridge, self.args.scenarios)
         baseline = [s for s in self.args.scenarios if s in BASELINE_SCENARIOS]
-        portal = MucBridgePortal(self.workdir / "muc-bridge-portal", self.prosody, self.ircd)
+        portal = MucBridgePortal(workdir / "muc-bridge-portal", self.prosody, self.ircd)
         if portal.name in self.args.gateways:
             await self._phase(portal, baseline)
         for history in (True, False):
-            gateway = Biboumi(self.workdir / f"biboumi-{history}", self.prosody, self.ircd,
+            gateway = Biboumi(workdir / f"biboumi-{history}", self.prosody, self.ircd,
                               [self.prosody.jid(USER)], history)
             if gateway.name in self.args.gateways:
                 await self._phase(gateway, baseline)
@@ -348,7 +362,7 @@ async def main(argv: list[str] | None = None) -> int:
                                                                  else argv),
                   "date": started.strftime("%Y-%m-%d %H:%M UTC"), "machine": report.machine(),
                   "versions": report.versions(), "prosody_gc": args.prosody_gc,
-                  "repeat": args.repeat, "n": args.n,
+                  "repeat": args.repeat * args.rounds, "n": args.n,
                   "failures": suite.failures}
         report.write_docs(args.docs, report.markdown(table, header, suite.profiles))
         print(f"\nresults written to {args.docs}")
