@@ -62,6 +62,15 @@ def wire_lines(
     every piece. Blank lines are skipped. When more than `max_lines` lines
     result, the last kept line says how many were cut.
     """
+    if text.isprintable():  # one line, no control of any kind: most messages
+        rendered = render(text.strip())
+        if rendered.isprintable() and len(rendered.encode()) <= budget and text.strip():
+            return [rendered]
+    return _wire_lines(text, render, budget, max_lines, styled)
+
+
+def _wire_lines(text: str, render: Callable[[str], str], budget: int, max_lines: int,
+                styled: bool) -> list[str]:
     controls = _CONTROL_BUT_STYLE if styled else _CONTROL
     overhead = len(clean(render("")).encode())
     room = max(budget - overhead, 4)  # always room for one character

@@ -107,3 +107,22 @@ def test_clean_turns_line_breaks_into_spaces_and_drops_every_other_control_but_t
         return ch != "\t" and (ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F)
     one_line = text.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
     assert clean(text) == "".join(ch for ch in one_line if not control(ch))
+
+
+def test_the_one_line_shortcut_gives_what_the_full_split_gives():
+    """`wire_lines` returns a printable one-line text at once when it fits; the full
+    split must agree (random texts and renders, some too long, some blank)."""
+    import random
+
+    from bridge.irc import split
+    rng = random.Random(512)
+    alphabet = ["a", "b", " ", "é", "\u3042", "\u0301"] * 6 + ["\xa0", "\t", "\x02", "\n"]
+    renders = [lambda t: t, lambda t: f"<alice> {t}", lambda t: t + t, lambda t: f"\x02{t}"]
+    taken = 0
+    for _ in range(20000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 40)))
+        taken += text.isprintable() and bool(text.strip())
+        render, budget, styled = rng.choice(renders), rng.randrange(8, 60), rng.random() < 0.3
+        full = split._wire_lines(text, render, budget, 4, styled)
+        assert split.wire_lines(text, render, budget, 4, styled) == full, (text, budget)
+    assert taken > 3000
