@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING
 import structlog
 
 from bridge.config_types import PortalConfig
-from bridge.core.events import Event, Identity, Kick, MessageKind, NickChange
+from bridge.core.events import BRIDGE, Endpoint, Event, Identity, Kick, Message, MessageKind, NickChange
+from bridge.core.notices import kicked_text
 from bridge.core.portal import Member, PortalView, Refused, Snapshot
-from bridge.core.users import OwnClient, OwnClients
+from bridge.core.users import HOLD, OwnClient, OwnClients
 from bridge.irc.identd import Identd
 from bridge.irc.users import MAX_NICK, IrcUsers, UserLink, irc_nick
 
@@ -157,8 +158,11 @@ class PlumbedUsers(OwnClients[PlumbedUser], PortalView):
         found = self._user(user)
         if found is not None:
             found.ready.discard(self.fold(channel))
-            if kicked_by:  # the relay speaks for them a while
+            if kicked_by:  # the relay speaks for them a while, and the link is told
                 self.hold(found, "kicked")
+                room = self.adapter.rooms.get(self.fold(channel), channel)
+                self.adapter.emit(Message(Endpoint(self.network, room), BRIDGE, kicked_text(
+                    found.identity.nick, f"{self.network}/{room}", kicked_by, status, HOLD), MessageKind.NOTICE))
 
     def renamed(self, user: str, network: str, channel: str, old: str, member: Member, me: bool = False) -> None:
         if me:

@@ -105,3 +105,34 @@ async def test_xmpp_users_speak_in_silc_through_clients_of_their_own(prosody, xm
             # idle: the client quits on its own
             await sam.wait_for(SignedOff, timeout=IDLE + 6, nick="alice")
             assert "alice" not in silc.channel_nicks("hackers")
+
+
+async def own_client_in(alice, sam, text: str = "first") -> None:
+    """Alice speaks (through the relay at first) until her own client is in the channel."""
+    alice.say(ROOM, text)
+    await sam.wait_for(ChannelMessage, timeout=10, nick="relay", text=f"<alice> {text}")
+    await sam.wait_for(Joined, timeout=15, nick="alice")
+
+
+async def test_a_client_kicked_from_silc_leaves_its_user_to_the_relay_and_its_user_is_told(prosody, xmpp_user,
+                                                                                          tmp_path):
+    async with SilcTestServer() as silc, TestUser("sam", silc.port) as sam:
+        await sam.join("hackers")  # first in: its operator
+        alice = await xmpp_user("alice")
+        await alice.join(ROOM, "alice")
+        async with running_bridge(config(prosody, tmp_path, silc)):
+            await bridge_ready(alice, [], "")
+            await sam.wait_for(ChannelMessage, timeout=15, text=lambda t: "end-to-end" in t)
+            await own_client_in(alice, sam)
+
+            await sam.kick("hackers", "alice", "behave")
+            told = await alice.messages.wait_for(lambda m: m.body and "kicked" in m.body, timeout=10)
+            assert "alice" in told.body and "sam" in told.body and "behave" in told.body
+            alice.say(ROOM, "after the kick")
+            await sam.wait_for(ChannelMessage, timeout=10, nick="relay", text="<alice> after the kick")
+            await asyncio.sleep(1.0)  # a new client would be in by now
+            alice.say(ROOM, "still out")
+            await sam.wait_for(ChannelMessage, timeout=10, nick="relay", text="<alice> still out")
+            assert "alice" not in silc.channel_nicks("hackers") and len(sam.events_of(Joined, nick="alice")) == 1
+            said = [e.text for e in sam.events_of(ChannelMessage) if "alice" in e.text or e.nick == "alice"]
+            assert said == ["<alice> first", "<alice> after the kick", "<alice> still out"]
