@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from structlog.testing import capture_logs
 
 from tests.integration.bridge_harness import (ROOM, bridge_ready, config_text, heard_once, running_bridge,
                                              silc_network)
@@ -136,3 +137,42 @@ async def test_a_client_kicked_from_silc_leaves_its_user_to_the_relay_and_its_us
             assert "alice" not in silc.channel_nicks("hackers") and len(sam.events_of(Joined, nick="alice")) == 1
             said = [e.text for e in sam.events_of(ChannelMessage) if "alice" in e.text or e.nick == "alice"]
             assert said == ["<alice> first", "<alice> after the kick", "<alice> still out"]
+
+
+@pytest.mark.parametrize("why", ["refused", "unreachable"])
+async def test_a_client_that_cannot_connect_is_given_up_once_and_the_relay_speaks(prosody, xmpp_user, tmp_path,
+                                                                                 monkeypatch, why):
+    monkeypatch.setattr("bridge.core.users.GIVE_UP", 2.0)
+    monkeypatch.setattr("bridge.core.users.SWEEP", 0.5)
+    async with SilcTestServer() as silc, TestUser("sam", silc.port) as sam:
+        await sam.join("hackers")
+        alice = await xmpp_user("alice")
+        await alice.join(ROOM, "alice")
+        with capture_logs() as logs:
+            async with running_bridge(config(prosody, tmp_path, silc)):
+                await bridge_ready(alice, [], "")
+                await sam.wait_for(ChannelMessage, timeout=15, text=lambda t: "end-to-end" in t)
+                if why == "refused":  # the server lets in the keys it knows: the relay's, not alice's
+                    silc.auth, silc.client_keys = "public-key", {silc.client("relay").fingerprint.lower()}
+                else:  # nothing listens any more where the relay connected
+                    silc._server.close()
+                alice.say(ROOM, "one")
+                await sam.wait_for(ChannelMessage, timeout=10, nick="relay", text="<alice> one")
+                gave_up = lambda: [e for e in logs if e["event"] == "xmpp_user_client_closed"]  # noqa: E731
+                for _ in range(100):
+                    if gave_up():
+                        break
+                    await asyncio.sleep(0.1)
+                attempts = len([e for e in logs if e["event"] == "silc_connecting"])
+                alice.say(ROOM, "two")
+                await sam.wait_for(ChannelMessage, timeout=10, nick="relay", text="<alice> two")
+                await asyncio.sleep(2.0)  # held: no new client, no new attempt
+                alice.say(ROOM, "three")
+                await sam.wait_for(ChannelMessage, timeout=10, nick="relay", text="<alice> three")
+        assert [e["reason"] for e in gave_up()] == ["could not connect"]
+        assert len([e for e in logs if e["event"] == "silc_connecting"]) == attempts
+        assert not sam.events_of(Joined, nick="alice")
+        assert [e.text for e in sam.events_of(ChannelMessage) if "alice" in e.text] == [
+            "<alice> one", "<alice> two", "<alice> three"]
+        problems = [e for e in logs if e["log_level"] in ("warning", "error") and e.get("user_hash")]
+        assert len(problems) == 1, problems  # one line says why; not one per attempt
