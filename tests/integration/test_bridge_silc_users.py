@@ -176,3 +176,35 @@ async def test_a_client_that_cannot_connect_is_given_up_once_and_the_relay_speak
             "<alice> one", "<alice> two", "<alice> three"]
         problems = [e for e in logs if e["log_level"] in ("warning", "error") and e.get("user_hash")]
         assert len(problems) == 1, problems  # one line says why; not one per attempt
+
+
+async def test_a_users_key_is_kept_private_and_a_corrupt_one_is_said_and_never_replaced(prosody, xmpp_user,
+                                                                                        tmp_path):
+    keys = tmp_path / "silc-keys" / "users"
+    async with SilcTestServer() as silc, TestUser("sam", silc.port) as sam:
+        await sam.join("hackers")
+        alice = await xmpp_user("alice")
+        await alice.join(ROOM, "alice")
+        async with running_bridge(config(prosody, tmp_path, silc)):
+            await bridge_ready(alice, [], "")
+            await sam.wait_for(ChannelMessage, timeout=15, text=lambda t: "end-to-end" in t)
+            await own_client_in(alice, sam)
+        [key] = keys.iterdir()
+        assert key.stat().st_mode & 0o777 == 0o600 and keys.stat().st_mode & 0o777 == 0o700
+        assert b"alice" not in key.read_bytes() and "alice" not in key.name
+
+        corrupt = b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n"
+        key.write_bytes(corrupt)
+        await alice.join(ROOM, "alice")
+        with capture_logs() as logs:
+            async with running_bridge(config(prosody, tmp_path, silc)):
+                await bridge_ready(alice, [], "", after=(len(alice.presences), 0))
+                await asyncio.sleep(0.5)  # the bot's join is reflected before the relay client is in
+                for text in ("with a broken key", "again", "and again"):
+                    alice.say(ROOM, text)
+                    await sam.wait_for(ChannelMessage, timeout=15, nick="relay", text=f"<alice> {text}")
+                    await asyncio.sleep(0.5)  # a client would be in by now
+        assert key.read_bytes() == corrupt and [key] == list(keys.iterdir())  # her identity is not replaced
+        assert not [e for e in sam.events_of(Joined, nick="alice")][1:]  # only the first run's client
+        said = [e for e in logs if e["event"] == "silc_user_key_unreadable" and e["log_level"] == "error"]
+        assert len(said) == 1 and said[0]["path"] == str(key) and said[0]["error"]
