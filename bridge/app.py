@@ -17,6 +17,7 @@ from bridge.core.idmap import MessageIds
 from bridge.core.notices import gap_text
 from bridge.core.router import Router
 from bridge.irc.adapter import IrcAdapter
+from bridge.irc.identd import Identd
 from bridge.ops.control import Control
 from bridge.ops.http import StatusServer
 from bridge.ops import systemd
@@ -62,6 +63,8 @@ class Bridge:
         xmpp = XmppAdapter(config.component, self.router.receive, self.store, config.delivery.max_age,
                            self.ids)
         self.xmpp = xmpp
+        # One identd for every IRC connection made for a user, portal or plumbed.
+        self.identd = Identd(config.identd.host, config.identd.port) if config.identd else None
         self.adapters: list[Adapter] = [xmpp]
         self.supervisors: dict[Adapter, asyncio.Task] = {}
         for net in config.networks.values():
@@ -80,13 +83,14 @@ class Bridge:
         if config.portal.networks:  # portal users' own IRC connections: no link, no router
             logins = SaslCredentials(self.store, config.portal.secret_file)
             users = IrcUsers(config.portal, config.networks, max_age=config.delivery.max_age,
-                             credentials=logins.get)
+                             credentials=logins.get, identd=self.identd)
             users.view = xmpp.serve_portal(config.portal, users, logins)
             self.adapters.append(users)
 
     def network_adapter(self, net: IrcNetworkConfig | SilcNetworkConfig) -> Adapter:
         if isinstance(net, IrcNetworkConfig):
-            return IrcAdapter(net, self.router.receive, max_age=self.config.delivery.max_age, ids=self.ids)
+            return IrcAdapter(net, self.router.receive, max_age=self.config.delivery.max_age, ids=self.ids,
+                              identd=self.identd)
         return SilcAdapter(net, self.router.receive, self.store)
 
     async def run(self) -> None:
@@ -110,6 +114,8 @@ class Bridge:
         for adapter in self.adapters:
             self.supervise(adapter)
         tasks += self.supervisors.values()
+        if self.identd is not None:
+            tasks.append(asyncio.create_task(self.identd.run(), name="identd"))
         if self.metrics is not None:
             pages = StatusServer(self.config.metrics.listen, self.metrics, self.control)
             tasks.append(asyncio.create_task(pages.run(), name="metrics and health"))

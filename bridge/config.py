@@ -23,6 +23,7 @@ from bridge.config_types import (
     DeliveryConfig,
     EndpointConfig,
     FloodConfig,
+    IdentdConfig,
     IrcNetworkConfig,
     LinkConfig,
     LogConfig,
@@ -33,6 +34,8 @@ from bridge.config_types import (
     SilcNetworkConfig,
     StoreConfig,
     admin_jids,
+    port,
+    word,
 )
 from bridge.silc.pubkey import PRIVATE_FILE
 from bridge.store import POSTGRES_SCHEMES
@@ -247,7 +250,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     r = _Reader(loader)
     top = r.mapping("", root) or {}
     known = {"component", "store", "log", "delivery", "networks", "links", "admins", "metrics",
-             "portal"}
+             "portal", "identd"}
     for key, (key_node, _) in top.items():
         if key not in known:
             r.error(key, key_node, f"unknown key {key!r}")
@@ -269,6 +272,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     admins = _admins(r, top["admins"][1]) if "admins" in top else ()
     metrics = r.section("metrics", top["metrics"][1], MetricsConfig) if "metrics" in top else None
     portal = _portal(r, top["portal"][1], networks) if "portal" in top else PortalConfig()
+    identd = _identd(r, top)
     if portal is not None and portal.history and store is not None and not store.url.startswith("sqlite:"):
         r.error("portal.history", _node_at(root, "portal", "history") or top["portal"][1],
                 "portal history is kept in SQLite stores only, for now: set it to 0 or use sqlite://")
@@ -285,11 +289,11 @@ def parse_config(text: str, source: str = "<config>") -> Config:
 
     errors = [p for p in r.problems if not p.warning]
     if errors or None in (component, store, log, delivery, admins, portal) \
-            or ("metrics" in top and not metrics):
+            or ("metrics" in top and not metrics) or ("identd" in top and not identd):
         raise ConfigError(source, sorted(r.problems, key=lambda p: p.line))
     return Config(component, store, log, delivery, networks, links,
                   tuple(p for p in r.problems if p.warning), admins=admins, metrics=metrics,
-                  portal=portal)
+                  portal=portal, identd=identd)
 
 
 def _syntax_problem(exc: yaml.YAMLError, text: str) -> Problem:
@@ -441,7 +445,7 @@ def _endpoint(r: _Reader, path: str, node: yaml.Node, networks: dict[str, Any]) 
 def _portal(r: _Reader, node: yaml.Node, networks: dict[str, Any]) -> PortalConfig | None:
     """The portal section: its networks must be configured IRC networks, and a portal
     that reaches any network says who may use it."""
-    portal = r.section("portal", node, PortalConfig)
+    portal = r.section("portal", node, PortalConfig, ignore=OLD_IDENTD)
     items = r.mapping("portal", node) or {}
     names = items.get("networks", (None, None))[1]
     for i, name_node in enumerate(names.value if isinstance(names, yaml.SequenceNode) else ()):
@@ -455,6 +459,41 @@ def _portal(r: _Reader, node: yaml.Node, networks: dict[str, Any]) -> PortalConf
                 "say who may use the portal (alice@example.org, example.org, *.example.org or *)")
         return None
     return portal
+
+
+#: Where the identd was configured when it served portal users only: portal key -> identd key.
+OLD_IDENTD = {"identd_port": "port", "identd_host": "host"}
+
+
+def _identd(r: _Reader, top: dict[str, tuple[yaml.Node, yaml.Node]]) -> IdentdConfig | None:
+    """The identd section; `portal.identd_port` and `identd_host`, its keys of old, still
+    do (with a warning saying where they moved), unless it is there too."""
+    portal = top.get("portal", (None, None))[1]
+    old = {k.value: (k, v) for k, v in portal.value if isinstance(k, yaml.ScalarNode) and k.value in OLD_IDENTD} \
+        if isinstance(portal, yaml.MappingNode) else {}
+    for key, (key_node, _) in old.items():
+        if "identd" in top:
+            r.error(f"portal.{key}", key_node, f"the identd is configured under identd: (identd.{OLD_IDENTD[key]}); "
+                    "remove this one")
+        else:
+            r.error(f"portal.{key}", key_node, f"moved to identd.{OLD_IDENTD[key]} (the identd answers for "
+                    "portal and xmpp_users: connect connections alike); this one still works", warning=True)
+    if "identd" in top:
+        return r.section("identd", top["identd"][1], IdentdConfig)
+    if "identd_port" not in old:
+        return None
+    value_node = old["identd_port"][1]
+    number = r.scalar("portal.identd_port", value_node, int)
+    if not number:  # 0 was the old way of saying "no identd"
+        return None
+    if problem := port(number):
+        r.error("portal.identd_port", value_node, problem)
+        return None
+    host = r.scalar("portal.identd_host", old["identd_host"][1], str) if "identd_host" in old else ""
+    if host and (problem := word(host)):
+        r.error("portal.identd_host", old["identd_host"][1], problem)
+        return None
+    return IdentdConfig(number, host) if host is not None else None
 
 
 # -- the files the bridge writes ----------------------------------------------

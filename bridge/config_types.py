@@ -28,10 +28,6 @@ def port(value: int) -> str | None:
     return None if 1 <= value <= 65535 else "must be a port number, 1 to 65535"
 
 
-def port_or_off(value: int) -> str | None:
-    return None if 0 <= value <= 65535 else "must be 0 (off) or a port number, 1 to 65535"
-
-
 def at_least(low: int) -> Check:
     def check(value: int) -> str | None:
         return None if value >= low else f"must be {low} or more"
@@ -356,13 +352,18 @@ class PortalConfig:
     per_user: int = checked(at_least(1), 3)  # IRC connections per XMPP account, at most
     #: Lines of each portal room kept per user (served on join and by MAM); 0: none kept.
     history: int = checked(at_least(0), 0)
-    #: An identd (RFC 1413) answering each connection's own ident; 0: none (113 needs root
-    #: or CAP_NET_BIND_SERVICE).
-    identd_port: int = checked(port_or_off, 0)
-    identd_host: str = checked(one_line, "0.0.0.0")
     #: The key that seals users' SASL passwords in the store (`bridge.store.sealed`), in a
     #: file of its own (made 0600 on first use); relative paths are to the working directory.
     secret_file: str = checked(one_line, "portal-secret.key")
+
+
+@dataclass(frozen=True)
+class IdentdConfig:
+    """An identd (RFC 1413) answering IRC servers with the ident of each connection the
+    bridge makes for an XMPP user (portal rooms and `xmpp_users: connect` alike)."""
+
+    port: int = checked(port)  # servers ask on 113, which needs root or CAP_NET_BIND_SERVICE
+    host: str = checked(lambda value: value and word(value), "")  # empty: every address, IPv4 and IPv6
 
 
 @dataclass(frozen=True)
@@ -378,3 +379,4 @@ class Config:
     admins: tuple[str, ...] = ()
     metrics: MetricsConfig | None = None  # None: no metrics, no health endpoint
     portal: PortalConfig = field(default_factory=PortalConfig)
+    identd: IdentdConfig | None = None  # None: no identd

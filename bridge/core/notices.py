@@ -37,6 +37,14 @@ def stale_text(count: int, origins: Iterable[str], max_age: float) -> str:
             f"than {minutes} to be delivered and {'was' if count == 1 else 'were'} dropped")
 
 
+def kicked_text(nick: str, origin: str, by: str, reason: str, hold: float) -> str:
+    """An XMPP user's own client (`xmpp_users: connect`), called `nick`, was kicked out of
+    `origin` (`network/room`) by `by`: the relay speaks for them there for `hold` seconds."""
+    why = f" ({reason})" if reason else ""
+    return (f"muc-bridge: {by or 'the server'} kicked {nick} from {origin}{why}; {nick}'s lines go "
+            f"through the bridge's relay there for the next {_duration(hold)}")
+
+
 def _duration(seconds: float) -> str:
     value, unit = (seconds / 60, "minute") if seconds >= 60 else (seconds, "second")
     return f"{value:g} {unit}{'' if value == 1 else 's'}"

@@ -2,7 +2,7 @@
 
 `plan(old, new)` says which networks come and go, which restart with new settings, which
 rooms each kept network joins or leaves, and which keys cannot change while the bridge runs
-(the component link, the store, the metrics address, logging, delivery, the portal): those
+(the component link, the store, the metrics address, logging, delivery, the portal, the identd): those
 keep their running values, and the plan names each such key. `bridge.reload` applies it.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from bridge.config_types import Config, EndpointConfig, LinkConfig
 
 #: Sections a running bridge cannot take on: they stay as they were until a restart.
-RESTART_ONLY = ("component", "store", "metrics", "log", "delivery", "portal")
+RESTART_ONLY = ("component", "store", "metrics", "log", "delivery", "portal", "identd")
 
 #: (network, room): one endpoint, as the adapters know it.
 Place = tuple[str, str]

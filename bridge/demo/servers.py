@@ -394,7 +394,8 @@ class InspIRCd(ServerProcess):
     """InspIRCd 3 with a plain and a TLS port (self-signed certificate made here), IRCv3
     capabilities, an oper account, an optional server password, and flood limits lifted
     unless `flood_limits=True` (then InspIRCd's defaults: threshold 10, 1 command/s, fakelag);
-    `webirc_password=` lets gateways on loopback say where their users come from (WEBIRC)."""
+    `webirc_password=` lets gateways on loopback say where their users come from (WEBIRC);
+    `ident=True` asks each client's identd (RFC 1413, port 113 of its address) who it is."""
 
     binary = "inspircd"
     package = "inspircd"
@@ -408,9 +409,11 @@ class InspIRCd(ServerProcess):
                "monitor", "setname")
 
     def __init__(self, workdir: str | os.PathLike[str], *, password: str | None = None,
-                 flood_limits: bool = False, webirc_password: str | None = None) -> None:
+                 flood_limits: bool = False, webirc_password: str | None = None,
+                 ident: bool = False) -> None:
         super().__init__(workdir)
         self.host = HOST
+        self.ident = ident
         self.port = free_port()
         self.tls_port = free_port()
         self.password = password
@@ -448,7 +451,8 @@ class InspIRCd(ServerProcess):
 <bind address="{HOST}" port="{self.tls_port}" type="clients" sslprofile="tests">
 <connect name="main" allow="*"{password} timeout="20" pingfreq="120" hardsendq="1M"
          {flood} localmax="1000" globalmax="1000" maxconnwarn="no"
-         resolvehostnames="no" useident="no" limit="5000" maxchans="100">
+         resolvehostnames="no" useident="{'yes' if self.ident else 'no'}" limit="5000" maxchans="100">
+{'<module name="ident">' + chr(10) + '<ident timeout="3">' if self.ident else ''}
 <class name="all" commands="*" privs="*" usermodes="*" chanmodes="*" snomasks="*">
 <type name="Admin" classes="all">
 <oper name="{self.oper_name}" password="{self.oper_password}" host="*@*" type="Admin">

@@ -61,6 +61,7 @@ from bridge.irc.client import RelayClient
 from bridge.irc import modes
 from bridge.irc.connection import MAX_RECEIVED_LINE
 from bridge.irc.formatting import irc_to_text
+from bridge.irc.identd import Identd
 from bridge.irc.joins import REJOIN_INTERVAL, Joins
 from bridge.irc.plumbed import PlumbedUsers
 from bridge.irc.private import IrcPrivates
@@ -93,7 +94,8 @@ class IrcAdapter(Adapter):
     protocol = "IRC"
 
     def __init__(self, config: IrcNetworkConfig, emit: EventSink, *, max_age: float = 300.0,
-                 ids: MessageIds | None = None) -> None:
+                 ids: MessageIds | None = None, identd: Identd | None = None) -> None:
+        """`identd`: the bridge's, which is to answer for XMPP users' own connections."""
         super().__init__(config.name, emit)
         for fmt in (config.format, config.action_format):
             fmt.format(nick="nick", text="text")  # a broken format fails at start, not per message
@@ -117,7 +119,7 @@ class IrcAdapter(Adapter):
         self._echoes: collections.deque[tuple[str, str, Endpoint, str]] = collections.deque(maxlen=ECHOES)
         self.pacer = Pacer(self._show_correction)
         self.privates = IrcPrivates(self)
-        self.users = PlumbedUsers(self, max_age)  # XMPP users' own connections (`xmpp_users: connect`)
+        self.users = PlumbedUsers(self, max_age, identd)  # XMPP users' own connections (`xmpp_users: connect`)
         self.emit = self._unless_own(emit)
         self.whois = Whois(self.client, self.roster.fold)
         self.room_events = RoomEvents()  # kicks and nick changes elsewhere, as lines here

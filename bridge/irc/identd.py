@@ -1,11 +1,13 @@
-"""An identd (RFC 1413) for portal users' connections, on an opt-in port.
+"""The identd (RFC 1413): one listener for every IRC connection the bridge makes for a user.
 
 An IRC server that asks who owns a connection gets that connection's own ident (`x` and a
-hash of the user's JID, never the JID), so its bans and limits can tell portal users apart.
-A query is one line, `<port here> , <port there>`, answered with `USERID : UNIX : <ident>`
-when one of the connections has exactly those ports, else `ERROR : NO-USER`. One line per
-connection, read within `READ_TIMEOUT`, at most `MAX_QUERY` bytes; then the connection is
-closed (RFC 1413 allows a server to close after one answer).
+hash of the user's identity, never the JID), so its bans and limits can tell users apart:
+portal users' connections and plumbed links' (`xmpp_users: connect`) alike. Each `IrcUsers`
+adds its connections' lookup to the one `Identd` of the bridge (`add`), so no two listeners
+ever want one port. A query is one line, `<port here> , <port there>`, answered with
+`USERID : UNIX : <ident>` when a connection has exactly those ports, else `ERROR : NO-USER`.
+One line per connection, read within `READ_TIMEOUT`, at most `MAX_QUERY` bytes, `MAX_CLIENTS`
+at once; then the connection is closed (RFC 1413 allows a server to close after one answer).
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from collections.abc import Callable
 
 import structlog
 
+from bridge.core.backoff import Backoff
+
 log = structlog.get_logger(__name__)
 
 READ_TIMEOUT = 10.0
 MAX_QUERY = 64  # two port numbers, a comma and spaces fit many times over
+MAX_CLIENTS = 32  # queries answered at once; more are closed unanswered
 
 #: (port here, port there) -> the ident of the connection with those ports, if any.
 Lookup = Callable[[int, int], str | None]
@@ -39,20 +44,58 @@ def answer(query: bytes, lookup: Lookup) -> bytes:
     return (head + (f"USERID : UNIX : {ident}" if ident else "ERROR : NO-USER") + "\r\n").encode()
 
 
-async def serve(host: str, port: int, lookup: Lookup) -> asyncio.Server:
-    """Start answering on `host`:`port`."""
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+class Identd:
+    """The bridge's identd on `host` ("": every address) and `port`, answering for the
+    connections of every lookup added."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host or None  # None: asyncio listens on every address, IPv4 and IPv6
+        self.port = port
+        self.lookups: list[Lookup] = []
+        self.clients = 0
+
+    def add(self, lookup: Lookup) -> None:
+        self.lookups.append(lookup)
+
+    def discard(self, lookup: Lookup) -> None:
+        with contextlib.suppress(ValueError):
+            self.lookups.remove(lookup)
+
+    def ident(self, here: int, there: int) -> str | None:
+        """The ident of the connection from our port `here` to the server's port `there`."""
+        return next((ident for lookup in self.lookups if (ident := lookup(here, there))), None)
+
+    async def run(self) -> None:
+        """Listen for as long as the bridge runs; a port that cannot be had (in use, 113
+        without the right to bind it) is logged and tried again with backoff."""
+        backoff = Backoff(initial=5.0, maximum=300.0)
+        while True:
+            try:
+                server = await asyncio.start_server(self._client, self.host, self.port, limit=MAX_QUERY)
+            except OSError as exc:
+                log.error("identd_listen_failed", host=self.host or "*", port=self.port,
+                          error=exc.strerror or str(exc))
+                await backoff.wait()
+                continue
+            log.info("identd_listening", host=self.host or "*", port=self.port)
+            async with server:
+                await server.serve_forever()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.clients >= MAX_CLIENTS:
+            writer.close()
+            return
+        self.clients += 1
         try:
             async with asyncio.timeout(READ_TIMEOUT):
                 line = await reader.readuntil(b"\n")
-            writer.write(answer(line, lookup))
-            await writer.drain()
+                writer.write(answer(line, self.ident))
+                await writer.drain()
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
             pass
         finally:
+            self.clients -= 1
             writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-    server = await asyncio.start_server(client, host, port, limit=MAX_QUERY)
-    log.info("identd_listening", network="portal:irc", port=port)
-    return server
+            with contextlib.suppress(OSError, TimeoutError):
+                async with asyncio.timeout(READ_TIMEOUT):
+                    await writer.wait_closed()

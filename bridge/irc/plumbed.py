@@ -5,9 +5,9 @@ user first speaks in such a channel, capped (`xmpp_user_clients`), idle-reaped
 (`xmpp_user_idle`), held back after a kick, with the relay speaking for its user meanwhile:
 `bridge.core.users`, which SILC's (`bridge.silc.users`) shares. Each is a portal user's
 connection (`bridge.irc.users.UserLink`: flood control, delivery window, reconnects with
-backoff, WEBIRC, an ident made of a hash of the identity, never the JID), made by an
-`IrcUsers` of this network's own, which tells this module (its `PortalView`) what the
-connection hears: a private message to it, a kick, its nick.
+backoff, WEBIRC, an ident made of a hash of the identity, never the JID, which the bridge's
+identd answers for), made by an `IrcUsers` of this network's own, which tells this module
+(its `PortalView`) what the connection hears: a private message to it, a kick, its nick.
 
 Its nick is the MUC nick made an IRC nick (`irc_nick`), cut to the network's NICKLEN, with
 `xmpp_user_suffix` after it (`alice[x]`), and `_` added while someone else has that.
@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING
 import structlog
 
 from bridge.config_types import PortalConfig
-from bridge.core.events import Event, Identity, Kick, MessageKind, NickChange
+from bridge.core.events import BRIDGE, Endpoint, Event, Identity, Kick, Message, MessageKind, NickChange
+from bridge.core.notices import kicked_text
 from bridge.core.portal import Member, PortalView, Refused, Snapshot
-from bridge.core.users import OwnClient, OwnClients
+from bridge.core.users import HOLD, OwnClient, OwnClients
+from bridge.irc.identd import Identd
 from bridge.irc.users import MAX_NICK, IrcUsers, UserLink, irc_nick
 
 if TYPE_CHECKING:
@@ -58,12 +60,13 @@ class PlumbedUser(OwnClient):
 class PlumbedUsers(OwnClients[PlumbedUser], PortalView):
     """The network's XMPP users' IRC connections, and what those connections hear."""
 
-    def __init__(self, adapter: IrcAdapter, max_age: float) -> None:
+    def __init__(self, adapter: IrcAdapter, max_age: float, identd: Identd | None = None) -> None:
         config = adapter.config
         super().__init__(adapter.network, config.xmpp_user_clients, config.xmpp_user_idle, adapter.roster.fold)
         self.adapter = adapter
         self.connections = IrcUsers(PortalConfig(networks=(adapter.network,), per_network=max(self.cap, 1),
-                                                 per_user=1), {adapter.network: config}, max_age=max_age)
+                                                 per_user=1), {adapter.network: config}, max_age=max_age,
+                                    identd=identd)
         self.connections.view = self
         #: Folded nicks these connections gave up -> until when they count as theirs.
         self.gone: collections.OrderedDict[str, float] = collections.OrderedDict()
@@ -155,8 +158,11 @@ class PlumbedUsers(OwnClients[PlumbedUser], PortalView):
         found = self._user(user)
         if found is not None:
             found.ready.discard(self.fold(channel))
-            if kicked_by:  # the relay speaks for them a while
+            if kicked_by:  # the relay speaks for them a while, and the link is told
                 self.hold(found, "kicked")
+                room = self.adapter.rooms.get(self.fold(channel), channel)
+                self.adapter.emit(Message(Endpoint(self.network, room), BRIDGE, kicked_text(
+                    found.identity.nick, f"{self.network}/{room}", kicked_by, status, HOLD), MessageKind.NOTICE))
 
     def renamed(self, user: str, network: str, channel: str, old: str, member: Member, me: bool = False) -> None:
         if me:

@@ -8,8 +8,8 @@ opens. A SASL login that fails ends the connection, as biboumi does: joins under
 refused with the server's text, channels joined are left, and the network's address says
 why (connecting without the login would put the user on IRC as someone else). Connections are
 capped per network and per user (`portal.per_network`, `portal.per_user`) and go (QUIT) once
-they are in no channel and have carried no private message for `PRIVATE_IDLE`. An identd on
-an opt-in port (`bridge.irc.identd`) answers each one's own ident; where the network gave
+they are in no channel and have carried no private message for `PRIVATE_IDLE`. The bridge's
+identd, when configured (`bridge.irc.identd`), answers each one's own ident; where the network gave
 the bridge a WEBIRC password, each connection says it comes from an address made of a hash
 of the JID (`webirc`). After a reconnect every channel is joined again; who left meanwhile
 is told as gone, and the channel is shown again as it is (`PortalView.entered`).
@@ -41,7 +41,7 @@ from bridge.core.portal import Member, PortalNetworks, PortalView, Refused, Snap
 from bridge.irc import modes
 from bridge.irc.client import RelayClient
 from bridge.irc.formatting import irc_to_text
-from bridge.irc.identd import serve
+from bridge.irc.identd import Identd
 from bridge.irc.members import Channel, State, Table
 from bridge.irc.roster import Roster
 from bridge.irc.split import clean, wire_lines
@@ -512,9 +512,13 @@ class IrcUsers(Adapter, PortalNetworks):
 
     def __init__(self, config: PortalConfig, networks: Mapping[str, NetworkConfig],
                  max_age: float = 300.0, credentials: Callable[[str, str], tuple[str, str] | None]
-                 = lambda user, network: None) -> None:
-        """`credentials(user, network)`: the SASL account and password the user gave."""
+                 = lambda user, network: None, identd: Identd | None = None) -> None:
+        """`credentials(user, network)`: the SASL account and password the user gave;
+        `identd`: the bridge's, which is to answer for these connections."""
         super().__init__("portal:irc", lambda event: None)
+        self.identd = identd
+        if identd is not None:
+            identd.add(self.ident)
         self.credentials = credentials
         self.config = config
         self.networks = {name: networks[name] for name in config.networks
@@ -654,17 +658,10 @@ class IrcUsers(Adapter, PortalNetworks):
         raise ValueError("portal connections serve no link")
 
     async def run(self) -> None:
-        identd = None
-        if self.config.identd_port:
-            identd = await serve(self.config.identd_host, self.config.identd_port, self.ident)
-        try:
-            while True:
-                await asyncio.sleep(SWEEP)
-                for link in list(self.links.values()):
-                    self.reap_if_idle(link)
-        finally:
-            if identd is not None:
-                identd.close()
+        while True:
+            await asyncio.sleep(SWEEP)
+            for link in list(self.links.values()):
+                self.reap_if_idle(link)
 
     def ident(self, here: int, there: int) -> str | None:
         """The ident of the connection from our port `here` to the server's port `there`."""
@@ -684,6 +681,8 @@ class IrcUsers(Adapter, PortalNetworks):
         return False
 
     async def close(self) -> None:
+        if self.identd is not None:
+            self.identd.discard(self.ident)
         links, self.links = list(self.links.values()), {}
         await asyncio.gather(*(link.close("muc-bridge shutting down") for link in links),
                              *self._closing, return_exceptions=True)

@@ -29,10 +29,11 @@ import structlog
 
 from bridge.config_types import SilcNetworkConfig
 from bridge.core.adapter import Adapter, EventSink
-from bridge.core.notices import gap_text, late_mark
+from bridge.core.notices import gap_text, kicked_text, late_mark
 from bridge.core.profile import Profile
 from bridge.core.roomevents import RoomEvents, topic_setter_text
 from bridge.core.semantics import Gatherer, Pacer, Recent, correction_text, reply_text, retraction_text
+from bridge.core.users import HOLD
 from bridge.core.events import (
     BRIDGE,
     Endpoint,
@@ -353,6 +354,11 @@ class SilcAdapter(Adapter):
             self.emit(item)
 
     def _translate(self, event: ev.SessionEvent) -> list[Event]:
+        if isinstance(event, ev.Kicked) and self.users.own(event.target) and not self.users.own(event.kicker):
+            # an XMPP user's own client kicked: it holds itself back (`SilcUsers`); the link is told
+            return self._on(event.channel, lambda e: self._notice(e, kicked_text(
+                event.target.nick, f"{self.network}/{e.room}", event.kicker.nick if event.kicker else "",
+                event.reason, HOLD)))
         if self.users.own(getattr(event, "user", None)) or self.users.own(getattr(event, "target", None)):
             return []  # an XMPP user's own client: what it does came from the MUC
         if isinstance(event, ev.ChannelMessage):

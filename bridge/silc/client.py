@@ -92,6 +92,7 @@ class SilcClient:
         self.joined: dict[str, Channel] = {}
         self.session: Session | None = None
         self.last_error: str | None = None  # why the last connection ended
+        self._got_in = False  # the current connection registered
         self._closing = False
         self._wake = asyncio.Event()  # cuts the maintenance sleep short
         self._joins = asyncio.Condition()  # notified when a channel is joined
@@ -140,15 +141,20 @@ class SilcClient:
 
     async def run(self) -> None:
         backoff = Backoff(self.config.backoff_base, self.config.backoff_max)
+        failing = False  # the last attempt never got in: a server that keeps refusing is one warning
         while not self._closing:
             started = time.monotonic()
+            self._got_in = False
             try:
                 await self._connect_once()
             except (OSError, SessionError, asyncio.TimeoutError) as exc:
                 if self._closing:
                     return
                 self.last_error = str(exc) or type(exc).__name__
-                self.log.warning("silc_connection_lost", host=self.config.host, reason=self.last_error)
+                again = failing and not self._got_in
+                (self.log.info if again else self.log.warning)(
+                    "silc_connection_lost", host=self.config.host, reason=self.last_error, again=again)
+            failing = not self._got_in
             if time.monotonic() - started >= self.config.stable_after:
                 backoff.reset()
             delay = backoff.next_delay()
@@ -202,6 +208,7 @@ class SilcClient:
             ]
             session.start()
             await asyncio.wait_for(asyncio.shield(session.registered), cfg.register_timeout)
+            self._got_in = True
             self.log.info(
                 "silc_connected", host=cfg.host, cipher=session.ske.negotiated.cipher if session.ske else None
             )

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import stringprep
 import unicodedata
 from collections.abc import Awaitable, Callable
@@ -86,10 +87,14 @@ def _username(digest: str) -> str:
     return "x" + digest[:9]
 
 
+def key_path(key_dir: str, identity: Identity) -> Path:
+    return Path(key_dir) / KEYS / f"{_digest(identity)}.pem"
+
+
 def user_key_pair(key_dir: str, identity: Identity) -> KeyPair:
     """The key pair of an XMPP user's client, made on first use (blocking: run in a thread)."""
-    digest = _digest(identity)
-    return load_or_create_key_pair(Path(key_dir) / KEYS, _username(digest), f"{digest}.pem")
+    path = key_path(key_dir, identity)
+    return load_or_create_key_pair(path.parent, _username(_digest(identity)), path.name)
 
 
 def known_fingerprints(key_dir: str) -> set[str]:
@@ -148,7 +153,17 @@ class SilcUsers(OwnClients[UserClient]):
 
     async def _run(self, user: UserClient, room: str) -> None:
         cfg = self.config
-        keypair = await asyncio.to_thread(user_key_pair, cfg.key_dir, user.identity)
+        try:
+            keypair = await asyncio.to_thread(user_key_pair, cfg.key_dir, user.identity)
+        except (OSError, ValueError, TypeError) as exc:
+            # A new key would make them someone else to SILC users: never made in its place.
+            user.log.error("silc_user_key_unreadable", path=str(key_path(cfg.key_dir, user.identity)),
+                           error=str(exc) or type(exc).__name__,
+                           fix="repair or restore the file; removing it gives the user a new key and "
+                               "fingerprint; until a restart the relay speaks for them")
+            self.hold(user, "key unreadable")
+            self.held[user.identity.native_id] = math.inf  # until a restart: said once
+            return
         self.fingerprints.add(keypair.public.fingerprint)
         nick, alts = self._nicks(user.identity.nick, room)
         session = SessionConfig(username=_username(user.digest), realname="XMPP user, through muc-bridge",

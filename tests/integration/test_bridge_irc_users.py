@@ -6,6 +6,7 @@ for them."""
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 
@@ -88,3 +89,43 @@ async def test_xmpp_users_speak_on_irc_through_connections_of_their_own(prosody,
         await bob.wait_for(lambda l: l.command == "JOIN" and l.nick == "alice[x]", after=mark)
         await bob.wait_for(lambda l: l.command == "QUIT" and l.nick == "alice[x]", timeout=IDLE + 6, after=mark)
         assert not alice.messages.matching(lambda m: m.nick and m.nick.endswith("[x]"))
+
+
+def ident_of(line) -> str:
+    return line.source.partition("!")[2].partition("@")[0]
+
+
+@pytest.mark.parametrize("inspircd", [{"ident": True}], indirect=True)
+async def test_one_identd_answers_the_irc_server_for_plumbed_and_portal_connections(prosody, inspircd, xmpp_user,
+                                                                                      irc_user, tmp_path):
+    # InspIRCd asks port 113 of the address a client comes from (127.0.0.1 here) who it is;
+    # an ident nobody answered for shows with a `~` before it.
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's listeners do
+        try:
+            probe.bind(("127.0.0.1", 113))
+        except OSError as exc:
+            pytest.fail(f"this test needs port 113 on 127.0.0.1 (for InspIRCd's ident check): {exc}")
+    bob = await irc_user(inspircd, "bob")
+    await bob.join(CHAN)
+    await bob.join("#portal")
+    alice, carol = await xmpp_user("alice"), await xmpp_user("carol")
+    await alice.join(ROOM, "alice")
+    text = config(prosody, tmp_path, inspircd) + \
+        "portal: {networks: [net], users: [localhost]}\nidentd: {port: 113, host: 127.0.0.1}\n"
+    async with running_bridge(text):
+        await bridge_ready(alice, [bob], CHAN)
+        relay = bob.lines.matching(lambda l: l.command == "JOIN" and l.nick == "relay")[0]
+        assert ident_of(relay).startswith("~")  # the relay is nobody's own connection
+
+        # a plumbed user's own connection (xmpp_users: connect)
+        alice.say(ROOM, "one")
+        joined = await bob.wait_for(lambda l: l.command == "JOIN" and l.nick == "alice[x]" and l.target == CHAN)
+        ident = ident_of(joined)
+        assert not ident.startswith("~") and ident.startswith("x") and "alice" not in ident
+
+        # a portal user's, answered by the same identd
+        await carol.join(f"#portal%net@{prosody.component_jid}", "carol", timeout=15)
+        joined = await bob.wait_for(lambda l: l.command == "JOIN" and l.nick == "carol" and l.target == "#portal")
+        other = ident_of(joined)
+        assert not other.startswith("~") and other.startswith("x") and "carol" not in other and other != ident

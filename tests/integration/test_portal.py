@@ -479,8 +479,8 @@ async def test_the_identd_names_each_connection_by_its_own_ident(prosody, inspir
     port = free_port()
     bob = await irc_user(inspircd, "bob")
     await bob.join("#chan")
-    async with portal_bridge(prosody, inspircd, tmp_path,
-                             extra=f", identd_port: {port}, identd_host: 127.0.0.1") as bridge:
+    text = portal_config(prosody, inspircd, tmp_path) + f"identd: {{port: {port}, host: 127.0.0.1}}\n"
+    async with running_bridge(text) as bridge:
         alice = await xmpp_user("alice")
         await alice.join(room(prosody), "alice", timeout=T)
         joined = await bob.wait_for(lambda l: l.command == "JOIN" and l.nick == "alice", T)

@@ -200,11 +200,31 @@ def test_portal_mistakes_name_key_and_line():
     assert (20, "portal.per_user", "must be 1 or more") in found
 
 
-def test_the_identd_is_off_unless_given_a_port():
-    assert parse_config(PORTAL).portal.identd_port == 0
-    assert parse_config(PORTAL + "  identd_port: 113\n").portal.identd_port == 113
-    found = problems(PORTAL + "  identd_port: 70000\n")
-    assert found == [(21, "portal.identd_port", "must be 0 (off) or a port number, 1 to 65535")]
+def test_one_identd_for_every_user_connection_is_off_unless_given_a_port():
+    assert parse_config(PORTAL).identd is None and parse_config(GOOD).identd is None
+    identd = parse_config(GOOD + "identd: {port: 113}\n").identd  # plumbed links only: no portal needed
+    assert (identd.port, identd.host) == (113, "")  # every address
+    identd = parse_config(PORTAL + "identd:\n  port: 8113\n  host: 127.0.0.1\n").identd
+    assert (identd.port, identd.host) == (8113, "127.0.0.1")
+    assert problems(GOOD + "identd:\n  port: 70000\n  host: a b\n  listen: x\n") == [
+        (18, "identd.port", "must be a port number, 1 to 65535"),
+        (19, "identd.host", "must be one word, without spaces"),
+        (20, "identd.listen", "unknown key 'listen'")]
+    assert problems(GOOD + "identd: {host: 127.0.0.1}\n") == [(17, "identd.port", "missing required key")]
+
+
+def test_the_portal_identd_keys_of_old_still_work_and_say_where_they_moved():
+    config = parse_config(PORTAL + "  identd_port: 113\n  identd_host: 127.0.0.1\n")
+    assert (config.identd.port, config.identd.host) == (113, "127.0.0.1")
+    assert [(w.line, w.path) for w in warnings_for(config)] == [(21, "portal.identd_port"),
+                                                                (22, "portal.identd_host")]
+    assert "moved to identd.port" in warnings_for(config)[0].message
+    assert parse_config(PORTAL + "  identd_port: 0\n").identd is None  # 0 was "none"
+    assert (21, "portal.identd_port", "must be a port number, 1 to 65535") in \
+        problems(PORTAL + "  identd_port: 70000\n")
+    both = problems(PORTAL + "  identd_port: 113\nidentd: {port: 113}\n")
+    assert [(line, path) for line, path, _ in both] == [(21, "portal.identd_port")]
+    assert "remove this one" in both[0][2]
 
 
 def test_a_portal_with_networks_says_who_may_use_it():

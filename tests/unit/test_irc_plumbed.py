@@ -7,7 +7,7 @@ import pytest
 from irc.features import FeatureSet
 
 from bridge.config_types import IrcNetworkConfig
-from bridge.core.events import Endpoint, Identity, Kick, Message, Part
+from bridge.core.events import BRIDGE, Endpoint, Identity, Kick, Message, Part
 from bridge.irc.adapter import IrcAdapter
 
 ROOM = Endpoint("xmpp", "room@muc.example.org")
@@ -70,3 +70,15 @@ async def test_a_user_who_comes_back_at_once_gets_a_connection_anew(adapter):
     adapter.remove_endpoint("#room")  # a reload unlinked it: the connection goes too
     assert users.users == {} and users.connections.links == {}
     assert users.speaker("#room", Message(ROOM, ALICE, "more")) is None and users.users == {}
+
+
+async def test_a_connection_kicked_on_irc_leaves_its_user_to_the_relay_and_the_link_is_told(adapter):
+    users = adapter.users
+    adapter.client.registered = True
+    users.speaker("#room", Message(ROOM, ALICE, "one"))
+    users.out(ALICE.native_id, "net", "#Room", "behave", kicked_by="bob")
+    assert users.users == {} and users.connections.links == {}  # quit at once
+    [told] = adapter.emitted
+    assert told.sender == BRIDGE and told.endpoint == Endpoint("net", "#room")
+    assert told.text.startswith("muc-bridge: bob kicked alice from net/#room (behave);")
+    assert users.speaker("#room", Message(ROOM, ALICE, "two")) is None and users.users == {}  # held: the relay

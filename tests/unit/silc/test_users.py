@@ -5,7 +5,7 @@ import os
 import pytest
 
 from bridge.config_types import SilcNetworkConfig
-from bridge.core.events import Endpoint, Identity, Message, Part
+from bridge.core.events import BRIDGE, Endpoint, Identity, Message, MessageKind, Part
 from bridge.silc import events as ev
 from bridge.silc.adapter import SilcAdapter
 from bridge.silc.message import MessageFlag
@@ -55,10 +55,13 @@ def test_the_relay_passes_on_nothing_an_xmpp_users_own_client_says_or_does():
     sam = ev.User(b"\x02" * 16, "sam", "CD" * 20)
     adapter.users.fingerprints.add(own.fingerprint)
     for event in (ev.ChannelMessage("hackers", own, MessageFlag.UTF8, b"hi"), ev.Joined("hackers", own),
-                  ev.Left("hackers", own, "idle", quit=True), ev.NickChanged(("hackers",), own, "alicia"),
-                  ev.Kicked("hackers", own, sam, "out")):
+                  ev.Left("hackers", own, "idle", quit=True), ev.NickChanged(("hackers",), own, "alicia")):
         adapter._on_event(event)
     assert emitted == []
+    adapter._on_event(ev.Kicked("hackers", own, sam, "out"))  # no Kick to act on; the link is told
+    [told] = emitted
+    assert told.sender == BRIDGE and told.kind == MessageKind.NOTICE and "sam kicked alice" in told.text
+    emitted.clear()
     assert adapter.is_own(Identity("silcnet", own.fingerprint, "alice"))
     adapter._on_event(ev.ChannelMessage("hackers", sam, MessageFlag.UTF8, b"hi"))
     assert [m.text for m in emitted] == ["hi"]
