@@ -137,6 +137,12 @@ class OwnClients(abc.ABC, Generic[C]):
         for user in [u for u in self.users.values() if self.fold(room) in u.rooms]:
             self._leave(user, room, "unlinked", "")
 
+    def present(self, room: str, identity: Identity) -> C | None:
+        """The user `identity`, if their client is in `room` and may speak there (for what
+        is theirs to do there: take back a line, react); none is made for it."""
+        user = self.users.get(identity.native_id) if identity.network == "xmpp" else None
+        return user if user is not None and self._ready(user, room) else None
+
     def client_of(self, identity: Identity) -> C | None:
         """The user `identity`, if their client is connected."""
         user = self.users.get(identity.native_id) if identity.network == "xmpp" else None

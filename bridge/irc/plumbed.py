@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING
 import structlog
 
 from bridge.config_types import PortalConfig
-from bridge.core.events import Event, Identity, Kick, MessageKind, NickChange
+from bridge.core.events import Endpoint, Event, Identity, Kick, MessageKind, NickChange
 from bridge.core.portal import Member, PortalView, Refused, Snapshot
+from bridge.core.semantics import Recent
 from bridge.core.users import OwnClient, OwnClients
 from bridge.irc.users import MAX_NICK, IrcUsers, UserLink, irc_nick
 
@@ -43,6 +44,10 @@ RFC_NICKLEN = 9
 #: the relay hears of it late; at most this many are remembered.
 GONE_NICK = 60.0
 GONE_NICKS = 256
+#: Lines a connection sent whose msgid is still to be learnt, at most (each connection's).
+ECHOES = 256
+#: Those lines: (folded channel, first line as sent, origin endpoint, id there), oldest first.
+Echoes = collections.deque[tuple[str, str, Endpoint, str]]
 
 
 class PlumbedUser(OwnClient):
@@ -52,6 +57,8 @@ class PlumbedUser(OwnClient):
         super().__init__(identity)
         self.link = link
         self.ready: set[str] = set()  # folded channels the connection is in
+        self.echoes: Echoes = collections.deque(maxlen=ECHOES)  # the adapter's to fill and read
+        self.said = Recent(ECHOES)  # msgids of its newest lines, learnt from `echoes`
         self.log = link.log
 
 
@@ -72,10 +79,12 @@ class PlumbedUsers(OwnClients[PlumbedUser], PortalView):
         """True for one of these connections' nicks (or one it had a moment ago)."""
         if not nick:
             return False
+        return self.speaking(nick) is not None or self.gone.get(self.fold(nick), 0.0) > time.monotonic()
+
+    def speaking(self, nick: str) -> PlumbedUser | None:
+        """The user whose connection is called `nick` now."""
         folded = self.fold(nick)
-        if any(self.fold(user.link.client.nick) == folded for user in self.users.values()):
-            return True
-        return self.gone.get(folded, 0.0) > time.monotonic()
+        return next((user for user in self.users.values() if self.fold(user.link.client.nick) == folded), None)
 
     def caused(self, event: Event) -> bool:
         """`event`, as the relay heard it, is one of these connections' doing, or done to one."""
