@@ -181,19 +181,20 @@ class OwnClients(abc.ABC, Generic[C]):
             self._join(user, room)
 
     def _leave(self, user: C, room: str, why: str, message: str) -> None:
-        user.rooms.discard(self.fold(room))
-        if not user.rooms:
+        if user.rooms <= {self.fold(room)}:
             self._close(user, why, message)
         else:
+            user.rooms.discard(self.fold(room))
             self._part(user, room)
 
     def _close(self, user: C, why: str, message: str = "") -> None:
-        """Quit `user`'s client, for reason `why` (logged), with the QUIT message `message`
-        (their own words, never logged) or else `why`."""
+        """Quit `user`'s client, for reason `why`, with the QUIT message `message` (their own
+        words, never logged) or else `why`: the one log event of its end, naming the rooms
+        it was in."""
         if self.users.get(user.identity.native_id) is user:
             del self.users[user.identity.native_id]
         self._full = False
-        user.log.info("xmpp_user_client_closed", reason=why, clients=len(self.users))
+        user.log.info("xmpp_user_client_closed", reason=why, rooms=sorted(user.rooms), clients=len(self.users))
         done = self._quit(user, message or why)
         if done is not None:
             self._spawn(done)
@@ -217,6 +218,6 @@ class OwnClients(abc.ABC, Generic[C]):
             self.held = {k: until for k, until in self.held.items() if until > now}
 
     async def close(self) -> None:
-        users, self.users = list(self.users.values()), {}
-        closing = [self._quit(u, "muc-bridge shutting down") for u in users]
-        await asyncio.gather(*(c for c in closing if c is not None), *self._closing, return_exceptions=True)
+        for user in list(self.users.values()):
+            self._close(user, "shutdown", "muc-bridge shutting down")
+        await asyncio.gather(*self._closing, return_exceptions=True)

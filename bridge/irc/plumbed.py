@@ -140,7 +140,7 @@ class PlumbedUsers(OwnClients[PlumbedUser], PortalView):
 
     def _quit(self, user: PlumbedUser, message: str) -> None:
         self._forget(user.link.client.nick)
-        self.connections.drop(user.link, "quit", message)  # `connections` sees it through
+        self.connections.release(user.link, message)  # `connections` sees it through; `_close` logs it
 
     async def close(self) -> None:
         await super().close()
