@@ -19,6 +19,7 @@ import abc
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import structlog
@@ -32,6 +33,15 @@ SWEEP = 30.0
 #: A client not connected for this long quits; its user speaks through the relay for HOLD.
 GIVE_UP = 300.0
 HOLD = 600.0
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A network's XMPP users' own clients, for operators."""
+
+    open: int  # clients made and not yet closed (connecting, or connected)
+    cap: int  # at most this many
+    refused: int  # lines said through the relay because the cap was reached (since start)
 
 
 class OwnClient:
@@ -62,6 +72,7 @@ class OwnClients(abc.ABC, Generic[C]):
         self.held: dict[str, float] = {}  # native id -> monotonic time until which the relay speaks
         self._closing: set[asyncio.Task] = set()
         self._full = False  # said in the log that the cap is reached
+        self.refused = 0  # lines the relay said because the cap was reached
 
     # The network's part
 
@@ -151,6 +162,9 @@ class OwnClients(abc.ABC, Generic[C]):
         user.last_active = time.monotonic()
         return user
 
+    def usage(self) -> Usage:
+        return Usage(len(self.users), self.cap, self.refused)
+
     def hold(self, user: C, why: str) -> None:
         """Quit `user`'s client; the relay speaks for them for HOLD (kicked, refused...)."""
         self.held[user.identity.native_id] = time.monotonic() + HOLD
@@ -165,6 +179,7 @@ class OwnClients(abc.ABC, Generic[C]):
             return None
         self.held.pop(identity.native_id, None)
         if len(self.users) >= self.cap:
+            self.refused += 1
             if not self._full:  # once until one closes
                 log.info("xmpp_user_clients_full", network=self.network, clients=len(self.users))
                 self._full = True

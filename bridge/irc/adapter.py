@@ -57,6 +57,7 @@ from bridge.core.roomevents import RoomEvents, topic_setter_text
 from bridge.core.semantics import (
     Gatherer, Pacer, Recent, correction_text, reply_text, retraction_text,
 )
+from bridge.core.users import Usage
 from bridge.irc.client import RelayClient
 from bridge.irc import modes
 from bridge.irc.connection import MAX_RECEIVED_LINE
@@ -248,7 +249,12 @@ class IrcAdapter(Adapter):
                        account=reply.account, away=reply.away)
 
     def security(self, room: str | None = None) -> list[str]:
-        return [self.client.security()]
+        own = [self.users.security(name) for folded, name in self.rooms.items()
+               if folded in self.users.rooms and (room is None or folded == self.roster.fold(room))]
+        return [self.client.security(), *own]
+
+    def own_clients(self) -> Usage | None:
+        return self.users.usage() if self.users.rooms else None
 
     def connected(self) -> bool:
         return self.client.registered

@@ -93,6 +93,16 @@ class PlumbedUsers(OwnClients[PlumbedUser], PortalView):
         return self.own(event.sender.nick) or (isinstance(event, Kick) and self.own(event.target.nick)) \
             or (isinstance(event, NickChange) and self.own(event.new_nick))
 
+    def security(self, room: str) -> str:
+        """What the network sees of XMPP users in `room` (users.py makes it so)."""
+        config = self.adapter.config
+        host = "an IPv6 address made of the same hash (WEBIRC)" if config.webirc_password \
+            else "the bridge's own address"
+        return (f"IRC {self.network}/{room}: XMPP users who speak appear as IRC connections of their "
+                f"own (their nick with {config.xmpp_user_suffix}), at most {self.cap} at once; the "
+                "network sees a user name (ident) made of a hash of their JID (whoever guesses the "
+                f"JID can check it; not the JID itself), their nick as real name, and {host}")
+
     def nick_for(self, nick: str) -> str:
         """The IRC nick of an XMPP user called `nick`: made valid, within NICKLEN with the
         suffix and room for two `_`, and nobody else's in the relay's channels."""
