@@ -20,6 +20,7 @@ from typing import Any
 
 from bridge.core.events import Event, Identity, Private
 from bridge.core.profile import Profile
+from bridge.core.users import Usage
 
 EventSink = Callable[[Event], None]
 
@@ -81,6 +82,10 @@ class Adapter(abc.ABC):
         """One line per leg: how this network's connections are protected (for `room`
         only, where rooms differ; all of them when None)."""
         return []
+
+    def own_clients(self) -> Usage | None:
+        """XMPP users' own clients on this network (`xmpp_users: connect`), if any room has them."""
+        return None
 
     def connected(self) -> bool:
         """True while the network's connection is up and usable (registered, in session)."""

@@ -19,6 +19,7 @@ import abc
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import structlog
@@ -32,6 +33,15 @@ SWEEP = 30.0
 #: A client not connected for this long quits; its user speaks through the relay for HOLD.
 GIVE_UP = 300.0
 HOLD = 600.0
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A network's XMPP users' own clients, for operators."""
+
+    open: int  # clients made and not yet closed (connecting, or connected)
+    cap: int  # at most this many
+    refused: int  # lines said through the relay because the cap was reached (since start)
 
 
 class OwnClient:
@@ -62,6 +72,7 @@ class OwnClients(abc.ABC, Generic[C]):
         self.held: dict[str, float] = {}  # native id -> monotonic time until which the relay speaks
         self._closing: set[asyncio.Task] = set()
         self._full = False  # said in the log that the cap is reached
+        self.refused = 0  # lines the relay said because the cap was reached
 
     # The network's part
 
@@ -137,6 +148,12 @@ class OwnClients(abc.ABC, Generic[C]):
         for user in [u for u in self.users.values() if self.fold(room) in u.rooms]:
             self._leave(user, room, "unlinked", "")
 
+    def present(self, room: str, identity: Identity) -> C | None:
+        """The user `identity`, if their client is in `room` and may speak there (for what
+        is theirs to do there: take back a line, react); none is made for it."""
+        user = self.users.get(identity.native_id) if identity.network == "xmpp" else None
+        return user if user is not None and self._ready(user, room) else None
+
     def client_of(self, identity: Identity) -> C | None:
         """The user `identity`, if their client is connected."""
         user = self.users.get(identity.native_id) if identity.network == "xmpp" else None
@@ -144,6 +161,9 @@ class OwnClients(abc.ABC, Generic[C]):
             return None
         user.last_active = time.monotonic()
         return user
+
+    def usage(self) -> Usage:
+        return Usage(len(self.users), self.cap, self.refused)
 
     def hold(self, user: C, why: str) -> None:
         """Quit `user`'s client; the relay speaks for them for HOLD (kicked, refused...)."""
@@ -159,6 +179,7 @@ class OwnClients(abc.ABC, Generic[C]):
             return None
         self.held.pop(identity.native_id, None)
         if len(self.users) >= self.cap:
+            self.refused += 1
             if not self._full:  # once until one closes
                 log.info("xmpp_user_clients_full", network=self.network, clients=len(self.users))
                 self._full = True
@@ -175,19 +196,20 @@ class OwnClients(abc.ABC, Generic[C]):
             self._join(user, room)
 
     def _leave(self, user: C, room: str, why: str, message: str) -> None:
-        user.rooms.discard(self.fold(room))
-        if not user.rooms:
+        if user.rooms <= {self.fold(room)}:
             self._close(user, why, message)
         else:
+            user.rooms.discard(self.fold(room))
             self._part(user, room)
 
     def _close(self, user: C, why: str, message: str = "") -> None:
-        """Quit `user`'s client, for reason `why` (logged), with the QUIT message `message`
-        (their own words, never logged) or else `why`."""
+        """Quit `user`'s client, for reason `why`, with the QUIT message `message` (their own
+        words, never logged) or else `why`: the one log event of its end, naming the rooms
+        it was in."""
         if self.users.get(user.identity.native_id) is user:
             del self.users[user.identity.native_id]
         self._full = False
-        user.log.info("xmpp_user_client_closed", reason=why, clients=len(self.users))
+        user.log.info("xmpp_user_client_closed", reason=why, rooms=sorted(user.rooms), clients=len(self.users))
         done = self._quit(user, message or why)
         if done is not None:
             self._spawn(done)
@@ -211,6 +233,6 @@ class OwnClients(abc.ABC, Generic[C]):
             self.held = {k: until for k, until in self.held.items() if until > now}
 
     async def close(self) -> None:
-        users, self.users = list(self.users.values()), {}
-        closing = [self._quit(u, "muc-bridge shutting down") for u in users]
-        await asyncio.gather(*(c for c in closing if c is not None), *self._closing, return_exceptions=True)
+        for user in list(self.users.values()):
+            self._close(user, "shutdown", "muc-bridge shutting down")
+        await asyncio.gather(*self._closing, return_exceptions=True)

@@ -57,13 +57,14 @@ from bridge.core.roomevents import RoomEvents, topic_setter_text
 from bridge.core.semantics import (
     Gatherer, Pacer, Recent, correction_text, reply_text, retraction_text,
 )
+from bridge.core.users import Usage
 from bridge.irc.client import RelayClient
 from bridge.irc import modes
 from bridge.irc.connection import MAX_RECEIVED_LINE
 from bridge.irc.formatting import irc_to_text
 from bridge.irc.identd import Identd
 from bridge.irc.joins import REJOIN_INTERVAL, Joins
-from bridge.irc.plumbed import PlumbedUsers
+from bridge.irc.plumbed import ECHOES, Echoes, PlumbedUser, PlumbedUsers
 from bridge.irc.private import IrcPrivates
 from bridge.irc.roster import Roster
 from bridge.irc.split import clean, truncate, wire_lines
@@ -86,8 +87,6 @@ _SED = re.compile(r"s/((?:[^/\\]|\\.)+)/((?:[^/\\]|\\.)*)/?(g?)")
 #: Longest corrected line, in characters: what one received line can hold. Corrections of
 #: corrections would otherwise grow it without bound (s/a/aaaa/g three times: gigabytes).
 MAX_CORRECTED = MAX_RECEIVED_LINE
-#: Our relayed lines whose echo (echo-message) tells their msgid, at most.
-ECHOES = 256
 
 
 class IrcAdapter(Adapter):
@@ -116,7 +115,7 @@ class IrcAdapter(Adapter):
         self.links: dict[str, str] = {}  # folded channel -> link name
         self.recent = Recent()
         self.last_lines = Recent()
-        self._echoes: collections.deque[tuple[str, str, Endpoint, str]] = collections.deque(maxlen=ECHOES)
+        self._echoes: Echoes = collections.deque(maxlen=ECHOES)
         self.pacer = Pacer(self._show_correction)
         self.privates = IrcPrivates(self)
         self.users = PlumbedUsers(self, max_age, identd)  # XMPP users' own connections (`xmpp_users: connect`)
@@ -198,15 +197,16 @@ class IrcAdapter(Adapter):
         if isinstance(event, Message) and event.replaces is not None and event.sender != BRIDGE:
             self.pacer.offer((room, str(event.endpoint), event.replaces), (room, event))
             return
-        client = self.client
+        own = None  # the sender's own connection, once in the channel
         if isinstance(event, Message):
-            own = self.users.speaker(room, event)  # the sender's own connection, once in the channel
-            client = own.link.client if own is not None else client
-            lines, when = self._message_lines(room, event, client), event.time
+            own = self.users.speaker(room, event)
+            lines, when = self._message_lines(room, event, own), event.time
         elif isinstance(event, Retraction):
-            lines, when = self._retraction_lines(room, event), event.time
+            own = self._retracting(room, event)
+            lines, when = self._retraction_lines(room, event, own), event.time
         elif isinstance(event, Reaction):
-            lines, when = self._reaction_lines(room, event), event.time
+            own = self.users.present(room, event.sender)
+            lines, when = self._reaction_lines(room, event, own), event.time
         elif isinstance(event, Topic):  # the latest topic, however late: never too old
             lines, when = self._topic_lines(room, event), None
         elif self.users.follow(room, event):  # done by the user's own connection
@@ -216,6 +216,7 @@ class IrcAdapter(Adapter):
             if line is None:
                 return
             lines, when = self._notice_lines(room, line), event.time
+        client = own.link.client if own is not None else self.client
         done = client.send(lines, room, str(event.endpoint), when)
         # Wait only once a backlog builds (flood control, a slow server), not
         # for a reconnect: lines queued in one loop turn then go out in one write.
@@ -250,7 +251,12 @@ class IrcAdapter(Adapter):
                        account=reply.account, away=reply.away)
 
     def security(self, room: str | None = None) -> list[str]:
-        return [self.client.security()]
+        own = [self.users.security(name) for folded, name in self.rooms.items()
+               if folded in self.users.rooms and (room is None or folded == self.roster.fold(room))]
+        return [self.client.security(), *own]
+
+    def own_clients(self) -> Usage | None:
+        return self.users.usage() if self.users.rooms else None
 
     def connected(self) -> bool:
         return self.client.registered
@@ -266,11 +272,10 @@ class IrcAdapter(Adapter):
 
     # Outgoing
 
-    def _message_lines(self, room: str, msg: Message, client: RelayClient | None = None) -> list[str]:
-        """`msg` as lines to `room` from the relay (`<alice> text`), or from `client`, its
+    def _message_lines(self, room: str, msg: Message, own: PlumbedUser | None = None) -> list[str]:
+        """`msg` as lines to `room` from the relay (`<alice> text`), or from `own`, its
         sender's own connection (`text`, /me as CTCP ACTION)."""
-        own = client is not None and client is not self.client
-        client = client or self.client
+        client = own.link.client if own is not None else self.client
         command = "NOTICE" if msg.kind is MessageKind.NOTICE or msg.sender == BRIDGE else "PRIVMSG"
         text, tags, styled = msg.text, "", False
         if msg.sender != BRIDGE:
@@ -278,10 +283,10 @@ class IrcAdapter(Adapter):
             styled_text = text_to_irc(text)
             text, styled = styled_text, styled_text is not text
         budget = client.budget(command, room) - len(tags)
-        action = own and msg.kind is MessageKind.ACTION  # a CTCP ACTION of the sender's own
+        action = own is not None and msg.kind is MessageKind.ACTION  # a CTCP ACTION of the sender's own
         if action:
             budget -= len("\x01ACTION \x01")
-        if msg.sender == BRIDGE or own:
+        if msg.sender == BRIDGE or own is not None:
             def render(text: str) -> str:
                 return text
         else:
@@ -291,12 +296,11 @@ class IrcAdapter(Adapter):
             def render(text: str) -> str:
                 return fmt.format(nick=nick, text=text)
         lines = wire_lines(late_mark(msg) + text, render, budget, self.config.max_lines, styled)
+        log.debug("irc_relay", network=self.network, room=room, lines=len(lines))
+        if lines and msg.native_id is not None and msg.replaces is None:
+            self._expect_echo(room, lines[0], msg, own)
         if action:
             lines = [f"\x01ACTION {line}\x01" for line in lines]
-        log.debug("irc_relay", network=self.network, room=room, lines=len(lines))
-        echoed = "echo-message" in self.client.caps and not own
-        if lines and msg.native_id is not None and msg.replaces is None and echoed:
-            self._echoes.append((self.roster.fold(room), lines[0], msg.endpoint, msg.native_id))
         return [f"{tags if n == 0 else ''}{command} {room} :{line}" for n, line in enumerate(lines)]
 
     # Corrections, replies, retractions, reactions
@@ -328,22 +332,33 @@ class IrcAdapter(Adapter):
         room, msg = item
         own = self.users.speaker(room, msg)
         client = own.link.client if own is not None else self.client
-        client.send(self._message_lines(room, msg, client), room, str(msg.endpoint), msg.time)
+        client.send(self._message_lines(room, msg, own), room, str(msg.endpoint), msg.time)
 
-    def _retraction_lines(self, room: str, event: Retraction) -> list[str]:
+    def _retracting(self, room: str, event: Retraction) -> PlumbedUser | None:
+        """The sender's own connection, when the line `event` takes back was said from it:
+        REDACT is the sender's to send (or an operator's); the relay takes back its own."""
+        own = self.users.present(room, event.sender)
+        msgid = self._msgid(room, event.endpoint, event.target) if own is not None else None
+        return own if msgid is not None and own.said.get(msgid) is not None else None
+
+    def _retraction_lines(self, room: str, event: Retraction, own: PlumbedUser | None = None) -> list[str]:
         """REDACT where the server offers draft/message-redaction and the msgid is known,
-        else a short notice (never XEP-0424's fallback text)."""
+        else a short notice (never XEP-0424's fallback text); from `own` when the line was
+        said from it."""
         msgid = self._msgid(room, event.endpoint, event.target)
-        if msgid and "draft/message-redaction" in self.client.caps:
+        client = own.link.client if own is not None else self.client
+        if msgid and "draft/message-redaction" in client.caps:
             return [f"REDACT {room} {msgid}"]
         old = self.recent.get((str(event.endpoint), event.target))
         notice = Message(event.endpoint, event.sender, retraction_text(old), MessageKind.NOTICE)
-        return self._message_lines(room, notice)
+        return self._message_lines(room, notice, own)
 
-    def _reaction_lines(self, room: str, event: Reaction) -> list[str]:
-        """TAGMSG with +draft/react where client tags are carried, else one gathered line."""
+    def _reaction_lines(self, room: str, event: Reaction, own: PlumbedUser | None = None) -> list[str]:
+        """TAGMSG with +draft/react where client tags are carried (from `own`, the sender's
+        own connection, when it is in the channel), else one gathered line."""
         msgid = self._msgid(room, event.endpoint, event.target)
-        if msgid and "message-tags" in self.client.caps:
+        client = own.link.client if own is not None else self.client
+        if msgid and "message-tags" in client.caps:
             key = "+draft/unreact" if event.removed else "+draft/react"
             return [f"@{key}={_tag_value(event.emoji)};+draft/reply={_tag_value(msgid)} TAGMSG {room}"]
         if not event.removed:
@@ -598,8 +613,13 @@ class IrcAdapter(Adapter):
             return  # not a linked channel, or a server notice
         tags = _tags(event)
         if self.client.is_me(source.nick):
-            self._echoed(channel, event.arguments[0], tags.get("msgid"))
+            self._echoed(self._echoes, channel, event.arguments[0], tags.get("msgid"))
             return
+        if self.users.users and (own := self.users.speaking(source.nick)) is not None:
+            msgid = tags.get("msgid")
+            if self._echoed(own.echoes, channel, event.arguments[0], msgid) and msgid:
+                own.said.put(msgid, channel)
+            return  # an XMPP user's line from their own connection: it came from the MUC
         text = irc_to_text(event.arguments[0])
         if not text.strip():
             return
@@ -629,17 +649,29 @@ class IrcAdapter(Adapter):
         self.last_lines.put(key, (msgid, fixed))
         return msgid, fixed
 
-    def _echoed(self, channel: str, line: str, msgid: str | None) -> None:
-        """echo-message: our own line came back with the msgid the server gave it."""
+    def _expect_echo(self, room: str, first: str, msg: Message, own: PlumbedUser | None) -> None:
+        """Learn the msgid `msg`'s first line gets here when it comes back: the relay's own
+        line by echo-message, a line of an XMPP user's own connection as the relay hears it
+        in the channel (with message-tags, the same msgid its sender gets)."""
+        if own is None and "echo-message" in self.client.caps:
+            self._echoes.append((self.roster.fold(room), first, msg.endpoint, msg.native_id))
+        elif own is not None and "message-tags" in self.client.caps:
+            own.echoes.append((self.roster.fold(room), first, msg.endpoint, msg.native_id))
+
+    def _echoed(self, echoes: Echoes, channel: str, line: str, msgid: str | None) -> bool:
+        """A line we sent came back (to the relay: echo-message, or heard from an XMPP user's
+        own connection) with the msgid the server gave it: `echoes` are that connection's.
+        True if it was one of them."""
         folded = self.roster.fold(channel)
-        for n, (room, first, origin, origin_id) in enumerate(self._echoes):
+        for n, (room, first, origin, origin_id) in enumerate(echoes):
             if room == folded and first == line:
                 for _ in range(n + 1):  # those before it will not come (lost with a link)
-                    self._echoes.popleft()
+                    echoes.popleft()
                 if msgid and self.ids is not None:
                     self.ids.remember(self.links.get(folded, ""), origin, origin_id,
                                       Endpoint(self.network, self.rooms[folded]), msgid)
-                return
+                return True
+        return False
 
     def _on_tagmsg(self, event: IrcEvent) -> None:  # +draft/react, +draft/unreact (client-tag-react)
         endpoint, tags = self._endpoint(event.target), _tags(event)

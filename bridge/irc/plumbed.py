@@ -30,6 +30,7 @@ from bridge.config_types import PortalConfig
 from bridge.core.events import BRIDGE, Endpoint, Event, Identity, Kick, Message, MessageKind, NickChange
 from bridge.core.notices import kicked_text
 from bridge.core.portal import Member, PortalView, Refused, Snapshot
+from bridge.core.semantics import Recent
 from bridge.core.users import HOLD, OwnClient, OwnClients
 from bridge.irc.identd import Identd
 from bridge.irc.users import MAX_NICK, IrcUsers, UserLink, irc_nick
@@ -45,6 +46,10 @@ RFC_NICKLEN = 9
 #: the relay hears of it late; at most this many are remembered.
 GONE_NICK = 60.0
 GONE_NICKS = 256
+#: Lines a connection sent whose msgid is still to be learnt, at most (each connection's).
+ECHOES = 256
+#: Those lines: (folded channel, first line as sent, origin endpoint, id there), oldest first.
+Echoes = collections.deque[tuple[str, str, Endpoint, str]]
 
 
 class PlumbedUser(OwnClient):
@@ -54,6 +59,8 @@ class PlumbedUser(OwnClient):
         super().__init__(identity)
         self.link = link
         self.ready: set[str] = set()  # folded channels the connection is in
+        self.echoes: Echoes = collections.deque(maxlen=ECHOES)  # the adapter's to fill and read
+        self.said = Recent(ECHOES)  # msgids of its newest lines, learnt from `echoes`
         self.log = link.log
 
 
@@ -75,10 +82,12 @@ class PlumbedUsers(OwnClients[PlumbedUser], PortalView):
         """True for one of these connections' nicks (or one it had a moment ago)."""
         if not nick:
             return False
+        return self.speaking(nick) is not None or self.gone.get(self.fold(nick), 0.0) > time.monotonic()
+
+    def speaking(self, nick: str) -> PlumbedUser | None:
+        """The user whose connection is called `nick` now."""
         folded = self.fold(nick)
-        if any(self.fold(user.link.client.nick) == folded for user in self.users.values()):
-            return True
-        return self.gone.get(folded, 0.0) > time.monotonic()
+        return next((user for user in self.users.values() if self.fold(user.link.client.nick) == folded), None)
 
     def caused(self, event: Event) -> bool:
         """`event`, as the relay heard it, is one of these connections' doing, or done to one."""
@@ -86,6 +95,16 @@ class PlumbedUsers(OwnClients[PlumbedUser], PortalView):
             return False
         return self.own(event.sender.nick) or (isinstance(event, Kick) and self.own(event.target.nick)) \
             or (isinstance(event, NickChange) and self.own(event.new_nick))
+
+    def security(self, room: str) -> str:
+        """What the network sees of XMPP users in `room` (users.py makes it so)."""
+        config = self.adapter.config
+        host = "an IPv6 address made of the same hash (WEBIRC)" if config.webirc_password \
+            else "the bridge's own address"
+        return (f"IRC {self.network}/{room}: XMPP users who speak appear as IRC connections of their "
+                f"own (their nick with {config.xmpp_user_suffix}), at most {self.cap} at once; the "
+                "network sees a user name (ident) made of a hash of their JID (whoever guesses the "
+                f"JID can check it; not the JID itself), their nick as real name, and {host}")
 
     def nick_for(self, nick: str) -> str:
         """The IRC nick of an XMPP user called `nick`: made valid, within NICKLEN with the
@@ -134,7 +153,7 @@ class PlumbedUsers(OwnClients[PlumbedUser], PortalView):
 
     def _quit(self, user: PlumbedUser, message: str) -> None:
         self._forget(user.link.client.nick)
-        self.connections.drop(user.link, "quit", message)  # `connections` sees it through
+        self.connections.release(user.link, message)  # `connections` sees it through; `_close` logs it
 
     async def close(self) -> None:
         await super().close()

@@ -99,7 +99,7 @@ class IrcPrivates:
             if self._hinted.due((adapter.roster.fold(to), event.sender.key)):
                 self._notice(to, hint_text(event.sender.nick, event.endpoint.network, event.endpoint.room,
                                            adapter.client.nick))
-        client.send(adapter._message_lines(to, message, client), to, str(event.endpoint), event.time)
+        client.send(adapter._message_lines(to, message, own), to, str(event.endpoint), event.time)
 
     def _help(self, nick: str) -> None:
         if self._helped.due(self.adapter.roster.fold(nick)):

@@ -645,12 +645,19 @@ class IrcUsers(Adapter, PortalNetworks):
     def drop(self, link: UserLink, why: str, message: str = "") -> None:
         """End `link` (QUIT with `message`, else `why`: only `why` is logged), if it is still
         the user's connection."""
-        if self.links.get((link.user, link.network)) is link:
-            del self.links[(link.user, link.network)]
+        if self.release(link, message or why):
             link.log.info("portal_connection_closed", connections=len(self.links), reason=why)
-            task = asyncio.create_task(link.close(message or why))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+
+    def release(self, link: UserLink, message: str) -> bool:
+        """End `link` with the QUIT message `message`, unlogged (its owner logs it); False
+        if it was no longer the user's connection."""
+        if self.links.get((link.user, link.network)) is not link:
+            return False
+        del self.links[(link.user, link.network)]
+        task = asyncio.create_task(link.close(message))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        return True
 
     # Adapter
 

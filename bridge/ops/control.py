@@ -94,7 +94,10 @@ class Control:
         state = self.watch.states[name]
         again = f", reconnected {state.reconnects} times" if state.reconnects else ""
         transport = "; ".join(self.adapters[name].security()[:1])
-        return f"{'connected' if state.up else 'NOT connected'} since {_when(state.since)}{again}. {transport}"
+        usage = self.adapters[name].own_clients()
+        own = "" if usage is None else (f" XMPP users' own connections: {usage.open} of at most {usage.cap}, "
+                                        f"{usage.refused} lines said by the relay for want of one.")
+        return f"{'connected' if state.up else 'NOT connected'} since {_when(state.since)}{again}. {transport}{own}"
 
     def endpoint_status(self, network: str, room: str) -> str:
         adapter = self.adapters[network]

@@ -3,7 +3,8 @@
 Counted as they happen, once per delivery in the router's queues (`RelayStats`): messages
 relayed per link and direction, events dropped per reason, relay latency. Read when
 Prometheus asks (a collector, nothing on the relay path): queue depths, connection state
-and reconnects per network, rooms joined, puppets per room.
+and reconnects per network, rooms joined, puppets per room, XMPP users' own connections per
+network (open, cap, lines the relay said for want of one).
 """
 
 from __future__ import annotations
@@ -93,7 +94,24 @@ class _State:
         puppets = GaugeMetricFamily("muc_bridge_puppets", "Puppets in the MUC room", labels=("room",))
         for jid, room in control.xmpp.rooms.items():
             puppets.add_metric((jid,), len(room.puppets))
-        return [connected, reconnects, joined, depth, puppets]
+        return [connected, reconnects, joined, depth, puppets, *self._own_clients()]
+
+    def _own_clients(self):
+        """XMPP users' own connections, per network with `xmpp_users: connect` rooms."""
+        open_ = GaugeMetricFamily("muc_bridge_own_clients", "XMPP users' own connections open",
+                                  labels=("network",))
+        cap = GaugeMetricFamily("muc_bridge_own_clients_cap", "XMPP users' own connections at most",
+                                labels=("network",))
+        refused = CounterMetricFamily("muc_bridge_own_clients_refused",
+                                      "Lines the relay said for an XMPP user because the cap was reached",
+                                      labels=("network",))
+        for name, adapter in self.control.adapters.items():
+            usage = adapter.own_clients()
+            if usage is not None:
+                open_.add_metric((name,), usage.open)
+                cap.add_metric((name,), usage.cap)
+                refused.add_metric((name,), usage.refused)
+        return [open_, cap, refused]
 
     def describe(self):
         return []  # unknown until collected: registered without a dry run

@@ -33,7 +33,7 @@ from bridge.core.notices import gap_text, kicked_text, late_mark
 from bridge.core.profile import Profile
 from bridge.core.roomevents import RoomEvents, topic_setter_text
 from bridge.core.semantics import Gatherer, Pacer, Recent, correction_text, reply_text, retraction_text
-from bridge.core.users import HOLD
+from bridge.core.users import HOLD, Usage
 from bridge.core.events import (
     BRIDGE,
     Endpoint,
@@ -249,6 +249,9 @@ class SilcAdapter(Adapter):
         return identity.network == self.network and (identity.native_id == self._own_fingerprint
                                                      or identity.native_id in self.users.fingerprints)
 
+    def own_clients(self) -> Usage | None:
+        return self.users.usage() if self.users.rooms else None
+
     def connected(self) -> bool:
         return self._client is not None and self._client.connected
 
@@ -295,6 +298,8 @@ class SilcAdapter(Adapter):
                     "SILC servers can read it"
                 )
             lines.append(f"SILC {self.network}/{name}: {state}")
+            if key in self.users.rooms:
+                lines.append(self.users.security(name))
         lines.append(
             f"SILC {self.network}: the bridge decrypts channel messages to relay them, "
             "so SILC's end-to-end encryption ends at the bridge"

@@ -140,6 +140,14 @@ class SilcUsers(OwnClients[UserClient]):
         """True for one of these clients (as the relay client sees it)."""
         return user is not None and user.fingerprint in self.fingerprints
 
+    def security(self, room: str) -> str:
+        """What the network sees of XMPP users in `room`."""
+        return (f"SILC {self.network}/{room}: XMPP users who speak appear as SILC clients of their own "
+                f"(their nick), at most {self.cap} at once, each with a key pair the bridge made and "
+                "keeps for them (SILC users know them by its fingerprint; the bridge holds the private "
+                "keys), a user name made of a hash of their JID (whoever guesses the JID can check it; "
+                "not the JID itself) and the real name \"XMPP user, through muc-bridge\"")
+
     def _start(self, identity: Identity, room: str) -> UserClient:
         user = UserClient(identity, self.network)
         user.task = asyncio.create_task(self._run(user, room), name=f"silc {self.network} user")

@@ -13,6 +13,8 @@ import pytest
 from tests.integration.bridge_harness import (ROOM, bridge_ready, config_text, heard_once, irc_network,
                                              running_bridge)
 from tests.integration.test_bridge_addresses import CHAN, chat
+from tests.integration.test_bridge_semantics import NS_REACTIONS, NS_REPLY, reactions, retraction
+from tests.servers.scripted_ircd import ScriptedIrcd
 
 pytestmark = pytest.mark.timeout(90)
 IDLE = 8.0
@@ -129,3 +131,79 @@ async def test_one_identd_answers_the_irc_server_for_plumbed_and_portal_connecti
         joined = await bob.wait_for(lambda l: l.command == "JOIN" and l.nick == "carol" and l.target == "#portal")
         other = ident_of(joined)
         assert not other.startswith("~") and other.startswith("x") and "carol" not in other and other != ident
+
+
+@pytest.mark.parametrize("prosody", [{"muc_mam": True}], indirect=True)  # stanza-ids, as most rooms give
+async def test_replies_and_reactions_find_lines_said_through_own_connections(prosody, inspircd, xmpp_user,
+                                                                              irc_user, tmp_path):
+    bob = await irc_user(inspircd, "bob", caps=("message-tags", "echo-message"))
+    await bob.join(CHAN)
+    alice, carol = await xmpp_user("alice"), await xmpp_user("carol")
+    await alice.join(ROOM, "alice")
+    await carol.join(ROOM, "carol")
+    async with running_bridge(config(prosody, tmp_path, inspircd)):
+        await bridge_ready(alice, [bob], CHAN)
+        alice.say(ROOM, "one")
+        await bob.wait_for(lambda l: l.command == "JOIN" and l.nick == "alice[x]" and l.target == CHAN)
+        alice.say(ROOM, "is it you?")
+        mine = await alice.wait_for_message(ROOM, "is it you?", nick="alice")
+        msgid = (await bob.wait_for(said("alice[x]", "is it you?"))).tags["msgid"]
+        await asyncio.sleep(0.3)  # the relay hears alice[x]'s line as bob does
+
+        # bob answers alice[x]'s line, and reacts to it: in the MUC both name alice's message
+        mark = alice.messages.mark()
+        bob.send_raw(f"@+draft/reply={msgid} PRIVMSG {CHAN} :yes it is")
+        answer = await alice.wait_for_message(ROOM, nick="bob", after=mark)
+        assert answer.child(NS_REPLY, "reply").get("id") == mine.stanza_id
+        assert answer.body == "> alice: is it you?\nyes it is"
+        bob.send_raw(f"@+draft/react=👍;+draft/reply={msgid} TAGMSG {CHAN}")
+        got = await alice.messages.wait_for(
+            lambda m: m.nick == "bob" and m.child(NS_REACTIONS, "reactions") is not None, after=mark)
+        assert got.child(NS_REACTIONS, "reactions").get("id") == mine.stanza_id
+
+        # carol (through the relay: the cap is 1) reacts to it: a TAGMSG naming alice[x]'s line
+        carol.send(ROOM, None, reactions(mine.stanza_id, "🎉"))
+        tag = await bob.wait_for(lambda l: l.command == "TAGMSG" and l.nick == "relay")
+        assert (tag.tags.get("+draft/react"), tag.tags.get("+draft/reply")) == ("🎉", msgid)
+
+        # alice reacts to bob's line: from her own connection
+        bob.privmsg(CHAN, "cake is ready")
+        echo = await bob.wait_for_privmsg(CHAN, "cake is ready", sender="bob")
+        cake = await alice.wait_for_message(ROOM, "cake is ready", nick="bob")
+        await asyncio.sleep(0.3)  # the room's stanza-id for bob's line reaches the bridge
+        alice.send(ROOM, None, reactions(cake.stanza_id, "🍰"))
+        mine_too = await bob.wait_for(lambda l: l.command == "TAGMSG" and l.nick == "alice[x]")
+        assert mine_too.tags.get("+draft/reply") == echo.tags["msgid"]
+
+
+@pytest.mark.parametrize("prosody", [{"muc_mam": True}], indirect=True)
+async def test_a_retraction_of_a_line_from_an_own_connection_is_its_redact(prosody, xmpp_user, tmp_path):
+    """REDACT is the sender's (or an operator's) to send: alice takes her line back from her
+    own connection (the scripted ircd offers draft/message-redaction, which InspIRCd 3 lacks)."""
+    ircd = await ScriptedIrcd(caps=("message-tags", "echo-message", "draft/message-redaction")).start()
+    try:
+        async with running_bridge(config(prosody, tmp_path, ircd)):
+            alice = await xmpp_user("alice")
+            await alice.join(ROOM, "alice")
+            await bridge_ready(alice, [], CHAN)
+            relay = await ircd.client(0)
+            alice.say(ROOM, "one")  # through the relay (echoed as scripted1); her connection is made
+            first = await alice.wait_for_message(ROOM, "one", nick="alice")
+            await relay.expect(f"PRIVMSG {CHAN} :<alice> one")
+            own = await ircd.client(1)
+            await own.expect(f"JOIN {CHAN}")
+            await asyncio.sleep(0.3)  # in the channel (NAMES came with the JOIN)
+            alice.say(ROOM, "oops")
+            mine = await alice.wait_for_message(ROOM, "oops", nick="alice")
+            await own.expect(f"PRIVMSG {CHAN} :oops")
+            relay.send(f"@msgid=o1 :{own.mask} PRIVMSG {CHAN} :oops")  # the relay hears it in the channel
+            await asyncio.sleep(0.3)
+            alice.send(ROOM, *retraction(mine.stanza_id))
+            assert await own.expect("REDACT") == f"REDACT {CHAN} o1"
+            assert not relay.lines("REDACT") and not relay.lines("NOTICE")
+            # her first line was the relay's: the relay takes it back
+            alice.send(ROOM, *retraction(first.stanza_id))
+            assert await relay.expect("REDACT") == f"REDACT {CHAN} scripted1"
+            assert own.lines("REDACT") == [f"REDACT {CHAN} o1"]
+    finally:
+        await ircd.stop()

@@ -240,7 +240,7 @@ async def test_the_security_report_of_a_link_with_silc_names_its_session_and_cha
         await sam.join("hackers")
         networks = (f"  silcnet: {{type: silc, host: 127.0.0.1, port: {silc.port}, nick: relay, "
                     f"key_dir: {tmp_path}/silc-keys}}\n")
-        links = f"  l:\n    - xmpp: {ROOM}\n    - silc: silcnet/hackers\n"
+        links = f"  l:\n    - xmpp: {ROOM}\n    - silc: silcnet/hackers\n      xmpp_users: connect\n"
         async with running_bridge(config_text(prosody, tmp_path, networks, links)):
             alice = await xmpp_user("alice")
             await alice.join(ROOM, "alice")  # after the bot, who created the room: it sees her JID
@@ -257,3 +257,41 @@ async def test_the_security_report_of_a_link_with_silc_names_its_session_and_cha
     assert "SILC servers can read it" in report
     assert "so SILC's end-to-end encryption ends at the bridge" in report
     assert "- SILC users to their servers: always encrypted (SILC has no plain connection)" in hops
+    own = next(h for h in hops if h.startswith("- SILC silcnet/hackers: XMPP users who speak"))
+    assert "appear as SILC clients of their own (their nick), at most 20 at once" in own
+    assert "the bridge holds the private keys" in own and "not the JID itself" in own
+
+
+async def test_xmpp_users_own_connections_are_counted_and_in_the_security_report(
+        prosody, inspircd, xmpp_user, irc_user, tmp_path):
+    port = free_port()
+    text = config_text(prosody, tmp_path, irc_network("net", inspircd, extra=", xmpp_user_clients: 1"),
+                       f"  l:\n    - xmpp: {ROOM}\n    - irc: net/{CHAN}\n      xmpp_users: connect\n") + \
+        f"metrics: {{listen: '127.0.0.1:{port}'}}\nadmins: [alice@localhost]\n"
+    bob = await irc_user(inspircd, "bob")
+    await bob.join(CHAN)
+    async with running_bridge(text):
+        alice, carol = await xmpp_user("alice"), await xmpp_user("carol")
+        await alice.join(ROOM, "alice")
+        await carol.join(ROOM, "carol")
+        await bridge_ready(alice, [bob], CHAN)
+        alice.say(ROOM, "one")  # her connection is made: the cap is 1
+        await bob.wait_for(lambda l: l.command == "JOIN" and l.nick == "alice[x]")
+        for n in range(2):  # carol's lines go through the relay
+            carol.say(ROOM, f"carol {n}")
+            await bob.wait_for_privmsg(CHAN, f"<carol> carol {n}", sender="relay")
+        assert await sample(port, "muc_bridge_own_clients", network="net") == 1
+        assert await sample(port, "muc_bridge_own_clients_cap", network="net") == 1
+        assert await sample(port, "muc_bridge_own_clients_refused_total", network="net") == 2
+        assert await sample(port, "muc_bridge_own_clients", network="xmpp") is None
+
+        report = await ask(alice, f"security {ROOM}")
+        line = next(h for h in report.splitlines() if h.startswith(f"- IRC net/{CHAN}: "))
+        assert "XMPP users who speak appear as IRC connections of their own (their nick with [x])" in line
+        assert "at most 1 at once" in line and "a hash of their JID" in line and "not the JID itself" in line
+        assert "the bridge's own address" in line and "alice@localhost" not in report
+        for plugin in ("xep_0030", "xep_0004", "xep_0050"):
+            alice.client.register_plugin(plugin)
+        status, _ = await command(alice, "status")
+        assert "XMPP users' own connections: 1 of at most 1, 2 lines said by the relay for want of one." \
+            in fields(status)["network/net"]["value"]

@@ -1,10 +1,12 @@
 """XMPP users' own IRC connections on plumbed links: their nicks, the relay passing on nothing
 of theirs, and a user who comes back at once getting a connection anew."""
 
+import asyncio
 from types import SimpleNamespace
 
 import pytest
 from irc.features import FeatureSet
+from structlog.testing import capture_logs
 
 from bridge.config_types import IrcNetworkConfig
 from bridge.core.events import BRIDGE, Endpoint, Identity, Kick, Message, Part
@@ -12,6 +14,7 @@ from bridge.irc.adapter import IrcAdapter
 
 ROOM = Endpoint("xmpp", "room@muc.example.org")
 ALICE = Identity("xmpp", "alice@example.org", "alice")
+BOB = Identity("xmpp", "bob@example.org", "bob")
 
 
 @pytest.fixture
@@ -82,3 +85,33 @@ async def test_a_connection_kicked_on_irc_leaves_its_user_to_the_relay_and_the_l
     assert told.sender == BRIDGE and told.endpoint == Endpoint("net", "#room")
     assert told.text.startswith("muc-bridge: bob kicked alice from net/#room (behave);")
     assert users.speaker("#room", Message(ROOM, ALICE, "two")) is None and users.users == {}  # held: the relay
+
+
+async def test_each_end_of_a_connection_is_one_log_event_naming_network_user_and_room(adapter):
+    users = adapter.users
+    adapter.client.registered = True
+    moderator = Identity("xmpp", "mod@example.org", "mod")
+    with capture_logs() as logs:
+        users.speaker("#room", Message(ROOM, ALICE, "one"))
+        users.follow("#room", Part(ROOM, ALICE, "off to my secret place"))  # she leaves
+        users.speaker("#room", Message(ROOM, BOB, "spam"))
+        users.follow("#room", Kick(ROOM, moderator, BOB, "secret reasons"))  # he is kicked
+        users.speaker("#room", Message(ROOM, ALICE, "back"))
+        users.users[ALICE.native_id].last_active -= 60
+        users.idle = 0.02
+        sweep = asyncio.create_task(users.run())
+        for _ in range(100):  # her connection is reaped
+            if not users.users:
+                break
+            await asyncio.sleep(0.01)
+        sweep.cancel()
+        users.speaker("#room", Message(ROOM, ALICE, "once more"))
+        await users.close()  # shutdown
+    closed = [e for e in logs if "closed" in e["event"]]
+    assert [(e["event"], e["reason"]) for e in closed] == [
+        ("xmpp_user_client_closed", "left"), ("xmpp_user_client_closed", "kicked"),
+        ("xmpp_user_client_closed", "idle"), ("xmpp_user_client_closed", "shutdown")]
+    hashes = [e["user_hash"] for e in closed]
+    assert all(e["network"] == "net" and e["rooms"] == ["#room"] for e in closed)
+    assert hashes[0] == hashes[2] == hashes[3] != hashes[1] and hashes[0].startswith("x")
+    assert not [e for e in logs if "secret" in repr(e) or "example.org" in repr(e)]  # no words, no JIDs
