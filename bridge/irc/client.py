@@ -45,7 +45,8 @@ CONNECT_TIMEOUT = 30.0
 STABLE_AFTER = 60.0
 #: IRCv3 capabilities we use when the server offers them. echo-message only with
 #: message-tags, for the msgid the server gives our lines (replies, reactions and REDACT
-#: name them); the echoes themselves are never relayed.
+#: name them), and only for the relay: an XMPP user's own connection would get each of
+#: its lines back for nothing (the relay, in the channel, hears them with their msgid).
 WANTED_CAPS = ("multi-prefix", "account-tag", "account-notify", "extended-join",
                "server-time", "message-tags", "away-notify", "draft/message-redaction")
 #: Nicks tried during one registration before giving up on the connection.
@@ -74,14 +75,17 @@ class RelayClient:
         max_age: float = 300.0,
         prelude: tuple[str, ...] = (),
         on_sasl_failed: Callable[[str], None] | None = None,
+        echo: bool = True,
     ) -> None:
         """`notice(room, text)` gives the lines that say `text` in `room` as the bridge;
         relayed lines older than `max_age` seconds when their turn comes are dropped;
         `prelude` goes first on every connection (a portal user's WEBIRC). A SASL login
         that fails (or a server without SASL) is logged and registration goes on without
         it, unless `on_sasl_failed` is given: then registration stops there and it is told
-        the server's text (a portal user's connection, which is to log in or not be)."""
+        the server's text (a portal user's connection, which is to log in or not be).
+        `echo`: ask for echo-message (the relay, which learns its lines' msgids from it)."""
         self.config = config
+        self.echo = echo
         self.fold = fold  # the network's case mapping, for telling our own nick
         self.prelude = prelude
         self.on_sasl_failed = on_sasl_failed
@@ -356,7 +360,7 @@ class RelayClient:
             offered = {cap.partition("=")[0] for cap in self._cap_ls.split()}
             self._cap_ls = None  # decided
             wanted = [cap for cap in WANTED_CAPS if cap in offered]
-            if "message-tags" in offered and "echo-message" in offered:
+            if self.echo and "message-tags" in offered and "echo-message" in offered:
                 wanted.append("echo-message")
             if self.config.sasl is not None:
                 if "sasl" in offered:

@@ -116,7 +116,7 @@ class UserLink:
                     realname=nick, sasl=SaslConfig(*login) if login else None),
             on_registered=self._registered, on_lost=self._lost, notice=self._dropped,
             fold=self.roster.fold, max_age=users.max_age, prelude=webirc(config, digest),
-            on_sasl_failed=self._sasl_failed if login else None)
+            on_sasl_failed=self._sasl_failed if login else None, echo=False)
         self.channels: dict[str, Channel] = {}  # folded name ->
         self.last_private = float("-inf")  # monotonic time of the last private message
         self.raw_until = 0.0  # the server's replies go to the user until then (a raw command)
@@ -425,7 +425,7 @@ class UserLink:
             self.view.server_said(self.user, self.network, irc_to_text(event.arguments[0]))
             return
         if source is None or not source.userhost or self.client.is_me(source.nick) or not event.arguments:
-            return  # our own line (echo-message)
+            return  # our own line (never asked to be echoed; a PRIVMSG to ourselves)
         channel = self._channel(event.target)
         text = irc_to_text(event.arguments[0])
         if not text.strip():

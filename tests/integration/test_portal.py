@@ -707,6 +707,22 @@ async def test_a_message_over_a_full_queue_is_refused_and_none_is_dropped(prosod
         assert not echoed & gone
 
 
+async def test_a_users_connection_asks_for_no_echo_of_its_own_lines(prosody, xmpp_user, tmp_path):
+    """echo-message would send each of her lines back to the bridge for nothing: the relay
+    alone asks for it (for its lines' msgids)."""
+    ircd = await ScriptedIrcd(caps=("message-tags", "echo-message", "server-time")).start()
+    text = config_text(prosody, tmp_path, irc_network("ircnet", ircd), "  {}\n") + \
+        "portal: {networks: [ircnet], users: [localhost]}\n"
+    try:
+        async with running_bridge(text):
+            alice = await xmpp_user("alice")
+            await alice.join(room(prosody), "alice", timeout=T)
+            mine = next(client for client in ircd.clients if client.nick == "alice")
+            assert mine.lines("CAP REQ") == ["CAP REQ :server-time message-tags"]
+    finally:
+        await ircd.stop()
+
+
 async def test_the_network_lists_its_public_channels(prosody, inspircd, xmpp_user, irc_user, tmp_path):
     bob = await irc_user(inspircd, "bob")
     for channel in ("#one", "#two", "#hidden"):
