@@ -73,7 +73,7 @@ class PlumbedUsers(OwnClients[PlumbedUser], PortalView):
         self.adapter = adapter
         self.connections = IrcUsers(PortalConfig(networks=(adapter.network,), per_network=max(self.cap, 1),
                                                  per_user=1), {adapter.network: config}, max_age=max_age,
-                                    identd=identd)
+                                    identd=identd, logged=False)
         self.connections.view = self
         #: Folded nicks these connections gave up -> until when they count as theirs.
         self.gone: collections.OrderedDict[str, float] = collections.OrderedDict()

@@ -512,10 +512,12 @@ class IrcUsers(Adapter, PortalNetworks):
 
     def __init__(self, config: PortalConfig, networks: Mapping[str, NetworkConfig],
                  max_age: float = 300.0, credentials: Callable[[str, str], tuple[str, str] | None]
-                 = lambda user, network: None, identd: Identd | None = None) -> None:
+                 = lambda user, network: None, identd: Identd | None = None, logged: bool = True) -> None:
         """`credentials(user, network)`: the SASL account and password the user gave;
-        `identd`: the bridge's, which is to answer for these connections."""
+        `identd`: the bridge's, which is to answer for these connections; `logged`: whether
+        a connection's opening is logged here (False: its owner logs it, as plumbed links do)."""
         super().__init__("portal:irc", lambda event: None)
+        self.logged = logged
         self.identd = identd
         if identd is not None:
             identd.add(self.ident)
@@ -634,7 +636,8 @@ class IrcUsers(Adapter, PortalNetworks):
         link = UserLink(user, self.networks[network], nick, self)
         self.links[(user, network)] = link
         link.start()
-        link.log.info("portal_connection_opened", connections=len(self.links))
+        if self.logged:
+            link.log.info("portal_connection_opened", connections=len(self.links))
         return link
 
     def reap_if_idle(self, link: UserLink) -> None:

@@ -108,6 +108,8 @@ async def test_each_end_of_a_connection_is_one_log_event_naming_network_user_and
         users.speaker("#room", Message(ROOM, ALICE, "once more"))
         await users.close()  # shutdown
     closed = [e for e in logs if "closed" in e["event"]]
+    opened = [e["event"] for e in logs if "opened" in e["event"]]
+    assert opened == ["xmpp_user_client_opened"] * len(closed)  # one event each way, not two
     assert [(e["event"], e["reason"]) for e in closed] == [
         ("xmpp_user_client_closed", "left"), ("xmpp_user_client_closed", "kicked"),
         ("xmpp_user_client_closed", "idle"), ("xmpp_user_client_closed", "shutdown")]
