@@ -220,7 +220,8 @@ class Outbox:
                 if item is not None:
                     self._send(*item)
         finally:
-            self._write = None
+            if self._write is write:  # not a newer writer's, started before this one ended
+                self._write = None
 
     def _clear_for(self, batch: Batch) -> bool:
         """Could `batch` be written now: the writer runs, the way is open for its channel,

@@ -157,6 +157,21 @@ async def test_lines_written_at_once_still_get_a_barrier_every_32():
     assert written.index("PRIVMSG #c :32") == BARRIER_LINES + 1  # right after the first barrier
 
 
+async def test_a_writer_that_ends_after_the_next_one_started_leaves_it_in_place():
+    box, old, new = outbox(), [], []
+    box.open()
+    first = asyncio.create_task(box.run(old.append))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(box.run(new.append))  # the next connection's writer
+    first.cancel()  # the old one ends only after the new one has started
+    await asyncio.gather(first, return_exceptions=True)
+    try:
+        put(box, ["PRIVMSG #c :x"])
+        assert new == ["PRIVMSG #c :x"] and old == []  # at once, on the new connection
+    finally:
+        second.cancel()
+
+
 async def test_a_line_never_overtakes_queued_ones():
     now = [0.0]
 
