@@ -19,6 +19,18 @@ def outbox(size=10, burst=100, interval=0.0, max_age=300.0):
     return Outbox(TokenBucket(burst, interval), size, "testnet", notice=notice, max_age=max_age)
 
 
+def paced_outbox(burst, interval):
+    """An outbox whose bucket runs on a fake clock (`now[0]`), which its waits move on."""
+    now = [0.0]
+
+    async def fake_sleep(seconds):
+        now[0] += seconds
+        await asyncio.sleep(0)
+
+    return Outbox(TokenBucket(burst, interval, clock=lambda: now[0], sleep=fake_sleep), 10, "testnet",
+                  notice=notice), now
+
+
 def put(box, lines, room="#c", when=None):
     return box.put(lines, room, "xmpp/room@muc", when)
 
@@ -173,13 +185,7 @@ async def test_a_writer_that_ends_after_the_next_one_started_leaves_it_in_place(
 
 
 async def test_a_line_never_overtakes_queued_ones():
-    now = [0.0]
-
-    async def fake_sleep(seconds):
-        now[0] += seconds
-        await asyncio.sleep(0)
-
-    box = Outbox(TokenBucket(1, 2.0, clock=lambda: now[0], sleep=fake_sleep), 10, "testnet", notice=notice)
+    box, _ = paced_outbox(burst=1, interval=2.0)
     written = []
     box.open()
     task = asyncio.create_task(box.run(written.append))
@@ -203,13 +209,7 @@ async def test_a_line_never_overtakes_queued_ones():
 
 
 async def test_every_line_waits_for_the_bucket():
-    now = [0.0]
-
-    async def fake_sleep(seconds):
-        now[0] += seconds
-        await asyncio.sleep(0)
-
-    box = Outbox(TokenBucket(2, 2.0, clock=lambda: now[0], sleep=fake_sleep), 10, "testnet", notice=notice)
+    box, now = paced_outbox(burst=2, interval=2.0)
     sent = []
     box.open()
     put(box, ["PRIVMSG #c :1", "PRIVMSG #c :2", "PRIVMSG #c :3"])
