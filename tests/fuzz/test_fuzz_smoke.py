@@ -31,3 +31,23 @@ def test_target_survives_its_smoke_run(name):
 def test_saved_crash_stays_fixed(path):
     _, error = replay(TARGETS[path.parent.name], path.read_bytes())
     assert error is None, f"{type(error).__name__}: {error}"
+
+
+def test_the_memory_sample_is_no_hang():
+    """An input sampled for its memory runs again under tracemalloc, which slows it many
+    times over; only its own run counts against the bound (irc-split's full run had
+    "hangs" of 250-350 ms that replay in ~30 ms)."""
+    import time
+    import tracemalloc
+
+    from tests.fuzz.engine import Target
+
+    def check(data: bytes) -> None:
+        if tracemalloc.is_tracing():
+            end = time.process_time() + 0.05
+            while time.process_time() < end:
+                pass
+
+    target = Target("slow-when-traced", "", lambda rng: b"x", check, bound=0.02)
+    report = fuzz(target, count=3, seconds=None, seed=0, save=False, log=lambda _: None)
+    assert report.inputs == 3 and report.hangs == [] and report.traced_peak > 0  # it was sampled
