@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import structlog
 
-from bridge.core.backoff import Backoff
+from bridge.core.listen import listen
 
 log = structlog.get_logger(__name__)
 
@@ -52,7 +52,6 @@ class Identd:
         self.host = host or None  # None: asyncio listens on every address, IPv4 and IPv6
         self.port = port
         self.lookups: list[Lookup] = []
-        self.clients = 0
 
     def add(self, lookup: Lookup) -> None:
         self.lookups.append(lookup)
@@ -66,36 +65,12 @@ class Identd:
         return next((ident for lookup in self.lookups if (ident := lookup(here, there))), None)
 
     async def run(self) -> None:
-        """Listen for as long as the bridge runs; a port that cannot be had (in use, 113
-        without the right to bind it) is logged and tried again with backoff."""
-        backoff = Backoff(initial=5.0, maximum=300.0)
-        while True:
-            try:
-                server = await asyncio.start_server(self._client, self.host, self.port, limit=MAX_QUERY)
-            except OSError as exc:
-                log.error("identd_listen_failed", host=self.host or "*", port=self.port,
-                          error=exc.strerror or str(exc))
-                await backoff.wait()
-                continue
-            log.info("identd_listening", host=self.host or "*", port=self.port)
-            async with server:
-                await server.serve_forever()
+        """Listen for as long as the bridge runs (`bridge.core.listen`)."""
+        await listen("identd", self.host, self.port, self._client, limit=MAX_QUERY, most=MAX_CLIENTS)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.clients >= MAX_CLIENTS:
-            writer.close()
-            return
-        self.clients += 1
-        try:
+        with contextlib.suppress(TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
             async with asyncio.timeout(READ_TIMEOUT):
                 line = await reader.readuntil(b"\n")
                 writer.write(answer(line, self.ident))
                 await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
-            pass
-        finally:
-            self.clients -= 1
-            writer.close()
-            with contextlib.suppress(OSError, TimeoutError):
-                async with asyncio.timeout(READ_TIMEOUT):
-                    await writer.wait_closed()

@@ -11,12 +11,11 @@ at once (more are closed at once).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http.client
 
 import structlog
 
-from bridge.core.backoff import Backoff
+from bridge.core.listen import listen
 from bridge.ops.control import Control
 from bridge.ops.metrics import CONTENT_TYPE, Metrics
 
@@ -35,28 +34,12 @@ class StatusServer:
         self.host, self.port = host.strip("[]"), int(port)
         self.metrics = metrics
         self.control = control
-        self.clients = 0
 
     async def run(self) -> None:
-        """Listen for as long as the bridge runs; an address that cannot be had (in use)
-        is logged and tried again with backoff, while the bridge relays."""
-        backoff = Backoff(initial=5.0, maximum=300.0)
-        while True:
-            try:
-                server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_REQUEST)
-            except OSError as exc:
-                log.error("metrics_listen_failed", host=self.host, port=self.port, error=exc.strerror)
-                await backoff.wait()
-                continue
-            log.info("metrics_listening", host=self.host, port=self.port)
-            async with server:
-                await server.serve_forever()
+        """Listen for as long as the bridge runs (`bridge.core.listen`)."""
+        await listen("metrics", self.host, self.port, self._serve, limit=MAX_REQUEST, most=MAX_CLIENTS)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.clients >= MAX_CLIENTS:
-            writer.close()
-            return
-        self.clients += 1
         try:
             status, kind, body = await self._answer(reader)
             head = (f"HTTP/1.0 {status} {REASONS[status]}\r\nContent-Type: {kind}\r\n"
@@ -66,11 +49,6 @@ class StatusServer:
                 await writer.drain()
         except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             pass  # a client that went away or never said anything sensible
-        finally:
-            self.clients -= 1
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
 
     async def _answer(self, reader: asyncio.StreamReader) -> tuple[int, str, bytes]:
         async with asyncio.timeout(READ_TIMEOUT):

@@ -79,7 +79,7 @@ async def test_a_port_in_use_is_logged_and_tried_again_while_the_bridge_goes_on(
     taken = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
     identd = Identd("127.0.0.1", port)
     identd.add(portal)
-    monkeypatch.setattr("bridge.irc.identd.Backoff", lambda **_: _Quick())
+    monkeypatch.setattr("bridge.core.listen.Backoff", lambda **_: _Quick())
     with structlog.testing.capture_logs() as logs:
         task = asyncio.create_task(identd.run())
         await asyncio.sleep(0.1)
