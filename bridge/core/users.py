@@ -162,8 +162,9 @@ class OwnClients(abc.ABC, Generic[C]):
         user.last_active = time.monotonic()
         return user
 
-    def usage(self) -> Usage:
-        return Usage(len(self.users), self.cap, self.refused)
+    def usage(self) -> Usage | None:
+        """For operators; None where no room has these clients."""
+        return Usage(len(self.users), self.cap, self.refused) if self.rooms else None
 
     def hold(self, user: C, why: str) -> None:
         """Quit `user`'s client; the relay speaks for them for HOLD (kicked, refused...)."""

@@ -256,7 +256,7 @@ class IrcAdapter(Adapter):
         return [self.client.security(), *own]
 
     def own_clients(self) -> Usage | None:
-        return self.users.usage() if self.users.rooms else None
+        return self.users.usage()
 
     def connected(self) -> bool:
         return self.client.registered

@@ -250,7 +250,7 @@ class SilcAdapter(Adapter):
                                                      or identity.native_id in self.users.fingerprints)
 
     def own_clients(self) -> Usage | None:
-        return self.users.usage() if self.users.rooms else None
+        return self.users.usage()
 
     def connected(self) -> bool:
         return self._client is not None and self._client.connected
