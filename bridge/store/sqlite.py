@@ -11,7 +11,6 @@ import asyncio
 import collections
 import functools
 import json
-import secrets
 import sqlite3
 import stringprep
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import structlog
 
 from bridge.core.events import Identity
+from bridge.core.tokens import new_id
 from bridge.store.base import HistoryLine, PuppetRecord
 
 log = structlog.get_logger(__name__)
@@ -293,7 +293,7 @@ class SqliteStore:
     # -- portal history --------------------------------------------------
 
     def add_history(self, owner: str, room: str, when: float, nick: str, body: str, keep: int) -> str:
-        uuid = secrets.token_urlsafe(12)
+        uuid = new_id()
         self._write("INSERT INTO portal_history (uuid, owner, room, time, nick, body) "
                     "VALUES (?, ?, ?, ?, ?, ?)", (uuid, owner, room, when, nick, body))
         if len(self._history_writes) > 4096:

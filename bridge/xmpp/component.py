@@ -31,8 +31,9 @@ from bridge.config_types import ComponentConfig
 from bridge.core.coalesce import Coalescer
 from bridge.core.backoff import Backoff
 from bridge.core.tcp import bound_silence
+from bridge.core.tokens import new_id
 from bridge.xmpp.framing import ReflectionFilter
-from bridge.xmpp.outgoing import Outgoing, new_id
+from bridge.xmpp.outgoing import Outgoing
 from bridge.xmpp.stanza import NS_PING, attr, local
 
 log = structlog.get_logger(__name__)

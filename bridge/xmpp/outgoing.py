@@ -20,12 +20,13 @@ import base64
 import collections
 import hashlib
 import hmac
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
+
+from bridge.core.tokens import new_id
 
 log = structlog.get_logger(__name__)
 
@@ -35,11 +36,6 @@ PENDING_LIMIT = 4096
 CONFIRMED_MEMORY = 16384
 #: Characters of a message id's signature (6 bytes, base64).
 TAG = 8
-
-
-def new_id() -> str:
-    """A fresh id nobody can predict: 96 random bits."""
-    return secrets.token_urlsafe(12)
 
 
 @dataclass(slots=True)

@@ -46,7 +46,7 @@ from bridge.core.events import MessageKind
 from bridge.core.portal import Member, PortalNetworks, PortalView, Refused, Snapshot, allowed
 from bridge.store.base import Store
 from bridge.store.sqlite import escape_localpart
-from bridge.xmpp.outgoing import new_id
+from bridge.core.tokens import new_id
 from bridge.xmpp.portal_history import NS_MAM, NS_RSM, BadQuery, History, asked
 from bridge.xmpp.portal_jids import PortalJid, address, parse
 from bridge.xmpp.stanza import (

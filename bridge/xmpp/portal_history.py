@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from xml.etree import ElementTree as ET
 
 from bridge.store.base import HistoryLine, Store
-from bridge.xmpp.outgoing import new_id
+from bridge.core.tokens import new_id
 from bridge.xmpp.stanza import NS_DELAY, NS_MUC, attr, text
 
 NS_MAM = "urn:xmpp:mam:2"

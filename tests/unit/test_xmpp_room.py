@@ -322,7 +322,7 @@ async def rejoin(room, history=()):
 
 
 async def test_message_ids_are_random_and_our_echo_comes_only_from_our_own_occupant(room):
-    from bridge.xmpp.outgoing import new_id
+    from bridge.core.tokens import new_id
     ids = {new_id() for _ in range(1000)}
     assert len(ids) == 1000 and min(map(len, ids)) >= 16
     await room.deliver(Message(IRC, BOB, "ours"))
