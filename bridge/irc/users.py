@@ -676,7 +676,7 @@ class IrcUsers(Adapter, PortalNetworks):
     def ident(self, here: int, there: int) -> str | None:
         """The ident of the connection from our port `here` to the server's port `there`."""
         for link in self.links.values():
-            transport = link.client.conn.transport if link.client.conn is not None else None
+            transport = getattr(link.client.conn, "transport", None)  # none while connecting
             if transport is None:
                 continue
             local, remote = transport.get_extra_info("sockname"), transport.get_extra_info("peername")

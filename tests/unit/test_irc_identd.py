@@ -5,7 +5,8 @@ import asyncio
 import contextlib
 
 from bridge.demo.servers import free_port
-from bridge.irc.identd import Identd, answer
+from bridge.irc import identd as identd_module
+from bridge.irc.identd import Identd, answer, ports
 
 
 def portal(here, there):
@@ -17,11 +18,12 @@ def plumbed(here, there):
 
 
 def test_answers():
-    assert answer(b"51234 , 6667\r\n", portal) == b"51234 , 6667 : USERID : UNIX : x93c56f440\r\n"
-    assert answer(b"51234,6667\n", portal) == b"51234 , 6667 : USERID : UNIX : x93c56f440\r\n"
-    assert answer(b"51235 , 6667\r\n", portal) == b"51235 , 6667 : ERROR : NO-USER\r\n"
+    assert ports(b"51234 , 6667\r\n") == ports(b"51234,6667\n") == (51234, 6667)
+    assert answer((51234, 6667), "x93c56f440") == b"51234 , 6667 : USERID : UNIX : x93c56f440\r\n"
+    assert answer((51235, 6667), None) == b"51235 , 6667 : ERROR : NO-USER\r\n"
     for bad in (b"hello\r\n", b"0 , 6667\r\n", b"51234 , 70000\r\n", b"51234\r\n"):
-        assert answer(bad, portal) == b"0 , 0 : ERROR : INVALID-PORT\r\n", bad
+        assert ports(bad) is None, bad
+    assert answer(None, None) == b"0 , 0 : ERROR : INVALID-PORT\r\n"
 
 
 async def ask(port: int, query: bytes) -> bytes:
@@ -49,7 +51,8 @@ async def running(identd: Identd):
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_one_listener_answers_for_portal_and_plumbed_connections_alike():
+async def test_one_listener_answers_for_portal_and_plumbed_connections_alike(monkeypatch):
+    monkeypatch.setattr(identd_module, "KNOWN_WITHIN", 0.2)
     identd = Identd("127.0.0.1", free_port())
     identd.add(portal)
     identd.add(plumbed)
@@ -95,6 +98,19 @@ async def test_a_port_in_use_is_logged_and_tried_again_while_the_bridge_goes_on(
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_connection_asked_about_before_its_connect_returned_gets_its_ident():
+    """A server asks as soon as it accepts the connection, which may be before the bridge's
+    side of the connect returned (seen on uvloop: NO-USER, and InspIRCd's ~ident)."""
+    known = {}
+    identd = Identd("127.0.0.1", free_port())
+    identd.add(lambda here, there: known.get((here, there)))
+    async with running(identd):
+        asking = asyncio.create_task(ask(identd.port, b"40000 , 6667\r\n"))
+        await asyncio.sleep(0.3)
+        known[(40000, 6667)] = "x1f2e3d4c"
+        assert await asking == b"40000 , 6667 : USERID : UNIX : x1f2e3d4c\r\n"
 
 
 class _Quick:
