@@ -12,9 +12,12 @@ log = structlog.get_logger(__name__)
 
 #: What a lost, refused or interrupted connection raises, and what a database going down,
 #: full or read-only (a standby) answers: retried. Anything else is a bug or bad data.
+#: InternalClientError is asyncpg's protocol left mid-operation: on uvloop, a connection lost
+#: inside a transaction ends so (the rollback finds it busy), and only a new one can go on.
 TRANSIENT = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
              asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InsufficientResourcesError,
-             asyncpg.exceptions.TransactionRollbackError, asyncpg.exceptions.ReadOnlySQLTransactionError)
+             asyncpg.exceptions.TransactionRollbackError, asyncpg.exceptions.ReadOnlySQLTransactionError,
+             asyncpg.exceptions.InternalClientError)
 
 #: Schema upgrades, numbered as SQLite's (`bridge.store.sqlite.MIGRATIONS`) up to 4; PostgreSQL's dialect.
 MIGRATIONS: tuple[str, ...] = (
