@@ -7,6 +7,8 @@ import asyncio
 import gc
 import sys
 
+import uvloop
+
 from bridge import __version__
 
 
@@ -121,10 +123,14 @@ def _run(path: str) -> int:
 
 
 def _run_async(coro) -> int:
+    """Run on uvloop's event loop (libuv): it wakes a connection for its data in a fraction
+    of what asyncio's own loop takes in Python, which is most of a lone message's way
+    through the bridge (docs/performance.md, session 8)."""
     from bridge.xmpp.component import HandshakeRefused
     result: object = 0
     try:
-        result = asyncio.run(coro)
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            result = runner.run(coro)
     except* HandshakeRefused as group:
         print(f"muc-bridge: {_leaves(group)[0]}", file=sys.stderr)
         result = 1

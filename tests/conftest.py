@@ -19,11 +19,17 @@ from pathlib import Path
 
 import pytest
 import structlog
+import uvloop
 
 from bridge import log
 from tests.servers.postgres import PostgresServer
 
 _databases = itertools.count(1)
+
+
+def pytest_asyncio_loop_factories(config, item):
+    """The tests run on the event loop the bridge runs on (`bridge.cli`)."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(autouse=True)
