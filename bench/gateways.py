@@ -83,10 +83,9 @@ class MucBridge(GatewayProcess):
     network = "bench"
 
     def __init__(self, workdir: Path, prosody: BenchProsody, ircd: BenchInspIRCd,
-                 log_level: str = "info", uvloop: bool = False,
+                 log_level: str = "info",
                  silc_port: int | None = None) -> None:
-        self.uvloop = uvloop  # an experiment: the same bridge on uvloop's event loop
-        self.name = "muc-bridge-uvloop" if uvloop else "muc-bridge"
+        self.name = "muc-bridge"
         super().__init__(workdir)
         self.prosody = prosody
         self.ircd = ircd
@@ -129,12 +128,7 @@ class MucBridge(GatewayProcess):
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(
             p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
         args = ["run", "--config", str(self.config_path)]
-        if self.uvloop:
-            code = ("import sys, uvloop; uvloop.install(); from bridge.cli import main; "
-                    f"sys.exit(main({args!r}))")
-            await self._spawn(sys.executable, "-c", code, env=env)
-        else:
-            await self._spawn(sys.executable, "-m", "bridge", *args, env=env)
+        await self._spawn(sys.executable, "-m", "bridge", *args, env=env)
         await asyncio.sleep(0.2)
         self.check_alive()
 

@@ -53,9 +53,6 @@ BASELINE_SCENARIOS = ("irc_to_xmpp", "xmpp_to_irc", "paced")
 PROFILED = ("irc_to_xmpp", "xmpp_to_irc", "paced", "nway")
 PROFILED_RUNS = 3  # runs of each under one py-spy session, for enough samples
 GATEWAYS = ("floor", "muc-bridge", "muc-bridge-portal", "biboumi", "biboumi-nohist")
-#: Not run unless named: muc-bridge on uvloop (`pip install uvloop`), to see what a
-#: faster event loop would give.
-EXPERIMENTS = ("muc-bridge-uvloop",)
 USER, USER2, PASSWORD, NICK = "xbench", "xbench2", "bench-password", "xbench"
 #: The channel and room of the no-gateway floor measurements.
 FLOOR_CHANNEL, FLOOR_ROOM = "#floor", "floor"
@@ -80,10 +77,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="nway without the SILC channel")
     parser.add_argument("--paced-n", type=int, default=300, help="messages each way in paced")
     parser.add_argument("--rate", type=float, default=50.0, help="paced rate, msg/s")
-    parser.add_argument("--gateways", nargs="+", choices=GATEWAYS + EXPERIMENTS,
+    parser.add_argument("--gateways", nargs="+", choices=GATEWAYS,
                         default=list(GATEWAYS), metavar="NAME",
-                        help=f"which to measure (default: {' '.join(GATEWAYS)}; also "
-                             f"{' '.join(EXPERIMENTS)})")
+                        help=f"which to measure (default: {' '.join(GATEWAYS)})")
     parser.add_argument("--no-biboumi", action="store_true",
                         help="skip the biboumi baseline (same as --gateways muc-bridge)")
     parser.add_argument("--profile", action="store_true",
@@ -135,11 +131,10 @@ class Suite:
         """The floor, then each gateway in turn."""
         if "floor" in self.args.gateways:
             await self._floor()
-        for uvloop in (False, True):
-            bridge = MucBridge(workdir / f"muc-bridge-{uvloop}", self.prosody, self.ircd,
-                               uvloop=uvloop, silc_port=self.silc.port if self.silc else None)
-            if bridge.name in self.args.gateways:
-                await self._phase(bridge, self.args.scenarios)
+        bridge = MucBridge(workdir / "muc-bridge", self.prosody, self.ircd,
+                           silc_port=self.silc.port if self.silc else None)
+        if bridge.name in self.args.gateways:
+            await self._phase(bridge, self.args.scenarios)
         baseline = [s for s in self.args.scenarios if s in BASELINE_SCENARIOS]
         portal = MucBridgePortal(workdir / "muc-bridge-portal", self.prosody, self.ircd)
         if portal.name in self.args.gateways:
