@@ -4,6 +4,8 @@ long as the bridge runs, one exchange per connection, a bounded number at once.
 An address that cannot be had (in use; port 113 without the right to bind it) is logged and
 tried again with backoff while the bridge relays. Past `most` connections at once, new ones
 are closed unanswered. Each connection is closed once its handler returns, whatever happened.
+Stopping does not wait for the connections still open (uvloop's `Server.wait_closed`, like
+Python 3.12's, would wait for every one of them): their handlers' own timeouts end them.
 """
 
 from __future__ import annotations
@@ -52,5 +54,7 @@ async def listen(name: str, host: str | None, port: int, handle: Handler, *, lim
             await backoff.wait()
             continue
         log.info(f"{name}_listening", host=host or "*", port=port)
-        async with server:
-            await server.serve_forever()
+        try:
+            await asyncio.get_running_loop().create_future()  # until cancelled
+        finally:
+            server.close()  # not waiting for open connections: their handlers end them

@@ -239,8 +239,9 @@ async def _exchange(port: int, send: bytes, expect: bytes, timeout: float = 2.0)
             return data
     finally:
         writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(2):
+                await writer.wait_closed()
 
 
 def _lua(value: Any) -> str:

@@ -234,7 +234,8 @@ class ScriptedIrcd:
                 task.cancel()
         if self._server is not None:
             with contextlib.suppress(Exception):
-                await self._server.wait_closed()
+                async with asyncio.timeout(2):
+                    await self._server.wait_closed()
 
     async def client(self, n: int = 0, timeout: float = 5.0) -> Client:
         """The n-th connection (0-based), once it is registered."""

@@ -81,8 +81,7 @@ class SilcTestServer:
 
     async def close(self) -> None:
         if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+            self._server.close()  # its connections next: waiting for them first never ends on uvloop
         await self.drop_all()
 
     async def __aenter__(self) -> SilcTestServer:
