@@ -35,12 +35,15 @@ class Coalescer:
         if not self._turn:
             self._turn = True
             loop = asyncio.get_running_loop()
-            loop.call_soon(self._turn_over)
             now = loop.time()
             if now - self._written >= IDLE:
                 self._written = now
-                self._write(data)
+                try:
+                    self._write(data)  # first of all: a lone message waits for nothing
+                finally:
+                    loop.call_soon(self._turn_over)
                 return
+            loop.call_soon(self._turn_over)
         self._parts.append(data)
         self.size += len(data)
         if self.size >= self.limit:
