@@ -355,8 +355,8 @@ class ReflectionFilter:
                 sender = single or double
         if not groupchat or b"&" in to + msg_id + sender:  # an entity: the parser decides
             return False
-        if b"@" in to:  # a puppet's copy (a full JID), or a line to a portal room (bare)
-            return b"/" in to
+        if b"@" in to and b"/" in to:  # a puppet's copy; a bare JID is a portal room
+            return True
         msg_id_, sender_ = msg_id.decode("utf-8", "replace"), sender.decode("utf-8", "replace")
         if not self.ours.echo(msg_id_, sender_) or _SUBJECT.search(buf, start, end):
             return False
