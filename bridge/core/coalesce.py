@@ -36,14 +36,13 @@ class Coalescer:
             self._turn = True
             loop = asyncio.get_running_loop()
             now = loop.time()
-            if now - self._written >= IDLE:
-                self._written = now
-                try:
+            try:
+                if now - self._written >= IDLE:
+                    self._written = now
                     self._write(data)  # first of all: a lone message waits for nothing
-                finally:
-                    loop.call_soon(self._turn_over)
-                return
-            loop.call_soon(self._turn_over)
+                    return
+            finally:
+                loop.call_soon(self._turn_over)
         self._parts.append(data)
         self.size += len(data)
         if self.size >= self.limit:
