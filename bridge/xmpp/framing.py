@@ -44,17 +44,20 @@ MAX_PENDING = 1 << 19
 MAX_NAMESPACES = 64
 
 _DECLARATION = re.compile(rb"<\?xml[^<>]*\?>")
+# No possessive quantifiers (`x*+`) here: until 3.11.5 CPython matched them wrongly when what
+# they repeat can backtrack (gh-106052), and Debian 12's Python is 3.11.2. An atomic group
+# around a greedy repeat, `(?>x*)`, is what they mean and what CPython now compiles them to.
 # The common case in one match: a whole message, presence or iq (start tag as group 1)
 # holding no element of those names and no '<!' or '<?'; anything else takes the long way.
-_PLAIN = re.compile(rb"""(<(message|presence|iq)(?=[\s/>])(?:[^'"<>]++|'[^'<]*+'|"[^"<]*+")*+>)"""
-                    rb"""(?:(?<=/>)|(?:[^<]++|<(?![!?]|/?(?:message|presence|iq)[\s/>]))*+</\2\s*>)""")
-_NAME = re.compile(rb"""[^!?/'"<>\s]++""")  # of an element, right after '<' or '</'
+_PLAIN = re.compile(rb"""(<(message|presence|iq)(?=[\s/>])(?>(?:(?>[^'"<>]+)|'[^'<]*'|"[^"<]*")*)>)"""
+                    rb"""(?:(?<=/>)|(?>(?:(?>[^<]+)|<(?![!?]|/?(?:message|presence|iq)[\s/>]))*)</\2\s*>)""")
+_NAME = re.compile(rb"""[^!?/'"<>\s]+""")  # of an element, right after '<' or '</'
 # What changes nothing inside a stanza, in one match: text, empty elements and elements
 # holding only text, none of them named like a stanza.
-_INERT = re.compile(rb"""(?:[^<]++|<(?!(?:message|presence|iq)[\s/>])([^!?/'"<>\s]++)(?=[\s/>])"""
-                    rb"""(?:[^'"<>]++|'[^'<]*+'|"[^"<]*+")*+>(?:(?<=/>)|[^<]*+</\1\s*>))*+""")
-_TAG_TEXT = re.compile(rb"""[^'"<>]*+""")  # inside a tag, outside quotes
-_END_TAG = re.compile(rb"""</([^!?/'"<>\s]++)\s*>""")
+_INERT = re.compile(rb"""(?>(?:(?>[^<]+)|<(?!(?:message|presence|iq)[\s/>])((?>[^!?/'"<>\s]+))(?=[\s/>])"""
+                    rb"""(?>(?:(?>[^'"<>]+)|'[^'<]*'|"[^"<]*")*)>(?:(?<=/>)|(?>[^<]*)</\1\s*>))*)""")
+_TAG_TEXT = re.compile(rb"""[^'"<>]*""")  # inside a tag, outside quotes
+_END_TAG = re.compile(rb"""</([^!?/'"<>\s]+)\s*>""")
 # One attribute of a start tag: taken in turn, never inside a value.
 _ATTRIBUTE = re.compile(rb"""\s([^\s=]+)\s*=\s*(?:'([^']*)'|"([^"]*)")""")
 # Where a new top-level stanza could begin (checked further: a whole start tag, no xmlns).
