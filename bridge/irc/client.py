@@ -102,6 +102,7 @@ class RelayClient:
         self.caps: set[str] = set()
         self.registered = False
         self.connections = 0  # how many times we connected (tests and logs)
+        self.closed = False  # `close` was called: `run` does not connect again
         #: Handlers given to `on`, per event type (the client's own are `_OWN`).
         self._handlers: dict[str, list[tuple[int, Handler]]] = {}
         self._reactor: AioReactor | None = None
@@ -165,7 +166,7 @@ class RelayClient:
         return f"IRC {self.network}: {how}, server {c.host}:{c.port}"
 
     async def run(self) -> None:
-        """Stay connected until cancelled."""
+        """Stay connected until cancelled, or until `close`."""
         # The connection hands its events to `_dispatch`, not to the reactor's handlers
         # (whose one of its own, the library's PONG, we do ourselves).
         self._reactor = AioReactor(on_connect=self._on_transport, loop=asyncio.get_running_loop())
@@ -176,6 +177,8 @@ class RelayClient:
             except Exception:  # a bug here must not end the bridge: log, back off, retry
                 log.exception("irc_session_failed", network=self.network)
                 registered_at = None
+            if self.closed:  # a reconnect now would join, then drop without a QUIT
+                return
             if registered_at is not None and time.monotonic() - registered_at >= STABLE_AFTER:
                 backoff.reset()
             delay = backoff.next_delay()
@@ -190,6 +193,7 @@ class RelayClient:
     async def close(self, message: str = "muc-bridge shutting down", drain: float = 2.0) -> None:
         """Let queued lines go out for up to `drain` seconds, QUIT, and give the QUIT a moment
         to leave. Lines that could not go out are counted in the log, not lost in silence."""
+        self.closed = True
         conn = self.conn
         if conn is None or not conn.connected:
             if len(self.outbox):

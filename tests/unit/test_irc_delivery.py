@@ -208,3 +208,18 @@ async def test_lines_queued_behind_flood_control_go_out_before_the_quit(ircd):
     said = [line for line in client.received if line.startswith("PRIVMSG")]
     assert [line.rpartition("queued ")[2] for line in said] == ["0", "1", "2", "3"]
     assert client.received[-1].startswith("QUIT")
+
+
+async def test_a_connection_closed_at_shutdown_is_not_opened_again(ircd):
+    """Other networks may take seconds to close: in the meantime the relay must not come back
+    (it would join every channel, then drop without a QUIT when the bridge exits)."""
+    adapter, _ = make_adapter(ircd.port)
+    task = asyncio.create_task(adapter.run())
+    client = await joined(ircd)
+    await adapter.close()
+    await asyncio.wait_for(client.closed.wait(), 5)
+    await asyncio.sleep(2.5)  # past the first reconnect's delay (0.5-1 s) and its registration
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert client.received[-1].startswith("QUIT")
+    assert len(ircd.clients) == 1
