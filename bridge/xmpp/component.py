@@ -196,6 +196,7 @@ class Component:
         self.connect_timeout = connect_timeout
         self.stream: _Stream | None = None
         self.online = False
+        self.closed = False  # `close` was called: `run` does not connect again
         self.outgoing = Outgoing(secret=config.secret)  # the room messages we sent: the one owner of their ids
         self.ping_target = config.server_domain  # set by the adapter
         self.tls = tls_context(config)
@@ -308,9 +309,12 @@ class Component:
     # -- connection loop -------------------------------------------------
 
     async def run(self) -> None:
+        """Keep the stream up until cancelled, or until `close`."""
         backoff = Backoff(initial=1.0, maximum=60.0)
         while True:
             connected = await self._session()
+            if self.closed:  # a new stream now would join every room again, only to leave
+                return
             if connected:
                 backoff.reset()
             delay = backoff.next_delay()
@@ -398,6 +402,7 @@ class Component:
                            "tls: true)? If not, set component.tls: false")
 
     async def close(self) -> None:
+        self.closed = True
         stream = self.stream
         if stream is not None and self.online:
             self.flush()

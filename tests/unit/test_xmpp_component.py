@@ -225,3 +225,43 @@ async def test_with_tls_a_failed_handshake_never_falls_back_to_a_plain_stream():
         stream.abort()
         listener.close()
     assert firsts and set(firsts) == {b"\x16"}
+
+
+async def test_a_component_closed_at_shutdown_does_not_connect_again():
+    """Other networks may take seconds to close: in the meantime a new stream would join
+    every room again, only to leave at once."""
+    streams: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        streams.append(writer)
+        await reader.readuntil(b">")  # the stream header (after the XML declaration)
+        writer.write(b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
+                     b"xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='bridge.localhost'>")
+        await reader.readuntil(b"</handshake>")
+        writer.write(b"<handshake/>")
+        await reader.readuntil(b"</stream:stream>")  # the component leaves: so does the server
+        writer.write(b"</stream:stream>")
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    online = asyncio.Event()
+
+    async def on_online() -> None:
+        online.set()
+
+    component = Component(ComponentConfig("bridge.localhost", "secret", server="127.0.0.1", port=port,
+                                          tls=False), lambda *_: None, on_online, lambda: None)
+    run = asyncio.create_task(component.run())
+    try:
+        await asyncio.wait_for(online.wait(), 5)
+        await component.close()
+        await asyncio.sleep(2.5)  # past the first reconnect's delay (0.5-1 s)
+        assert len(streams) == 1
+        assert run.done()
+    finally:
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+        for writer in streams:
+            writer.close()
+        server.close()
