@@ -49,6 +49,9 @@ class Recent:
     def get(self, key: Hashable) -> str | None:
         return self._texts.get(key)
 
+    def pop(self, key: Hashable) -> str | None:
+        return self._texts.pop(key, None)
+
 
 def excerpt(text: str | None) -> str:
     if not text:

@@ -115,6 +115,7 @@ class IrcAdapter(Adapter):
         self.links: dict[str, str] = {}  # folded channel -> link name
         self.recent = Recent()
         self.last_lines = Recent()
+        self.redacting = Recent(64)  # (room, msgid) -> the notice to send if the relay's REDACT fails
         self._echoes: Echoes = collections.deque(maxlen=ECHOES)
         self.pacer = Pacer(self._show_correction)
         self.privates = IrcPrivates(self)
@@ -142,6 +143,7 @@ class IrcAdapter(Adapter):
         on("notopic", self._on_no_topic)
         on("tagmsg", self._on_tagmsg)
         on("redact", self._on_redact)
+        on("fail", self._on_fail)
         on("privmsg", self.privates.received)
         on("action", self.privates.received)
         on("chanoprivsneeded", self._on_refused)
@@ -347,10 +349,13 @@ class IrcAdapter(Adapter):
         said from it."""
         msgid = self._msgid(room, event.endpoint, event.target)
         client = own.link.client if own is not None else self.client
-        if msgid and "draft/message-redaction" in client.caps:
-            return [f"REDACT {room} {msgid}"]
         old = self.recent.get((str(event.endpoint), event.target))
         notice = Message(event.endpoint, event.sender, retraction_text(old), MessageKind.NOTICE)
+        if msgid and "draft/message-redaction" in client.caps:
+            if own is None:  # if the server refuses the relay's REDACT (its window passed; a line
+                # said from the sender's own connection too long ago to be known): `_on_fail`
+                self.redacting.put((self.roster.fold(room), msgid), (str(event.endpoint), notice))
+            return [f"REDACT {room} {msgid}"]
         return self._message_lines(room, notice, own)
 
     def _reaction_lines(self, room: str, event: Reaction, own: PlumbedUser | None = None) -> list[str]:
@@ -690,6 +695,20 @@ class IrcAdapter(Adapter):
             return
         self.emit(Retraction(endpoint, self._identity(event.source.nick, tags), event.arguments[0],
                              time=_time(tags)))
+
+    def _on_fail(self, event: IrcEvent) -> None:
+        """IRCv3 standard replies: `FAIL REDACT <code> <channel> <msgid> ...` (message-redaction)
+        refuses a retraction; the channel then gets the notice said where REDACT is missing."""
+        args = event.arguments
+        log.warning("irc_command_failed", network=self.network, command=event.target,
+                    code=args[0] if args else "")
+        if event.target != "REDACT" or len(args) < 3:
+            return
+        room, msgid = args[1], args[2]
+        refused = self.redacting.pop((self.roster.fold(room), msgid))
+        if refused is not None and self._endpoint(room) is not None:
+            origin, notice = refused
+            self.client.send(self._message_lines(room, notice), room, origin, None)
 
     def _on_join_failed(self, event: IrcEvent) -> None:
         endpoint = self._endpoint(event.arguments[0] if event.arguments else None)

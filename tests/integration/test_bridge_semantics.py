@@ -222,6 +222,19 @@ async def test_retractions_are_redact_both_ways_where_the_server_offers_it(scrip
     assert retract.child(NS_RETRACT, "retract").get("id") in (said_.stanza_id, said_.id)
 
 
+async def test_a_redact_the_server_refuses_becomes_the_notice_said_where_redact_is_missing(scripted):
+    alice, relay, _ = scripted
+    alice.say(ROOM, "too late")
+    mine = await alice.wait_for_message(ROOM, "too late", nick="alice")
+    await relay.expect(f"PRIVMSG {CHAN} :<alice> too late")
+    await asyncio.sleep(0.2)
+    alice.send(ROOM, *retraction(mine.stanza_id))
+    msgid = (await relay.expect("REDACT")).split()[2]
+    relay.send(f":irc.test FAIL REDACT REDACT_WINDOW_EXPIRED {CHAN} {msgid} 60 "
+               ":You can no longer edit this message")
+    assert await relay.expect("NOTICE") == f'NOTICE {CHAN} :<alice> (retracted "too late")'
+
+
 # 5. Replies
 
 NS_REPLY = "urn:xmpp:reply:0"
