@@ -161,8 +161,9 @@ class SilcAdapter(Adapter):
         channel = session = None
         while channel is None or session is None:
             if not self._started.is_set():
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._started.wait(), DELIVER_WAIT)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(DELIVER_WAIT):
+                        await self._started.wait()
             if self._client is not None:
                 channel = await self._client.wait_channel(room, DELIVER_WAIT)
                 session = self._client.session

@@ -126,8 +126,9 @@ class SilcClient:
         if key in self.joined:
             return self.joined[key]
         async with self._joins:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._joins.wait_for(lambda: key in self.joined), timeout)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._joins.wait_for(lambda: key in self.joined)
         return self.joined.get(key)
 
     @property
@@ -175,9 +176,8 @@ class SilcClient:
     async def _connect_once(self) -> None:
         cfg = self.config
         self.log.info("silc_connecting", host=cfg.host, port=cfg.port)
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(cfg.host, cfg.port), cfg.connect_timeout
-        )
+        async with asyncio.timeout(cfg.connect_timeout):
+            reader, writer = await asyncio.open_connection(cfg.host, cfg.port)
         if self._closing:  # closed while connecting
             writer.close()
             return
@@ -207,7 +207,8 @@ class SilcClient:
                 asyncio.create_task(self._watch(session)),
             ]
             session.start()
-            await asyncio.wait_for(asyncio.shield(session.registered), cfg.register_timeout)
+            async with asyncio.timeout(cfg.register_timeout):
+                await asyncio.shield(session.registered)
             self._got_in = True
             self.log.info(
                 "silc_connected", host=cfg.host, cipher=session.ske.negotiated.cipher if session.ske else None
@@ -227,8 +228,9 @@ class SilcClient:
             self.outbox.connection_lost()
             writes.flush()
             writer.close()
-            with contextlib.suppress(OSError, asyncio.TimeoutError):
-                await asyncio.wait_for(writer.wait_closed(), 2)
+            with contextlib.suppress(OSError, TimeoutError):
+                async with asyncio.timeout(2):
+                    await writer.wait_closed()
 
     async def _read(self, reader: asyncio.StreamReader, session: Session) -> None:
         loop = asyncio.get_running_loop()
@@ -314,8 +316,9 @@ class SilcClient:
         await self._after_register(session)
         last_beat = time.monotonic()
         while session.phase is Phase.CONNECTED:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), cfg.tick)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(cfg.tick):
+                    await self._wake.wait()
             self._wake.clear()
             now = time.monotonic()
             if now - last_beat >= cfg.heartbeat:

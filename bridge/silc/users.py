@@ -229,8 +229,9 @@ class SilcUsers(OwnClients[UserClient]):
 
     async def _closed(self, user: UserClient, message: str) -> None:
         if user.client is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(user.client.close(message), 5.0)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await user.client.close(message)
         if user.task is not None:
             user.task.cancel()
             await asyncio.gather(user.task, return_exceptions=True)

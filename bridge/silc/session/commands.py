@@ -55,7 +55,8 @@ class Commands:
         self._pending[ident] = PendingCommand(command, future)
         self._send(PacketType.COMMAND, CommandPayload(command, ident, Arguments.of(*args)).encode())
         try:
-            return await asyncio.wait_for(future, timeout or self.config.command_timeout)
+            async with asyncio.timeout(timeout or self.config.command_timeout):
+                return await future
         finally:
             self._pending.pop(ident, None)
 
