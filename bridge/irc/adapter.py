@@ -349,14 +349,17 @@ class IrcAdapter(Adapter):
         said from it."""
         msgid = self._msgid(room, event.endpoint, event.target)
         client = own.link.client if own is not None else self.client
-        old = self.recent.get((str(event.endpoint), event.target))
-        notice = Message(event.endpoint, event.sender, retraction_text(old), MessageKind.NOTICE)
         if msgid and "draft/message-redaction" in client.caps:
             if own is None:  # if the server refuses the relay's REDACT (its window passed; a line
                 # said from the sender's own connection too long ago to be known): `_on_fail`
-                self.redacting.put((self.roster.fold(room), msgid), (str(event.endpoint), notice))
+                self.redacting.put((self.roster.fold(room), msgid),
+                                   (str(event.endpoint), self._retraction_notice(event)))
             return [f"REDACT {room} {msgid}"]
-        return self._message_lines(room, notice, own)
+        return self._message_lines(room, self._retraction_notice(event), own)
+
+    def _retraction_notice(self, event: Retraction) -> Message:
+        old = self.recent.get((str(event.endpoint), event.target))
+        return Message(event.endpoint, event.sender, retraction_text(old), MessageKind.NOTICE)
 
     def _reaction_lines(self, room: str, event: Reaction, own: PlumbedUser | None = None) -> list[str]:
         """TAGMSG with +draft/react where client tags are carried (from `own`, the sender's
